@@ -1,0 +1,21 @@
+//! Confer's wire types: identifiers, roles, signalling messages and error codes.
+//!
+//! Signalling is JSON text frames over one WebSocket (`GET /ws`); every frame is an object
+//! with a `"type"` field. The full protocol is documented in `docs/protocol/signalling.md`.
+//!
+//! ```
+//! use confer_proto::{decode_client, ClientMessage};
+//! let msg = decode_client(r#"{"type":"ping"}"#).unwrap();
+//! assert!(matches!(msg, ClientMessage::Ping));
+//! ```
+
+mod error;
+mod ids;
+mod message;
+
+pub use error::{CloseCode, DecodeError, ErrorCode};
+pub use ids::{ChannelId, ChannelKind, IdError, ParticipantId, Role, SessionId, Side};
+pub use message::{
+    decode_client, encode_server, AgreementHash, ChannelMember, ChannelView, ClientMessage,
+    LeaveReason, RelayTarget, ServerMessage, SessionView, WaitingView, PROTOCOL_VERSION,
+};
