@@ -25,7 +25,8 @@ impl fmt::Display for IdError {
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 macro_rules! string_id {
@@ -172,7 +173,11 @@ impl Side {
 
     /// Side number 1..=26.
     pub fn new(n: u8) -> Result<Self, IdError> {
-        if (1..=26).contains(&n) { Ok(Side(n)) } else { Err(IdError::Malformed) }
+        if (1..=26).contains(&n) {
+            Ok(Side(n))
+        } else {
+            Err(IdError::Malformed)
+        }
     }
 
     /// The number of the side, 1 for A (as in confer/1 rosters).

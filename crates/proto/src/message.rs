@@ -17,7 +17,10 @@ impl AgreementHash {
     /// Accepts exactly 64 lowercase hex characters.
     pub fn new(s: impl Into<String>) -> Result<Self, ErrorCode> {
         let s = s.into();
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(s))
         } else {
             Err(ErrorCode::InvalidConsent)
@@ -395,15 +398,27 @@ mod tests {
     #[test]
     fn decodes_hello() {
         let m = decode_client(r#"{"type":"hello","version":1,"token":"abc"}"#).unwrap();
-        assert_eq!(m, ClientMessage::Hello { version: 1, token: "abc".into() });
+        assert_eq!(
+            m,
+            ClientMessage::Hello {
+                version: 1,
+                token: "abc".into()
+            }
+        );
     }
 
     #[test]
     fn classifies_errors() {
         assert_eq!(decode_client("{").unwrap_err().code, ErrorCode::BadJson);
         assert_eq!(decode_client("[1]").unwrap_err().code, ErrorCode::BadJson);
-        assert_eq!(decode_client(r#"{"a":1}"#).unwrap_err().code, ErrorCode::UnknownType);
-        assert_eq!(decode_client(r#"{"type":"nope"}"#).unwrap_err().code, ErrorCode::UnknownType);
+        assert_eq!(
+            decode_client(r#"{"a":1}"#).unwrap_err().code,
+            ErrorCode::UnknownType
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"nope"}"#).unwrap_err().code,
+            ErrorCode::UnknownType
+        );
         let e = decode_client(r#"{"type":"admit"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidMessage);
         assert!(e.detail.contains("participant_id"), "{}", e.detail);
@@ -415,17 +430,29 @@ mod tests {
 
     #[test]
     fn decode_error_never_echoes_the_token() {
-        let e = decode_client(r#"{"type":"hello","version":"x","token":"SECRET-TOKEN"}"#)
-            .unwrap_err();
+        let e =
+            decode_client(r#"{"type":"hello","version":"x","token":"SECRET-TOKEN"}"#).unwrap_err();
         assert!(!e.detail.contains("SECRET-TOKEN"));
     }
 
     #[test]
     fn relay_target_forms() {
         let m = decode_client(r#"{"type":"relay","to":{"channel":"joint"},"data":"x"}"#).unwrap();
-        assert!(matches!(m, ClientMessage::Relay { to: RelayTarget::Channel(_), .. }));
+        assert!(matches!(
+            m,
+            ClientMessage::Relay {
+                to: RelayTarget::Channel(_),
+                ..
+            }
+        ));
         let m = decode_client(r#"{"type":"relay","to":{"participant":"p1"},"data":"x"}"#).unwrap();
-        assert!(matches!(m, ClientMessage::Relay { to: RelayTarget::Participant(_), .. }));
+        assert!(matches!(
+            m,
+            ClientMessage::Relay {
+                to: RelayTarget::Participant(_),
+                ..
+            }
+        ));
         assert!(decode_client(r#"{"type":"relay","to":{"channel":"../x"},"data":"x"}"#).is_err());
     }
 
