@@ -1,1 +1,183 @@
+//! Confer's signalling server: axum serves HTTP and the signalling WebSocket on one port; each
+//! session runs in its own task around the sans-IO [`confer_room::Room`]; an audit writer
+//! thread appends content-free events to SQLite; Prometheus metrics listen on a second port.
+//!
+//! This crate never depends on `confer-e2ee`: the server holds no code that could hold a key.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), confer_server::StartError> {
+//! let config = confer_server::Config::dev("./.confer-dev".into());
+//! let server = confer_server::Server::start(config).await?;
+//! println!("listening on {}", server.addr());
+//! # Ok(()) }
+//! ```
 
+pub mod audit;
+pub mod config;
+mod http;
+pub mod metrics;
+mod session;
+mod state;
+pub mod token;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{Config, ConfigError};
+use confer_proto::{Role, SessionId, Side};
+pub use state::AppState;
+
+/// Why the server could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}; pass --data-dir with a writable directory")]
+    DataDir {
+        /// Which.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The signing key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] token::KeyError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}; is another Confer running? Pick another address with --listen (or `listen`/`metrics_listen` in the config)")]
+    Bind {
+        /// Which address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Opens the data directory, key and audit log, applies retention, binds both ports and
+    /// starts serving.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let tokens = token::Tokens::load_or_create(&config.signing_key_path())?;
+        let audit = audit::AuditLog::start(&config.audit_path())?;
+        let retention = config.audit_retention_days;
+        let purge_log = audit.clone();
+        let purged = tokio::task::spawn_blocking(move || purge_log.purge(retention))
+            .await
+            .unwrap_or(Err(audit::AuditError::WriterGone))?;
+        if purged > 0 {
+            tracing::info!(rows = purged, "audit retention applied");
+        }
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.metrics_listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: config.metrics_listen, source })?;
+
+        let state = Arc::new(AppState::new(config, tokens, audit));
+        let app = http::router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        let metrics_app = http::metrics_router(metrics::handle());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+        tokio::spawn(retention_daily(state.clone()));
+        tracing::info!(%addr, %metrics_addr, "confer listening");
+        Ok(Self { addr, metrics_addr, state })
+    }
+
+    /// The HTTP/WebSocket address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The metrics address actually bound.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// Mints an invite token (what `confer token create` does).
+    pub fn invite(&self, session: &SessionId, role: Role, side: Option<Side>, ttl_secs: u64) -> String {
+        self.state.tokens.invite(session, role, side, ttl_secs).0
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.state.sessions.len()
+    }
+
+    /// Waits until every queued audit event is on disk.
+    pub async fn flush_audit(&self) -> Result<(), audit::AuditError> {
+        let log = self.state.audit.clone();
+        tokio::task::spawn_blocking(move || log.flush()).await.unwrap_or(Err(audit::AuditError::WriterGone))
+    }
+
+    /// Starts draining: readiness turns false, new arrivals are refused with `server_draining`,
+    /// everyone connected is told; sessions go on until their mediators end them.
+    pub fn begin_drain(&self) {
+        if self.state.draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(sessions = self.session_count(), "draining");
+        for s in &self.state.sessions {
+            let _ = s.tx.try_send(session::SessionCmd::Drain);
+        }
+    }
+
+    /// Resolves once no session is left.
+    pub async fn drained(&self) {
+        loop {
+            let changed = self.state.sessions_changed.notified();
+            if self.state.sessions.is_empty() {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+async fn retention_daily(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(Duration::from_secs(24 * 3600));
+    every.tick().await; // the first tick is immediate; start-up already purged
+    loop {
+        every.tick().await;
+        let log = state.audit.clone();
+        let days = state.config.audit_retention_days;
+        match tokio::task::spawn_blocking(move || log.purge(days)).await {
+            Ok(Ok(n)) => tracing::info!(rows = n, "audit retention applied"),
+            _ => tracing::error!("audit retention failed"),
+        }
+    }
+}

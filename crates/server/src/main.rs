@@ -1,1 +1,263 @@
-fn main() {}
+//! `confer`: the Confer server and its operator commands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use confer_proto::{Role, SessionId, Side};
+use confer_server::{audit, token, Config, Server};
+
+/// Confer: end-to-end encrypted video mediation. This binary is the signalling server.
+#[derive(Debug, Parser)]
+#[command(name = "confer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        source: Source,
+        /// Listen address for HTTP and the WebSocket (overrides the config).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Listen address for Prometheus metrics (overrides the config).
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// Mint tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+    /// Inspect and maintain the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Print one single-use invite token (a JWT) on stdout.
+    Create {
+        #[command(flatten)]
+        source: Source,
+        /// The session id (1-64 characters of A-Z a-z 0-9 _ -). A mediator's first hello creates it.
+        #[arg(long)]
+        session: String,
+        /// mediator, co_mediator, party, counsel or observer.
+        #[arg(long)]
+        role: Role,
+        /// The side (A, B, ...) for party and counsel.
+        #[arg(long)]
+        side: Option<Side>,
+        /// Lifetime in seconds (default: the config's invite_ttl_secs).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain; exits non-zero and names the row when a row was altered or removed.
+    Verify {
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Print one session's events as JSON.
+    Export {
+        #[command(flatten)]
+        source: Source,
+        /// The session id.
+        #[arg(long)]
+        session: String,
+    },
+    /// Delete events older than audit_retention_days now.
+    Purge {
+        #[command(flatten)]
+        source: Source,
+    },
+}
+
+/// Where the configuration comes from: `--dev` (embedded defaults) or `--config FILE`.
+#[derive(Debug, Args)]
+struct Source {
+    /// Development mode: everything on localhost, no external services, data in --data-dir.
+    #[arg(long, conflicts_with = "config")]
+    dev: bool,
+    /// A TOML config file (see deploy/confer.sample.toml); CONFER_* variables override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The data directory (signing key, audit log); default ./.confer-dev with --dev.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl Source {
+    fn load(&self) -> anyhow::Result<Config> {
+        let config = match (&self.config, self.dev) {
+            (Some(path), false) => Config::from_file(path)?,
+            (None, true) => Config::dev(PathBuf::from(".confer-dev")),
+            (None, false) => bail!("say where the configuration comes from: --dev for a local development server, or --config FILE"),
+            (Some(_), true) => bail!("--dev and --config cannot be used together"),
+        };
+        let mut config = config.with_env(std::env::vars())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("confer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Serve { source, listen, metrics_listen } => {
+            let mut config = source.load()?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(l) = metrics_listen {
+                config.metrics_listen = l;
+            }
+            init_logging(&config.log_level);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(serve(config, source.dev))
+        }
+        Cmd::Token { command: TokenCmd::Create { source, session, role, side, ttl } } => {
+            let config = source.load()?;
+            let session = SessionId::new(session)
+                .context("the session id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")?;
+            if role.needs_side() && side.is_none() {
+                bail!("a {} needs --side (A, B, ...)", role.as_str());
+            }
+            if !role.needs_side() && side.is_some() {
+                bail!("a {} has no side; drop --side", role.as_str());
+            }
+            let tokens = token::Tokens::load_or_create(&config.signing_key_path())?;
+            let ttl = ttl.unwrap_or(config.invite_ttl_secs);
+            println!("{}", tokens.invite(&session, role, side, ttl).0);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit { command } => audit_cmd(command),
+    }
+}
+
+fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
+    let (source, what) = match &command {
+        AuditCmd::Verify { source } => (source, 0),
+        AuditCmd::Export { source, .. } => (source, 1),
+        AuditCmd::Purge { source } => (source, 2),
+    };
+    let config = source.load()?;
+    let path = config.audit_path();
+    if !path.exists() {
+        bail!("no audit log at {}; check --data-dir or the config's data_dir", path.display());
+    }
+    let mut conn = audit::open(&path)?;
+    match (command, what) {
+        (AuditCmd::Export { session, .. }, _) => {
+            let rows = audit::export(&conn, &session)?;
+            let out = serde_json::json!({ "session": session, "events": rows });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, 0) => match audit::verify(&conn)? {
+            Ok(n) => {
+                println!("audit log intact: {n} rows verified");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(broken) => {
+                eprintln!("confer: {broken}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        _ => {
+            let n = audit::purge(&mut conn, config.audit_retention_days, token::unix_now())?;
+            println!("purged {n} audit rows older than {} days", config.audit_retention_days);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
+    let data_dir = config.data_dir.clone();
+    let invite_ttl = config.invite_ttl_secs;
+    let server = Server::start(config).await?;
+    let addr = server.addr();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Confer is running{}.", if dev { " (development mode: no external services)" } else { "" })?;
+    writeln!(out)?;
+    writeln!(out, "  Web:        http://{addr}/")?;
+    writeln!(out, "  Signalling: ws://{addr}/ws")?;
+    writeln!(out, "  Health:     http://{addr}/healthz")?;
+    writeln!(out, "  Metrics:    http://{}/metrics", server.metrics_addr())?;
+    writeln!(out, "  Data:       {}", data_dir.display())?;
+    if dev {
+        let session = SessionId::new(format!("demo-{}", &token::random_id()[..8]))?;
+        let token = server.invite(&session, Role::Mediator, None, invite_ttl);
+        let dd = data_dir.display();
+        writeln!(out)?;
+        writeln!(out, "A new session is ready: {}. The mediator's single-use invite token:", session.as_str())?;
+        writeln!(out, "  {token}")?;
+        writeln!(out)?;
+        writeln!(out, "Invite the parties (in another terminal):")?;
+        for (role, side) in [("party", " --side A"), ("party", " --side B"), ("counsel", " --side A")] {
+            writeln!(
+                out,
+                "  target/debug/confer token create --dev --data-dir {dd} --session {} --role {role}{side}",
+                session.as_str()
+            )?;
+        }
+        writeln!(out)?;
+        writeln!(out, "Each client connects to ws://{addr}/ws and sends {{\"type\":\"hello\",\"version\":1,\"token\":\"…\"}} first.")?;
+    }
+    writeln!(out, "Press Ctrl-C to stop (once to drain, twice to exit).")?;
+    drop(out);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let signal = async {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    };
+    signal.await;
+    server.begin_drain();
+    if server.session_count() == 0 {
+        server.flush_audit().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("confer: draining {} session(s); signal again to exit now", server.session_count());
+    let timeout = std::time::Duration::from_secs(server.config().drain_timeout_secs);
+    tokio::select! {
+        () = server.drained() => {},
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+        () = tokio::time::sleep(timeout) => {},
+    }
+    server.flush_audit().await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,198 @@
+//! The server's configuration: one typed struct, strict TOML, `CONFER_*` environment
+//! overrides, secrets from files. Every key, its default and its meaning is listed in
+//! `deploy/confer.sample.toml`; a test keeps the two in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the server can be told. Units are in the names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Config {
+    /// HTTP and WebSocket listen address.
+    pub listen: SocketAddr,
+    /// Prometheus metrics listen address; keep it on localhost or a private network.
+    pub metrics_listen: SocketAddr,
+    /// Where the signing key and the audit log live.
+    pub data_dir: PathBuf,
+    /// The base URL people use to reach this server (printed in links).
+    pub public_url: String,
+    /// File holding the token signing secret (hex, 32 bytes or more). Empty: `DATA_DIR/signing.key`,
+    /// created on first start.
+    pub signing_key_file: PathBuf,
+    /// Largest signalling frame accepted, in bytes; larger ones get `frame_too_large`.
+    pub max_frame_bytes: usize,
+    /// Sustained signalling messages per second per connection.
+    pub rate_limit_msgs_per_sec: u32,
+    /// Burst allowance above the sustained rate, in messages.
+    pub rate_limit_burst: u32,
+    /// Rate-limited messages after which the connection is closed (4429).
+    pub rate_limit_strikes: u32,
+    /// Protocol errors after which the connection is closed (4400).
+    pub max_errors_per_connection: u32,
+    /// Seconds a new connection has to complete `hello`.
+    pub hello_timeout_secs: u64,
+    /// Seconds a dropped participant may take to resume.
+    pub resume_grace_secs: u64,
+    /// Lifetime of resume tokens, in seconds.
+    pub resume_token_ttl_secs: u64,
+    /// Default lifetime of invite tokens, in seconds.
+    pub invite_ttl_secs: u64,
+    /// Longest lifetime an invite token may be given, in seconds.
+    pub invite_max_ttl_secs: u64,
+    /// Audit events older than this are deleted, at start-up and daily.
+    pub audit_retention_days: u32,
+    /// After SIGTERM, seconds to wait for sessions to end before exiting anyway.
+    pub drain_timeout_secs: u64,
+    /// Log filter (`info`, `debug`, or a tracing directive list). Info never logs personal data.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7880)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 7881)),
+            data_dir: PathBuf::from("/var/lib/confer"),
+            public_url: "http://127.0.0.1:7880".to_owned(),
+            signing_key_file: PathBuf::new(),
+            max_frame_bytes: 64 * 1024,
+            rate_limit_msgs_per_sec: 50,
+            rate_limit_burst: 200,
+            rate_limit_strikes: 20,
+            max_errors_per_connection: 20,
+            hello_timeout_secs: 10,
+            resume_grace_secs: 30,
+            resume_token_ttl_secs: 24 * 3600,
+            invite_ttl_secs: 24 * 3600,
+            invite_max_ttl_secs: 7 * 24 * 3600,
+            audit_retention_days: 365,
+            drain_timeout_secs: 3600,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid, has an unknown key, or a value of the wrong type.
+    #[error("invalid config {origin}: {message}")]
+    Invalid {
+        /// The file or environment variable.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// The embedded default for `--dev`: everything on localhost, data in `data_dir`.
+    pub fn dev(data_dir: PathBuf) -> Self {
+        Self { data_dir, ..Self::default() }
+    }
+
+    /// Parses strict TOML (unknown keys are errors) on top of the defaults.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text)
+            .map_err(|e| ConfigError::Invalid { origin: origin.to_owned(), message: e.to_string() })
+    }
+
+    /// Reads a config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Applies `CONFER_<KEY>` overrides (e.g. `CONFER_LISTEN=0.0.0.0:7880`) from `vars`.
+    /// Unknown `CONFER_*` variables are errors, like unknown keys in the file.
+    pub fn with_env(
+        self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let toml::Value::Table(mut table) = toml::Value::try_from(&self).map_err(|e| {
+            ConfigError::Invalid { origin: "defaults".into(), message: e.to_string() }
+        })?
+        else {
+            return Err(ConfigError::Invalid { origin: "defaults".into(), message: "not a table".into() });
+        };
+        let mut touched = false;
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("CONFER_") else { continue };
+            let key = key.to_ascii_lowercase();
+            let Some(current) = table.get(&key) else {
+                return Err(ConfigError::Invalid {
+                    origin: name.clone(),
+                    message: format!("no config key {key:?}; see deploy/confer.sample.toml"),
+                });
+            };
+            // Keep the type of the key: numbers stay numbers, strings stay strings.
+            let parsed = match current {
+                toml::Value::Integer(_) => value.parse::<i64>().map(toml::Value::Integer).map_err(|_| {
+                    ConfigError::Invalid { origin: name.clone(), message: "expected a whole number".into() }
+                })?,
+                _ => toml::Value::String(value),
+            };
+            table.insert(key, parsed);
+            touched = true;
+        }
+        if !touched {
+            return Ok(self);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid { origin: "environment".into(), message: e.to_string() })
+    }
+
+    /// The signing key file, defaulting to `DATA_DIR/signing.key`.
+    pub fn signing_key_path(&self) -> PathBuf {
+        if self.signing_key_file.as_os_str().is_empty() {
+            self.data_dir.join("signing.key")
+        } else {
+            self.signing_key_file.clone()
+        }
+    }
+
+    /// The audit database.
+    pub fn audit_path(&self) -> PathBuf {
+        self.data_dir.join("audit.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Config::from_toml("listne = \"127.0.0.1:1\"", "t").unwrap_err();
+        assert!(e.to_string().contains("listne"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_keep_types() {
+        let c = Config::default()
+            .with_env([
+                ("CONFER_RESUME_GRACE_SECS".to_string(), "5".to_string()),
+                ("CONFER_LISTEN".to_string(), "127.0.0.1:9999".to_string()),
+                ("PATH".to_string(), "/bin".to_string()),
+            ])
+            .unwrap();
+        assert_eq!(c.resume_grace_secs, 5);
+        assert_eq!(c.listen.port(), 9999);
+        assert!(Config::default().with_env([("CONFER_NOPE".into(), "1".into())]).is_err());
+        assert!(Config::default().with_env([("CONFER_HELLO_TIMEOUT_SECS".into(), "x".into())]).is_err());
+    }
+}

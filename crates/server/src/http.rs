@@ -1,0 +1,50 @@
+//! HTTP routes: the landing page, health, readiness, the WebSocket, and metrics.
+
+use std::sync::Arc;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::state::AppState;
+
+// The WebSocket layer refuses frames over this many times the configured limit outright
+// (close 1009); between the limit and this, the server answers `frame_too_large` and keeps
+// the connection, so a client learns what went wrong.
+const HARD_LIMIT_FACTOR: usize = 4;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/ws", get(ws))
+        .with_state(state)
+}
+
+pub(crate) fn metrics_router(handle: PrometheusHandle) -> Router {
+    Router::new().route("/metrics", get(move || async move { handle.render() }))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
+    }
+}
+
+async fn ws(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+    let hard = state.config.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR).max(1024);
+    upgrade
+        .max_message_size(hard)
+        .max_frame_size(hard)
+        .on_upgrade(move |socket| crate::ws::serve(socket, state))
+}
+
+async fn landing() -> Html<&'static str> {
+    Html(include_str!("landing.html"))
+}

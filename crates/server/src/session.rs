@@ -1,0 +1,252 @@
+//! The room task: one tokio task per session, a thin loop around [`confer_room::Room`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use confer_proto::{encode_server, ErrorCode, ParticipantId, Role, ServerMessage, SessionId, Side};
+use confer_room::{AuditEvent, Command, Input, Output, Room, RoomConfig, RoutingTable};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::audit::NewEvent;
+use crate::metrics as m;
+use crate::state::AppState;
+use crate::token::unix_now;
+
+/// What a connection's writer sends on the socket.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Text(Utf8Bytes),
+    Close(u16, &'static str),
+}
+
+/// A connection as the room task sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Conn {
+    pub(crate) id: u64,
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    /// Ends the connection even when its queue is full.
+    pub(crate) shutdown: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Conn {
+    /// Sends without waiting; a connection whose queue is full is too slow and is dropped.
+    pub(crate) fn send(&self, o: Outbound) -> bool {
+        self.tx.try_send(o).is_ok()
+    }
+
+    pub(crate) fn send_msg(&self, msg: &ServerMessage) -> bool {
+        self.send(Outbound::Text(encode_server(msg).into()))
+    }
+}
+
+/// Requests to a room task.
+#[derive(Debug)]
+pub(crate) enum SessionCmd {
+    Join {
+        pid: ParticipantId,
+        role: Role,
+        side: Option<Side>,
+        resume_jti: String,
+        resume_token: String,
+        conn: Conn,
+        reply: oneshot::Sender<Result<(), ErrorCode>>,
+    },
+    Resume {
+        pid: ParticipantId,
+        presented_jti: String,
+        resume_jti: String,
+        resume_token: String,
+        conn: Conn,
+        reply: oneshot::Sender<Result<(), ErrorCode>>,
+    },
+    Command {
+        pid: ParticipantId,
+        conn_id: u64,
+        command: Command,
+        in_reply_to: &'static str,
+        relay_bytes: usize,
+    },
+    Disconnected {
+        pid: ParticipantId,
+        conn_id: u64,
+    },
+    Drain,
+}
+
+/// A handle to a running room task.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionHandle {
+    pub(crate) tx: mpsc::Sender<SessionCmd>,
+    pub(crate) generation: u64,
+}
+
+struct Member {
+    conn: Option<Conn>,
+    resume_jti: String,
+}
+
+pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -> SessionHandle {
+    let (tx, rx) = mpsc::channel(1024);
+    let config = RoomConfig::default().resume_grace(Duration::from_secs(state.config.resume_grace_secs));
+    let room = Room::new(session.clone(), config, Instant::now().into_std());
+    let task = RoomTask { state, session, generation, room, members: HashMap::new() };
+    tokio::spawn(task.run(rx));
+    SessionHandle { tx, generation }
+}
+
+struct RoomTask {
+    state: Arc<AppState>,
+    session: SessionId,
+    generation: u64,
+    room: Room,
+    members: HashMap<ParticipantId, Member>,
+}
+
+impl RoomTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
+        m::session_opened();
+        tracing::info!(session = %self.state.loggable(self.session.as_str()), "session created");
+        loop {
+            let wake = self.apply_outputs();
+            if self.room.is_ended() {
+                break;
+            }
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    // Every sender is gone: the registry dropped us.
+                    None => break,
+                },
+                () = tokio::time::sleep_until(Instant::from_std(wake)) => {
+                    let now = Instant::now().into_std();
+                    let _ = self.room.handle_input(Input::Timeout { now });
+                }
+            }
+        }
+        self.state.sessions.remove_if(&self.session, |_, h| h.generation == self.generation);
+        self.state.sessions_changed.notify_waiters();
+        m::session_closed();
+        tracing::info!(session = %self.state.loggable(self.session.as_str()), "session ended");
+    }
+
+    fn handle(&mut self, cmd: SessionCmd) {
+        let now = Instant::now().into_std();
+        match cmd {
+            SessionCmd::Join { pid, role, side, resume_jti, resume_token, conn, reply } => {
+                // Register first: the welcome is the room's first output for this participant.
+                self.members.insert(pid.clone(), Member { conn: Some(conn), resume_jti });
+                let r = self.room.handle_input(Input::Join { participant: pid.clone(), role, side, resume_token, now });
+                if r.is_err() {
+                    self.members.remove(&pid);
+                }
+                let _ = reply.send(r.map_err(|e| e.code()));
+            }
+            SessionCmd::Resume { pid, presented_jti, resume_jti, resume_token, conn, reply } => {
+                let Some(member) = self.members.get_mut(&pid).filter(|_| self.room.contains(&pid)) else {
+                    let _ = reply.send(Err(ErrorCode::Unauthorized));
+                    return;
+                };
+                // Only the newest resume token works; an older one was superseded.
+                if member.resume_jti != presented_jti {
+                    let _ = reply.send(Err(ErrorCode::Unauthorized));
+                    return;
+                }
+                if let Some(old) = member.conn.replace(conn) {
+                    let c = confer_proto::CloseCode::Replaced;
+                    old.send(Outbound::Close(c.code(), c.reason()));
+                }
+                member.resume_jti = resume_jti;
+                let r = self.room.handle_input(Input::Resume { participant: pid, resume_token, now });
+                let _ = reply.send(r.map_err(|e| e.code()));
+            }
+            SessionCmd::Command { pid, conn_id, command, in_reply_to, relay_bytes } => {
+                if !self.is_current(&pid, conn_id) {
+                    return;
+                }
+                let is_relay = matches!(command, Command::Relay(..));
+                match self.room.handle_input(Input::Command { from: pid.clone(), command, now }) {
+                    Ok(()) if is_relay => m::relayed(relay_bytes),
+                    Ok(()) => {}
+                    Err(e) => {
+                        m::error(e.code());
+                        if let Some(conn) = self.members.get(&pid).and_then(|x| x.conn.as_ref()) {
+                            conn.send_msg(&ServerMessage::error(e.code(), Some(in_reply_to)));
+                        }
+                    }
+                }
+            }
+            SessionCmd::Disconnected { pid, conn_id } => {
+                if !self.is_current(&pid, conn_id) {
+                    return;
+                }
+                if let Some(member) = self.members.get_mut(&pid) {
+                    member.conn = None;
+                }
+                let _ = self.room.handle_input(Input::Disconnected { participant: pid, now });
+            }
+            SessionCmd::Drain => {
+                let msg = ServerMessage::Draining;
+                for conn in self.members.values().filter_map(|x| x.conn.as_ref()) {
+                    conn.send_msg(&msg);
+                }
+            }
+        }
+    }
+
+    fn is_current(&self, pid: &ParticipantId, conn_id: u64) -> bool {
+        self.members.get(pid).and_then(|x| x.conn.as_ref()).is_some_and(|c| c.id == conn_id)
+    }
+
+    // Applies everything the room asked for; returns when to wake it next.
+    fn apply_outputs(&mut self) -> std::time::Instant {
+        loop {
+            match self.room.poll_output() {
+                Output::Timeout(at) => return at,
+                Output::Deliver { to, message } => {
+                    // Serialize once, share the bytes with every recipient.
+                    let text: Utf8Bytes = encode_server(&message).into();
+                    for pid in to {
+                        let Some(member) = self.members.get_mut(&pid) else { continue };
+                        let Some(conn) = member.conn.as_ref() else { continue };
+                        if !conn.send(Outbound::Text(text.clone())) {
+                            // Too slow to keep up: drop the connection; it may resume.
+                            tracing::info!("dropping a connection whose send queue is full");
+                            conn.shutdown.notify_one();
+                            member.conn = None;
+                            m::error(ErrorCode::RateLimited);
+                        }
+                    }
+                }
+                Output::Close { participant, code } => {
+                    if let Some(conn) = self.members.remove(&participant).and_then(|x| x.conn) {
+                        conn.send(Outbound::Close(code.code(), code.reason()));
+                    }
+                }
+                Output::Audit(event) => self.audit(event),
+                Output::Routing(table) => self.routing(&table),
+                Output::Ended => {}
+                _ => {}
+            }
+        }
+    }
+
+    fn audit(&self, e: AuditEvent) {
+        self.state.audit.record(NewEvent {
+            at: unix_now(),
+            session: self.session.as_str().to_owned(),
+            event: e.kind.name().to_owned(),
+            participant: e.participant.map(|p| p.as_str().to_owned()),
+            role: e.role.map(|r| r.as_str().to_owned()),
+            detail: e.kind.detail().map(str::to_owned),
+        });
+    }
+
+    fn routing(&mut self, table: &RoutingTable) {
+        // The SFU (a later issue) subscribes here; for now members who left are forgotten.
+        self.members.retain(|pid, _| self.room.contains(pid));
+        tracing::debug!(channels = table.len(), "routing changed");
+    }
+}

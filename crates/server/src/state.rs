@@ -1,0 +1,59 @@
+//! State shared by every connection and room task of one server.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use confer_proto::SessionId;
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::session::SessionHandle;
+use crate::token::Tokens;
+
+/// Everything a connection or room task needs.
+#[derive(Debug)]
+pub struct AppState {
+    pub(crate) config: Config,
+    pub(crate) tokens: Tokens,
+    pub(crate) audit: AuditLog,
+    pub(crate) sessions: DashMap<SessionId, SessionHandle>,
+    pub(crate) next_generation: AtomicU64,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) draining: AtomicBool,
+    /// Woken whenever a session ends, for the drain.
+    pub(crate) sessions_changed: Notify,
+    /// Per-process salt for log pseudonyms, so log lines cannot be joined to ids offline.
+    log_salt: [u8; 16],
+}
+
+impl AppState {
+    pub(crate) fn new(config: Config, tokens: Tokens, audit: AuditLog) -> Self {
+        let mut log_salt = [0u8; 16];
+        getrandom::fill(&mut log_salt).expect("the operating system's random number generator failed");
+        Self {
+            config,
+            tokens,
+            audit,
+            sessions: DashMap::new(),
+            next_generation: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            sessions_changed: Notify::new(),
+            log_salt,
+        }
+    }
+
+    /// A short salted pseudonym of an id, for logs.
+    pub(crate) fn loggable(&self, id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.log_salt);
+        h.update(id.as_bytes());
+        hex::encode(&h.finalize()[..6])
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}

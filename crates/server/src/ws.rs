@@ -1,0 +1,379 @@
+//! One WebSocket connection: hello and authentication, size and rate limits, decoding, and
+//! hand-off of commands to the session's room task.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use confer_proto::{
+    decode_client, ClientMessage, CloseCode, ErrorCode, ParticipantId, Role, ServerMessage,
+    PROTOCOL_VERSION,
+};
+use confer_room::Command;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::Instant;
+
+use crate::metrics as m;
+use crate::session::{self, Conn, Outbound, SessionCmd, SessionHandle};
+use crate::state::AppState;
+use crate::token::{random_id, unix_now, Claims, TokenError, TokenKind};
+
+const OUTBOUND_QUEUE: usize = 1024;
+
+struct Joined {
+    handle: SessionHandle,
+    pid: ParticipantId,
+    claims: Claims,
+}
+
+struct Connection {
+    state: Arc<AppState>,
+    conn: Conn,
+    joined: Option<Joined>,
+    errors: u32,
+    bucket: TokenBucket,
+    strikes: u32,
+}
+
+enum Flow {
+    Continue,
+    Close(CloseCode),
+    Stop,
+}
+
+/// Serves one upgraded socket until it closes.
+pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
+    m::connection_opened();
+    tracing::info!("connection opened");
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let shutdown = Arc::new(Notify::new());
+    let writer_shutdown = shutdown.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(o) = rx.recv().await {
+            match o {
+                Outbound::Text(t) => {
+                    if sink.send(Message::Text(t)).await.is_err() {
+                        break;
+                    }
+                }
+                Outbound::Close(code, reason) => {
+                    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            }
+        }
+        // The socket is done for writing (closed, failed, or dropped by the room for being
+        // too slow): stop reading too.
+        writer_shutdown.notify_one();
+    });
+
+    let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let config = &state.config;
+    let bucket = TokenBucket::new(config.rate_limit_msgs_per_sec, config.rate_limit_burst);
+    let hello_deadline = Instant::now() + Duration::from_secs(config.hello_timeout_secs);
+    let mut c = Connection {
+        conn: Conn { id, tx, shutdown: shutdown.clone() },
+        state: state.clone(),
+        joined: None,
+        errors: 0,
+        bucket,
+        strikes: 0,
+    };
+
+    loop {
+        let next = tokio::select! {
+            m = stream.next() => m,
+            () = shutdown.notified() => break,
+            () = tokio::time::sleep_until(hello_deadline), if c.joined.is_none() => {
+                c.close(CloseCode::HelloTimeout);
+                break;
+            }
+        };
+        let flow = match next {
+            Some(Ok(msg)) => c.on_message(msg).await,
+            // The peer went away or sent garbage at the WebSocket layer (e.g. a frame over
+            // the hard limit): nothing more can be read.
+            Some(Err(_)) | None => Flow::Stop,
+        };
+        match flow {
+            Flow::Continue => {}
+            Flow::Close(code) => {
+                c.close(code);
+                break;
+            }
+            Flow::Stop => break,
+        }
+    }
+
+    if let Some(j) = c.joined.take() {
+        let _ = j.handle.tx.send(SessionCmd::Disconnected { pid: j.pid, conn_id: id }).await;
+    }
+    drop(c);
+    // Let the writer flush a close frame; it ends when every sender is gone.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    m::connection_closed();
+    tracing::info!("connection closed");
+}
+
+impl Connection {
+    fn send(&self, msg: &ServerMessage) {
+        self.conn.send_msg(msg);
+    }
+
+    fn close(&self, code: CloseCode) {
+        self.conn.send(Outbound::Close(code.code(), code.reason()));
+    }
+
+    /// Sends an error frame; after too many errors the connection is closed.
+    fn error(&mut self, code: ErrorCode, detail: Option<&str>, in_reply_to: Option<&str>) -> Flow {
+        m::error(code);
+        let message = match detail {
+            Some(d) => format!("{} ({d})", code.message()),
+            None => code.message().to_owned(),
+        };
+        self.send(&ServerMessage::Error { code, message, in_reply_to: in_reply_to.map(str::to_owned) });
+        self.errors += 1;
+        if self.errors >= self.state.config.max_errors_per_connection {
+            return Flow::Close(CloseCode::ProtocolAbuse);
+        }
+        Flow::Continue
+    }
+
+    async fn on_message(&mut self, msg: Message) -> Flow {
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(_) => return self.error(ErrorCode::BinaryNotSupported, None, None),
+            Message::Ping(_) | Message::Pong(_) => return Flow::Continue,
+            Message::Close(_) => return Flow::Stop,
+        };
+        if !self.bucket.take(Instant::now()) {
+            self.strikes += 1;
+            m::error(ErrorCode::RateLimited);
+            self.send(&ServerMessage::error(ErrorCode::RateLimited, None));
+            if self.strikes >= self.state.config.rate_limit_strikes {
+                return Flow::Close(CloseCode::RateLimited);
+            }
+            return Flow::Continue;
+        }
+        if text.len() > self.state.config.max_frame_bytes {
+            return self.error(ErrorCode::FrameTooLarge, None, None);
+        }
+        let msg = match decode_client(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                let detail = (e.code == ErrorCode::InvalidMessage).then_some(e.detail.as_str());
+                return self.error(e.code, detail, None);
+            }
+        };
+        match &self.joined {
+            None => self.before_hello(msg).await,
+            Some(_) => self.after_hello(msg).await,
+        }
+    }
+
+    async fn before_hello(&mut self, msg: ClientMessage) -> Flow {
+        let ClientMessage::Hello { version, token } = msg else {
+            return self.error(ErrorCode::HelloRequired, None, Some(msg.type_name()));
+        };
+        if version != PROTOCOL_VERSION {
+            return self.error(ErrorCode::UnsupportedVersion, None, Some("hello"));
+        }
+        let claims = match self.state.tokens.verify(&token) {
+            Ok(c) => c,
+            Err(e) => return self.unauthorized(e),
+        };
+        match claims.kind {
+            TokenKind::Invite => self.join(claims).await,
+            TokenKind::Resume => self.resume(claims).await,
+        }
+    }
+
+    fn unauthorized(&mut self, reason: TokenError) -> Flow {
+        tracing::info!(reason = %reason, "token refused");
+        m::error(ErrorCode::Unauthorized);
+        self.send(&ServerMessage::error(ErrorCode::Unauthorized, Some("hello")));
+        Flow::Close(CloseCode::Unauthorized)
+    }
+
+    fn mint_resume(&self, claims: &Claims, pid: &ParticipantId) -> (String, String) {
+        let resume = Claims {
+            session: claims.session.clone(),
+            role: claims.role,
+            side: claims.side,
+            exp: unix_now() + self.state.config.resume_token_ttl_secs,
+            jti: random_id(),
+            kind: TokenKind::Resume,
+            pid: Some(pid.clone()),
+        };
+        (self.state.tokens.mint(&resume), resume.jti)
+    }
+
+    async fn join(&mut self, claims: Claims) -> Flow {
+        let state = self.state.clone();
+        if let Err(e) = state.tokens.reserve(&claims) {
+            return self.unauthorized(e);
+        }
+        let result = self.try_join(&claims).await;
+        match result {
+            Ok(joined) => {
+                tracing::info!(session = %state.loggable(claims.session.as_str()), role = claims.role.as_str(), "participant joined");
+                self.joined = Some(joined);
+                Flow::Continue
+            }
+            Err(code) => {
+                // The holder can try again (the session may start, or unlock).
+                state.tokens.release(&claims);
+                if code == ErrorCode::Unauthorized {
+                    self.send(&ServerMessage::error(code, Some("hello")));
+                    return Flow::Close(CloseCode::Unauthorized);
+                }
+                self.error(code, None, Some("hello"))
+            }
+        }
+    }
+
+    async fn try_join(&mut self, claims: &Claims) -> Result<Joined, ErrorCode> {
+        let state = &self.state;
+        if state.is_draining() {
+            return Err(ErrorCode::ServerDraining);
+        }
+        let handle = match state.sessions.get(&claims.session) {
+            Some(h) => h.clone(),
+            // A mediator's hello creates its session; nobody else's does.
+            None if claims.role == Role::Mediator => state
+                .sessions
+                .entry(claims.session.clone())
+                .or_insert_with(|| {
+                    let generation = state.next_generation.fetch_add(1, Ordering::Relaxed);
+                    session::spawn(state.clone(), claims.session.clone(), generation)
+                })
+                .clone(),
+            None => return Err(ErrorCode::SessionNotFound),
+        };
+        let pid = ParticipantId::new(random_id()).map_err(|_| ErrorCode::Internal)?;
+        let (resume_token, resume_jti) = self.mint_resume(claims, &pid);
+        let (reply, answer) = oneshot::channel();
+        let cmd = SessionCmd::Join {
+            pid: pid.clone(),
+            role: claims.role,
+            side: claims.side,
+            resume_jti,
+            resume_token,
+            conn: self.conn.clone(),
+            reply,
+        };
+        handle.tx.send(cmd).await.map_err(|_| ErrorCode::SessionEnded)?;
+        answer.await.map_err(|_| ErrorCode::SessionEnded)??;
+        Ok(Joined { handle, pid, claims: claims.clone() })
+    }
+
+    async fn resume(&mut self, claims: Claims) -> Flow {
+        let Some(pid) = claims.pid.clone() else { return self.unauthorized(TokenError::Invalid) };
+        let Some(handle) = self.state.sessions.get(&claims.session).map(|h| h.clone()) else {
+            return self.unauthorized(TokenError::Used);
+        };
+        let (resume_token, resume_jti) = self.mint_resume(&claims, &pid);
+        let (reply, answer) = oneshot::channel();
+        let cmd = SessionCmd::Resume {
+            pid: pid.clone(),
+            presented_jti: claims.jti.clone(),
+            resume_jti,
+            resume_token,
+            conn: self.conn.clone(),
+            reply,
+        };
+        if handle.tx.send(cmd).await.is_err() {
+            return self.unauthorized(TokenError::Used);
+        }
+        match answer.await {
+            Ok(Ok(())) => {
+                tracing::info!(session = %self.state.loggable(claims.session.as_str()), "participant resumed");
+                self.joined = Some(Joined { handle, pid, claims });
+                Flow::Continue
+            }
+            _ => self.unauthorized(TokenError::Used),
+        }
+    }
+
+    async fn after_hello(&mut self, msg: ClientMessage) -> Flow {
+        let in_reply_to = msg.type_name();
+        let (command, relay_bytes) = match msg {
+            ClientMessage::Hello { .. } => return self.error(ErrorCode::DuplicateHello, None, Some(in_reply_to)),
+            ClientMessage::Ping => {
+                self.send(&ServerMessage::Pong);
+                return Flow::Continue;
+            }
+            ClientMessage::CreateInvite { role, side, ttl_secs } => return self.create_invite(role, side, ttl_secs),
+            ClientMessage::Consent { agreement_hash } => (Command::Consent(agreement_hash), 0),
+            ClientMessage::Admit { participant_id } => (Command::Admit(participant_id), 0),
+            ClientMessage::Move { participant_id, channel_id } => (Command::Move(participant_id, channel_id), 0),
+            ClientMessage::CreateBreakout { members } => (Command::CreateBreakout(members), 0),
+            ClientMessage::ReturnAll => (Command::ReturnAll, 0),
+            ClientMessage::Lock => (Command::Lock, 0),
+            ClientMessage::Unlock => (Command::Unlock, 0),
+            ClientMessage::Kick { participant_id } => (Command::Kick(participant_id), 0),
+            ClientMessage::End => (Command::End, 0),
+            ClientMessage::Leave => (Command::Leave, 0),
+            ClientMessage::Relay { to, data } => {
+                let n = data.len();
+                (Command::Relay(to, data), n)
+            }
+            _ => return self.error(ErrorCode::UnknownType, None, Some(in_reply_to)),
+        };
+        let Some(j) = &self.joined else { return Flow::Stop };
+        let cmd = SessionCmd::Command { pid: j.pid.clone(), conn_id: self.conn.id, command, in_reply_to, relay_bytes };
+        if j.handle.tx.send(cmd).await.is_err() {
+            // The session is over.
+            self.send(&ServerMessage::SessionEnded);
+            return Flow::Close(CloseCode::SessionEnded);
+        }
+        Flow::Continue
+    }
+
+    fn create_invite(&mut self, role: Role, side: Option<confer_proto::Side>, ttl: Option<u64>) -> Flow {
+        let Some(j) = &self.joined else { return Flow::Stop };
+        if !j.claims.role.is_manager() || role == Role::Mediator {
+            return self.error(ErrorCode::Forbidden, None, Some("create_invite"));
+        }
+        if role.needs_side() != side.is_some() {
+            return self.error(ErrorCode::InvalidMessage, Some("party and counsel need a side; others have none"), Some("create_invite"));
+        }
+        let config = &self.state.config;
+        let ttl = ttl.unwrap_or(config.invite_ttl_secs).min(config.invite_max_ttl_secs);
+        let (token, claims) = self.state.tokens.invite(&j.claims.session, role, side, ttl);
+        self.send(&ServerMessage::Invite { token, role, side, expires_at: claims.exp });
+        Flow::Continue
+    }
+}
+
+/// A token bucket in tokio time (so paused-time tests drive it).
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { rate: f64::from(rate), burst, tokens: burst, at: Instant::now() }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
