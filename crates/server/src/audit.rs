@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -119,12 +119,16 @@ struct RowFields<'a> {
 
 /// Opens (and creates) the audit database.
 pub fn open(path: &Path) -> Result<Connection, AuditError> {
-    let db = |source| AuditError::Db { path: path.to_owned(), source };
+    let db = |source| AuditError::Db {
+        path: path.to_owned(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     let conn = Connection::open(path).map_err(db)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          CREATE TABLE IF NOT EXISTS events (
@@ -160,8 +164,11 @@ pub fn open(path: &Path) -> Result<Connection, AuditError> {
 /// Appends events in one transaction, extending the chain.
 pub fn append(conn: &mut Connection, events: &[NewEvent]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    let (mut seq, mut prev): (i64, String) =
-        tx.query_row("SELECT head_seq, head_hash FROM chain WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (mut seq, mut prev): (i64, String) = tx.query_row(
+        "SELECT head_seq, head_hash FROM chain WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     for e in events {
         seq += 1;
         let at = i64::try_from(e.at).unwrap_or(i64::MAX);
@@ -180,7 +187,10 @@ pub fn append(conn: &mut Connection, events: &[NewEvent]) -> rusqlite::Result<()
         )?;
         prev = hash;
     }
-    tx.execute("UPDATE chain SET head_seq = ?1, head_hash = ?2 WHERE id = 1", params![seq, prev])?;
+    tx.execute(
+        "UPDATE chain SET head_seq = ?1, head_hash = ?2 WHERE id = 1",
+        params![seq, prev],
+    )?;
     tx.commit()
 }
 
@@ -202,11 +212,12 @@ const COLUMNS: &str = "seq, at, session, event, participant, role, detail, prev_
 
 /// Checks the whole chain. `Ok(n)` is the number of rows verified.
 pub fn verify(conn: &Connection) -> Result<Result<usize, ChainBroken>, rusqlite::Error> {
-    let (anchor_seq, anchor_hash, head_seq, head_hash): (i64, String, i64, String) = conn.query_row(
-        "SELECT anchor_seq, anchor_hash, head_seq, head_hash FROM chain WHERE id = 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
+    let (anchor_seq, anchor_hash, head_seq, head_hash): (i64, String, i64, String) = conn
+        .query_row(
+            "SELECT anchor_seq, anchor_hash, head_seq, head_hash FROM chain WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY seq"))?;
     let rows = stmt.query_map([], read_row)?;
     let mut expect_seq = anchor_seq + 1;
@@ -214,9 +225,16 @@ pub fn verify(conn: &Connection) -> Result<Result<usize, ChainBroken>, rusqlite:
     let mut n = 0;
     for row in rows {
         let row = row?;
-        let broken = |problem: String| Ok(Err(ChainBroken { seq: row.seq, problem }));
+        let broken = |problem: String| {
+            Ok(Err(ChainBroken {
+                seq: row.seq,
+                problem,
+            }))
+        };
         if row.seq != expect_seq {
-            return broken(format!("expected row {expect_seq} before it; rows were removed"));
+            return broken(format!(
+                "expected row {expect_seq} before it; rows were removed"
+            ));
         }
         if row.prev_hash != prev {
             return broken("its link to the previous row does not match; a row before it was altered or removed".into());
@@ -238,7 +256,9 @@ pub fn verify(conn: &Connection) -> Result<Result<usize, ChainBroken>, rusqlite:
     if expect_seq - 1 != head_seq || prev != head_hash {
         return Ok(Err(ChainBroken {
             seq: expect_seq,
-            problem: format!("the chain should end at row {head_seq}; rows at the end were removed"),
+            problem: format!(
+                "the chain should end at row {head_seq}; rows at the end were removed"
+            ),
         }));
     }
     Ok(Ok(n))
@@ -246,15 +266,20 @@ pub fn verify(conn: &Connection) -> Result<Result<usize, ChainBroken>, rusqlite:
 
 /// Every row of one session, in order.
 pub fn export(conn: &Connection, session: &str) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM events WHERE session = ?1 ORDER BY seq"))?;
-    let rows = stmt.query_map(params![session], read_row)?.collect::<rusqlite::Result<Vec<Row>>>()?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM events WHERE session = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt
+        .query_map(params![session], read_row)?
+        .collect::<rusqlite::Result<Vec<Row>>>()?;
     Ok(rows)
 }
 
 /// Deletes rows older than `retention_days` before `now` and moves the anchor past them.
 /// Returns how many rows were deleted.
 pub fn purge(conn: &mut Connection, retention_days: u32, now: u64) -> rusqlite::Result<usize> {
-    let cutoff = i64::try_from(now.saturating_sub(u64::from(retention_days) * 86_400)).unwrap_or(i64::MAX);
+    let cutoff =
+        i64::try_from(now.saturating_sub(u64::from(retention_days) * 86_400)).unwrap_or(i64::MAX);
     let tx = conn.transaction()?;
     // Rows are in time order, so the oldest rows form a prefix of the chain; delete that prefix.
     let last: Option<(i64, String)> = tx
@@ -268,7 +293,10 @@ pub fn purge(conn: &mut Connection, retention_days: u32, now: u64) -> rusqlite::
         return Ok(0);
     };
     let n = tx.execute("DELETE FROM events WHERE seq <= ?1", params![seq])?;
-    tx.execute("UPDATE chain SET anchor_seq = ?1, anchor_hash = ?2 WHERE id = 1", params![seq, hash])?;
+    tx.execute(
+        "UPDATE chain SET anchor_seq = ?1, anchor_hash = ?2 WHERE id = 1",
+        params![seq, hash],
+    )?;
     tx.commit()?;
     Ok(n)
 }
@@ -335,17 +363,24 @@ impl AuditLog {
     /// Waits until everything queued so far is written.
     pub fn flush(&self) -> Result<(), AuditError> {
         let (tx, rx) = mpsc::channel();
-        self.tx.send(Msg::Flush(tx)).map_err(|_| AuditError::WriterGone)?;
+        self.tx
+            .send(Msg::Flush(tx))
+            .map_err(|_| AuditError::WriterGone)?;
         rx.recv().map_err(|_| AuditError::WriterGone)
     }
 
     /// Applies the retention period now (blocking; call from a blocking context).
     pub fn purge(&self, days: u32) -> Result<usize, AuditError> {
         let (tx, rx) = mpsc::channel();
-        self.tx.send(Msg::Purge(days, tx)).map_err(|_| AuditError::WriterGone)?;
+        self.tx
+            .send(Msg::Purge(days, tx))
+            .map_err(|_| AuditError::WriterGone)?;
         rx.recv()
             .map_err(|_| AuditError::WriterGone)?
-            .map_err(|source| AuditError::Db { path: PathBuf::from("audit.db"), source })
+            .map_err(|source| AuditError::Db {
+                path: PathBuf::from("audit.db"),
+                source,
+            })
     }
 }
 
@@ -382,12 +417,23 @@ mod tests {
     #[test]
     fn chain_verifies_and_catches_edits_removals_and_truncation() {
         let mut c = mem();
-        append(&mut c, &[ev(1, "arrived"), ev(2, "consent"), ev(3, "admitted"), ev(4, "left")]).unwrap();
+        append(
+            &mut c,
+            &[
+                ev(1, "arrived"),
+                ev(2, "consent"),
+                ev(3, "admitted"),
+                ev(4, "left"),
+            ],
+        )
+        .unwrap();
         assert_eq!(verify(&c).unwrap(), Ok(4));
 
-        c.execute("UPDATE events SET role = 'mediator' WHERE seq = 2", []).unwrap();
+        c.execute("UPDATE events SET role = 'mediator' WHERE seq = 2", [])
+            .unwrap();
         assert_eq!(verify(&c).unwrap().unwrap_err().seq, 2);
-        c.execute("UPDATE events SET role = 'party' WHERE seq = 2", []).unwrap();
+        c.execute("UPDATE events SET role = 'party' WHERE seq = 2", [])
+            .unwrap();
         assert!(verify(&c).unwrap().is_ok());
 
         c.execute("DELETE FROM events WHERE seq = 3", []).unwrap();
@@ -410,6 +456,13 @@ mod tests {
         assert_eq!(verify(&c).unwrap(), Ok(1));
         append(&mut c, &[ev(12 * day, "d")]).unwrap();
         assert_eq!(verify(&c).unwrap(), Ok(2));
-        assert_eq!(export(&c, "s1").unwrap().iter().map(|r| r.event.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+        assert_eq!(
+            export(&c, "s1")
+                .unwrap()
+                .iter()
+                .map(|r| r.event.as_str())
+                .collect::<Vec<_>>(),
+            ["c", "d"]
+        );
     }
 }

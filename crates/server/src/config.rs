@@ -100,19 +100,26 @@ pub enum ConfigError {
 impl Config {
     /// The embedded default for `--dev`: everything on localhost, data in `data_dir`.
     pub fn dev(data_dir: PathBuf) -> Self {
-        Self { data_dir, ..Self::default() }
+        Self {
+            data_dir,
+            ..Self::default()
+        }
     }
 
     /// Parses strict TOML (unknown keys are errors) on top of the defaults.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text)
-            .map_err(|e| ConfigError::Invalid { origin: origin.to_owned(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// Reads a config file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -122,15 +129,22 @@ impl Config {
         self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let toml::Value::Table(mut table) = toml::Value::try_from(&self).map_err(|e| {
-            ConfigError::Invalid { origin: "defaults".into(), message: e.to_string() }
-        })?
+        let toml::Value::Table(mut table) =
+            toml::Value::try_from(&self).map_err(|e| ConfigError::Invalid {
+                origin: "defaults".into(),
+                message: e.to_string(),
+            })?
         else {
-            return Err(ConfigError::Invalid { origin: "defaults".into(), message: "not a table".into() });
+            return Err(ConfigError::Invalid {
+                origin: "defaults".into(),
+                message: "not a table".into(),
+            });
         };
         let mut touched = false;
         for (name, value) in vars {
-            let Some(key) = name.strip_prefix("CONFER_") else { continue };
+            let Some(key) = name.strip_prefix("CONFER_") else {
+                continue;
+            };
             let key = key.to_ascii_lowercase();
             let Some(current) = table.get(&key) else {
                 return Err(ConfigError::Invalid {
@@ -139,12 +153,17 @@ impl Config {
                 });
             };
             // Keep the type of the key: numbers stay numbers, strings stay strings.
-            let parsed = match current {
-                toml::Value::Integer(_) => value.parse::<i64>().map(toml::Value::Integer).map_err(|_| {
-                    ConfigError::Invalid { origin: name.clone(), message: "expected a whole number".into() }
-                })?,
-                _ => toml::Value::String(value),
-            };
+            let parsed =
+                match current {
+                    toml::Value::Integer(_) => value
+                        .parse::<i64>()
+                        .map(toml::Value::Integer)
+                        .map_err(|_| ConfigError::Invalid {
+                            origin: name.clone(),
+                            message: "expected a whole number".into(),
+                        })?,
+                    _ => toml::Value::String(value),
+                };
             table.insert(key, parsed);
             touched = true;
         }
@@ -153,7 +172,10 @@ impl Config {
         }
         toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid { origin: "environment".into(), message: e.to_string() })
+            .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                origin: "environment".into(),
+                message: e.to_string(),
+            })
     }
 
     /// The signing key file, defaulting to `DATA_DIR/signing.key`.
@@ -192,7 +214,15 @@ mod tests {
             .unwrap();
         assert_eq!(c.resume_grace_secs, 5);
         assert_eq!(c.listen.port(), 9999);
-        assert!(Config::default().with_env([("CONFER_NOPE".into(), "1".into())]).is_err());
-        assert!(Config::default().with_env([("CONFER_HELLO_TIMEOUT_SECS".into(), "x".into())]).is_err());
+        assert!(
+            Config::default()
+                .with_env([("CONFER_NOPE".into(), "1".into())])
+                .is_err()
+        );
+        assert!(
+            Config::default()
+                .with_env([("CONFER_HELLO_TIMEOUT_SECS".into(), "x".into())])
+                .is_err()
+        );
     }
 }

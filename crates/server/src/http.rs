@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::state::AppState;
@@ -38,7 +38,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn ws(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
-    let hard = state.config.max_frame_bytes.saturating_mul(HARD_LIMIT_FACTOR).max(1024);
+    let hard = state
+        .config
+        .max_frame_bytes
+        .saturating_mul(HARD_LIMIT_FACTOR)
+        .max(1024);
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)

@@ -22,19 +22,21 @@ pub mod token;
 mod ws;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-pub use config::{Config, ConfigError};
 use confer_proto::{Role, SessionId, Side};
+pub use config::{Config, ConfigError};
 pub use state::AppState;
 
 /// Why the server could not start. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The data directory could not be created.
-    #[error("cannot create the data directory {path}: {source}; pass --data-dir with a writable directory")]
+    #[error(
+        "cannot create the data directory {path}: {source}; pass --data-dir with a writable directory"
+    )]
     DataDir {
         /// Which.
         path: String,
@@ -48,7 +50,9 @@ pub enum StartError {
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
     /// A port could not be bound.
-    #[error("cannot listen on {addr}: {source}; is another Confer running? Pick another address with --listen (or `listen`/`metrics_listen` in the config)")]
+    #[error(
+        "cannot listen on {addr}: {source}; is another Confer running? Pick another address with --listen (or `listen`/`metrics_listen` in the config)"
+    )]
     Bind {
         /// Which address.
         addr: SocketAddr,
@@ -86,14 +90,26 @@ impl Server {
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
             .await
-            .map_err(|source| StartError::Bind { addr: config.metrics_listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+            .map_err(|source| StartError::Bind {
+                addr: config.metrics_listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let metrics_addr = metrics_listener
             .local_addr()
-            .map_err(|source| StartError::Bind { addr: config.metrics_listen, source })?;
+            .map_err(|source| StartError::Bind {
+                addr: config.metrics_listen,
+                source,
+            })?;
 
         let state = Arc::new(AppState::new(config, tokens, audit));
         let app = http::router(state.clone());
@@ -110,7 +126,11 @@ impl Server {
         });
         tokio::spawn(retention_daily(state.clone()));
         tracing::info!(%addr, %metrics_addr, "confer listening");
-        Ok(Self { addr, metrics_addr, state })
+        Ok(Self {
+            addr,
+            metrics_addr,
+            state,
+        })
     }
 
     /// The HTTP/WebSocket address actually bound.
@@ -129,7 +149,13 @@ impl Server {
     }
 
     /// Mints an invite token (what `confer token create` does).
-    pub fn invite(&self, session: &SessionId, role: Role, side: Option<Side>, ttl_secs: u64) -> String {
+    pub fn invite(
+        &self,
+        session: &SessionId,
+        role: Role,
+        side: Option<Side>,
+        ttl_secs: u64,
+    ) -> String {
         self.state.tokens.invite(session, role, side, ttl_secs).0
     }
 
@@ -141,7 +167,9 @@ impl Server {
     /// Waits until every queued audit event is on disk.
     pub async fn flush_audit(&self) -> Result<(), audit::AuditError> {
         let log = self.state.audit.clone();
-        tokio::task::spawn_blocking(move || log.flush()).await.unwrap_or(Err(audit::AuditError::WriterGone))
+        tokio::task::spawn_blocking(move || log.flush())
+            .await
+            .unwrap_or(Err(audit::AuditError::WriterGone))
     }
 
     /// Starts draining: readiness turns false, new arrivals are refused with `server_draining`,

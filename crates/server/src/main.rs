@@ -4,10 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use confer_proto::{Role, SessionId, Side};
-use confer_server::{audit, token, Config, Server};
+use confer_server::{Config, Server, audit, token};
 
 /// Confer: end-to-end encrypted video mediation. This binary is the signalling server.
 #[derive(Debug, Parser)]
@@ -104,7 +104,9 @@ impl Source {
         let config = match (&self.config, self.dev) {
             (Some(path), false) => Config::from_file(path)?,
             (None, true) => Config::dev(PathBuf::from(".confer-dev")),
-            (None, false) => bail!("say where the configuration comes from: --dev for a local development server, or --config FILE"),
+            (None, false) => bail!(
+                "say where the configuration comes from: --dev for a local development server, or --config FILE"
+            ),
             (Some(_), true) => bail!("--dev and --config cannot be used together"),
         };
         let mut config = config.with_env(std::env::vars())?;
@@ -128,7 +130,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Cmd::Serve { source, listen, metrics_listen } => {
+        Cmd::Serve {
+            source,
+            listen,
+            metrics_listen,
+        } => {
             let mut config = source.load()?;
             if let Some(l) = listen {
                 config.listen = l;
@@ -137,13 +143,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.metrics_listen = l;
             }
             init_logging(&config.log_level);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(serve(config, source.dev))
         }
-        Cmd::Token { command: TokenCmd::Create { source, session, role, side, ttl } } => {
+        Cmd::Token {
+            command:
+                TokenCmd::Create {
+                    source,
+                    session,
+                    role,
+                    side,
+                    ttl,
+                },
+        } => {
             let config = source.load()?;
-            let session = SessionId::new(session)
-                .context("the session id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")?;
+            let session = SessionId::new(session).context(
+                "the session id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
+            )?;
             if role.needs_side() && side.is_none() {
                 bail!("a {} needs --side (A, B, ...)", role.as_str());
             }
@@ -168,7 +186,10 @@ fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
     let config = source.load()?;
     let path = config.audit_path();
     if !path.exists() {
-        bail!("no audit log at {}; check --data-dir or the config's data_dir", path.display());
+        bail!(
+            "no audit log at {}; check --data-dir or the config's data_dir",
+            path.display()
+        );
     }
     let mut conn = audit::open(&path)?;
     match (command, what) {
@@ -190,7 +211,10 @@ fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
         },
         _ => {
             let n = audit::purge(&mut conn, config.audit_retention_days, token::unix_now())?;
-            println!("purged {n} audit rows older than {} days", config.audit_retention_days);
+            println!(
+                "purged {n} audit rows older than {} days",
+                config.audit_retention_days
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -199,7 +223,11 @@ fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
@@ -208,23 +236,43 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
     let server = Server::start(config).await?;
     let addr = server.addr();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "Confer is running{}.", if dev { " (development mode: no external services)" } else { "" })?;
+    writeln!(
+        out,
+        "Confer is running{}.",
+        if dev {
+            " (development mode: no external services)"
+        } else {
+            ""
+        }
+    )?;
     writeln!(out)?;
     writeln!(out, "  Web:        http://{addr}/")?;
     writeln!(out, "  Signalling: ws://{addr}/ws")?;
     writeln!(out, "  Health:     http://{addr}/healthz")?;
-    writeln!(out, "  Metrics:    http://{}/metrics", server.metrics_addr())?;
+    writeln!(
+        out,
+        "  Metrics:    http://{}/metrics",
+        server.metrics_addr()
+    )?;
     writeln!(out, "  Data:       {}", data_dir.display())?;
     if dev {
         let session = SessionId::new(format!("demo-{}", &token::random_id()[..8]))?;
         let token = server.invite(&session, Role::Mediator, None, invite_ttl);
         let dd = data_dir.display();
         writeln!(out)?;
-        writeln!(out, "A new session is ready: {}. The mediator's single-use invite token:", session.as_str())?;
+        writeln!(
+            out,
+            "A new session is ready: {}. The mediator's single-use invite token:",
+            session.as_str()
+        )?;
         writeln!(out, "  {token}")?;
         writeln!(out)?;
         writeln!(out, "Invite the parties (in another terminal):")?;
-        for (role, side) in [("party", " --side A"), ("party", " --side B"), ("counsel", " --side A")] {
+        for (role, side) in [
+            ("party", " --side A"),
+            ("party", " --side B"),
+            ("counsel", " --side A"),
+        ] {
             writeln!(
                 out,
                 "  target/debug/confer token create --dev --data-dir {dd} --session {} --role {role}{side}",
@@ -232,7 +280,10 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
             )?;
         }
         writeln!(out)?;
-        writeln!(out, "Each client connects to ws://{addr}/ws and sends {{\"type\":\"hello\",\"version\":1,\"token\":\"…\"}} first.")?;
+        writeln!(
+            out,
+            "Each client connects to ws://{addr}/ws and sends {{\"type\":\"hello\",\"version\":1,\"token\":\"…\"}} first."
+        )?;
     }
     writeln!(out, "Press Ctrl-C to stop (once to drain, twice to exit).")?;
     drop(out);
@@ -250,7 +301,10 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
         server.flush_audit().await?;
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("confer: draining {} session(s); signal again to exit now", server.session_count());
+    eprintln!(
+        "confer: draining {} session(s); signal again to exit now",
+        server.session_count()
+    );
     let timeout = std::time::Duration::from_secs(server.config().drain_timeout_secs);
     tokio::select! {
         () = server.drained() => {},

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use confer_proto::{encode_server, ErrorCode, ParticipantId, Role, ServerMessage, SessionId, Side};
+use confer_proto::{ErrorCode, ParticipantId, Role, ServerMessage, SessionId, Side, encode_server};
 use confer_room::{AuditEvent, Command, Input, Output, Room, RoomConfig, RoutingTable};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -90,9 +90,16 @@ struct Member {
 
 pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -> SessionHandle {
     let (tx, rx) = mpsc::channel(1024);
-    let config = RoomConfig::default().resume_grace(Duration::from_secs(state.config.resume_grace_secs));
+    let config =
+        RoomConfig::default().resume_grace(Duration::from_secs(state.config.resume_grace_secs));
     let room = Room::new(session.clone(), config, Instant::now().into_std());
-    let task = RoomTask { state, session, generation, room, members: HashMap::new() };
+    let task = RoomTask {
+        state,
+        session,
+        generation,
+        room,
+        members: HashMap::new(),
+    };
     tokio::spawn(task.run(rx));
     SessionHandle { tx, generation }
 }
@@ -126,7 +133,9 @@ impl RoomTask {
                 }
             }
         }
-        self.state.sessions.remove_if(&self.session, |_, h| h.generation == self.generation);
+        self.state
+            .sessions
+            .remove_if(&self.session, |_, h| h.generation == self.generation);
         self.state.sessions_changed.notify_waiters();
         m::session_closed();
         tracing::info!(session = %self.state.loggable(self.session.as_str()), "session ended");
@@ -135,17 +144,48 @@ impl RoomTask {
     fn handle(&mut self, cmd: SessionCmd) {
         let now = Instant::now().into_std();
         match cmd {
-            SessionCmd::Join { pid, role, side, resume_jti, resume_token, conn, reply } => {
+            SessionCmd::Join {
+                pid,
+                role,
+                side,
+                resume_jti,
+                resume_token,
+                conn,
+                reply,
+            } => {
                 // Register first: the welcome is the room's first output for this participant.
-                self.members.insert(pid.clone(), Member { conn: Some(conn), resume_jti });
-                let r = self.room.handle_input(Input::Join { participant: pid.clone(), role, side, resume_token, now });
+                self.members.insert(
+                    pid.clone(),
+                    Member {
+                        conn: Some(conn),
+                        resume_jti,
+                    },
+                );
+                let r = self.room.handle_input(Input::Join {
+                    participant: pid.clone(),
+                    role,
+                    side,
+                    resume_token,
+                    now,
+                });
                 if r.is_err() {
                     self.members.remove(&pid);
                 }
                 let _ = reply.send(r.map_err(|e| e.code()));
             }
-            SessionCmd::Resume { pid, presented_jti, resume_jti, resume_token, conn, reply } => {
-                let Some(member) = self.members.get_mut(&pid).filter(|_| self.room.contains(&pid)) else {
+            SessionCmd::Resume {
+                pid,
+                presented_jti,
+                resume_jti,
+                resume_token,
+                conn,
+                reply,
+            } => {
+                let Some(member) = self
+                    .members
+                    .get_mut(&pid)
+                    .filter(|_| self.room.contains(&pid))
+                else {
                     let _ = reply.send(Err(ErrorCode::Unauthorized));
                     return;
                 };
@@ -159,15 +199,29 @@ impl RoomTask {
                     old.send(Outbound::Close(c.code(), c.reason()));
                 }
                 member.resume_jti = resume_jti;
-                let r = self.room.handle_input(Input::Resume { participant: pid, resume_token, now });
+                let r = self.room.handle_input(Input::Resume {
+                    participant: pid,
+                    resume_token,
+                    now,
+                });
                 let _ = reply.send(r.map_err(|e| e.code()));
             }
-            SessionCmd::Command { pid, conn_id, command, in_reply_to, relay_bytes } => {
+            SessionCmd::Command {
+                pid,
+                conn_id,
+                command,
+                in_reply_to,
+                relay_bytes,
+            } => {
                 if !self.is_current(&pid, conn_id) {
                     return;
                 }
                 let is_relay = matches!(command, Command::Relay(..));
-                match self.room.handle_input(Input::Command { from: pid.clone(), command, now }) {
+                match self.room.handle_input(Input::Command {
+                    from: pid.clone(),
+                    command,
+                    now,
+                }) {
                     Ok(()) if is_relay => m::relayed(relay_bytes),
                     Ok(()) => {}
                     Err(e) => {
@@ -185,7 +239,10 @@ impl RoomTask {
                 if let Some(member) = self.members.get_mut(&pid) {
                     member.conn = None;
                 }
-                let _ = self.room.handle_input(Input::Disconnected { participant: pid, now });
+                let _ = self.room.handle_input(Input::Disconnected {
+                    participant: pid,
+                    now,
+                });
             }
             SessionCmd::Drain => {
                 let msg = ServerMessage::Draining;
@@ -197,7 +254,10 @@ impl RoomTask {
     }
 
     fn is_current(&self, pid: &ParticipantId, conn_id: u64) -> bool {
-        self.members.get(pid).and_then(|x| x.conn.as_ref()).is_some_and(|c| c.id == conn_id)
+        self.members
+            .get(pid)
+            .and_then(|x| x.conn.as_ref())
+            .is_some_and(|c| c.id == conn_id)
     }
 
     // Applies everything the room asked for; returns when to wake it next.
@@ -209,8 +269,12 @@ impl RoomTask {
                     // Serialize once, share the bytes with every recipient.
                     let text: Utf8Bytes = encode_server(&message).into();
                     for pid in to {
-                        let Some(member) = self.members.get_mut(&pid) else { continue };
-                        let Some(conn) = member.conn.as_ref() else { continue };
+                        let Some(member) = self.members.get_mut(&pid) else {
+                            continue;
+                        };
+                        let Some(conn) = member.conn.as_ref() else {
+                            continue;
+                        };
                         if !conn.send(Outbound::Text(text.clone())) {
                             // Too slow to keep up: drop the connection; it may resume.
                             tracing::info!("dropping a connection whose send queue is full");

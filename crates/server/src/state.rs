@@ -31,7 +31,8 @@ pub struct AppState {
 impl AppState {
     pub(crate) fn new(config: Config, tokens: Tokens, audit: AuditLog) -> Self {
         let mut log_salt = [0u8; 16];
-        getrandom::fill(&mut log_salt).expect("the operating system's random number generator failed");
+        getrandom::fill(&mut log_salt)
+            .expect("the operating system's random number generator failed");
         Self {
             config,
             tokens,

@@ -89,13 +89,19 @@ pub struct Tokens {
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens").field("key", &"[redacted]").field("spent", &self.spent.len()).finish()
+        f.debug_struct("Tokens")
+            .field("key", &"[redacted]")
+            .field("spent", &self.spent.len())
+            .finish()
     }
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// 16 random bytes as 32 lowercase hex characters.
@@ -123,20 +129,26 @@ impl Tokens {
 
     /// Loads the secret from `path`, creating a fresh random one (mode 0600) if missing.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io { path: path.display().to_string(), source };
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if !path.exists() {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
             let mut secret = [0u8; 32];
-            getrandom::fill(&mut secret).expect("the operating system's random number generator failed");
+            getrandom::fill(&mut secret)
+                .expect("the operating system's random number generator failed");
             write_private(path, &hex::encode(secret)).map_err(io)?;
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
         let secret = hex::decode(text.trim())
             .ok()
             .filter(|s| s.len() >= 32)
-            .ok_or_else(|| KeyError::Malformed { path: path.display().to_string() })?;
+            .ok_or_else(|| KeyError::Malformed {
+                path: path.display().to_string(),
+            })?;
         Ok(Self::new(&secret))
     }
 
@@ -148,7 +160,13 @@ impl Tokens {
     }
 
     /// Mints an invite token.
-    pub fn invite(&self, session: &SessionId, role: Role, side: Option<Side>, ttl_secs: u64) -> (String, Claims) {
+    pub fn invite(
+        &self,
+        session: &SessionId,
+        role: Role,
+        side: Option<Side>,
+        ttl_secs: u64,
+    ) -> (String, Claims) {
         let claims = Claims {
             session: session.clone(),
             role,
@@ -163,12 +181,11 @@ impl Tokens {
 
     /// Checks signature, expiry and the role/side fit. Does not spend it.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            }
-        })?;
+            })?;
         let c = data.claims;
         if c.role.needs_side() != c.side.is_some() {
             return Err(TokenError::BadRole);
@@ -209,7 +226,11 @@ impl Tokens {
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(text.as_bytes())
 }
 

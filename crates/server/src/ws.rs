@@ -1,24 +1,24 @@
 //! One WebSocket connection: hello and authentication, size and rate limits, decoding, and
 //! hand-off of commands to the session's room task.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use confer_proto::{
-    decode_client, ClientMessage, CloseCode, ErrorCode, ParticipantId, Role, ServerMessage,
-    PROTOCOL_VERSION,
+    ClientMessage, CloseCode, ErrorCode, PROTOCOL_VERSION, ParticipantId, Role, ServerMessage,
+    decode_client,
 };
 use confer_room::Command;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics as m;
 use crate::session::{self, Conn, Outbound, SessionCmd, SessionHandle};
 use crate::state::AppState;
-use crate::token::{random_id, unix_now, Claims, TokenError, TokenKind};
+use crate::token::{Claims, TokenError, TokenKind, random_id, unix_now};
 
 const OUTBOUND_QUEUE: usize = 1024;
 
@@ -60,7 +60,10 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
                     }
                 }
                 Outbound::Close(code, reason) => {
-                    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+                    let frame = CloseFrame {
+                        code,
+                        reason: Utf8Bytes::from_static(reason),
+                    };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     break;
                 }
@@ -76,7 +79,11 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
     let bucket = TokenBucket::new(config.rate_limit_msgs_per_sec, config.rate_limit_burst);
     let hello_deadline = Instant::now() + Duration::from_secs(config.hello_timeout_secs);
     let mut c = Connection {
-        conn: Conn { id, tx, shutdown: shutdown.clone() },
+        conn: Conn {
+            id,
+            tx,
+            shutdown: shutdown.clone(),
+        },
         state: state.clone(),
         joined: None,
         errors: 0,
@@ -95,9 +102,24 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
         };
         let flow = match next {
             Some(Ok(msg)) => c.on_message(msg).await,
-            // The peer went away or sent garbage at the WebSocket layer (e.g. a frame over
-            // the hard limit): nothing more can be read.
-            Some(Err(_)) | None => Flow::Stop,
+            // A frame over the hard limit, or broken framing: nothing more can be read; say
+            // why with the standard close code. (axum hides tungstenite's error type, so the
+            // capacity case is recognised by its message.)
+            Some(Err(e)) => {
+                let too_big = e.to_string().contains("Message too long");
+                if too_big {
+                    m::error(ErrorCode::FrameTooLarge);
+                }
+                let code = if too_big { 1009 } else { 1002 };
+                let reason = if code == 1009 {
+                    "message too big"
+                } else {
+                    "protocol error"
+                };
+                c.conn.send(Outbound::Close(code, reason));
+                break;
+            }
+            None => Flow::Stop,
         };
         match flow {
             Flow::Continue => {}
@@ -110,7 +132,14 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
     }
 
     if let Some(j) = c.joined.take() {
-        let _ = j.handle.tx.send(SessionCmd::Disconnected { pid: j.pid, conn_id: id }).await;
+        let _ = j
+            .handle
+            .tx
+            .send(SessionCmd::Disconnected {
+                pid: j.pid,
+                conn_id: id,
+            })
+            .await;
     }
     drop(c);
     // Let the writer flush a close frame; it ends when every sender is gone.
@@ -135,7 +164,11 @@ impl Connection {
             Some(d) => format!("{} ({d})", code.message()),
             None => code.message().to_owned(),
         };
-        self.send(&ServerMessage::Error { code, message, in_reply_to: in_reply_to.map(str::to_owned) });
+        self.send(&ServerMessage::Error {
+            code,
+            message,
+            in_reply_to: in_reply_to.map(str::to_owned),
+        });
         self.errors += 1;
         if self.errors >= self.state.config.max_errors_per_connection {
             return Flow::Close(CloseCode::ProtocolAbuse);
@@ -195,7 +228,10 @@ impl Connection {
     fn unauthorized(&mut self, reason: TokenError) -> Flow {
         tracing::info!(reason = %reason, "token refused");
         m::error(ErrorCode::Unauthorized);
-        self.send(&ServerMessage::error(ErrorCode::Unauthorized, Some("hello")));
+        self.send(&ServerMessage::error(
+            ErrorCode::Unauthorized,
+            Some("hello"),
+        ));
         Flow::Close(CloseCode::Unauthorized)
     }
 
@@ -266,13 +302,23 @@ impl Connection {
             conn: self.conn.clone(),
             reply,
         };
-        handle.tx.send(cmd).await.map_err(|_| ErrorCode::SessionEnded)?;
+        handle
+            .tx
+            .send(cmd)
+            .await
+            .map_err(|_| ErrorCode::SessionEnded)?;
         answer.await.map_err(|_| ErrorCode::SessionEnded)??;
-        Ok(Joined { handle, pid, claims: claims.clone() })
+        Ok(Joined {
+            handle,
+            pid,
+            claims: claims.clone(),
+        })
     }
 
     async fn resume(&mut self, claims: Claims) -> Flow {
-        let Some(pid) = claims.pid.clone() else { return self.unauthorized(TokenError::Invalid) };
+        let Some(pid) = claims.pid.clone() else {
+            return self.unauthorized(TokenError::Invalid);
+        };
         let Some(handle) = self.state.sessions.get(&claims.session).map(|h| h.clone()) else {
             return self.unauthorized(TokenError::Used);
         };
@@ -292,7 +338,11 @@ impl Connection {
         match answer.await {
             Ok(Ok(())) => {
                 tracing::info!(session = %self.state.loggable(claims.session.as_str()), "participant resumed");
-                self.joined = Some(Joined { handle, pid, claims });
+                self.joined = Some(Joined {
+                    handle,
+                    pid,
+                    claims,
+                });
                 Flow::Continue
             }
             _ => self.unauthorized(TokenError::Used),
@@ -302,15 +352,24 @@ impl Connection {
     async fn after_hello(&mut self, msg: ClientMessage) -> Flow {
         let in_reply_to = msg.type_name();
         let (command, relay_bytes) = match msg {
-            ClientMessage::Hello { .. } => return self.error(ErrorCode::DuplicateHello, None, Some(in_reply_to)),
+            ClientMessage::Hello { .. } => {
+                return self.error(ErrorCode::DuplicateHello, None, Some(in_reply_to));
+            }
             ClientMessage::Ping => {
                 self.send(&ServerMessage::Pong);
                 return Flow::Continue;
             }
-            ClientMessage::CreateInvite { role, side, ttl_secs } => return self.create_invite(role, side, ttl_secs),
+            ClientMessage::CreateInvite {
+                role,
+                side,
+                ttl_secs,
+            } => return self.create_invite(role, side, ttl_secs),
             ClientMessage::Consent { agreement_hash } => (Command::Consent(agreement_hash), 0),
             ClientMessage::Admit { participant_id } => (Command::Admit(participant_id), 0),
-            ClientMessage::Move { participant_id, channel_id } => (Command::Move(participant_id, channel_id), 0),
+            ClientMessage::Move {
+                participant_id,
+                channel_id,
+            } => (Command::Move(participant_id, channel_id), 0),
             ClientMessage::CreateBreakout { members } => (Command::CreateBreakout(members), 0),
             ClientMessage::ReturnAll => (Command::ReturnAll, 0),
             ClientMessage::Lock => (Command::Lock, 0),
@@ -324,8 +383,16 @@ impl Connection {
             }
             _ => return self.error(ErrorCode::UnknownType, None, Some(in_reply_to)),
         };
-        let Some(j) = &self.joined else { return Flow::Stop };
-        let cmd = SessionCmd::Command { pid: j.pid.clone(), conn_id: self.conn.id, command, in_reply_to, relay_bytes };
+        let Some(j) = &self.joined else {
+            return Flow::Stop;
+        };
+        let cmd = SessionCmd::Command {
+            pid: j.pid.clone(),
+            conn_id: self.conn.id,
+            command,
+            in_reply_to,
+            relay_bytes,
+        };
         if j.handle.tx.send(cmd).await.is_err() {
             // The session is over.
             self.send(&ServerMessage::SessionEnded);
@@ -334,18 +401,36 @@ impl Connection {
         Flow::Continue
     }
 
-    fn create_invite(&mut self, role: Role, side: Option<confer_proto::Side>, ttl: Option<u64>) -> Flow {
-        let Some(j) = &self.joined else { return Flow::Stop };
+    fn create_invite(
+        &mut self,
+        role: Role,
+        side: Option<confer_proto::Side>,
+        ttl: Option<u64>,
+    ) -> Flow {
+        let Some(j) = &self.joined else {
+            return Flow::Stop;
+        };
         if !j.claims.role.is_manager() || role == Role::Mediator {
             return self.error(ErrorCode::Forbidden, None, Some("create_invite"));
         }
         if role.needs_side() != side.is_some() {
-            return self.error(ErrorCode::InvalidMessage, Some("party and counsel need a side; others have none"), Some("create_invite"));
+            return self.error(
+                ErrorCode::InvalidMessage,
+                Some("party and counsel need a side; others have none"),
+                Some("create_invite"),
+            );
         }
         let config = &self.state.config;
-        let ttl = ttl.unwrap_or(config.invite_ttl_secs).min(config.invite_max_ttl_secs);
+        let ttl = ttl
+            .unwrap_or(config.invite_ttl_secs)
+            .min(config.invite_max_ttl_secs);
         let (token, claims) = self.state.tokens.invite(&j.claims.session, role, side, ttl);
-        self.send(&ServerMessage::Invite { token, role, side, expires_at: claims.exp });
+        self.send(&ServerMessage::Invite {
+            token,
+            role,
+            side,
+            expires_at: claims.exp,
+        });
         Flow::Continue
     }
 }
@@ -362,7 +447,12 @@ struct TokenBucket {
 impl TokenBucket {
     fn new(rate: u32, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        Self { rate: f64::from(rate), burst, tokens: burst, at: Instant::now() }
+        Self {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
     }
 
     fn take(&mut self, now: Instant) -> bool {

@@ -1,6 +1,9 @@
-//! Test harnesses for Confer's sans-IO cores: a virtual clock and a room driver.
+//! Test harnesses for Confer: a virtual clock and a room driver for the sans-IO cores, and a
+//! WebSocket client ([`ws::WsClient`]) for tests against a real server.
 //!
 //! Tests never sleep: they move [`VirtualClock`] forward and feed the new `now` to the core.
+
+pub mod ws;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,0 +1,169 @@
+//! Bad input: a clear error code, the connection handled deliberately, others unaffected.
+
+use confer_e2e::TestServer;
+use confer_proto::{CloseCode, Role, ServerMessage, Side};
+use confer_server::token::{Claims, TokenKind};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::*;
+
+async fn first_error(c: &mut WsClient) -> &'static str {
+    error_code(
+        &c.recv_until(|x| matches!(x, ServerMessage::Error { .. }))
+            .await,
+    )
+}
+
+#[tokio::test]
+async fn malformed_frames_get_codes_and_the_connection_stays_usable() {
+    let ts = TestServer::start(|c| c.max_frame_bytes = 1024).await;
+    let mut c = WsClient::connect(ts.server.addr()).await;
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::text("{not json"), "bad_json"),
+        (Message::text("[]"), "bad_json"),
+        (Message::text(r#"{"type":"teleport"}"#), "unknown_type"),
+        (Message::text(r#"{"no_type":1}"#), "unknown_type"),
+        (Message::text(r#"{"type":"ping"}"#), "hello_required"),
+        (
+            Message::text(r#"{"type":"admit","participant_id":"x"}"#),
+            "hello_required",
+        ),
+        (
+            Message::text(r#"{"type":"hello","version":2,"token":"t"}"#),
+            "unsupported_version",
+        ),
+        (
+            Message::text(r#"{"type":"hello","version":1}"#),
+            "invalid_message",
+        ),
+        (Message::binary(vec![1, 2, 3]), "binary_not_supported"),
+        (
+            Message::text(format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(2000))),
+            "frame_too_large",
+        ),
+    ];
+    for (frame, code) in cases {
+        assert!(c.send_raw(frame).await);
+        assert_eq!(first_error(&mut c).await, code);
+    }
+    // Still the same connection: a valid hello works.
+    c.hello(&ts.invite(Role::Mediator, None)).await;
+    assert!(matches!(c.recv().await, ServerMessage::Welcome { .. }));
+    assert_eq!(c.sync().await.len(), 1, "the session view, then the pong");
+}
+
+#[tokio::test]
+async fn repeated_errors_close_with_4400() {
+    let ts = TestServer::start(|c| c.max_errors_per_connection = 5).await;
+    let mut c = WsClient::connect(ts.server.addr()).await;
+    for _ in 0..5 {
+        c.send_text("nope".into()).await;
+    }
+    assert_eq!(c.closed().await, CloseCode::ProtocolAbuse.code());
+}
+
+#[tokio::test]
+async fn a_flood_is_rate_limited_then_closed_and_others_are_unaffected() {
+    let ts = TestServer::start(|c| {
+        c.rate_limit_msgs_per_sec = 5;
+        c.rate_limit_burst = 10;
+        c.rate_limit_strikes = 20;
+    })
+    .await;
+    let mut m = mediator(&ts).await;
+    let mut a = admitted(&ts, &mut m, Role::Party, Some(Side::A)).await;
+    let mut b = admitted(&ts, &mut m, Role::Party, Some(Side::B)).await;
+    for i in 0..200 {
+        if !b
+            .c
+            .send_raw(Message::text(
+                json!({"type": "relay", "to": {"channel": "joint"}, "data": format!("f{i}")})
+                    .to_string(),
+            ))
+            .await
+        {
+            break;
+        }
+    }
+    let mut limited = 0;
+    let code = loop {
+        match b.c.next_event().await {
+            Event::Msg(ServerMessage::Error { code, .. }) if code.as_str() == "rate_limited" => {
+                limited += 1
+            }
+            Event::Msg(_) => {}
+            Event::Closed(code, _) => break code,
+            Event::Gone => break 1006,
+        }
+    };
+    assert_eq!(code, CloseCode::RateLimited.code());
+    assert!(limited >= 1);
+    // A and the mediator got at most the burst, and the session works for them.
+    relay(&mut a, json!({"channel": "joint"}), "after-flood").await;
+    loop {
+        let (_, _, data) = next_relayed(&mut m.c).await;
+        if data == "after-flood" {
+            break;
+        }
+        assert!(data.starts_with('f'));
+    }
+}
+
+#[tokio::test]
+async fn a_frame_over_the_hard_limit_closes_only_that_connection() {
+    let ts = TestServer::start(|c| c.max_frame_bytes = 1024).await;
+    let mut m = mediator(&ts).await;
+    let mut a = admitted(&ts, &mut m, Role::Party, Some(Side::A)).await;
+    let (mut evil, _) = ts.join(Role::Mediator, None).await;
+    let _ = evil.send_raw(Message::text("x".repeat(64 * 1024))).await;
+    assert_eq!(evil.closed().await, 1009, "message too big");
+    relay(&mut a, json!({"channel": "joint"}), "fine").await;
+    assert_eq!(next_relayed(&mut m.c).await.2, "fine");
+}
+
+#[tokio::test]
+async fn invalid_expired_and_reused_tokens_get_unauthorized_and_4401() {
+    let ts = TestServer::start(|_| {}).await;
+    let _m = mediator(&ts).await;
+    let forged = {
+        let other = confer_server::token::Tokens::new(&[9; 32]);
+        other.invite(&ts.session, Role::Mediator, None, 60).0
+    };
+    let expired = {
+        let tokens =
+            confer_server::token::Tokens::load_or_create(&ts.server.config().signing_key_path())
+                .unwrap();
+        let claims = Claims {
+            session: ts.session.clone(),
+            role: Role::Party,
+            side: Some(Side::A),
+            exp: confer_server::token::unix_now() - 5,
+            jti: "j".into(),
+            kind: TokenKind::Invite,
+            pid: None,
+        };
+        tokens.mint(&claims)
+    };
+    let used = ts.invite(Role::Party, Some(Side::B));
+    let (_first_use, w) = WsClient::join(ts.server.addr(), &used).await;
+    assert!(matches!(w, ServerMessage::Welcome { .. }));
+    for token in [
+        forged.as_str(),
+        expired.as_str(),
+        used.as_str(),
+        "garbage",
+        "",
+    ] {
+        let (mut c, first) = WsClient::join(ts.server.addr(), token).await;
+        assert_eq!(error_code(&first), "unauthorized");
+        assert_eq!(c.closed().await, 4401);
+    }
+}
+
+#[tokio::test]
+async fn no_hello_in_time_closes_with_4408() {
+    let ts = TestServer::start(|c| c.hello_timeout_secs = 1).await;
+    let mut c = WsClient::connect(ts.server.addr()).await;
+    assert_eq!(c.closed().await, CloseCode::HelloTimeout.code());
+}
