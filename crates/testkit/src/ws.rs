@@ -148,3 +148,24 @@ impl WsClient {
         drop(self.ws);
     }
 }
+
+/// A plain HTTP/1.1 GET over a fresh TCP connection: `(status, body)`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut buf = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut buf))
+        .await
+        .expect("timed out reading the HTTP response")
+        .expect("read response");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The dependency rules of docs/ARCHITECTURE.md, checked with `cargo tree`:
+# - confer-server and confer-sfu never depend on confer-e2ee (the server holds no key code);
+# - the sans-IO cores (proto, room, sfu, e2ee) never depend on tokio, mio or axum, and never
+#   on a randomness crate (rand, getrandom): time and randomness are their inputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+status=0
+have() { [ -f "crates/$1/Cargo.toml" ]; }
+deps() { cargo tree --quiet -p "$1" -e normal --prefix none --format '{p}' | awk '{print $1}' | sort -u; }
+
+for crate in server sfu; do
+  have "$crate" || continue
+  if deps "confer-$crate" | grep -qx 'confer-e2ee'; then
+    echo "check-deps: confer-$crate depends on confer-e2ee; the server must contain no key-handling code" >&2
+    status=1
+  fi
+done
+
+for crate in proto room sfu e2ee; do
+  have "$crate" || continue
+  for banned in tokio mio axum rand getrandom; do
+    if deps "confer-$crate" | grep -qx "$banned"; then
+      echo "check-deps: confer-$crate (a sans-IO core) depends on $banned" >&2
+      status=1
+    fi
+  done
+done
+
+[ "$status" -eq 0 ] && echo "check-deps: dependency rules hold"
+exit "$status"
