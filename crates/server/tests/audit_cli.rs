@@ -25,16 +25,49 @@ async fn audit_log_records_a_session_verifies_exports_and_catches_an_edited_row(
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("intact"), "{out}");
 
-    let (code, out, _) = run(&["audit", "export", "--dev", "--data-dir", d, "--session", session]);
+    let (code, out, _) = run(&[
+        "audit",
+        "export",
+        "--dev",
+        "--data-dir",
+        d,
+        "--session",
+        session,
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let events: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
-    for e in ["session_created", "arrived", "consent", "admitted", "moved", "session_ended"] {
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for e in [
+        "session_created",
+        "arrived",
+        "consent",
+        "admitted",
+        "moved",
+        "session_ended",
+    ] {
         assert!(events.contains(&e), "{e} missing from {events:?}");
     }
-    let consent = v["events"].as_array().unwrap().iter().find(|e| e["event"] == "consent").unwrap();
-    assert_eq!(consent["detail"], HASH, "only the hash of the agreement is kept");
-    let moved = v["events"].as_array().unwrap().iter().find(|e| e["detail"] == "caucus-A").unwrap();
+    let consent = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "consent")
+        .unwrap();
+    assert_eq!(
+        consent["detail"], HASH,
+        "only the hash of the agreement is kept"
+    );
+    let moved = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["detail"] == "caucus-A")
+        .unwrap();
     assert_eq!(moved["participant"], trace.participant_ids[1].as_str());
     // Content never reaches the audit log.
     let raw = std::fs::read(dir.join("audit.db")).unwrap();
@@ -42,7 +75,8 @@ async fn audit_log_records_a_session_verifies_exports_and_catches_an_edited_row(
 
     // Edit one row behind the chain's back: verify names it and fails.
     let conn = audit::open(&dir.join("audit.db")).unwrap();
-    conn.execute("UPDATE events SET event = 'admitted' WHERE seq = 4", []).unwrap();
+    conn.execute("UPDATE events SET event = 'admitted' WHERE seq = 4", [])
+        .unwrap();
     drop(conn);
     let (code, _, err) = run(&["audit", "verify", "--dev", "--data-dir", d]);
     assert_eq!(code, 1);
@@ -64,7 +98,14 @@ fn purge_applies_the_retention_period_and_keeps_the_chain_valid() {
         role: None,
         detail: None,
     };
-    audit::append(&mut conn, &[ev(now - 400 * 86_400, "session_created"), ev(now - 10, "session_ended")]).unwrap();
+    audit::append(
+        &mut conn,
+        &[
+            ev(now - 400 * 86_400, "session_created"),
+            ev(now - 10, "session_ended"),
+        ],
+    )
+    .unwrap();
     drop(conn);
     let (code, out, err) = run(&["audit", "purge", "--dev", "--data-dir", d]);
     assert_eq!(code, 0, "{err}");
@@ -89,13 +130,39 @@ fn cli_errors_say_what_to_do() {
     assert!(err.contains("--dev") && err.contains("--config"), "{err}");
     let dir = temp_dir("cli");
     let d = dir.to_str().unwrap();
-    let (code, _, err) = run(&["token", "create", "--dev", "--data-dir", d, "--session", "s", "--role", "party"]);
+    let (code, _, err) = run(&[
+        "token",
+        "create",
+        "--dev",
+        "--data-dir",
+        d,
+        "--session",
+        "s",
+        "--role",
+        "party",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("--side"), "{err}");
-    let (code, _, err) = run(&["token", "create", "--dev", "--data-dir", d, "--session", "bad id!", "--role", "mediator"]);
+    let (code, _, err) = run(&[
+        "token",
+        "create",
+        "--dev",
+        "--data-dir",
+        d,
+        "--session",
+        "bad id!",
+        "--role",
+        "mediator",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("session id"), "{err}");
-    let (code, _, err) = run(&["audit", "verify", "--dev", "--data-dir", "/nonexistent/confer"]);
+    let (code, _, err) = run(&[
+        "audit",
+        "verify",
+        "--dev",
+        "--data-dir",
+        "/nonexistent/confer",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("no audit log"), "{err}");
     let cfg = dir.join("bad.toml");
@@ -103,5 +170,34 @@ fn cli_errors_say_what_to_do() {
     let (code, _, err) = run(&["serve", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("lisen"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn retention_is_enforced_at_start_up() {
+    let dir = temp_dir("retention");
+    let mut conn = audit::open(&dir.join("audit.db")).unwrap();
+    let now = confer_server::token::unix_now();
+    let ev = |at: u64| audit::NewEvent {
+        at,
+        session: "ancient".into(),
+        event: "session_created".into(),
+        participant: None,
+        role: None,
+        detail: None,
+    };
+    audit::append(&mut conn, &[ev(now - 366 * 86_400), ev(now - 86_400)]).unwrap();
+    drop(conn);
+    let serve = Serve::start(&dir).await;
+    serve.signal_term();
+    assert_eq!(serve.wait().await.0, 0);
+    let conn = audit::open(&dir.join("audit.db")).unwrap();
+    let rows = audit::export(&conn, "ancient").unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the row older than 365 days is gone, the recent one stays"
+    );
+    assert_eq!(audit::verify(&conn).unwrap(), Ok(1));
     std::fs::remove_dir_all(dir).unwrap();
 }

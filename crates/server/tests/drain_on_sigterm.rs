@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use confer_proto::ServerMessage;
-use confer_testkit::ws::{http_get, WsClient};
+use confer_testkit::ws::{WsClient, http_get};
 use serde_json::json;
 
 #[tokio::test]
@@ -22,11 +22,16 @@ async fn first_sigterm_drains_until_the_last_session_ends() {
     assert_eq!(http_get(serve.addr, "/healthz").await.0, 200);
     // A newcomer is told to come back later.
     let (_p, first) = WsClient::join(serve.addr, &serve.token("s1", "party", Some("A"))).await;
-    assert!(matches!(first, ServerMessage::Error { code, .. } if code.as_str() == "server_draining"));
+    assert!(
+        matches!(first, ServerMessage::Error { code, .. } if code.as_str() == "server_draining")
+    );
     // The session goes on.
     m.send(json!({"type": "ping"})).await;
     m.recv_until(|x| *x == ServerMessage::Pong).await;
-    assert!(serve.child.try_wait().unwrap().is_none(), "still running while a session lives");
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "still running while a session lives"
+    );
 
     m.send(json!({"type": "end"})).await;
     assert_eq!(m.closed().await, 4000);

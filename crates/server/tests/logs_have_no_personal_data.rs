@@ -33,10 +33,14 @@ async fn info_logs_never_contain_ids_addresses_tokens_or_content() {
         forbidden.push(format!(":{}", a.port()));
     }
     for f in &forbidden {
-        assert!(!logs.contains(f.as_str()), "the log contains {f:?}:\n{logs}");
+        assert!(
+            !logs.contains(f.as_str()),
+            "the log contains {f:?}:\n{logs}"
+        );
     }
     for line in logs.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert!(v["level"].is_string());
     }
     std::fs::remove_dir_all(dir).unwrap();

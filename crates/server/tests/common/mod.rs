@@ -12,14 +12,20 @@ use tokio::process::{Child, Command};
 pub const BIN: &str = env!("CARGO_BIN_EXE_confer");
 
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("confer-{tag}-{}", confer_server::token::random_id()));
+    let dir = std::env::temp_dir().join(format!(
+        "confer-{tag}-{}",
+        confer_server::token::random_id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// `confer ARGS` to completion: (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(BIN).args(args).output().expect("run confer");
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run confer");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -40,7 +46,15 @@ pub struct Serve {
 impl Serve {
     pub async fn start(dir: &Path) -> Self {
         let mut child = Command::new(BIN)
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir)
             .env("CONFER_LOG_LEVEL", "info")
             .stdout(Stdio::piped())
@@ -71,12 +85,23 @@ impl Serve {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let stderr = child.stderr.take();
-        Self { child, addr: addr.expect("ws address"), metrics: metrics.expect("metrics address"), stdout, dir: dir.to_owned(), stderr }
+        Self {
+            child,
+            addr: addr.expect("ws address"),
+            metrics: metrics.expect("metrics address"),
+            stdout,
+            dir: dir.to_owned(),
+            stderr,
+        }
     }
 
     pub fn signal_term(&self) {
         let pid = self.child.id().expect("running").to_string();
-        let ok = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -TERM");
     }
 
@@ -96,7 +121,17 @@ impl Serve {
     /// Mints a token with the CLI against this server's data dir.
     pub fn token(&self, session: &str, role: &str, side: Option<&str>) -> String {
         let dir = self.dir.to_str().unwrap();
-        let mut args = vec!["token", "create", "--dev", "--data-dir", dir, "--session", session, "--role", role];
+        let mut args = vec![
+            "token",
+            "create",
+            "--dev",
+            "--data-dir",
+            dir,
+            "--session",
+            session,
+            "--role",
+            role,
+        ];
         if let Some(s) = side {
             args.extend(["--side", s]);
         }
@@ -134,15 +169,24 @@ pub async fn short_session(addr: SocketAddr, tokens: [String; 3], canary: &str) 
     let (mut b, wb) = WsClient::join(addr, &tb).await;
     let ids = [pid(&wm), pid(&wa), pid(&wb)];
     for (c, id) in [(&mut a, &ids[1]), (&mut b, &ids[2])] {
-        c.send(json!({"type": "consent", "agreement_hash": HASH})).await;
+        c.send(json!({"type": "consent", "agreement_hash": HASH}))
+            .await;
         assert_eq!(c.recv().await, ServerMessage::ConsentRecorded);
-        m.send(json!({"type": "admit", "participant_id": id.as_str()})).await;
-        c.recv_until(|x| matches!(x, ServerMessage::Channel { .. })).await;
+        m.send(json!({"type": "admit", "participant_id": id.as_str()}))
+            .await;
+        c.recv_until(|x| matches!(x, ServerMessage::Channel { .. }))
+            .await;
     }
-    a.send(json!({"type": "relay", "to": {"channel": "joint"}, "data": canary})).await;
-    b.recv_until(|x| matches!(x, ServerMessage::Relayed { data, .. } if data == canary)).await;
-    m.send(json!({"type": "move", "participant_id": ids[1].as_str(), "channel_id": "caucus-A"})).await;
-    a.recv_until(|x| matches!(x, ServerMessage::Channel { channel } if channel.id.as_str() == "caucus-A")).await;
+    a.send(json!({"type": "relay", "to": {"channel": "joint"}, "data": canary}))
+        .await;
+    b.recv_until(|x| matches!(x, ServerMessage::Relayed { data, .. } if data == canary))
+        .await;
+    m.send(json!({"type": "move", "participant_id": ids[1].as_str(), "channel_id": "caucus-A"}))
+        .await;
+    a.recv_until(
+        |x| matches!(x, ServerMessage::Channel { channel } if channel.id.as_str() == "caucus-A"),
+    )
+    .await;
     m.send(json!({"type": "end"})).await;
     for c in [&mut m, &mut a, &mut b] {
         assert_eq!(c.closed().await, 4000);
