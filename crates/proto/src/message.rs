@@ -195,6 +195,14 @@ fn classify(text: &str, err: &serde_json::Error) -> DecodeError {
             code: ErrorCode::UnknownType,
             detail: "this server knows no message of that type".to_owned(),
         },
+        Ok(Envelope { ty: Some(ty) })
+            if ty == "consent" && field_error(err).contains("agreement_hash must") =>
+        {
+            DecodeError {
+                code: ErrorCode::InvalidConsent,
+                detail: "agreement_hash".to_owned(),
+            }
+        }
         Ok(Envelope { ty: Some(ty) }) => DecodeError {
             code: ErrorCode::InvalidMessage,
             // serde's message names the field and the expectation, not the value.
@@ -423,6 +431,8 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidMessage);
         assert!(e.detail.contains("participant_id"), "{}", e.detail);
         let e = decode_client(r#"{"type":"consent","agreement_hash":"xyz"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConsent);
+        let e = decode_client(r#"{"type":"consent"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidMessage);
         let e = decode_client(r#"{"type":"kick","participant_id":"p1","extra":1}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidMessage);

@@ -127,6 +127,7 @@ pub fn open(path: &Path) -> Result<Connection, AuditError> {
         let _ = std::fs::create_dir_all(dir);
     }
     let conn = Connection::open(path).map_err(db)?;
+    restrict_permissions(path);
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(db)?;
     conn.execute_batch(
@@ -160,6 +161,16 @@ pub fn open(path: &Path) -> Result<Connection, AuditError> {
     .map_err(db)?;
     Ok(conn)
 }
+
+// The audit log is for the operator only, whatever the process umask.
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) {}
 
 /// Appends events in one transaction, extending the chain.
 pub fn append(conn: &mut Connection, events: &[NewEvent]) -> rusqlite::Result<()> {

@@ -27,9 +27,9 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Sustained signalling messages per second per connection.
     pub rate_limit_msgs_per_sec: u32,
-    /// Burst allowance above the sustained rate, in messages.
+    /// Bucket size: messages a connection may send at once before the sustained rate applies.
     pub rate_limit_burst: u32,
-    /// Rate-limited messages after which the connection is closed (4429).
+    /// Consecutive rate-limited messages after which the connection is closed (4429).
     pub rate_limit_strikes: u32,
     /// Protocol errors after which the connection is closed (4400).
     pub max_errors_per_connection: u32,

@@ -170,6 +170,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let tokens = token::Tokens::load_or_create(&config.signing_key_path())?;
             let ttl = ttl.unwrap_or(config.invite_ttl_secs);
+            if ttl > config.invite_max_ttl_secs {
+                bail!(
+                    "--ttl {ttl} is longer than invite_max_ttl_secs ({}); pick a shorter lifetime",
+                    config.invite_max_ttl_secs
+                );
+            }
             println!("{}", tokens.invite(&session, role, side, ttl).0);
             Ok(ExitCode::SUCCESS)
         }
@@ -196,7 +202,8 @@ fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
         (AuditCmd::Export { session, .. }, _) => {
             let rows = audit::export(&conn, &session)?;
             let out = serde_json::json!({ "session": session, "events": rows });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
         (_, 0) => match audit::verify(&conn)? {
@@ -247,6 +254,9 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
     )?;
     writeln!(out)?;
     writeln!(out, "  Web:        http://{addr}/")?;
+    if !dev {
+        writeln!(out, "  Public URL: {}", server.config().public_url)?;
+    }
     writeln!(out, "  Signalling: ws://{addr}/ws")?;
     writeln!(out, "  Health:     http://{addr}/healthz")?;
     writeln!(

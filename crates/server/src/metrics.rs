@@ -47,3 +47,7 @@ pub(crate) fn relayed(bytes: usize) {
 pub(crate) fn error(code: ErrorCode) {
     metrics::counter!("confer_errors_total", "code" => code.as_str()).increment(1);
 }
+
+pub(crate) fn slow_consumer() {
+    metrics::counter!("confer_slow_consumer_drops_total").increment(1);
+}

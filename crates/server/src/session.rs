@@ -280,7 +280,7 @@ impl RoomTask {
                             tracing::info!("dropping a connection whose send queue is full");
                             conn.shutdown.notify_one();
                             member.conn = None;
-                            m::error(ErrorCode::RateLimited);
+                            m::slow_consumer();
                         }
                     }
                 }

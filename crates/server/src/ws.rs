@@ -192,6 +192,8 @@ impl Connection {
             }
             return Flow::Continue;
         }
+        // Strikes count consecutive refusals: a client that slows down starts afresh.
+        self.strikes = 0;
         if text.len() > self.state.config.max_frame_bytes {
             return self.error(ErrorCode::FrameTooLarge, None, None);
         }
