@@ -84,6 +84,15 @@ impl Codec {
     }
 }
 
+/// Stream 3 carries data and nothing else; streams 0-2 carry media and never data, so a frame
+/// can never be opened as another kind than it was sealed as.
+fn codec_fits(codec: Codec, stream: u8) -> bool {
+    (codec == Codec::Data) == (stream == STREAM_DATA)
+}
+
+/// Generations are below 2^60 so that `generation << 4` fits a KID.
+pub const MAX_GENERATION: u64 = (1 << 60) - 1;
+
 /// The context every key of one (session, channel, sender, stream) is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameCtx {
@@ -251,6 +260,10 @@ pub fn unpad(padded: &[u8]) -> Result<Vec<u8>, OpenError> {
         return Err(OpenError);
     }
     let len = usize::from(u16::from_be_bytes([padded[0], padded[1]]));
+    // Exactly the length `pad` produces: no extra zero blocks.
+    if padded.len() != (len + 2).div_ceil(256) * 256 {
+        return Err(OpenError);
+    }
     let body = padded.get(2..2 + len).ok_or(OpenError)?;
     if padded[2 + len..].iter().any(|b| *b != 0) {
         return Err(OpenError);
@@ -416,8 +429,12 @@ impl Sealer {
         Ok(())
     }
 
-    /// Seals a payload (for [`Codec::Data`], the message before padding).
+    /// Seals a payload (for [`Codec::Data`], the message before padding). The codec must fit
+    /// the stream (data on stream 3 only), and the generation must be at most [`MAX_GENERATION`].
     pub fn seal(&mut self, codec: Codec, payload: &[u8]) -> Result<Vec<u8>, SealError> {
+        if !codec_fits(codec, self.ctx.stream) || self.generation > MAX_GENERATION {
+            return Err(SealError);
+        }
         let frame = seal_with(
             &self.keys,
             kid(self.generation, self.step),
@@ -499,8 +516,11 @@ impl Opener {
         }
     }
 
-    /// Installs a generation's base key.
+    /// Installs a generation's base key (ignored above [`MAX_GENERATION`]).
     pub fn add_generation(&mut self, generation: u64, base_key: [u8; 32]) {
+        if generation > MAX_GENERATION {
+            return;
+        }
         let base = Secret32::new(base_key);
         let keys = derive(&base, kid(generation, 0), &self.ctx);
         self.generations.insert(
@@ -538,25 +558,35 @@ impl Opener {
     }
 
     fn try_open(&mut self, codec: Codec, frame: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if !codec_fits(codec, self.ctx.stream) {
+            return Err(OpenError);
+        }
         let p = parse(codec, frame)?;
         let generation = p.kid >> 4;
         let step = (p.kid & 0x0f) as u8;
         let ctx = &self.ctx;
         let g = self.generations.get_mut(&generation).ok_or(OpenError)?;
-        // Forward ratchet to the step the KID names (at most 15 steps from the base key).
-        while g.steps.len() <= usize::from(step) {
-            let (last, _) = g.steps.last().ok_or(OpenError)?;
-            let next = ratchet(last, ctx);
-            let i = g.steps.len() as u8;
-            let keys = derive(&next, kid(generation, i), ctx);
-            g.steps.push((next, keys));
-        }
-        let window = g.windows.entry(step).or_default();
-        if !window.check(p.ctr) {
+        if g.windows.get(&step).is_some_and(|w| !w.check(p.ctr)) {
             return Err(OpenError);
         }
-        let out = decrypt(&g.steps[usize::from(step)].1, &p, codec)?;
-        window.commit(p.ctr);
+        // Forward ratchet to the step the KID names (at most 15 steps from the base key). New
+        // steps are kept only once a frame under them authenticates: an unauthenticated frame
+        // changes no state.
+        let mut fresh: Vec<(Secret32, StepKeys)> = Vec::new();
+        let out = if usize::from(step) < g.steps.len() {
+            decrypt(&g.steps[usize::from(step)].1, &p, codec)?
+        } else {
+            let mut last = g.steps.last().ok_or(OpenError)?.0.clone();
+            for i in g.steps.len()..=usize::from(step) {
+                let next = ratchet(&last, ctx);
+                let keys = derive(&next, kid(generation, i as u8), ctx);
+                last = next.clone();
+                fresh.push((next, keys));
+            }
+            decrypt(&fresh.last().ok_or(OpenError)?.1, &p, codec)?
+        };
+        g.steps.extend(fresh);
+        g.windows.entry(step).or_default().commit(p.ctr);
         Ok(out)
     }
 }

@@ -175,9 +175,16 @@ pub fn delegation_bytes(session_id: &[u8], co_ik: &[u8; 32], scope: u8) -> Vec<u
 /// Delegation scope: may sign rosters.
 pub const SCOPE_ROSTERS: u8 = 1;
 
-/// `SHA256("confer/1 name" || lp(salt16) || lp(utf8 name))`.
-pub fn name_commit(salt: &[u8; 16], name: &str) -> [u8; 32] {
+/// Longest display name, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// `SHA256("confer/1 name" || lp(salt16) || lp(utf8 name))`; `None` for a name over
+/// [`MAX_NAME_BYTES`].
+pub fn name_commit(salt: &[u8; 16], name: &str) -> Option<[u8; 32]> {
+    if name.len() > MAX_NAME_BYTES {
+        return None;
+    }
     let mut w = Writer::label(b"confer/1 name");
     w.lp(salt).lp(name.as_bytes());
-    Sha256::digest(w.into_bytes()).into()
+    Some(Sha256::digest(w.into_bytes()).into())
 }

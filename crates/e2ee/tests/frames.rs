@@ -44,12 +44,17 @@ fn every_codec_round_trips() {
         &delta[1..10],
         "a delta frame keeps only 1 byte in clear"
     );
-    let f = s.seal(Codec::Data, b"chat message").unwrap();
+    let data = FrameCtx::new(b"session-1", [1; 16], [2; 16], STREAM_DATA).unwrap();
+    let mut ds = Sealer::new(data.clone(), [7; 32], 0);
+    let mut dop = Opener::new(data);
+    dop.add_generation(0, [7; 32]);
+    let f = ds.seal(Codec::Data, b"chat message").unwrap();
     assert_eq!(
-        (f.len() - 1 - 16) % 256,
-        f.len() - 1 - 16 - 256 * ((f.len() - 17) / 256)
+        f.len(),
+        256 + 16 + 1 + 1,
+        "one padded block, the tag, a 1-byte header, its length"
     );
-    assert_eq!(o.open(Codec::Data, &f).unwrap(), b"chat message");
+    assert_eq!(dop.open(Codec::Data, &f).unwrap(), b"chat message");
 }
 
 #[test]
@@ -187,6 +192,52 @@ fn trailer_rules() {
 }
 
 #[test]
+fn a_frame_opens_only_as_the_codec_its_stream_carries() {
+    let data = FrameCtx::new(b"s", [1; 16], [2; 16], STREAM_DATA).unwrap();
+    let mut s = Sealer::new(data.clone(), [7; 32], 0);
+    assert!(
+        s.seal(Codec::Opus, b"x").is_err(),
+        "no media on the data stream"
+    );
+    let f = s.seal(Codec::Data, b"chat").unwrap();
+    let mut o = Opener::new(data);
+    o.add_generation(0, [7; 32]);
+    assert!(
+        o.open(Codec::Opus, &f).is_err(),
+        "a data frame never opens as audio"
+    );
+    assert_eq!(o.open(Codec::Data, &f).unwrap(), b"chat");
+    let (mut media, _) = pair([7; 32]);
+    assert!(
+        media.seal(Codec::Data, b"x").is_err(),
+        "no data on a media stream"
+    );
+}
+
+#[test]
+fn generations_above_the_kid_range_are_refused() {
+    let mut s = Sealer::new(ctx(1), [7; 32], MAX_GENERATION + 1);
+    assert!(s.seal(Codec::Opus, b"x").is_err());
+    let mut o = Opener::new(ctx(1));
+    o.add_generation(MAX_GENERATION + 2, [7; 32]);
+    assert!(o.generations().is_empty());
+}
+
+#[test]
+fn an_unauthenticated_frame_changes_no_state() {
+    let (mut s, mut o) = pair([7; 32]);
+    for _ in 0..5 {
+        s.ratchet().unwrap();
+    }
+    let f = s.seal(Codec::Opus, b"late step").unwrap();
+    let mut forged = f.clone();
+    forged[0] ^= 1;
+    assert!(o.open(Codec::Opus, &forged).is_err());
+    // The genuine frame with the same counter still opens: the forgery consumed nothing.
+    assert_eq!(o.open(Codec::Opus, &f).unwrap(), b"late step");
+}
+
+#[test]
 fn padding_is_strict() {
     let p = pad(b"hi").unwrap();
     assert_eq!(p.len(), 256);
@@ -200,6 +251,10 @@ fn padding_is_strict() {
     overrun[0] = 0x01;
     assert!(unpad(&overrun).is_err(), "length overruns");
     assert!(unpad(&p[..255]).is_err());
+    assert!(
+        unpad(&[0; 512]).is_err(),
+        "an extra zero block is not what pad produces"
+    );
 }
 
 #[test]

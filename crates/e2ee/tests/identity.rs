@@ -53,7 +53,12 @@ fn session_code_is_order_independent_and_changes_with_any_key() {
 
 #[test]
 fn name_commitments_hide_and_bind() {
-    let c = name_commit(&[1; 16], "Alice");
-    assert_ne!(c, name_commit(&[2; 16], "Alice"));
-    assert_ne!(c, name_commit(&[1; 16], "Alicf"));
+    let c = name_commit(&[1; 16], "Alice").unwrap();
+    assert_ne!(c, name_commit(&[2; 16], "Alice").unwrap());
+    assert_ne!(c, name_commit(&[1; 16], "Alicf").unwrap());
+    assert!(name_commit(&[1; 16], &"x".repeat(MAX_NAME_BYTES)).is_some());
+    assert!(
+        name_commit(&[1; 16], &"x".repeat(MAX_NAME_BYTES + 1)).is_none(),
+        "no panic on huge names"
+    );
 }

@@ -16,7 +16,9 @@ fn run(data: &[u8]) -> bool {
         return false;
     };
     let codec = [Codec::Vp8, Codec::Opus, Codec::Data][usize::from(sel % 3)];
-    let ctx = FrameCtx::new(b"fuzz-session", [1; 16], [2; 16], 3).expect("a valid ctx");
+    // Each codec on the stream that carries it: camera VP8, audio Opus, data on stream 3.
+    let stream = [1, 0, 3][usize::from(sel % 3)];
+    let ctx = FrameCtx::new(b"fuzz-session", [1; 16], [2; 16], stream).expect("a valid ctx");
     let mut opener = Opener::new(ctx);
     opener.add_generation(0, [7; 32]);
     opener.add_generation(1, [8; 32]);

@@ -1,0 +1,110 @@
+//! `confer-bot`: a headless Confer participant for demos, tests and load.
+//!
+//! It joins with a token or invite link, speaks confer/1, sends a self-checking encrypted chat
+//! message every so often once its channel is secured, and on exit prints one JSON line:
+//! `messages_sent`, `messages_received`, `messages_verified`, `decrypt_failures`, `alarms`, ...
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use confer_client::driver::{BotOptions, run_bot};
+use confer_client::{CoreConfig, agreement_hash};
+use confer_proto::{Role, Side};
+
+/// The agreement text bots acknowledge unless told otherwise.
+const DEFAULT_AGREEMENT: &str =
+    "Confer demo agreement to mediate: confidential; no recording by anyone; nobody else present.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "confer-bot",
+    version,
+    about = "A headless Confer participant (signalling + confer/1 end-to-end encryption)."
+)]
+struct Args {
+    /// Signalling URL, e.g. ws://127.0.0.1:7880/ws.
+    #[arg(long)]
+    url: String,
+    /// An invite token, or an invite link (`.../join#t=...&k=...&m=...`).
+    #[arg(long)]
+    token: String,
+    /// The role the token is for: mediator, party or counsel (the token decides; this checks it).
+    #[arg(long)]
+    role: Role,
+    /// How long to run before leaving (parties) or ending the session (mediators).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Milliseconds between chat messages once the channel is secured.
+    #[arg(long, default_value_t = 500)]
+    chat_every_ms: u64,
+    /// The agreement text to present (mediator) or acknowledge (others); its SHA-256 is what counts.
+    #[arg(long, default_value = DEFAULT_AGREEMENT)]
+    agreement: String,
+    /// Mediators: mint an invite link for ROLE[:SIDE] (repeatable), printed on stderr.
+    #[arg(long = "invite", value_name = "ROLE[:SIDE]")]
+    invites: Vec<String>,
+}
+
+fn parse_invite(s: &str) -> Result<(Role, Option<Side>), String> {
+    match s.split_once(':') {
+        Some((r, side)) => Ok((r.parse()?, Some(side.parse()?))),
+        None => Ok((s.parse()?, None)),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let invites: Result<Vec<_>, _> = args.invites.iter().map(|s| parse_invite(s)).collect();
+    let invites = match invites {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("confer-bot: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut config = CoreConfig::new(agreement_hash(&args.agreement));
+    config.auto_admit = args.role == Role::Mediator;
+    let link_base = args
+        .url
+        .replace("ws://", "http://")
+        .replace("wss://", "https://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let opts = BotOptions {
+        url: args.url,
+        token: args.token,
+        config,
+        seconds: args.seconds,
+        chat_every: Duration::from_millis(args.chat_every_ms.max(10)),
+        invites,
+        link_base,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("confer-bot: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_bot(opts)) {
+        Ok(summary) => {
+            if !summary.role.is_empty() && summary.role != args.role.as_str() {
+                eprintln!(
+                    "confer-bot: the token is for a {}, not a {}",
+                    summary.role,
+                    args.role.as_str()
+                );
+            }
+            println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("confer-bot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1283 @@
+//! The client's sans-IO core: signalling messages in, signalling messages and events out,
+//! confer/1 in between. The caller owns the socket and the clock.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use confer_e2ee::code::session_code;
+use confer_e2ee::frame::{Codec, FrameCtx, Opener, STREAM_DATA, Sealer, SenderKeyMsg};
+use confer_e2ee::identity::{Announcement, Identity, role_code, role_from_code, verify};
+use confer_e2ee::pairwise::{self, MsgType, Pair, Sequences};
+use confer_e2ee::roster::{
+    Accepted, Chain, FLAG_AWAY, Kind, Member, Roster, RosterError, SignedRoster,
+};
+use confer_e2ee::secret::Secret32;
+use confer_e2ee::{CryptoRng, Id16};
+use confer_proto::{
+    AgreementHash, ChannelId, ChannelKind, ChannelView, ClientMessage, ParticipantId, RelayTarget,
+    Role, ServerMessage, SessionView,
+};
+use sha2::{Digest, Sha256};
+
+use crate::envelope::{Bytes, Envelope};
+use crate::link::Invite;
+
+/// How long a member of my channel may go without a roster signature before it is an alarm.
+pub const UNSIGNED_GRACE: Duration = Duration::from_secs(5);
+/// How long after a roster change a member may take to send its new sender key.
+pub const STALE_KEY_AFTER: Duration = Duration::from_secs(10);
+/// How long old generations are kept for frames in flight.
+pub const KEEP_OLD_KEYS: Duration = Duration::from_secs(10);
+/// Consent attestation bits: "I will not record", "nobody else is present".
+pub const ATTEST_NO_RECORDING: u8 = 1;
+/// See [`ATTEST_NO_RECORDING`].
+pub const ATTEST_NOBODY_ELSE: u8 = 2;
+
+/// Something the user must see: the protocol detected misbehaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alarm {
+    /// A roster did not verify or did not extend the chain.
+    Roster(RosterError),
+    /// Someone is in my channel (per the server) but in no roster the mediator signed.
+    UnsignedMember(ParticipantId),
+    /// A roster changed but this member sent no new key in time.
+    StaleKey(ParticipantId),
+    /// The mediator's key differs from the one the invite link pinned.
+    MediatorKeyMismatch,
+    /// A roster arrived from someone other than the mediator.
+    RosterFromNonMediator,
+}
+
+impl Alarm {
+    /// A stable short code for summaries.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Alarm::Roster(RosterError::Fork) => "roster_fork",
+            Alarm::Roster(RosterError::Rollback) => "roster_rollback",
+            Alarm::Roster(RosterError::Gap) => "roster_gap",
+            Alarm::Roster(RosterError::BadSignature) => "roster_bad_signature",
+            Alarm::Roster(_) => "roster_invalid",
+            Alarm::UnsignedMember(_) => "unsigned_member",
+            Alarm::StaleKey(_) => "stale_key",
+            Alarm::MediatorKeyMismatch => "mediator_key_mismatch",
+            Alarm::RosterFromNonMediator => "roster_from_non_mediator",
+        }
+    }
+}
+
+/// What happened, for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Joined (or resumed); `channel` is `None` in the waiting room.
+    Welcome {
+        /// My pseudonymous id.
+        participant_id: ParticipantId,
+        /// Where I am.
+        channel: Option<ChannelId>,
+    },
+    /// My current channel has a signed roster listing me and my sender key is out: I may talk.
+    Secured(ChannelId),
+    /// A chat message that decrypted.
+    Chat {
+        /// Sender.
+        from: ParticipantId,
+        /// Server channel.
+        channel: ChannelId,
+        /// Text.
+        text: String,
+    },
+    /// The session code changed (JOINT roster identities changed).
+    SessionCode(String),
+    /// An alarm.
+    Alarm(Alarm),
+    /// A server error frame.
+    ServerError(String),
+    /// The session ended (or I was removed); every key is deleted.
+    Ended,
+}
+
+/// Counters for summaries and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Chat messages sealed and sent.
+    pub messages_sent: u64,
+    /// Chat messages that decrypted.
+    pub messages_received: u64,
+    /// Frames or pairwise messages that failed to open.
+    pub decrypt_failures: u64,
+    /// Alarm codes, in order.
+    pub alarms: Vec<String>,
+    /// Sender keys received and installed.
+    pub keys_received: u64,
+    /// True after the end: every key was deleted.
+    pub keys_deleted: bool,
+    /// Mediators: consent acknowledgments that did not verify (never admitted).
+    pub consents_rejected: u64,
+    /// Mediators: consent acknowledgments that verified.
+    pub consents_verified: u64,
+}
+
+/// Not in a secured channel yet ("securing channel"): nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotSecured;
+
+/// Client configuration.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// SHA-256 of the agreement to mediate this client presents (mediator) or acknowledges.
+    pub agreement_hash: [u8; 32],
+    /// Invite secrets (psk, pinned mediator key), if the client joined through a link.
+    pub invite: Option<Invite>,
+    /// Mediators: invite secrets of links they made, by hint.
+    pub issued_psks: Vec<Secret32>,
+    /// Mediators: admit every arrival whose consent verifies.
+    pub auto_admit: bool,
+    /// How long a member of my channel may go unsigned before the alarm.
+    pub unsigned_grace: Duration,
+    /// How long after a roster change a member may take to send its new key.
+    pub stale_key_after: Duration,
+    /// How long old generations are kept for frames in flight.
+    pub keep_old_keys: Duration,
+}
+
+impl CoreConfig {
+    /// Defaults for this agreement.
+    pub fn new(agreement_hash: [u8; 32]) -> Self {
+        Self {
+            agreement_hash,
+            invite: None,
+            issued_psks: Vec::new(),
+            auto_admit: true,
+            unsigned_grace: UNSIGNED_GRACE,
+            stale_key_after: STALE_KEY_AFTER,
+            keep_old_keys: KEEP_OLD_KEYS,
+        }
+    }
+}
+
+/// SHA-256 of an agreement text.
+pub fn agreement_hash(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+fn psk_hint(psk: &Secret32) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"confer/1 psk-hint");
+    h.update(psk.expose());
+    h.finalize()[..8].to_vec()
+}
+
+fn id16(p: &ParticipantId) -> Option<Id16> {
+    hex::decode(p.as_str()).ok()?.try_into().ok()
+}
+
+fn pid_of(id: &Id16) -> Option<ParticipantId> {
+    ParticipantId::new(hex::encode(id)).ok()
+}
+
+struct Me {
+    pid: ParticipantId,
+    id: Id16,
+    role: Role,
+    session: Vec<u8>,
+}
+
+/// A verified announcement (mediator side: candidates for rosters).
+#[derive(Clone)]
+struct Peer {
+    ann: Announcement,
+    consent_ok: bool,
+}
+
+struct ChainState {
+    chain: Chain,
+    server_channel: ChannelId,
+    advanced_at: Instant,
+}
+
+/// The confer/1 client state machine.
+pub struct Core<R: CryptoRng> {
+    rng: R,
+    cfg: CoreConfig,
+    identity: Option<Identity>,
+    me: Option<Me>,
+    mediator: Option<(ParticipantId, [u8; 32], [u8; 32])>,
+    consent_sent: bool,
+    // Mediator side.
+    peers: BTreeMap<ParticipantId, Peer>,
+    contacted: BTreeSet<ParticipantId>,
+    admit_sent: BTreeSet<ParticipantId>,
+    channel_ids: BTreeMap<ChannelId, Id16>,
+    last_session: Option<SessionView>,
+    // Everyone.
+    my_channel: Option<ChannelView>,
+    chains: BTreeMap<Id16, ChainState>,
+    sealers: BTreeMap<Id16, (u64, Sealer)>,
+    next_generation: u64,
+    openers: BTreeMap<(Id16, Id16), Opener>,
+    key_epochs: BTreeMap<(Id16, Id16), u64>,
+    expiries: Vec<(Instant, Id16, Id16, Option<u64>)>,
+    pending: VecDeque<(ParticipantId, Envelope)>,
+    seqs: Sequences,
+    unsigned_since: BTreeMap<ParticipantId, Instant>,
+    alarmed: BTreeSet<(String, String)>,
+    secured: Option<ChannelId>,
+    code: Option<String>,
+    now: Option<Instant>,
+    out: VecDeque<ClientMessage>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl<R: CryptoRng> std::fmt::Debug for Core<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("stats", &self.stats)
+            .field("secured", &self.secured)
+            .finish()
+    }
+}
+
+impl<R: CryptoRng> Core<R> {
+    /// A client that has not connected yet.
+    pub fn new(mut rng: R, cfg: CoreConfig) -> Self {
+        let identity = Identity::generate(&mut rng);
+        Self {
+            rng,
+            cfg,
+            identity: Some(identity),
+            me: None,
+            mediator: None,
+            consent_sent: false,
+            peers: BTreeMap::new(),
+            contacted: BTreeSet::new(),
+            admit_sent: BTreeSet::new(),
+            channel_ids: BTreeMap::new(),
+            last_session: None,
+            my_channel: None,
+            chains: BTreeMap::new(),
+            sealers: BTreeMap::new(),
+            next_generation: 0,
+            openers: BTreeMap::new(),
+            key_epochs: BTreeMap::new(),
+            expiries: Vec::new(),
+            pending: VecDeque::new(),
+            seqs: Sequences::default(),
+            unsigned_since: BTreeMap::new(),
+            alarmed: BTreeSet::new(),
+            secured: None,
+            code: None,
+            now: None,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The `hello` to send first.
+    pub fn hello(&self, token: &str) -> ClientMessage {
+        ClientMessage::Hello {
+            version: confer_proto::PROTOCOL_VERSION,
+            token: token.to_owned(),
+        }
+    }
+
+    /// Mediators: remember the invite secret of a link just made.
+    pub fn add_issued_psk(&mut self, psk: Secret32) {
+        self.cfg.issued_psks.push(psk);
+    }
+
+    /// My identity (to sign things in tests of the mediator's own misbehaviour).
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The current session code, once a JOINT roster is held.
+    pub fn session_code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The channel I may talk in, if secured.
+    pub fn secured(&self) -> Option<&ChannelId> {
+        self.secured.as_ref()
+    }
+
+    /// My participant id.
+    pub fn participant_id(&self) -> Option<&ParticipantId> {
+        self.me.as_ref().map(|m| &m.pid)
+    }
+
+    /// Next message to send to the server.
+    pub fn poll_send(&mut self) -> Option<ClientMessage> {
+        self.out.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn alarm(&mut self, a: Alarm, key: String) {
+        if self.alarmed.insert((a.code().to_owned(), key)) {
+            self.stats.alarms.push(a.code().to_owned());
+            self.events.push_back(Event::Alarm(a));
+        }
+    }
+
+    fn relay(&mut self, to: RelayTarget, env: &Envelope) {
+        self.out.push_back(ClientMessage::Relay {
+            to,
+            data: env.to_data(),
+        });
+    }
+
+    /// Seals a chat message for my current channel.
+    pub fn send_chat(&mut self, text: &str) -> Result<(), NotSecured> {
+        let ch = self.secured.clone().ok_or(NotSecured)?;
+        let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
+        let (_, sealer) = self.sealers.get_mut(&cid).ok_or(NotSecured)?;
+        let frame = sealer
+            .seal(Codec::Data, text.as_bytes())
+            .map_err(|_| NotSecured)?;
+        self.relay(
+            RelayTarget::Channel(ch),
+            &Envelope::Chat {
+                cid: Bytes(cid.to_vec()),
+                f: Bytes(frame),
+            },
+        );
+        self.stats.messages_sent += 1;
+        Ok(())
+    }
+
+    /// Decrypts a chat frame as if it came from `from` in channel `cid` (for tests that hand a
+    /// non-member a ciphertext it was never sent).
+    pub fn try_open_chat(
+        &mut self,
+        from: &ParticipantId,
+        cid: &Id16,
+        frame: &[u8],
+    ) -> Option<String> {
+        let sender = id16(from)?;
+        let opener = self.openers.get_mut(&(*cid, sender))?;
+        let pt = opener.open(Codec::Data, frame).ok()?;
+        String::from_utf8(pt).ok()
+    }
+
+    fn channel_id_of(&self, ch: &ChannelId) -> Option<&Id16> {
+        // The newest chain for this server channel that lists me as present.
+        let me = self.me.as_ref()?;
+        self.chains
+            .iter()
+            .filter(|(_, s)| &s.server_channel == ch)
+            .find_map(|(cid, s)| {
+                let head = s.chain.head()?;
+                head.roster
+                    .member(&me.id)
+                    .filter(|m| !m.is_away())
+                    .map(|_| cid)
+            })
+    }
+
+    /// Feeds one server message.
+    pub fn handle(&mut self, msg: ServerMessage, now: Instant) {
+        self.now = Some(now);
+        match msg {
+            ServerMessage::Welcome {
+                participant_id,
+                session_id,
+                role,
+                channel,
+                ..
+            } => {
+                let Some(id) = id16(&participant_id) else {
+                    return;
+                };
+                self.me = Some(Me {
+                    pid: participant_id.clone(),
+                    id,
+                    role,
+                    session: session_id.as_str().as_bytes().to_vec(),
+                });
+                self.events.push_back(Event::Welcome {
+                    participant_id: participant_id.clone(),
+                    channel: channel.as_ref().map(|c| c.id.clone()),
+                });
+                if role == Role::Mediator {
+                    let (ik, ek) = self.keys();
+                    self.mediator = Some((participant_id, ik, ek));
+                    let ann = self.announcement();
+                    self.peers.insert(
+                        self.me_pid(),
+                        Peer {
+                            ann,
+                            consent_ok: true,
+                        },
+                    );
+                }
+                self.my_channel = channel;
+                self.reconcile(now);
+            }
+            ServerMessage::Session { session } => {
+                self.last_session = Some(session);
+                self.contact_waiting();
+                self.admit_ready();
+                self.reconcile(now);
+            }
+            ServerMessage::Channel { channel } => {
+                self.my_channel = Some(channel);
+                self.update_secured();
+            }
+            ServerMessage::Relayed {
+                from,
+                data,
+                channel,
+            } => {
+                self.stats_relayed(&from, channel.as_ref(), &data, now);
+            }
+            ServerMessage::ParticipantLeft { .. }
+            | ServerMessage::ConsentRecorded
+            | ServerMessage::Pong => {}
+            ServerMessage::Error { code, .. } => self
+                .events
+                .push_back(Event::ServerError(code.as_str().to_owned())),
+            ServerMessage::SessionEnded | ServerMessage::Kicked => self.end(),
+            _ => {}
+        }
+        self.tick(now);
+    }
+
+    fn me_pid(&self) -> ParticipantId {
+        self.me
+            .as_ref()
+            .map(|m| m.pid.clone())
+            .unwrap_or_else(|| ParticipantId::new("unknown").expect("valid id"))
+    }
+
+    fn keys(&self) -> ([u8; 32], [u8; 32]) {
+        self.identity
+            .as_ref()
+            .map(|i| (i.ik_pub(), i.ek_pub()))
+            .unwrap_or(([0; 32], [0; 32]))
+    }
+
+    fn announcement(&self) -> Announcement {
+        let me = self.me.as_ref().expect("announce after welcome");
+        self.identity
+            .as_ref()
+            .expect("identity until the end")
+            .announce(&me.session, me.id, me.role)
+    }
+
+    fn announce_envelope(&self) -> Envelope {
+        let a = self.announcement();
+        Envelope::Announce {
+            pid: Bytes(a.participant_id.to_vec()),
+            role: role_code(a.role),
+            ik: Bytes(a.ik_pub.to_vec()),
+            ek: Bytes(a.ek_pub.to_vec()),
+            sig: Bytes(a.signature.to_vec()),
+        }
+    }
+
+    fn is_mediator(&self) -> bool {
+        self.me.as_ref().is_some_and(|m| m.role == Role::Mediator)
+    }
+
+    // Mediator: introduce myself to everyone in the waiting room (once each).
+    fn contact_waiting(&mut self) {
+        if !self.is_mediator() {
+            return;
+        }
+        let Some(session) = &self.last_session else {
+            return;
+        };
+        let new: Vec<ParticipantId> = session
+            .waiting
+            .iter()
+            .map(|w| w.participant_id.clone())
+            .filter(|p| !self.contacted.contains(p))
+            .collect();
+        for p in new {
+            let env = self.announce_envelope();
+            self.relay(RelayTarget::Participant(p.clone()), &env);
+            self.contacted.insert(p);
+        }
+    }
+
+    // Mediator: admit each waiting participant whose consent verified and whose hash the
+    // server recorded.
+    fn admit_ready(&mut self) {
+        if !self.is_mediator() || !self.cfg.auto_admit {
+            return;
+        }
+        let Some(session) = &self.last_session else {
+            return;
+        };
+        let ready: Vec<ParticipantId> = session
+            .waiting
+            .iter()
+            .filter(|w| {
+                w.consented
+                    && self
+                        .peers
+                        .get(&w.participant_id)
+                        .is_some_and(|p| p.consent_ok)
+            })
+            .map(|w| w.participant_id.clone())
+            .filter(|p| !self.admit_sent.contains(p))
+            .collect();
+        for p in ready {
+            self.out.push_back(ClientMessage::Admit {
+                participant_id: p.clone(),
+            });
+            self.admit_sent.insert(p);
+        }
+    }
+
+    fn stats_relayed(
+        &mut self,
+        from: &ParticipantId,
+        _channel: Option<&ChannelId>,
+        data: &str,
+        now: Instant,
+    ) {
+        let Some(env) = Envelope::from_data(data) else {
+            self.stats.decrypt_failures += 1;
+            return;
+        };
+        self.on_envelope(from.clone(), env, now);
+    }
+
+    fn on_envelope(&mut self, from: ParticipantId, env: Envelope, now: Instant) {
+        match env {
+            Envelope::Announce {
+                pid,
+                role,
+                ik,
+                ek,
+                sig,
+            } => self.on_announce(from, pid, role, ik, ek, sig),
+            Envelope::Pw {
+                t,
+                seq,
+                enc,
+                ct,
+                hint,
+            } => self.on_pairwise(from, t, seq, enc, ct, hint, now),
+            Envelope::Roster { ch, enc, sig } => self.on_roster(from, ch, enc, sig, now),
+            Envelope::Chat { cid, f } => self.on_chat(from, cid, f),
+        }
+    }
+
+    fn on_announce(
+        &mut self,
+        from: ParticipantId,
+        pid: Bytes,
+        role: u8,
+        ik: Bytes,
+        ek: Bytes,
+        sig: Bytes,
+    ) {
+        let (Some(me), Some(pid16), Some(role), Some(ik), Some(ek), Some(sig)) = (
+            self.me.as_ref(),
+            pid.array::<16>(),
+            role_from_code(role),
+            ik.array::<32>(),
+            ek.array::<32>(),
+            sig.array::<64>(),
+        ) else {
+            return;
+        };
+        let ann = Announcement {
+            participant_id: pid16,
+            role,
+            ik_pub: ik,
+            ek_pub: ek,
+            signature: sig,
+        };
+        // The announcement must be for the sender's own pseudonym in this session.
+        if id16(&from) != Some(pid16) || ann.verify(&me.session).is_err() {
+            self.stats.decrypt_failures += 1;
+            return;
+        }
+        if self.is_mediator() {
+            self.peers.entry(from).or_insert(Peer {
+                ann,
+                consent_ok: false,
+            });
+            return;
+        }
+        if role != Role::Mediator {
+            return;
+        }
+        if let Some(pinned) = self.cfg.invite.as_ref().and_then(|i| i.mediator_ik)
+            && pinned != ik
+        {
+            self.alarm(Alarm::MediatorKeyMismatch, String::new());
+            return;
+        }
+        if self.mediator.is_none() {
+            self.mediator = Some((from.clone(), ik, ek));
+        }
+        if !self.consent_sent && self.mediator.as_ref().is_some_and(|m| m.0 == from) {
+            self.consent_sent = true;
+            self.send_consent(&from, ek);
+        }
+    }
+
+    fn send_consent(&mut self, mediator: &ParticipantId, mediator_ek: [u8; 32]) {
+        let env = self.announce_envelope();
+        self.relay(RelayTarget::Participant(mediator.clone()), &env);
+        let Some(me) = self.me.as_ref() else { return };
+        let Some(m_id) = id16(mediator) else { return };
+        let attest = ATTEST_NO_RECORDING | ATTEST_NOBODY_ELSE;
+        let hash = self.cfg.agreement_hash;
+        let signed = consent_bytes(&me.session, &me.id, &hash, attest);
+        let identity = self.identity.as_ref().expect("identity until the end");
+        let sig = identity.sign(&signed);
+        let mut pt = hash.to_vec();
+        pt.push(attest);
+        pt.extend_from_slice(&sig);
+        let pair = Pair {
+            session_id: &me.session,
+            from: me.id,
+            to: m_id,
+        };
+        let seq = self.seqs.next_send(m_id);
+        let psk = self.cfg.invite.as_ref().and_then(|i| i.psk.clone());
+        let Ok(sealed) = pairwise::seal(
+            &mut self.rng,
+            identity,
+            &mediator_ek,
+            pair,
+            MsgType::Consent,
+            seq,
+            &pt,
+            psk.as_ref(),
+        ) else {
+            return;
+        };
+        let env = Envelope::Pw {
+            t: MsgType::Consent as u8,
+            seq,
+            enc: Bytes(sealed.enc.to_vec()),
+            ct: Bytes(sealed.ct),
+            hint: psk.as_ref().map(|p| Bytes(psk_hint(p))),
+        };
+        self.relay(RelayTarget::Participant(mediator.clone()), &env);
+        if let Ok(h) = AgreementHash::new(hex::encode(hash)) {
+            self.out
+                .push_back(ClientMessage::Consent { agreement_hash: h });
+        }
+    }
+
+    /// The sender's EK: from its announcement (mediator side) or from any roster I hold.
+    fn ek_of(&self, p: &ParticipantId) -> Option<[u8; 32]> {
+        if let Some(peer) = self.peers.get(p) {
+            return Some(peer.ann.ek_pub);
+        }
+        if let Some((m, _, ek)) = &self.mediator
+            && m == p
+        {
+            return Some(*ek);
+        }
+        let id = id16(p)?;
+        self.chains
+            .values()
+            .find_map(|s| s.chain.head()?.roster.member(&id).map(|m| m.ek_pub))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_pairwise(
+        &mut self,
+        from: ParticipantId,
+        t: u8,
+        seq: u64,
+        enc: Bytes,
+        ct: Bytes,
+        hint: Option<Bytes>,
+        now: Instant,
+    ) {
+        let (Some(msg_type), Some(enc)) = (MsgType::from_code(t), enc.array::<32>()) else {
+            self.stats.decrypt_failures += 1;
+            return;
+        };
+        let Some(ek) = self.ek_of(&from) else {
+            // A key may arrive before the roster that names its sender.
+            if self.pending.len() < 256 {
+                self.pending.push_back((
+                    from,
+                    Envelope::Pw {
+                        t,
+                        seq,
+                        enc: Bytes(enc.to_vec()),
+                        ct,
+                        hint,
+                    },
+                ));
+            }
+            return;
+        };
+        let (Some(me), Some(from_id)) = (self.me.as_ref(), id16(&from)) else {
+            return;
+        };
+        if !self.seqs.is_fresh(&from_id, seq) {
+            self.stats.decrypt_failures += 1;
+            return;
+        }
+        let psk = match &hint {
+            Some(h) => self
+                .cfg
+                .issued_psks
+                .iter()
+                .find(|p| psk_hint(p) == h.0)
+                .cloned(),
+            None => None,
+        };
+        if hint.is_some() && psk.is_none() {
+            self.stats.decrypt_failures += 1;
+            return;
+        }
+        let pair = Pair {
+            session_id: &me.session,
+            from: from_id,
+            to: me.id,
+        };
+        let sealed = pairwise::Sealed { enc, ct: ct.0 };
+        let identity = self.identity.as_ref().expect("identity until the end");
+        let Ok(pt) = pairwise::open(identity, &ek, pair, msg_type, seq, &sealed, psk.as_ref())
+        else {
+            self.stats.decrypt_failures += 1;
+            return;
+        };
+        self.seqs.accept(from_id, seq);
+        match msg_type {
+            MsgType::Consent => self.on_consent(from, &pt),
+            MsgType::SenderKey => self.on_sender_key(from, from_id, &pt, now),
+            MsgType::SenderKeyAck | MsgType::Name => {}
+        }
+    }
+
+    fn on_consent(&mut self, from: ParticipantId, pt: &[u8]) {
+        if !self.is_mediator() || pt.len() != 32 + 1 + 64 {
+            return;
+        }
+        let Some(me) = self.me.as_ref() else { return };
+        let Some(peer) = self.peers.get(&from) else {
+            return;
+        };
+        let hash: [u8; 32] = pt[..32].try_into().expect("length checked");
+        let attest = pt[32];
+        let sig: [u8; 64] = pt[33..].try_into().expect("length checked");
+        let signed = consent_bytes(&me.session, &peer.ann.participant_id, &hash, attest);
+        let ok = hash == self.cfg.agreement_hash
+            && attest & (ATTEST_NO_RECORDING | ATTEST_NOBODY_ELSE)
+                == (ATTEST_NO_RECORDING | ATTEST_NOBODY_ELSE)
+            && verify(&peer.ann.ik_pub, &signed, &sig).is_ok();
+        if !ok {
+            self.stats.consents_rejected += 1;
+            return;
+        }
+        self.stats.consents_verified += 1;
+        if let Some(p) = self.peers.get_mut(&from) {
+            p.consent_ok = true;
+        }
+        self.admit_ready();
+    }
+
+    fn on_sender_key(&mut self, from: ParticipantId, from_id: Id16, pt: &[u8], now: Instant) {
+        let Ok(msg) = SenderKeyMsg::decode(pt) else {
+            self.stats.decrypt_failures += 1;
+            return;
+        };
+        let Some(me) = self.me.as_ref() else { return };
+        let Some(state) = self.chains.get(&msg.channel_id) else {
+            return;
+        };
+        let Some(head) = state.chain.head() else {
+            return;
+        };
+        // Only members the mediator signed into this epoch get to key this channel, and only
+        // if I am in it too.
+        let sender_ok = head.roster.member(&from_id).is_some_and(|m| !m.is_away());
+        let me_ok = head.roster.member(&me.id).is_some();
+        if !sender_ok || !me_ok || msg.epoch != head.roster.epoch || msg.stream != STREAM_DATA {
+            return;
+        }
+        let Some(ctx) = FrameCtx::new(&me.session, msg.channel_id, from_id, msg.stream) else {
+            return;
+        };
+        let opener = self
+            .openers
+            .entry((msg.channel_id, from_id))
+            .or_insert_with(|| Opener::new(ctx));
+        for g in opener.generations() {
+            if g < msg.generation {
+                self.expiries.push((
+                    now + self.cfg.keep_old_keys,
+                    msg.channel_id,
+                    from_id,
+                    Some(g),
+                ));
+            }
+        }
+        opener.add_generation(msg.generation, *msg.base_key.expose());
+        self.key_epochs.insert((msg.channel_id, from_id), msg.epoch);
+        self.stats.keys_received += 1;
+        let _ = from;
+    }
+
+    fn on_roster(&mut self, from: ParticipantId, ch: String, enc: Bytes, sig: Bytes, now: Instant) {
+        let Some((m_pid, m_ik, _)) = self.mediator.clone() else {
+            return;
+        };
+        if from != m_pid {
+            self.alarm(Alarm::RosterFromNonMediator, from.as_str().to_owned());
+            return;
+        }
+        let (Some(sig), Ok(server_channel)) = (sig.array::<64>(), ChannelId::new(ch)) else {
+            return;
+        };
+        let Ok(sr) = SignedRoster::from_parts(&enc.0, sig) else {
+            self.alarm(
+                Alarm::Roster(RosterError::Malformed),
+                hex::encode(&enc.0[..enc.0.len().min(8)]),
+            );
+            return;
+        };
+        let Some(me) = self.me.as_ref() else { return };
+        let cid = sr.roster.channel_id;
+        let session = me.session.clone();
+        let state = self.chains.entry(cid).or_insert_with(|| ChainState {
+            chain: Chain::new(&session, m_ik),
+            server_channel: server_channel.clone(),
+            advanced_at: now,
+        });
+        match state.chain.accept(sr) {
+            Ok(Accepted::Advanced) => {
+                state.advanced_at = now;
+                state.server_channel = server_channel;
+                self.after_roster(cid, now);
+            }
+            Ok(Accepted::Unchanged) => {}
+            Err(e) => {
+                let key = format!("{}:{e:?}", hex::encode(cid));
+                self.alarm(Alarm::Roster(e), key);
+            }
+        }
+    }
+
+    // A roster advanced: rekey if I am present, drop keys of members who left, retry keys that
+    // arrived early, refresh the session code.
+    fn after_roster(&mut self, cid: Id16, now: Instant) {
+        let Some(me) = self.me.as_ref() else { return };
+        let my_id = me.id;
+        let Some(head) = self.chains.get(&cid).and_then(|s| s.chain.head()).cloned() else {
+            return;
+        };
+        let present: BTreeSet<Id16> = head
+            .roster
+            .members
+            .iter()
+            .filter(|m| !m.is_away())
+            .map(|m| m.participant_id)
+            .collect();
+        for (c, sender) in self.openers.keys().copied().collect::<Vec<_>>() {
+            if c == cid && !present.contains(&sender) {
+                self.expiries
+                    .push((now + self.cfg.keep_old_keys, c, sender, None));
+            }
+        }
+        if present.contains(&my_id) {
+            self.rekey(cid, &head.roster);
+        } else {
+            // Away or gone from this channel: never encrypt to it again under an old key.
+            self.sealers.remove(&cid);
+        }
+        let pending: Vec<(ParticipantId, Envelope)> = self.pending.drain(..).collect();
+        for (from, env) in pending {
+            self.on_envelope(from, env, now);
+        }
+        if head.roster.kind == Kind::Joint {
+            let members: Vec<(Id16, [u8; 32])> = head
+                .roster
+                .members
+                .iter()
+                .map(|m| (m.participant_id, m.ik_pub))
+                .collect();
+            let (_, code) = session_code(&head.roster.session_id, &members);
+            if self.code.as_deref() != Some(code.as_str()) {
+                self.code = Some(code.clone());
+                self.events.push_back(Event::SessionCode(code));
+            }
+        }
+        self.update_secured();
+    }
+
+    // A fresh generation for my data stream in `cid`, sent to every other present member.
+    fn rekey(&mut self, cid: Id16, roster: &Roster) {
+        let Some(me) = self.me.as_ref() else { return };
+        let Some(ctx) = FrameCtx::new(&me.session, cid, me.id, STREAM_DATA) else {
+            return;
+        };
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let base = Secret32::random(&mut self.rng);
+        let msg = SenderKeyMsg {
+            channel_id: cid,
+            epoch: roster.epoch,
+            stream: STREAM_DATA,
+            generation,
+            base_key: base.clone(),
+        };
+        let pt = msg.encode();
+        let session = me.session.clone();
+        let my_id = me.id;
+        let recipients: Vec<Member> = roster
+            .members
+            .iter()
+            .filter(|m| !m.is_away() && m.participant_id != my_id)
+            .cloned()
+            .collect();
+        for m in recipients {
+            let Some(to) = pid_of(&m.participant_id) else {
+                continue;
+            };
+            let seq = self.seqs.next_send(m.participant_id);
+            let pair = Pair {
+                session_id: &session,
+                from: my_id,
+                to: m.participant_id,
+            };
+            let identity = self.identity.as_ref().expect("identity until the end");
+            let Ok(sealed) = pairwise::seal(
+                &mut self.rng,
+                identity,
+                &m.ek_pub,
+                pair,
+                MsgType::SenderKey,
+                seq,
+                &pt,
+                None,
+            ) else {
+                continue;
+            };
+            let env = Envelope::Pw {
+                t: MsgType::SenderKey as u8,
+                seq,
+                enc: Bytes(sealed.enc.to_vec()),
+                ct: Bytes(sealed.ct),
+                hint: None,
+            };
+            self.relay(RelayTarget::Participant(to), &env);
+        }
+        // Switch at once: the relay keeps each sender's messages in order, so every recipient
+        // holds the key before the first frame under it.
+        self.sealers.insert(
+            cid,
+            (generation, Sealer::new(ctx, *base.expose(), generation)),
+        );
+    }
+
+    fn update_secured(&mut self) {
+        let now_secured = self.my_channel.as_ref().map(|c| c.id.clone()).filter(|ch| {
+            self.channel_id_of(ch)
+                .is_some_and(|cid| self.sealers.contains_key(cid))
+        });
+        if now_secured != self.secured {
+            self.secured = now_secured.clone();
+            if let Some(ch) = now_secured {
+                self.events.push_back(Event::Secured(ch));
+            }
+        }
+    }
+
+    fn on_chat(&mut self, from: ParticipantId, cid: Bytes, f: Bytes) {
+        let (Some(cid), Some(sender)) = (cid.array::<16>(), id16(&from)) else {
+            self.stats.decrypt_failures += 1;
+            return;
+        };
+        let channel = self.chains.get(&cid).map(|s| s.server_channel.clone());
+        let opened = self
+            .openers
+            .get_mut(&(cid, sender))
+            .map(|o| o.open(Codec::Data, &f.0));
+        match (opened, channel) {
+            (Some(Ok(pt)), Some(channel)) => {
+                self.stats.messages_received += 1;
+                let text = String::from_utf8_lossy(&pt).into_owned();
+                self.events.push_back(Event::Chat {
+                    from,
+                    channel,
+                    text,
+                });
+            }
+            _ => self.stats.decrypt_failures += 1,
+        }
+    }
+
+    /// Mediator: make the signed rosters match who is where, as far as the mediator verified them.
+    fn reconcile(&mut self, now: Instant) {
+        if !self.is_mediator() {
+            return;
+        }
+        let Some(session) = self.last_session.clone() else {
+            return;
+        };
+        let Some(me) = self.me.as_ref() else { return };
+        let my_pid = me.pid.clone();
+        // Where each admitted, verified participant is.
+        let mut location: BTreeMap<ParticipantId, (ChannelId, Role, u8)> = BTreeMap::new();
+        for ch in &session.channels {
+            for m in &ch.members {
+                let verified = self
+                    .peers
+                    .get(&m.participant_id)
+                    .is_some_and(|p| p.consent_ok || m.participant_id == my_pid);
+                if verified {
+                    location.insert(
+                        m.participant_id.clone(),
+                        (
+                            ch.id.clone(),
+                            m.role,
+                            m.side.map(|s| s.number()).unwrap_or(0),
+                        ),
+                    );
+                }
+            }
+        }
+        let mut channels: Vec<(ChannelId, ChannelKind)> = session
+            .channels
+            .iter()
+            .map(|c| (c.id.clone(), c.kind))
+            .collect();
+        if !channels.iter().any(|(c, _)| c.as_str() == "joint") {
+            channels.push((ChannelId::joint(), ChannelKind::Joint));
+        }
+        for (ch, kind) in channels {
+            let joint = kind == ChannelKind::Joint;
+            let mut members: Vec<Member> = location
+                .iter()
+                .filter(|(_, (at, _, _))| joint || at == &ch)
+                .filter_map(|(pid, (at, role, side))| {
+                    let peer = self.peers.get(pid)?;
+                    Some(Member {
+                        participant_id: peer.ann.participant_id,
+                        ik_pub: peer.ann.ik_pub,
+                        ek_pub: peer.ann.ek_pub,
+                        role: role_code(*role),
+                        side: *side,
+                        flags: if at == &ch { 0 } else { FLAG_AWAY },
+                        name_commit: [0; 32],
+                    })
+                })
+                .collect();
+            members.sort_by_key(|m| m.participant_id);
+            if members.is_empty() {
+                continue;
+            }
+            self.publish_roster(&ch, kind, members, now);
+        }
+    }
+
+    fn publish_roster(
+        &mut self,
+        ch: &ChannelId,
+        kind: ChannelKind,
+        members: Vec<Member>,
+        now: Instant,
+    ) {
+        let cid = *self.channel_ids.entry(ch.clone()).or_insert_with(|| {
+            let mut c = [0u8; 16];
+            self.rng.fill_bytes(&mut c);
+            c
+        });
+        let head = self.chains.get(&cid).and_then(|s| s.chain.head()).cloned();
+        if head.as_ref().is_some_and(|h| h.roster.members == members) {
+            return;
+        }
+        let Some(me) = self.me.as_ref() else { return };
+        let roster = Roster {
+            session_id: me.session.clone(),
+            channel_id: cid,
+            kind: match kind {
+                ChannelKind::Joint => Kind::Joint,
+                ChannelKind::Caucus => Kind::Caucus,
+                ChannelKind::Breakout => Kind::Breakout,
+            },
+            epoch: head.as_ref().map_or(1, |h| h.roster.epoch + 1),
+            prev_hash: head.as_ref().map_or([0; 32], |h| h.hash),
+            members,
+        };
+        let identity = self.identity.as_ref().expect("identity until the end");
+        let Ok(signed) = roster.sign(identity) else {
+            return;
+        };
+        let env = Envelope::Roster {
+            ch: ch.as_str().to_owned(),
+            enc: Bytes(signed.encoded.clone()),
+            sig: Bytes(signed.signature.to_vec()),
+        };
+        let my_id = me.id;
+        let m_ik = identity.ik_pub();
+        let session = me.session.clone();
+        let recipients: Vec<Id16> = signed
+            .roster
+            .members
+            .iter()
+            .map(|m| m.participant_id)
+            .filter(|p| *p != my_id)
+            .collect();
+        for r in recipients {
+            if let Some(to) = pid_of(&r) {
+                self.relay(RelayTarget::Participant(to), &env);
+            }
+        }
+        let state = self.chains.entry(cid).or_insert_with(|| ChainState {
+            chain: Chain::new(&session, m_ik),
+            server_channel: ch.clone(),
+            advanced_at: now,
+        });
+        if state.chain.accept(signed).is_ok() {
+            state.advanced_at = now;
+            state.server_channel = ch.clone();
+            self.after_roster(cid, now);
+        }
+    }
+
+    /// Timers: expire old keys, raise unsigned-member and stale-key alarms.
+    pub fn tick(&mut self, now: Instant) {
+        self.now = Some(now);
+        let due: Vec<_> = self
+            .expiries
+            .iter()
+            .filter(|e| e.0 <= now)
+            .cloned()
+            .collect();
+        self.expiries.retain(|e| e.0 > now);
+        for (_, cid, sender, g) in due {
+            match g {
+                Some(g) => {
+                    if let Some(o) = self.openers.get_mut(&(cid, sender)) {
+                        o.remove_generation(g);
+                    }
+                }
+                None => {
+                    // Gone from the channel: only if still absent from its roster.
+                    let absent = self
+                        .chains
+                        .get(&cid)
+                        .and_then(|s| s.chain.head())
+                        .is_none_or(|h| h.roster.member(&sender).is_none_or(Member::is_away));
+                    if absent {
+                        self.openers.remove(&(cid, sender));
+                    }
+                }
+            }
+        }
+        self.check_unsigned(now);
+        self.check_stale(now);
+    }
+
+    fn check_unsigned(&mut self, now: Instant) {
+        let Some(view) = self.my_channel.clone() else {
+            return;
+        };
+        let Some(me) = self.me.as_ref() else { return };
+        let my_pid = me.pid.clone();
+        let signed: BTreeSet<Id16> = self
+            .chains
+            .values()
+            .filter(|s| s.server_channel == view.id)
+            .filter_map(|s| s.chain.head())
+            .flat_map(|h| h.roster.members.iter().map(|m| m.participant_id))
+            .collect();
+        let mut seen = BTreeSet::new();
+        for m in &view.members {
+            if m.participant_id == my_pid
+                || id16(&m.participant_id).is_some_and(|i| signed.contains(&i))
+            {
+                continue;
+            }
+            seen.insert(m.participant_id.clone());
+            let since = *self
+                .unsigned_since
+                .entry(m.participant_id.clone())
+                .or_insert(now);
+            if now.duration_since(since) >= self.cfg.unsigned_grace {
+                self.alarm(
+                    Alarm::UnsignedMember(m.participant_id.clone()),
+                    m.participant_id.as_str().to_owned(),
+                );
+            }
+        }
+        self.unsigned_since.retain(|p, _| seen.contains(p));
+    }
+
+    fn check_stale(&mut self, now: Instant) {
+        let Some(me) = self.me.as_ref() else { return };
+        let my_id = me.id;
+        let mut stale = Vec::new();
+        for (cid, s) in &self.chains {
+            let Some(head) = s.chain.head() else { continue };
+            if head.roster.member(&my_id).is_none_or(Member::is_away)
+                || now.duration_since(s.advanced_at) < self.cfg.stale_key_after
+            {
+                continue;
+            }
+            for m in head
+                .roster
+                .members
+                .iter()
+                .filter(|m| !m.is_away() && m.participant_id != my_id)
+            {
+                let fresh = self
+                    .key_epochs
+                    .get(&(*cid, m.participant_id))
+                    .is_some_and(|e| *e >= head.roster.epoch);
+                if !fresh {
+                    stale.push((
+                        m.participant_id,
+                        format!("{}:{}", hex::encode(cid), head.roster.epoch),
+                    ));
+                }
+            }
+        }
+        for (id, key) in stale {
+            if let Some(p) = pid_of(&id) {
+                self.alarm(Alarm::StaleKey(p), format!("{key}:{}", hex::encode(id)));
+            }
+        }
+    }
+
+    /// Leaves: deletes every key and returns the `leave` to send.
+    pub fn leave(&mut self) -> ClientMessage {
+        self.end();
+        ClientMessage::Leave
+    }
+
+    fn end(&mut self) {
+        // Drop every key: senders, receivers, chains, and the identity itself (all zeroize).
+        self.sealers.clear();
+        self.openers.clear();
+        self.chains.clear();
+        self.pending.clear();
+        self.identity = None;
+        self.secured = None;
+        self.stats.keys_deleted = true;
+        self.events.push_back(Event::Ended);
+    }
+}
+
+/// `"confer/1 consent" || lp(session_id) || lp(participant_id) || agreement_hash || u8(attestations)`.
+pub fn consent_bytes(session: &[u8], participant: &Id16, hash: &[u8; 32], attest: u8) -> Vec<u8> {
+    let mut w = confer_e2ee::enc::Writer::label(b"confer/1 consent");
+    w.lp(session).lp(participant).raw(hash).u8(attest);
+    w.into_bytes()
+}

@@ -1,0 +1,222 @@
+//! Runs a [`Core`] over a real WebSocket: the loop `confer-bot` and demos use.
+
+use std::time::Duration;
+
+use confer_proto::{ClientMessage, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::OsRng;
+use crate::core::{Core, CoreConfig, Event};
+
+/// What the bot does.
+#[derive(Debug, Clone)]
+pub struct BotOptions {
+    /// `ws://host:port/ws`.
+    pub url: String,
+    /// The token (bare) or invite link.
+    pub token: String,
+    /// Core configuration.
+    pub config: CoreConfig,
+    /// How long to run.
+    pub seconds: u64,
+    /// Interval between chat messages once secured.
+    pub chat_every: Duration,
+    /// Mediators: invites to mint and print (`(role, side)`).
+    pub invites: Vec<(confer_proto::Role, Option<confer_proto::Side>)>,
+    /// Base URL for printed links.
+    pub link_base: String,
+}
+
+/// The JSON line `confer-bot` prints on exit.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Role.
+    pub role: String,
+    /// Chat messages sealed and sent.
+    pub messages_sent: u64,
+    /// Chat messages that decrypted.
+    pub messages_received: u64,
+    /// Received messages whose self-check matched.
+    pub messages_verified: u64,
+    /// Frames or pairwise messages that did not open.
+    pub decrypt_failures: u64,
+    /// Alarm codes.
+    pub alarms: Vec<String>,
+    /// The session code at the end.
+    pub session_code: Option<String>,
+    /// Whether every key was deleted at the end.
+    pub keys_deleted: bool,
+    /// Why the bot stopped.
+    pub stopped: String,
+}
+
+/// A self-describing chat text a receiver can check.
+pub fn bot_text(sender: &str, n: u64) -> String {
+    format!("confer-bot {sender} #{n} {}", bot_check(sender, n))
+}
+
+fn bot_check(sender: &str, n: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(b"confer-bot");
+    h.update(sender.as_bytes());
+    h.update(n.to_be_bytes());
+    hex::encode(&h.finalize()[..4])
+}
+
+/// Whether `text` is a well-formed bot message.
+pub fn check_bot_text(text: &str) -> bool {
+    let parts: Vec<&str> = text.split(' ').collect();
+    match parts.as_slice() {
+        ["confer-bot", sender, n, check] => n
+            .strip_prefix('#')
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| bot_check(sender, n) == *check),
+        _ => false,
+    }
+}
+
+/// Connects, runs for `seconds`, and returns the summary.
+pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
+    let invite = crate::link::Invite::parse(&opts.token).map_err(anyhow::Error::msg)?;
+    let mut config = opts.config.clone();
+    config.invite = Some(invite.clone());
+    let mut core: Core<OsRng> = Core::new(crate::os_rng(), config);
+    let (mut ws, _) = tokio_tungstenite::connect_async(opts.url.as_str())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to {}: {e}; is `confer serve` running?",
+                opts.url
+            )
+        })?;
+    let hello = serde_json::to_string(&core.hello(&invite.token))?;
+    ws.send(Message::text(hello)).await?;
+
+    let deadline = Instant::now() + Duration::from_secs(opts.seconds);
+    let mut chat = tokio::time::interval(opts.chat_every);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut summary = Summary::default();
+    let mut sent_n = 0u64;
+    let mut winding_down = false;
+    let mut role = None;
+    let mut pending_invites = opts.invites.clone();
+    loop {
+        while let Some(m) = core.poll_send() {
+            ws.send(Message::text(serde_json::to_string(&m)?)).await?;
+        }
+        while let Some(ev) = core.poll_event() {
+            match ev {
+                Event::Chat { text, .. } if check_bot_text(&text) => {
+                    summary.messages_verified += 1;
+                }
+                Event::Alarm(a) => eprintln!("confer-bot: ALARM {}", a.code()),
+                Event::ServerError(code) => eprintln!("confer-bot: server error {code}"),
+                Event::Welcome { .. } => {}
+                _ => {}
+            }
+        }
+        let next = tokio::select! {
+            m = ws.next() => m,
+            _ = chat.tick() => {
+                if let (Some(pid), false) = (core.participant_id().cloned(), winding_down) {
+                    let short = &pid.as_str()[..8];
+                    if core.send_chat(&bot_text(short, sent_n)).is_ok() {
+                        sent_n += 1;
+                    }
+                }
+                continue;
+            }
+            _ = tick.tick() => {
+                core.tick(Instant::now().into_std());
+                continue;
+            }
+            () = tokio::time::sleep_until(deadline), if !winding_down => {
+                winding_down = true;
+                // Mediators end the session; everyone else leaves.
+                let bye = if role == Some(confer_proto::Role::Mediator) { ClientMessage::End } else { core.leave() };
+                ws.send(Message::text(serde_json::to_string(&bye)?)).await?;
+                continue;
+            }
+            () = tokio::time::sleep_until(deadline + Duration::from_secs(5)) => {
+                summary.stopped = "timeout".into();
+                break;
+            }
+        };
+        let text = match next {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(frame))) => {
+                summary.stopped = frame
+                    .map(|f| format!("closed {}", u16::from(f.code)))
+                    .unwrap_or_else(|| "closed".into());
+                break;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                summary.stopped = format!("connection error: {e}");
+                break;
+            }
+            None => {
+                summary.stopped = "connection closed".into();
+                break;
+            }
+        };
+        let Ok(msg) = serde_json::from_str::<ServerMessage>(text.as_str()) else {
+            continue;
+        };
+        if let ServerMessage::Welcome { role: r, .. } = &msg {
+            role = Some(*r);
+            if *r == confer_proto::Role::Mediator {
+                for (role, side) in pending_invites.drain(..) {
+                    let m = ClientMessage::CreateInvite {
+                        role,
+                        side,
+                        ttl_secs: None,
+                    };
+                    ws.send(Message::text(serde_json::to_string(&m)?)).await?;
+                }
+            }
+        }
+        if let ServerMessage::Invite {
+            token,
+            role: r,
+            side,
+            ..
+        } = &msg
+        {
+            let psk = confer_e2ee::secret::Secret32::random(&mut crate::os_rng());
+            core.add_issued_psk(psk.clone());
+            let link = crate::link::Invite {
+                token: token.clone(),
+                psk: Some(psk),
+                mediator_ik: core.identity().map(|i| i.ik_pub()),
+            };
+            let side = side.map(|s| format!(" {s}")).unwrap_or_default();
+            eprintln!(
+                "confer-bot: invite {}{side}: {}",
+                r.as_str(),
+                link.link(&opts.link_base)
+            );
+        }
+        core.handle(msg, Instant::now().into_std());
+    }
+    while let Some(ev) = core.poll_event() {
+        if let Event::Chat { text, .. } = ev
+            && check_bot_text(&text)
+        {
+            summary.messages_verified += 1;
+        }
+    }
+    let s = core.stats();
+    summary.role = role.map(|r| r.as_str().to_owned()).unwrap_or_default();
+    summary.messages_sent = s.messages_sent;
+    summary.messages_received = s.messages_received;
+    summary.decrypt_failures = s.decrypt_failures;
+    summary.alarms = s.alarms.clone();
+    summary.keys_deleted = s.keys_deleted;
+    summary.session_code = core.session_code().map(str::to_owned);
+    Ok(summary)
+}

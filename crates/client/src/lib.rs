@@ -1,0 +1,19 @@
+//! Confer's Rust client: the signalling protocol and confer/1 end to end.
+//!
+//! [`core::Core`] is sans-IO (feed it server messages and `now`, drain what to send and what
+//! happened); [`driver`] runs it over a real WebSocket; `confer-bot` drives that from a shell.
+
+pub mod core;
+pub mod driver;
+pub mod envelope;
+pub mod link;
+
+pub use crate::core::{Alarm, Core, CoreConfig, Event, NotSecured, Stats, agreement_hash};
+
+/// The operating system's RNG in the form confer-e2ee takes.
+pub type OsRng = rand_core::UnwrapErr<getrandom::SysRng>;
+
+/// A fresh OS RNG.
+pub fn os_rng() -> OsRng {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
