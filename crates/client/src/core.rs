@@ -218,6 +218,7 @@ pub struct Core<R: CryptoRng> {
     key_epochs: BTreeMap<(Id16, Id16), u64>,
     expiries: Vec<(Instant, Id16, Id16, Option<u64>)>,
     pending: VecDeque<(ParticipantId, Envelope)>,
+    early_keys: Vec<(Instant, Id16, SenderKeyMsg)>,
     seqs: Sequences,
     unsigned_since: BTreeMap<ParticipantId, Instant>,
     alarmed: BTreeSet<(String, String)>,
@@ -262,6 +263,7 @@ impl<R: CryptoRng> Core<R> {
             key_epochs: BTreeMap::new(),
             expiries: Vec::new(),
             pending: VecDeque::new(),
+            early_keys: Vec::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
             alarmed: BTreeSet::new(),
@@ -305,6 +307,33 @@ impl<R: CryptoRng> Core<R> {
     /// The channel I may talk in, if secured.
     pub fn secured(&self) -> Option<&ChannelId> {
         self.secured.as_ref()
+    }
+
+    /// The epoch of the newest signed roster I hold for a server channel.
+    pub fn roster_epoch(&self, ch: &ChannelId) -> Option<u64> {
+        self.chains
+            .values()
+            .filter(|s| &s.server_channel == ch)
+            .filter_map(|s| s.chain.head())
+            .map(|h| h.roster.epoch)
+            .max()
+    }
+
+    /// The members of the newest signed roster I hold for a server channel (present or away).
+    pub fn roster_members(&self, ch: &ChannelId) -> Vec<ParticipantId> {
+        self.chains
+            .values()
+            .filter(|s| &s.server_channel == ch)
+            .filter_map(|s| s.chain.head())
+            .max_by_key(|h| h.roster.epoch)
+            .map(|h| {
+                h.roster
+                    .members
+                    .iter()
+                    .filter_map(|m| pid_of(&m.participant_id))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// My participant id.
@@ -796,22 +825,38 @@ impl<R: CryptoRng> Core<R> {
             self.stats.decrypt_failures += 1;
             return;
         };
-        let Some(me) = self.me.as_ref() else { return };
-        let Some(state) = self.chains.get(&msg.channel_id) else {
-            return;
+        let _ = from;
+        if !self.install_key(from_id, &msg, now) && self.early_keys.len() < 256 {
+            // The sender saw the roster before I did (rosters and keys come from different
+            // senders, so their order is not guaranteed): keep the key until my roster arrives.
+            self.early_keys.push((now, from_id, msg));
+        }
+    }
+
+    /// Installs a sender key; `false` if it is for an epoch I have not seen yet.
+    fn install_key(&mut self, from_id: Id16, msg: &SenderKeyMsg, now: Instant) -> bool {
+        let Some(me) = self.me.as_ref() else {
+            return true;
         };
-        let Some(head) = state.chain.head() else {
-            return;
+        let Some(head) = self
+            .chains
+            .get(&msg.channel_id)
+            .and_then(|s| s.chain.head())
+        else {
+            return false;
         };
+        if msg.epoch > head.roster.epoch {
+            return false;
+        }
         // Only members the mediator signed into this epoch get to key this channel, and only
-        // if I am in it too.
+        // if I am in it too. Keys for an older epoch are superseded: drop them.
         let sender_ok = head.roster.member(&from_id).is_some_and(|m| !m.is_away());
         let me_ok = head.roster.member(&me.id).is_some();
         if !sender_ok || !me_ok || msg.epoch != head.roster.epoch || msg.stream != STREAM_DATA {
-            return;
+            return true;
         }
         let Some(ctx) = FrameCtx::new(&me.session, msg.channel_id, from_id, msg.stream) else {
-            return;
+            return true;
         };
         let opener = self
             .openers
@@ -830,7 +875,7 @@ impl<R: CryptoRng> Core<R> {
         opener.add_generation(msg.generation, *msg.base_key.expose());
         self.key_epochs.insert((msg.channel_id, from_id), msg.epoch);
         self.stats.keys_received += 1;
-        let _ = from;
+        true
     }
 
     fn on_roster(&mut self, from: ParticipantId, ch: String, enc: Bytes, sig: Bytes, now: Instant) {
@@ -903,6 +948,14 @@ impl<R: CryptoRng> Core<R> {
         let pending: Vec<(ParticipantId, Envelope)> = self.pending.drain(..).collect();
         for (from, env) in pending {
             self.on_envelope(from, env, now);
+        }
+        let early = std::mem::take(&mut self.early_keys);
+        for (at, from_id, msg) in early {
+            if !self.install_key(from_id, &msg, now)
+                && now.duration_since(at) < self.cfg.stale_key_after
+            {
+                self.early_keys.push((at, from_id, msg));
+            }
         }
         if head.roster.kind == Kind::Joint {
             let members: Vec<(Id16, [u8; 32])> = head
@@ -1268,6 +1321,7 @@ impl<R: CryptoRng> Core<R> {
         self.openers.clear();
         self.chains.clear();
         self.pending.clear();
+        self.early_keys.clear();
         self.identity = None;
         self.secured = None;
         self.stats.keys_deleted = true;

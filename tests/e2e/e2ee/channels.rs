@@ -1,0 +1,70 @@
+//! Every member of a channel decrypts its chat; non-members are never sent it and cannot
+//! decrypt it when handed the ciphertext.
+
+use confer_e2e::TestServer;
+use confer_proto::{ChannelId, ClientMessage, Role, Side};
+
+use super::cast;
+
+#[tokio::test]
+async fn joint_and_caucus_chat_reach_exactly_their_members() {
+    let ts = TestServer::start(|_| {}).await;
+    let mut p = cast(
+        &ts,
+        &[
+            (Role::Party, Some(Side::A)),
+            (Role::Party, Some(Side::B)),
+            (Role::Counsel, Some(Side::A)),
+        ],
+    )
+    .await;
+    let (a_pid, ca_pid, m_pid) = (p[1].pid.clone(), p[3].pid.clone(), p[0].pid.clone());
+
+    // Joint: all four.
+    p[1].chat("joint: good morning").await.unwrap();
+    for i in [0, 2, 3] {
+        p[i].until_true(|s| s.has_chat("joint: good morning")).await;
+    }
+
+    // Caucus A: mediator, party A, counsel A. B stays in joint.
+    for who in [&a_pid, &ca_pid, &m_pid] {
+        p[0].send(ClientMessage::Move {
+            participant_id: who.clone(),
+            channel_id: ChannelId::caucus(Side::A),
+        });
+    }
+    for i in [0, 1, 3] {
+        p[i].secured_in("caucus-A").await;
+    }
+    for i in [0, 1, 3] {
+        p[i].until_true(|s| s.core.roster_members(&ChannelId::caucus(Side::A)).len() == 3)
+            .await;
+    }
+    p[1].chat("caucus: our bottom line is 40").await.unwrap();
+    p[0].until_true(|s| s.has_chat("caucus: our bottom line is 40"))
+        .await;
+    p[3].until_true(|s| s.has_chat("caucus: our bottom line is 40"))
+        .await;
+
+    // After the mediator heard it, a direct message from the mediator to B: B reads it only
+    // after anything the server would have routed to B before, so B's record is complete.
+    p[0].relay_raw(&p[2].pid, "marker".into());
+    p[2].until_true(|s| {
+        s.inbound.iter().any(
+            |m| matches!(m, confer_proto::ServerMessage::Relayed { data, .. } if data == "marker"),
+        )
+    })
+    .await;
+    let (cid, frame) = p[3].with(|s| s.chat_frames_from(&a_pid).last().cloned().unwrap());
+    p[2].with(|s| {
+        assert!(!s.has_chat("caucus: our bottom line is 40"));
+        assert!(
+            s.chat_frames_from(&a_pid).iter().all(|(c, _)| *c != cid),
+            "B was never sent a caucus frame"
+        );
+        // Handed the ciphertext anyway, B cannot open it: it never held a caucus key.
+        assert_eq!(s.core.try_open_chat(&a_pid, &cid, &frame), None);
+    });
+    // The plain-text marker is the only thing B could not open: no frame failed.
+    assert_eq!(p[2].with(|s| s.core.stats().decrypt_failures), 1);
+}

@@ -1,0 +1,107 @@
+//! Keys only after consent; the session code everyone compares.
+
+use confer_client::envelope::Envelope;
+use confer_e2e::TestServer;
+use confer_proto::{ChannelId, Role, ServerMessage, Side};
+
+use super::cast;
+use super::harness::{Peer, config};
+
+#[tokio::test]
+async fn a_party_whose_acknowledgment_does_not_verify_is_never_admitted_nor_keyed() {
+    let ts = TestServer::start(|_| {}).await;
+    let mut p = cast(&ts, &[(Role::Party, Some(Side::A))]).await;
+    // This party acknowledges a different agreement than the mediator presented.
+    let mut cfg = config();
+    cfg.agreement_hash = confer_client::agreement_hash("some other text");
+    let mut rogue = Peer::join(
+        ts.server.addr(),
+        &ts.invite(Role::Party, Some(Side::B)),
+        cfg,
+    )
+    .await;
+    p[0].until_true(|s| s.core.stats().consents_rejected == 1)
+        .await;
+    // The server recorded a hash (it cannot judge it); the mediator's client did not admit.
+    p[0].until_true(|s| s.inbound.iter().any(|m| matches!(m, ServerMessage::Session { session } if session.waiting.iter().any(|w| w.consented)))).await;
+    let verified_before = p[0].with(|s| s.core.stats().consents_verified);
+    // A proper party arriving after it is admitted: the mediator processed the rogue first.
+    let mut ok = Peer::join(
+        ts.server.addr(),
+        &ts.invite(Role::Counsel, Some(Side::A)),
+        config(),
+    )
+    .await;
+    ok.secured_in("joint").await;
+    assert_eq!(
+        p[0].with(|s| s.core.stats().consents_verified),
+        verified_before + 1
+    );
+    rogue.with(|s| {
+        assert!(s.core.secured().is_none());
+        assert!(
+            !s.inbound
+                .iter()
+                .any(|m| matches!(m, ServerMessage::Channel { .. })),
+            "never admitted"
+        );
+        assert!(
+            !s.envelopes()
+                .iter()
+                .any(|(_, e)| matches!(e, Envelope::Pw { .. } | Envelope::Roster { .. })),
+            "no keys, no roster"
+        );
+    });
+    assert!(!p[1].with(|s| {
+        s.core
+            .roster_members(&ChannelId::joint())
+            .contains(&rogue.pid)
+    }));
+    rogue
+        .until_true(|s| s.core.stats().keys_received == 0)
+        .await;
+}
+
+#[tokio::test]
+async fn session_codes_match_everywhere_and_change_when_an_identity_joins() {
+    let ts = TestServer::start(|_| {}).await;
+    let mut p = cast(
+        &ts,
+        &[(Role::Party, Some(Side::A)), (Role::Party, Some(Side::B))],
+    )
+    .await;
+    let code = p[0]
+        .with(|s| s.core.session_code().map(str::to_owned))
+        .unwrap();
+    for q in &p {
+        assert_eq!(
+            q.with(|s| s.core.session_code().map(str::to_owned))
+                .as_deref(),
+            Some(code.as_str())
+        );
+    }
+    assert_eq!(code.split(' ').count(), 6);
+    let mut c = Peer::join(
+        ts.server.addr(),
+        &ts.invite(Role::Counsel, Some(Side::B)),
+        config(),
+    )
+    .await;
+    c.secured_in("joint").await;
+    p.push(c);
+    for q in p.iter_mut() {
+        q.until_true(|s| s.core.roster_members(&ChannelId::joint()).len() == 4)
+            .await;
+    }
+    let new_code = p[0]
+        .with(|s| s.core.session_code().map(str::to_owned))
+        .unwrap();
+    assert_ne!(new_code, code, "a new identity in JOINT changes the code");
+    for q in &p {
+        assert_eq!(
+            q.with(|s| s.core.session_code().map(str::to_owned))
+                .as_deref(),
+            Some(new_code.as_str())
+        );
+    }
+}

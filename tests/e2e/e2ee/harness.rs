@@ -1,0 +1,312 @@
+//! Rust clients (confer-client's Core) on real WebSockets, each pumped by its own task, with
+//! everything they send and receive recorded for the assertions.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use confer_client::envelope::Envelope;
+use confer_client::{Core, CoreConfig, Event, NotSecured};
+use confer_proto::{ChannelId, ClientMessage, ParticipantId, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const PATIENCE: Duration = Duration::from_secs(15);
+pub const AGREEMENT: &str =
+    "Agreement to mediate: confidential, no recording, nobody else present.";
+/// Marks every 32-byte secret a canary RNG draws (keys, seeds, invite secrets).
+pub const KEY_MARKER: &[u8; 16] = b"KEY-CANARY-7f3a!";
+
+/// The OS RNG, optionally stamping [`KEY_MARKER`] at the start of every 32-byte draw.
+#[derive(Debug, Clone)]
+pub struct PeerRng {
+    pub canary: bool,
+    pub stamped: Arc<AtomicU64>,
+}
+
+impl rand_core::TryRng for PeerRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        getrandom::fill(dst).expect("OS RNG");
+        if self.canary && dst.len() == 32 {
+            dst[..16].copy_from_slice(KEY_MARKER);
+            self.stamped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for PeerRng {}
+
+/// What a peer has seen.
+pub struct PeerState {
+    pub core: Core<PeerRng>,
+    pub events: Vec<Event>,
+    pub inbound: Vec<ServerMessage>,
+    /// Every text frame this peer sent: exactly the bytes the server received from it.
+    pub outbound: Vec<String>,
+    pub closed: Option<u16>,
+    /// A malicious client: ignores `kicked` and `session_ended` and keeps its keys.
+    pub keep_keys: bool,
+}
+
+impl PeerState {
+    pub fn chats(&self) -> Vec<(ParticipantId, String)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Chat { from, text, .. } => Some((from.clone(), text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn has_chat(&self, text: &str) -> bool {
+        self.chats().iter().any(|(_, t)| t == text)
+    }
+
+    pub fn alarms(&self) -> Vec<String> {
+        self.core.stats().alarms.clone()
+    }
+
+    /// Relayed envelopes received, with their sender.
+    pub fn envelopes(&self) -> Vec<(ParticipantId, Envelope)> {
+        self.inbound
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Relayed { from, data, .. } => {
+                    Envelope::from_data(data).map(|e| (from.clone(), e))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Chat frames received from `from`, as (cid, frame).
+    pub fn chat_frames_from(&self, from: &ParticipantId) -> Vec<([u8; 16], Vec<u8>)> {
+        self.envelopes()
+            .into_iter()
+            .filter(|(f, _)| f == from)
+            .filter_map(|(_, e)| match e {
+                Envelope::Chat { cid, f } => Some((cid.array::<16>()?, f.0)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+enum Cmd {
+    Send(ClientMessage),
+    Chat(String, oneshot::Sender<Result<(), NotSecured>>),
+}
+
+pub struct Peer {
+    pub state: Arc<Mutex<PeerState>>,
+    changed: watch::Receiver<u64>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    pub pid: ParticipantId,
+}
+
+pub fn config() -> CoreConfig {
+    let mut c = CoreConfig::new(confer_client::agreement_hash(AGREEMENT));
+    c.unsigned_grace = Duration::from_millis(300);
+    c.keep_old_keys = Duration::from_millis(300);
+    c.stale_key_after = Duration::from_secs(5);
+    c
+}
+
+impl Peer {
+    pub async fn join(addr: SocketAddr, token: &str, cfg: CoreConfig) -> Self {
+        Self::join_with(
+            addr,
+            token,
+            cfg,
+            PeerRng {
+                canary: false,
+                stamped: Arc::default(),
+            },
+            false,
+        )
+        .await
+    }
+
+    pub async fn join_with(
+        addr: SocketAddr,
+        token: &str,
+        cfg: CoreConfig,
+        rng: PeerRng,
+        keep_keys: bool,
+    ) -> Self {
+        let core = Core::new(rng, cfg);
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("connect");
+        let hello = serde_json::to_string(&core.hello(token)).expect("json");
+        ws.send(Message::text(hello.clone()))
+            .await
+            .expect("send hello");
+        let state = Arc::new(Mutex::new(PeerState {
+            core,
+            events: Vec::new(),
+            inbound: Vec::new(),
+            outbound: vec![hello],
+            closed: None,
+            keep_keys,
+        }));
+        let (bump, changed) = watch::channel(0u64);
+        let (cmd, mut rx) = mpsc::unbounded_channel::<Cmd>();
+        let st = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            let mut n = 0u64;
+            loop {
+                // Send what the core queued, record its events, tell the waiters.
+                let outgoing: Vec<String> = {
+                    let mut s = st.lock().expect("lock");
+                    let mut out = Vec::new();
+                    while let Some(m) = s.core.poll_send() {
+                        out.push(serde_json::to_string(&m).expect("json"));
+                    }
+                    while let Some(e) = s.core.poll_event() {
+                        s.events.push(e);
+                    }
+                    s.outbound.extend(out.iter().cloned());
+                    out
+                };
+                for o in outgoing {
+                    if ws.send(Message::text(o)).await.is_err() {
+                        break;
+                    }
+                }
+                n += 1;
+                let _ = bump.send(n);
+                tokio::select! {
+                    m = ws.next() => match m {
+                        Some(Ok(Message::Text(t))) => {
+                            let Ok(msg) = serde_json::from_str::<ServerMessage>(t.as_str()) else { continue };
+                            let mut s = st.lock().expect("lock");
+                            s.inbound.push(msg.clone());
+                            let ignore = s.keep_keys && matches!(msg, ServerMessage::SessionEnded | ServerMessage::Kicked);
+                            if !ignore {
+                                s.core.handle(msg, tokio::time::Instant::now().into_std());
+                            }
+                        }
+                        Some(Ok(Message::Close(f))) => {
+                            st.lock().expect("lock").closed = Some(f.map(|f| u16::from(f.code)).unwrap_or(1005));
+                            n += 1;
+                            let _ = bump.send(n);
+                            break;
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => {
+                            st.lock().expect("lock").closed = Some(1006);
+                            n += 1;
+                            let _ = bump.send(n);
+                            break;
+                        }
+                    },
+                    c = rx.recv() => {
+                        let mut s = st.lock().expect("lock");
+                        match c {
+                            Some(Cmd::Send(m)) => {
+                                let text = serde_json::to_string(&m).expect("json");
+                                drop(s);
+                                st.lock().expect("lock").outbound.push(text.clone());
+                                if ws.send(Message::text(text)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Some(Cmd::Chat(text, reply)) => {
+                                let _ = reply.send(s.core.send_chat(&text));
+                            }
+                            None => break,
+                        }
+                    }
+                    _ = tick.tick() => {
+                        st.lock().expect("lock").core.tick(tokio::time::Instant::now().into_std());
+                    }
+                }
+            }
+        });
+        let mut p = Self {
+            state,
+            changed,
+            cmd,
+            pid: ParticipantId::new("pending").expect("id"),
+        };
+        p.pid = p
+            .until(|s| {
+                s.events.iter().find_map(|e| match e {
+                    Event::Welcome { participant_id, .. } => Some(participant_id.clone()),
+                    _ => None,
+                })
+            })
+            .await;
+        p
+    }
+
+    /// Waits until `f` returns something (the peer's state changes drive the checks).
+    pub async fn until<T>(&mut self, f: impl Fn(&PeerState) -> Option<T>) -> T {
+        let wait = async {
+            loop {
+                if let Some(t) = f(&self.state.lock().expect("lock")) {
+                    return t;
+                }
+                if self.changed.changed().await.is_err() {
+                    if let Some(t) = f(&self.state.lock().expect("lock")) {
+                        return t;
+                    }
+                    panic!("the peer's connection ended before the condition held");
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .expect("timed out waiting for the peer")
+    }
+
+    pub async fn until_true(&mut self, f: impl Fn(&PeerState) -> bool) {
+        self.until(|s| f(s).then_some(())).await;
+    }
+
+    pub async fn secured_in(&mut self, ch: &str) {
+        let ch = ChannelId::new(ch).expect("channel");
+        self.until_true(|s| s.core.secured() == Some(&ch)).await;
+    }
+
+    pub async fn chat(&self, text: &str) -> Result<(), NotSecured> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Chat(text.to_owned(), tx))
+            .map_err(|_| NotSecured)?;
+        rx.await.map_err(|_| NotSecured)?
+    }
+
+    pub fn send(&self, m: ClientMessage) {
+        let _ = self.cmd.send(Cmd::Send(m));
+    }
+
+    pub fn relay_raw(&self, to: &ParticipantId, data: String) {
+        self.send(ClientMessage::Relay {
+            to: confer_proto::RelayTarget::Participant(to.clone()),
+            data,
+        });
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut PeerState) -> T) -> T {
+        f(&mut self.state.lock().expect("lock"))
+    }
+}
