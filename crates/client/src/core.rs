@@ -56,6 +56,7 @@ impl Alarm {
             Alarm::Roster(RosterError::Rollback) => "roster_rollback",
             Alarm::Roster(RosterError::Gap) => "roster_gap",
             Alarm::Roster(RosterError::BadSignature) => "roster_bad_signature",
+            Alarm::Roster(RosterError::WrongChannel) => "roster_wrong_channel",
             Alarm::Roster(_) => "roster_invalid",
             Alarm::UnsignedMember(_) => "unsigned_member",
             Alarm::StaleKey(_) => "stale_key",
@@ -115,6 +116,10 @@ pub struct Stats {
     pub consents_rejected: u64,
     /// Mediators: consent acknowledgments that verified.
     pub consents_verified: u64,
+    /// Mediators: verified acknowledgments without an invite secret, left for a person to admit.
+    pub consents_held: u64,
+    /// Acknowledgments received for the sender keys I sent.
+    pub acks_received: u64,
 }
 
 /// Not in a secured channel yet ("securing channel"): nothing was sent.
@@ -138,6 +143,10 @@ pub struct CoreConfig {
     pub stale_key_after: Duration,
     /// How long old generations are kept for frames in flight.
     pub keep_old_keys: Duration,
+    /// Mediators: also admit arrivals whose acknowledgment was not bound to an invite secret
+    /// (a bare token from `confer token create`). The server can mint such tokens itself, so
+    /// this is off by default: those arrivals wait for a person to admit them.
+    pub admit_without_invite_secret: bool,
 }
 
 impl CoreConfig {
@@ -151,6 +160,7 @@ impl CoreConfig {
             unsigned_grace: UNSIGNED_GRACE,
             stale_key_after: STALE_KEY_AFTER,
             keep_old_keys: KEEP_OLD_KEYS,
+            admit_without_invite_secret: false,
         }
     }
 }
@@ -219,6 +229,7 @@ pub struct Core<R: CryptoRng> {
     expiries: Vec<(Instant, Id16, Id16, Option<u64>)>,
     pending: VecDeque<(ParticipantId, Envelope)>,
     early_keys: Vec<(Instant, Id16, SenderKeyMsg)>,
+    channel_expiries: Vec<(Instant, Id16, ChannelId)>,
     seqs: Sequences,
     unsigned_since: BTreeMap<ParticipantId, Instant>,
     alarmed: BTreeSet<(String, String)>,
@@ -264,6 +275,7 @@ impl<R: CryptoRng> Core<R> {
             expiries: Vec::new(),
             pending: VecDeque::new(),
             early_keys: Vec::new(),
+            channel_expiries: Vec::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
             alarmed: BTreeSet::new(),
@@ -334,6 +346,20 @@ impl<R: CryptoRng> Core<R> {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// How many senders' receive keys I hold for a server channel.
+    pub fn receive_keys_for(&self, ch: &ChannelId) -> usize {
+        let cids: BTreeSet<Id16> = self
+            .chains
+            .iter()
+            .filter(|(_, s)| &s.server_channel == ch)
+            .map(|(c, _)| *c)
+            .collect();
+        self.openers
+            .keys()
+            .filter(|(c, _)| cids.contains(c))
+            .count()
     }
 
     /// My participant id.
@@ -459,7 +485,15 @@ impl<R: CryptoRng> Core<R> {
                 self.reconcile(now);
             }
             ServerMessage::Channel { channel } => {
+                let left = self
+                    .my_channel
+                    .as_ref()
+                    .map(|c| c.id.clone())
+                    .filter(|old| *old != channel.id);
                 self.my_channel = Some(channel);
+                if let Some(old) = left {
+                    self.left_channel(&old, now);
+                }
                 self.update_secured();
             }
             ServerMessage::Relayed {
@@ -787,13 +821,14 @@ impl<R: CryptoRng> Core<R> {
         };
         self.seqs.accept(from_id, seq);
         match msg_type {
-            MsgType::Consent => self.on_consent(from, &pt),
+            MsgType::Consent => self.on_consent(from, &pt, psk.is_some()),
             MsgType::SenderKey => self.on_sender_key(from, from_id, &pt, now),
-            MsgType::SenderKeyAck | MsgType::Name => {}
+            MsgType::SenderKeyAck => self.stats.acks_received += 1,
+            MsgType::Name => {}
         }
     }
 
-    fn on_consent(&mut self, from: ParticipantId, pt: &[u8]) {
+    fn on_consent(&mut self, from: ParticipantId, pt: &[u8], with_invite_secret: bool) {
         if !self.is_mediator() || pt.len() != 32 + 1 + 64 {
             return;
         }
@@ -814,6 +849,10 @@ impl<R: CryptoRng> Core<R> {
             return;
         }
         self.stats.consents_verified += 1;
+        if !with_invite_secret && !self.cfg.admit_without_invite_secret {
+            self.stats.consents_held += 1;
+            return;
+        }
         if let Some(p) = self.peers.get_mut(&from) {
             p.consent_ok = true;
         }
@@ -875,7 +914,55 @@ impl<R: CryptoRng> Core<R> {
         opener.add_generation(msg.generation, *msg.base_key.expose());
         self.key_epochs.insert((msg.channel_id, from_id), msg.epoch);
         self.stats.keys_received += 1;
+        self.send_ack(from_id, msg);
         true
+    }
+
+    // Acknowledges a sender key (msg type 2): counted by the sender, not waited for.
+    fn send_ack(&mut self, to_id: Id16, msg: &SenderKeyMsg) {
+        let (Some(me), Some(to), Some(ek)) =
+            (self.me.as_ref(), pid_of(&to_id), self.ek_of_id(&to_id))
+        else {
+            return;
+        };
+        let mut w = confer_e2ee::enc::Writer::label(b"confer/1 sender-key-ack");
+        w.lp(&msg.channel_id)
+            .u64(msg.epoch)
+            .u8(msg.stream)
+            .u64(msg.generation);
+        let pt = w.into_bytes();
+        let session = me.session.clone();
+        let my_id = me.id;
+        let seq = self.seqs.next_send(to_id);
+        let pair = Pair {
+            session_id: &session,
+            from: my_id,
+            to: to_id,
+        };
+        let identity = self.identity.as_ref().expect("identity until the end");
+        if let Ok(sealed) = pairwise::seal(
+            &mut self.rng,
+            identity,
+            &ek,
+            pair,
+            MsgType::SenderKeyAck,
+            seq,
+            &pt,
+            None,
+        ) {
+            let env = Envelope::Pw {
+                t: MsgType::SenderKeyAck as u8,
+                seq,
+                enc: Bytes(sealed.enc.to_vec()),
+                ct: Bytes(sealed.ct),
+                hint: None,
+            };
+            self.relay(RelayTarget::Participant(to), &env);
+        }
+    }
+
+    fn ek_of_id(&self, id: &Id16) -> Option<[u8; 32]> {
+        pid_of(id).and_then(|p| self.ek_of(&p))
     }
 
     fn on_roster(&mut self, from: ParticipantId, ch: String, enc: Bytes, sig: Bytes, now: Instant) {
@@ -898,6 +985,21 @@ impl<R: CryptoRng> Core<R> {
         };
         let Some(me) = self.me.as_ref() else { return };
         let cid = sr.roster.channel_id;
+        // The envelope's room label is not signed: the signed kind must fit it, and a chain
+        // stays bound to the room it was first seen for.
+        let fits = match sr.roster.kind {
+            Kind::Joint => server_channel.as_str() == "joint",
+            Kind::Caucus => server_channel.as_str().starts_with("caucus-"),
+            Kind::Breakout => server_channel.as_str().starts_with("breakout-"),
+        };
+        let rebound = self
+            .chains
+            .get(&cid)
+            .is_some_and(|s| s.server_channel != server_channel);
+        if !fits || rebound {
+            self.alarm(Alarm::Roster(RosterError::WrongChannel), hex::encode(cid));
+            return;
+        }
         let session = me.session.clone();
         let state = self.chains.entry(cid).or_insert_with(|| ChainState {
             chain: Chain::new(&session, m_ik),
@@ -907,7 +1009,6 @@ impl<R: CryptoRng> Core<R> {
         match state.chain.accept(sr) {
             Ok(Accepted::Advanced) => {
                 state.advanced_at = now;
-                state.server_channel = server_channel;
                 self.after_roster(cid, now);
             }
             Ok(Accepted::Unchanged) => {}
@@ -1204,6 +1305,22 @@ impl<R: CryptoRng> Core<R> {
         }
     }
 
+    // I am no longer in `ch`: stop sending under its keys now, and forget its receive keys once
+    // frames in flight have had time to arrive (unless I am back by then).
+    fn left_channel(&mut self, ch: &ChannelId, now: Instant) {
+        let cids: Vec<Id16> = self
+            .chains
+            .iter()
+            .filter(|(_, s)| &s.server_channel == ch)
+            .map(|(c, _)| *c)
+            .collect();
+        for cid in cids {
+            self.sealers.remove(&cid);
+            self.channel_expiries
+                .push((now + self.cfg.keep_old_keys, cid, ch.clone()));
+        }
+    }
+
     /// Timers: expire old keys, raise unsigned-member and stale-key alarms.
     pub fn tick(&mut self, now: Instant) {
         self.now = Some(now);
@@ -1232,6 +1349,19 @@ impl<R: CryptoRng> Core<R> {
                         self.openers.remove(&(cid, sender));
                     }
                 }
+            }
+        }
+        let due: Vec<_> = self
+            .channel_expiries
+            .iter()
+            .filter(|e| e.0 <= now)
+            .cloned()
+            .collect();
+        self.channel_expiries.retain(|e| e.0 > now);
+        for (_, cid, ch) in due {
+            if self.my_channel.as_ref().map(|c| &c.id) != Some(&ch) {
+                self.openers.retain(|(c, _), _| *c != cid);
+                self.sealers.remove(&cid);
             }
         }
         self.check_unsigned(now);

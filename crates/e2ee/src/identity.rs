@@ -121,7 +121,9 @@ impl Identity {
 /// cofactorless equation.
 pub fn verify(ik_pub: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> Result<(), OpenError> {
     let vk = VerifyingKey::from_bytes(ik_pub).map_err(|_| OpenError)?;
-    if vk.is_weak() {
+    // Canonical encodings only (y < p): the decoded point must compress back to the input,
+    // as noble's `zip215: false` requires, so both implementations accept the same keys.
+    if vk.is_weak() || vk.to_edwards().compress().to_bytes() != *ik_pub {
         return Err(OpenError);
     }
     let sig = Signature::from_bytes(sig);

@@ -16,6 +16,9 @@ use crate::identity::{self, Identity, role_from_code};
 
 const LABEL: &[u8] = b"confer/1 roster";
 
+/// Sides are 0 (none) or 1..=26 (A..Z).
+pub const MAX_SIDE: u8 = 26;
+
 /// Flag bit 0: the member is away (in another channel).
 pub const FLAG_AWAY: u8 = 1;
 
@@ -158,7 +161,7 @@ impl Roster {
             }
         }
         for m in &self.members {
-            if role_from_code(m.role).is_none() || m.flags & !FLAG_AWAY != 0 {
+            if role_from_code(m.role).is_none() || m.flags & !FLAG_AWAY != 0 || m.side > MAX_SIDE {
                 return Err(RosterError::Malformed);
             }
         }
@@ -304,7 +307,8 @@ impl Chain {
     ) -> Result<(), RosterError> {
         let msg = identity::delegation_bytes(&self.session_id, &co_ik, scope);
         identity::verify(&self.mediator_ik, &msg, sig).map_err(|_| RosterError::BadSignature)?;
-        if scope & identity::SCOPE_ROSTERS == 0 {
+        // Only the scope this version defines; unknown bits are refused, not ignored.
+        if scope != identity::SCOPE_ROSTERS {
             return Err(RosterError::BadSignature);
         }
         if !self.delegates.contains(&co_ik) {
@@ -326,32 +330,29 @@ impl Chain {
             return Err(RosterError::WrongChannel);
         }
         if let Some(head) = &self.head
-            && head.roster.channel_id != r.channel_id
+            && (head.roster.channel_id != r.channel_id || head.roster.kind != r.kind)
         {
             return Err(RosterError::WrongChannel);
         }
-        // The signer must be the mediator (role 0) or a delegate (role 1), and listed as such.
-        let signer_role =
+        // The signer must be the mediator (listed with role 0) or a delegate (listed with
+        // role 1): the very key that signed, not any key of that kind.
+        let (signer, signer_role) =
             if identity::verify(&self.mediator_ik, &next.encoded, &next.signature).is_ok() {
-                0
-            } else if self
+                (self.mediator_ik, 0)
+            } else if let Some(d) = self
                 .delegates
                 .iter()
-                .any(|d| identity::verify(d, &next.encoded, &next.signature).is_ok())
+                .find(|d| identity::verify(d, &next.encoded, &next.signature).is_ok())
             {
-                1
+                (*d, 1)
             } else {
                 return Err(RosterError::BadSignature);
             };
-        let signer_listed = r.members.iter().any(|m| {
-            m.role == signer_role
-                && if signer_role == 0 {
-                    m.ik_pub == self.mediator_ik
-                } else {
-                    self.delegates.contains(&m.ik_pub)
-                }
-        });
-        if !signer_listed {
+        if !r
+            .members
+            .iter()
+            .any(|m| m.role == signer_role && m.ik_pub == signer)
+        {
             return Err(RosterError::SignerNotMember);
         }
         let Some(head) = &self.head else {

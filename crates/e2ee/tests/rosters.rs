@@ -175,3 +175,50 @@ fn decoding_is_strict() {
     genesis.prev_hash = [1; 32];
     assert_eq!(genesis.encode(), Err(RosterError::Malformed));
 }
+
+#[test]
+fn a_delegate_signs_only_for_itself_and_chains_keep_their_kind() {
+    let w = world();
+    let mut rng = TestRng::new("rosters-2");
+    let co1 = Identity::generate(&mut rng);
+    let co2 = Identity::generate(&mut rng);
+    let mut chain = Chain::new(b"s1", w.m.ik_pub());
+    for co in [&co1, &co2] {
+        let sig = w.m.delegate(b"s1", &co.ik_pub(), SCOPE_ROSTERS);
+        chain
+            .add_delegate(co.ik_pub(), SCOPE_ROSTERS, &sig)
+            .unwrap();
+    }
+    // co1 signs a roster that lists co2 (role 1) but not co1: refused.
+    let mut r = roster(&w, 1, [0; 32], false);
+    r.members.push(member(5, &co2, 1, 0, 0));
+    assert_eq!(
+        chain.clone().accept(r.sign(&co1).unwrap()),
+        Err(RosterError::SignerNotMember)
+    );
+    // Unknown scope bits are refused.
+    let sig = w.m.delegate(b"s1", &w.a.ik_pub(), 3);
+    assert_eq!(
+        chain.add_delegate(w.a.ik_pub(), 3, &sig),
+        Err(RosterError::BadSignature)
+    );
+    // A channel's chain keeps its kind.
+    let r1 = roster(&w, 1, [0; 32], false).sign(&w.m).unwrap();
+    chain.accept(r1.clone()).unwrap();
+    let mut r2 = roster(&w, 2, r1.hash, true);
+    r2.kind = Kind::Caucus;
+    assert_eq!(
+        chain.accept(r2.sign(&w.m).unwrap()),
+        Err(RosterError::WrongChannel)
+    );
+}
+
+#[test]
+fn sides_beyond_z_are_malformed() {
+    let w = world();
+    let mut r = roster(&w, 1, [0; 32], true);
+    r.members[1].side = MAX_SIDE;
+    assert!(r.encode().is_ok());
+    r.members[1].side = MAX_SIDE + 1;
+    assert_eq!(r.encode(), Err(RosterError::Malformed));
+}

@@ -412,7 +412,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
         let mut v = good.clone();
         v["name"] = json!(name);
         v["frame"] = json!(hex(&frame));
-        v["kind"] = json!("frame");
+        v["shape"] = json!("frame");
         v["expect"] = json!("reject");
         tweak(&mut v);
         v
@@ -435,8 +435,8 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let mut t = f;
     *t.last_mut().unwrap() = 0;
     neg.push(with("header length 0", t, &|_| {}));
-    neg.push(json!({"name": "non-minimal header (kid 5 extended)", "kind": "header", "header": "8005", "expect": "reject"}));
-    neg.push(json!({"name": "non-minimal header (leading zero ctr byte)", "kind": "header", "header": "090010", "expect": "reject"}));
+    neg.push(json!({"name": "non-minimal header (kid 5 extended)", "shape": "header", "header": "8005", "expect": "reject"}));
+    neg.push(json!({"name": "non-minimal header (leading zero ctr byte)", "shape": "header", "header": "090010", "expect": "reject"}));
     let j2_rolled = roster(
         &p,
         joint,
@@ -448,7 +448,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     .sign(m)
     .unwrap();
     let mut v = roster_json("rolled-back epoch (2 after 3)", &m_seed, &j2_rolled);
-    v["kind"] = json!("roster");
+    v["shape"] = json!("roster");
     v["expect"] = json!("reject");
     v["error"] = json!("rollback");
     neg.push(v);
@@ -467,7 +467,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
         &m_seed,
         &j4_fork,
     );
-    v["kind"] = json!("roster");
+    v["shape"] = json!("roster");
     v["expect"] = json!("reject");
     v["error"] = json!("fork");
     neg.push(v);
@@ -482,7 +482,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let mut bad_sig = j4.clone().sign(m).unwrap();
     bad_sig.signature[10] ^= 1;
     let mut v = roster_json("bad signature", &m_seed, &bad_sig);
-    v["kind"] = json!("roster");
+    v["shape"] = json!("roster");
     v["expect"] = json!("reject");
     v["error"] = json!("bad_signature");
     v["hash"] = json!(hex(&confer_e2ee::roster::roster_hash(
@@ -493,7 +493,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let mut nc = j4.sign(m).unwrap();
     add_l(&mut nc.signature[32..]);
     let mut v = roster_json("non-canonical signature (S + L)", &m_seed, &nc);
-    v["kind"] = json!("roster");
+    v["shape"] = json!("roster");
     v["expect"] = json!("reject");
     v["error"] = json!("bad_signature");
     v["hash"] = json!(hex(&confer_e2ee::roster::roster_hash(
@@ -504,7 +504,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let msg = b"confer/1 announce test".to_vec();
     let mut sig = p.ids[2].sign(&msg);
     add_l(&mut sig[32..]);
-    neg.push(json!({"name": "non-canonical Ed25519 signature on a message", "kind": "signature",
+    neg.push(json!({"name": "non-canonical Ed25519 signature on a message", "shape": "signature",
         "ik_pub": hex(&p.ids[2].ik_pub()), "message": hex(&msg), "signature": hex(&sig), "expect": "reject"}));
     // An all-zero X25519 output: the sender's public key is the zero point.
     let pair = Pair {
@@ -523,11 +523,11 @@ fn generate() -> BTreeMap<&'static str, Value> {
         None,
     )
     .unwrap();
-    neg.push(json!({"name": "all-zero X25519 output (sender_pk is the zero point)", "kind": "pairwise", "mode": "auth",
+    neg.push(json!({"name": "all-zero X25519 output (sender_pk is the zero point)", "shape": "pairwise", "mode": "auth",
         "msg_type": 4, "seq": "0", "recipient_sk": hex(&p.seeds[0].1), "sender_pk": hex(&[0u8; 32]), "enc": hex(&ok.enc),
         "info": hex(&pair.info()), "aad": hex(&pair.aad(MsgType::Name, 0)), "ciphertext": hex(&ok.ct),
         "psk": "", "psk_id": "", "plaintext": hex(b"x"), "expect": "reject"}));
-    neg.push(json!({"name": "pairwise: wrong seq in aad", "kind": "pairwise", "mode": "auth",
+    neg.push(json!({"name": "pairwise: wrong seq in aad", "shape": "pairwise", "mode": "auth",
         "msg_type": 4, "seq": "1", "recipient_sk": hex(&p.seeds[0].1), "sender_pk": hex(&p.ids[1].ek_pub()), "enc": hex(&ok.enc),
         "info": hex(&pair.info()), "aad": hex(&pair.aad(MsgType::Name, 1)), "ciphertext": hex(&ok.ct),
         "psk": "", "psk_id": "", "plaintext": hex(b"x"), "expect": "reject"}));
@@ -755,7 +755,7 @@ fn every_vector_checks_out_as_a_reader_would_check_it() {
     // negative.json: every case is rejected.
     for c in load("negative.json") {
         assert_eq!(c["expect"], "reject");
-        let rejected = match s(&c, "kind") {
+        let rejected = match s(&c, "shape") {
             "frame" => {
                 let keys = frame::derive(
                     &Secret32::new(unhex_n(s(&c, "step_key"))),

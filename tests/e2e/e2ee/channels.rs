@@ -67,4 +67,16 @@ async fn joint_and_caucus_chat_reach_exactly_their_members() {
     });
     // The plain-text marker is the only thing B could not open: no frame failed.
     assert_eq!(p[2].with(|s| s.core.stats().decrypt_failures), 1);
+    // Keys were acknowledged (counted, not waited for).
+    assert!(p[1].with(|s| s.core.stats().acks_received) > 0);
+
+    // Back to joint: the caucus keys are forgotten once frames in flight have had their time.
+    p[0].send(ClientMessage::ReturnAll);
+    for i in [0, 1, 3] {
+        p[i].secured_in("joint").await;
+        p[i].until_true(|s| s.core.receive_keys_for(&ChannelId::caucus(Side::A)) == 0)
+            .await;
+    }
+    p[1].chat("joint again").await.unwrap();
+    p[2].until_true(|s| s.has_chat("joint again")).await;
 }

@@ -105,3 +105,80 @@ async fn session_codes_match_everywhere_and_change_when_an_identity_joins() {
         );
     }
 }
+
+#[tokio::test]
+async fn invite_links_bind_consent_to_the_invite_secret_and_pin_the_mediator() {
+    use confer_client::link::Invite;
+    use confer_e2ee::secret::Secret32;
+    use confer_proto::ClientMessage;
+    let ts = TestServer::start(|_| {}).await;
+    let mut cfg = config();
+    cfg.admit_without_invite_secret = false;
+    let mut m = Peer::join(ts.server.addr(), &ts.invite(Role::Mediator, None), cfg).await;
+    m.secured_in("joint").await;
+    let m_ik = m.with(|s| s.core.identity().unwrap().ik_pub());
+    m.send(ClientMessage::CreateInvite {
+        role: Role::Party,
+        side: Some(Side::A),
+        ttl_secs: Some(600),
+    });
+    let token = m
+        .until(|s| {
+            s.inbound.iter().find_map(|x| match x {
+                ServerMessage::Invite { token, .. } => Some(token.clone()),
+                _ => None,
+            })
+        })
+        .await;
+    let psk = Secret32::random(&mut confer_client::os_rng());
+    m.with(|s| s.core.add_issued_psk(psk.clone()));
+
+    // Through the link: consent sealed with the invite secret, mediator key pinned: admitted.
+    let mut good = config();
+    good.invite = Some(Invite {
+        token: token.clone(),
+        psk: Some(psk),
+        mediator_ik: Some(m_ik),
+    });
+    let mut a = Peer::join(ts.server.addr(), &token, good).await;
+    a.secured_in("joint").await;
+
+    // A bare token (which the server could have minted for itself): verified but held.
+    let mut b = Peer::join(
+        ts.server.addr(),
+        &ts.invite(Role::Party, Some(Side::B)),
+        config(),
+    )
+    .await;
+    m.until_true(|s| s.core.stats().consents_held == 1).await;
+    assert!(b.with(|s| s.core.secured().is_none()));
+
+    // A link whose pinned mediator key is not the mediator's: alarm, no consent sent.
+    let mut wrong = config();
+    wrong.invite = Some(Invite {
+        token: String::new(),
+        psk: None,
+        mediator_ik: Some([7; 32]),
+    });
+    let mut c = Peer::join(
+        ts.server.addr(),
+        &ts.invite(Role::Counsel, Some(Side::A)),
+        wrong,
+    )
+    .await;
+    c.until_true(|s| s.alarms().contains(&"mediator_key_mismatch".to_string()))
+        .await;
+    let sent_pairwise = c.with(|s| {
+        s.outbound
+            .iter()
+            .any(|f| match serde_json::from_str::<ClientMessage>(f) {
+                Ok(ClientMessage::Relay { data, .. }) => {
+                    matches!(Envelope::from_data(&data), Some(Envelope::Pw { .. }))
+                }
+                _ => false,
+            })
+    });
+    assert!(!sent_pairwise, "no acknowledgment went out");
+    b.until_true(|s| s.core.secured().is_none()).await;
+    assert_eq!(m.with(|s| s.core.stats().consents_verified), 2);
+}
