@@ -292,6 +292,19 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         writeln!(
             out,
+            "Or let bots hold an end-to-end encrypted session (each in its own terminal):"
+        )?;
+        writeln!(
+            out,
+            "  target/debug/confer-bot --url ws://{addr}/ws --role mediator --seconds 120 --invite party:A --invite party:B --token {token}"
+        )?;
+        writeln!(
+            out,
+            "  target/debug/confer-bot --url ws://{addr}/ws --role party --seconds 30 --token '<an invite link the mediator bot printed>'"
+        )?;
+        writeln!(out)?;
+        writeln!(
+            out,
             "Each client connects to ws://{addr}/ws and sends {{\"type\":\"hello\",\"version\":1,\"token\":\"…\"}} first."
         )?;
     }

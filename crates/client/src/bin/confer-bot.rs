@@ -44,6 +44,10 @@ struct Args {
     /// Mediators: mint an invite link for ROLE[:SIDE] (repeatable), printed on stderr.
     #[arg(long = "invite", value_name = "ROLE[:SIDE]")]
     invites: Vec<String>,
+    /// Mediators: also admit arrivals with a bare token (no invite secret, e.g. from
+    /// `confer token create`). Off by default: the server could have minted such a token.
+    #[arg(long)]
+    admit_bare_tokens: bool,
 }
 
 fn parse_invite(s: &str) -> Result<(Role, Option<Side>), String> {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     };
     let mut config = CoreConfig::new(agreement_hash(&args.agreement));
     config.auto_admit = args.role == Role::Mediator;
+    config.admit_without_invite_secret = args.admit_bare_tokens;
     let link_base = args
         .url
         .replace("ws://", "http://")

@@ -1,0 +1,102 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `confer-bot` from a shell, as the README describes: a mediator bot mints invite links, two
+//! party bots join through them, and all three hold an encrypted chat through a real server.
+
+use std::process::Stdio;
+
+use confer_proto::{Role, SessionId};
+use confer_server::{Config, Server};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BOT: &str = env!("CARGO_BIN_EXE_confer-bot");
+
+#[tokio::test]
+async fn a_mediator_bot_and_two_party_bots_chat_end_to_end() {
+    let dir =
+        std::env::temp_dir().join(format!("confer-bot-{}", confer_server::token::random_id()));
+    let mut config = Config::dev(dir.clone());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics_listen = "127.0.0.1:0".parse().unwrap();
+    let server = Server::start(config).await.unwrap();
+    let url = format!("ws://{}/ws", server.addr());
+    let token = server.invite(
+        &SessionId::new("bot-demo").unwrap(),
+        Role::Mediator,
+        None,
+        600,
+    );
+
+    let mut mediator = Command::new(BOT)
+        .args([
+            "--url",
+            &url,
+            "--token",
+            &token,
+            "--role",
+            "mediator",
+            "--seconds",
+            "6",
+            "--chat-every-ms",
+            "200",
+        ])
+        .args(["--invite", "party:A", "--invite", "party:B"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(mediator.stderr.take().unwrap()).lines();
+    let mut links = Vec::new();
+    while links.len() < 2 {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some((_, link)) = line.split_once(": http://") {
+            links.push(format!("http://{link}"));
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let parties: Vec<_> = links
+        .iter()
+        .map(|link| {
+            Command::new(BOT)
+                .args([
+                    "--url",
+                    &url,
+                    "--token",
+                    link,
+                    "--role",
+                    "party",
+                    "--seconds",
+                    "3",
+                    "--chat-every-ms",
+                    "200",
+                ])
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut summaries = Vec::new();
+    for p in parties {
+        summaries.push(p.wait_with_output().await.unwrap());
+    }
+    summaries.push(mediator.wait_with_output().await.unwrap());
+    for out in &summaries {
+        assert!(out.status.success());
+        let line = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value =
+            serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(v["decrypt_failures"], 0, "{v}");
+        assert_eq!(v["alarms"], serde_json::json!([]), "{v}");
+        assert!(v["messages_sent"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["messages_verified"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["messages_received"], v["messages_verified"], "{v}");
+        assert_eq!(v["keys_deleted"], true, "{v}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
