@@ -84,7 +84,7 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
         let token = ts.invite(role, side);
         let rng = rng.clone();
         let addr = ts.server.addr();
-        async move { Peer::join_with(addr, &token, config(), rng, false).await }
+        async move { Peer::join_with(addr, &token, config(), rng, Default::default()).await }
     };
     let mut m = join(Role::Mediator, None).await;
     m.secured_in("joint").await;

@@ -61,6 +61,8 @@ pub struct PeerState {
     pub closed: Option<u16>,
     /// A malicious client: ignores `kicked` and `session_ended` and keeps its keys.
     pub keep_keys: bool,
+    /// A broken client: never sends the sender keys its core makes.
+    pub withhold_keys: bool,
 }
 
 impl PeerState {
@@ -108,6 +110,13 @@ impl PeerState {
     }
 }
 
+/// How a test client misbehaves, from its first message on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Behaviour {
+    pub keep_keys: bool,
+    pub withhold_keys: bool,
+}
+
 enum Cmd {
     Send(ClientMessage),
     Chat(String, oneshot::Sender<Result<(), NotSecured>>),
@@ -140,7 +149,7 @@ impl Peer {
                 canary: false,
                 stamped: Arc::default(),
             },
-            false,
+            Behaviour::default(),
         )
         .await
     }
@@ -150,7 +159,7 @@ impl Peer {
         token: &str,
         cfg: CoreConfig,
         rng: PeerRng,
-        keep_keys: bool,
+        behaviour: Behaviour,
     ) -> Self {
         let core = Core::new(rng, cfg);
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
@@ -166,7 +175,8 @@ impl Peer {
             inbound: Vec::new(),
             outbound: vec![hello],
             closed: None,
-            keep_keys,
+            keep_keys: behaviour.keep_keys,
+            withhold_keys: behaviour.withhold_keys,
         }));
         let (bump, changed) = watch::channel(0u64);
         let (cmd, mut rx) = mpsc::unbounded_channel::<Cmd>();
@@ -180,6 +190,11 @@ impl Peer {
                     let mut s = st.lock().expect("lock");
                     let mut out = Vec::new();
                     while let Some(m) = s.core.poll_send() {
+                        let is_key = matches!(&m, ClientMessage::Relay { data, .. }
+                            if matches!(Envelope::from_data(data), Some(Envelope::Pw { t: 1, .. })));
+                        if s.withhold_keys && is_key {
+                            continue;
+                        }
                         out.push(serde_json::to_string(&m).expect("json"));
                     }
                     while let Some(e) = s.core.poll_event() {

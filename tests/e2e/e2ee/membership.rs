@@ -5,7 +5,7 @@ use confer_e2e::{TestServer, WsClient};
 use confer_proto::{ChannelId, ClientMessage, Role, ServerMessage, Side};
 
 use super::cast;
-use super::harness::{Peer, PeerRng, config};
+use super::harness::{Behaviour, Peer, PeerRng, config};
 
 #[tokio::test]
 async fn a_departed_member_cannot_read_after_rotation_nor_a_newcomer_before_joining() {
@@ -20,7 +20,10 @@ async fn a_departed_member_cannot_read_after_rotation_nor_a_newcomer_before_join
             canary: false,
             stamped: Default::default(),
         },
-        true,
+        Behaviour {
+            keep_keys: true,
+            ..Default::default()
+        },
     )
     .await;
     b.secured_in("joint").await;
@@ -128,4 +131,50 @@ async fn a_participant_injected_by_the_server_gets_no_keys_and_every_client_rais
             "no signed roster lists it"
         );
     }
+}
+
+#[tokio::test]
+async fn a_member_that_never_sends_its_new_key_raises_a_stale_key_alarm() {
+    let ts = TestServer::start(|_| {}).await;
+    let mut cfg = config();
+    cfg.stale_key_after = std::time::Duration::from_millis(400);
+    let mut m = Peer::join(
+        ts.server.addr(),
+        &ts.invite(Role::Mediator, None),
+        cfg.clone(),
+    )
+    .await;
+    m.secured_in("joint").await;
+    let mut a = Peer::join(
+        ts.server.addr(),
+        &ts.invite(Role::Party, Some(Side::A)),
+        cfg.clone(),
+    )
+    .await;
+    a.secured_in("joint").await;
+    let rng = PeerRng {
+        canary: false,
+        stamped: Default::default(),
+    };
+    let withhold = Behaviour {
+        withhold_keys: true,
+        ..Default::default()
+    };
+    let mut b = Peer::join_with(
+        ts.server.addr(),
+        &ts.invite(Role::Party, Some(Side::B)),
+        cfg,
+        rng,
+        withhold,
+    )
+    .await;
+    b.secured_in("joint").await;
+    let b_id = b.pid.clone();
+    for q in [&mut m, &mut a] {
+        let id = b_id.clone();
+        q.until_true(move |s| s.events.iter().any(|e| matches!(e, confer_client::Event::Alarm(confer_client::Alarm::StaleKey(x)) if *x == id))).await;
+    }
+    // Nobody else is reported stale.
+    let a_id = a.pid.clone();
+    assert!(!m.with(|s| s.events.iter().any(|e| matches!(e, confer_client::Event::Alarm(confer_client::Alarm::StaleKey(x)) if *x == a_id))));
 }
