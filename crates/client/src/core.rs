@@ -899,6 +899,15 @@ impl<R: CryptoRng> Core<R> {
         let Some(ctx) = FrameCtx::new(&me.session, msg.channel_id, from_id, msg.stream) else {
             return true;
         };
+        // A generation beyond the KID range, or one already held, is refused: installing it
+        // again would reset its replay windows.
+        let held = self
+            .openers
+            .get(&(msg.channel_id, from_id))
+            .is_some_and(|o| o.generations().contains(&msg.generation));
+        if msg.generation > confer_e2ee::frame::MAX_GENERATION || held {
+            return true;
+        }
         let opener = self
             .openers
             .entry((msg.channel_id, from_id))
@@ -1002,15 +1011,22 @@ impl<R: CryptoRng> Core<R> {
             self.alarm(Alarm::Roster(RosterError::WrongChannel), hex::encode(cid));
             return;
         }
-        let session = me.session.clone();
-        let state = self.chains.entry(cid).or_insert_with(|| ChainState {
-            chain: Chain::new(&session, m_ik),
-            server_channel: server_channel.clone(),
-            advanced_at: now,
-        });
-        match state.chain.accept(sr) {
+        // A chain (and its room binding) exists only once a roster for it was accepted: a
+        // refused first roster binds nothing.
+        let mut chain = match self.chains.get(&cid) {
+            Some(st) => st.chain.clone(),
+            None => Chain::new(&me.session, m_ik),
+        };
+        match chain.accept(sr) {
             Ok(Accepted::Advanced) => {
-                state.advanced_at = now;
+                self.chains.insert(
+                    cid,
+                    ChainState {
+                        chain,
+                        server_channel,
+                        advanced_at: now,
+                    },
+                );
                 self.after_roster(cid, now);
             }
             Ok(Accepted::Unchanged) => {}
@@ -1353,6 +1369,9 @@ impl<R: CryptoRng> Core<R> {
                 }
             }
         }
+        let keep = self.cfg.stale_key_after;
+        self.early_keys
+            .retain(|(at, _, _)| now.duration_since(*at) < keep);
         let due: Vec<_> = self
             .channel_expiries
             .iter()

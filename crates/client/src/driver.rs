@@ -50,6 +50,10 @@ pub struct Summary {
     pub session_code: Option<String>,
     /// Whether every key was deleted at the end.
     pub keys_deleted: bool,
+    /// Acknowledgments received for the sender keys this bot sent.
+    pub acks_received: u64,
+    /// Mediators: arrivals whose acknowledgment verified but had no invite secret (not admitted).
+    pub consents_held: u64,
     /// Why the bot stopped.
     pub stopped: String,
 }
@@ -217,6 +221,8 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     summary.decrypt_failures = s.decrypt_failures;
     summary.alarms = s.alarms.clone();
     summary.keys_deleted = s.keys_deleted;
+    summary.acks_received = s.acks_received;
+    summary.consents_held = s.consents_held;
     summary.session_code = core.session_code().map(str::to_owned);
     Ok(summary)
 }
