@@ -1,0 +1,311 @@
+//! Signalling over real WebSockets on loopback: relay fan-out through `confer serve` against a
+//! bare WebSocket fan-out server written here (no auth, no rooms, same client code), and the
+//! time from connecting to being admitted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message as AxMessage, WebSocket, WebSocketUpgrade};
+use axum::routing::get;
+use confer_proto::{Role, ServerMessage, SessionId, Side};
+use confer_server::{Config, Server};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::median;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Peers = Arc<Mutex<Vec<(u64, mpsc::Sender<String>)>>>;
+
+const RECEIVERS: usize = 3;
+const MESSAGES: u64 = 20_000;
+const PAYLOAD: usize = 200;
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Ws> {
+    Ok(tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await?
+        .0)
+}
+
+async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
+            Some(Ok(_)) => continue,
+            _ => anyhow::bail!("connection closed"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: serde_json::Value) -> anyhow::Result<()> {
+    ws.send(Message::text(v.to_string())).await?;
+    Ok(())
+}
+
+async fn start_confer() -> anyhow::Result<(Server, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!(
+        "confer-bench-{}",
+        confer_server::token::random_id()
+    ));
+    let mut c = Config::dev(dir.clone());
+    c.listen = "127.0.0.1:0".parse()?;
+    c.metrics_listen = "127.0.0.1:0".parse()?;
+    c.rate_limit_msgs_per_sec = 10_000_000;
+    c.rate_limit_burst = 10_000_000;
+    Ok((Server::start(c).await?, dir))
+}
+
+/// Joins and is admitted to joint; returns the connection.
+async fn admitted(
+    server: &Server,
+    session: &SessionId,
+    mediator: &mut Ws,
+    side: Side,
+) -> anyhow::Result<Ws> {
+    let mut ws = connect(server.addr()).await?;
+    send(&mut ws, json!({"type": "hello", "version": 1, "token": server.invite(session, Role::Party, Some(side), 600)})).await?;
+    let ServerMessage::Welcome { participant_id, .. } = recv(&mut ws).await? else {
+        anyhow::bail!("no welcome")
+    };
+    send(
+        &mut ws,
+        json!({"type": "consent", "agreement_hash": "00".repeat(32)}),
+    )
+    .await?;
+    send(
+        mediator,
+        json!({"type": "admit", "participant_id": participant_id.as_str()}),
+    )
+    .await?;
+    while !matches!(recv(&mut ws).await?, ServerMessage::Channel { .. }) {}
+    Ok(ws)
+}
+
+/// Sends MESSAGES from one client and waits until every receiver has them; messages/s relayed.
+async fn fan_out(
+    mut sender: Ws,
+    receivers: Vec<Ws>,
+    frame: String,
+    is_data: fn(&str) -> bool,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let tasks: Vec<_> = receivers
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while n < MESSAGES {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(t))) if is_data(t.as_str()) => n += 1,
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let send_task = tokio::spawn(async move {
+        for _ in 0..MESSAGES {
+            if sender.send(Message::text(frame.clone())).await.is_err() {
+                break;
+            }
+        }
+        sender
+    });
+    let mut total = 0;
+    for t in tasks {
+        total += t.await?;
+    }
+    let d = start.elapsed();
+    drop(send_task.await?);
+    anyhow::ensure!(
+        total == MESSAGES * RECEIVERS as u64,
+        "lost messages: {total}"
+    );
+    Ok(MESSAGES as f64 / d.as_secs_f64())
+}
+
+async fn confer_relay() -> anyhow::Result<f64> {
+    let (server, dir) = start_confer().await?;
+    let session = SessionId::new("bench")?;
+    let mut m = connect(server.addr()).await?;
+    send(&mut m, json!({"type": "hello", "version": 1, "token": server.invite(&session, Role::Mediator, None, 600)})).await?;
+    recv(&mut m).await?;
+    let mut parties = Vec::new();
+    for i in 0..RECEIVERS as u8 + 1 {
+        parties.push(admitted(&server, &session, &mut m, Side::new(i + 1)?).await?);
+    }
+    let sender = parties.remove(0);
+    let frame = json!({"type": "relay", "to": {"channel": "joint"}, "data": "x".repeat(PAYLOAD)})
+        .to_string();
+    let rate = fan_out(sender, parties, frame, |t| t.contains("\"relayed\"")).await?;
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(rate)
+}
+
+// The baseline: every text frame from one connection goes to every other connection.
+async fn baseline_server() -> anyhow::Result<SocketAddr> {
+    let peers: Peers = Arc::default();
+    let app = axum::Router::new().route(
+        "/ws",
+        get(move |up: WebSocketUpgrade| {
+            let peers = peers.clone();
+            async move { up.on_upgrade(move |ws| baseline_conn(ws, peers)) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+async fn baseline_conn(ws: WebSocket, peers: Peers) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<String>(1024);
+    peers.lock().await.push((id, tx));
+    tokio::spawn(async move {
+        while let Some(t) = rx.recv().await {
+            if sink.send(AxMessage::Text(t.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(AxMessage::Text(t))) = stream.next().await {
+        let text = t.to_string();
+        for (pid, p) in peers.lock().await.iter() {
+            if *pid != id {
+                let _ = p.send(text.clone()).await;
+            }
+        }
+    }
+}
+
+async fn baseline_relay() -> anyhow::Result<f64> {
+    let addr = baseline_server().await?;
+    let sender = connect(addr).await?;
+    let mut receivers = Vec::new();
+    for _ in 0..RECEIVERS {
+        receivers.push(connect(addr).await?);
+    }
+    // Let the server register every connection before the first frame.
+    let mut probe = connect(addr).await?;
+    probe.send(Message::text("ready")).await?;
+    for r in receivers.iter_mut() {
+        while !matches!(r.next().await, Some(Ok(Message::Text(t))) if t.as_str() == "ready") {}
+    }
+    drop(probe);
+    let frame = json!({"type": "relay", "to": {"channel": "joint"}, "data": "x".repeat(PAYLOAD)})
+        .to_string();
+    fan_out(sender, receivers, frame, |_| true).await
+}
+
+async fn join_ms(server: &Server, session: &SessionId, m: &mut Ws, i: u8) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let ws = admitted(server, session, m, Side::new(i % 26 + 1)?).await?;
+    let d = t.elapsed();
+    drop(ws);
+    Ok(d.as_secs_f64() * 1000.0)
+}
+
+async fn connect_rtt_ms(addr: SocketAddr) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut a = connect(addr).await?;
+    let mut b = connect(addr).await?;
+    a.send(Message::text("x")).await?;
+    while !matches!(b.next().await, Some(Ok(Message::Text(_)))) {}
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+pub(crate) async fn run() -> anyhow::Result<()> {
+    println!();
+    println!(
+        "Signalling relay: 1 sender, {RECEIVERS} receivers in joint, {MESSAGES} messages of {PAYLOAD} B, loopback"
+    );
+    println!(
+        "{:>22} {:>16} {:>16} {:>8}",
+        "", "confer relays/s", "bare ws relays/s", "ratio"
+    );
+    let mut ours = Vec::new();
+    let mut base = Vec::new();
+    for _ in 0..5 {
+        ours.push(confer_relay().await?);
+        base.push(baseline_relay().await?);
+    }
+    let (o, b) = (
+        median(5, || ours.pop().unwrap_or(0.0)),
+        median(5, || base.pop().unwrap_or(0.0)),
+    );
+    println!(
+        "{:>22} {:>16.0} {:>16.0} {:>8.2}",
+        "relay fan-out",
+        o,
+        b,
+        o / b
+    );
+    println!(
+        "{:>22} {:>16.0} {:>16.0} {:>8}",
+        "deliveries/s",
+        o * RECEIVERS as f64,
+        b * RECEIVERS as f64,
+        ""
+    );
+
+    println!();
+    println!(
+        "Join: connect, hello, consent, admitted into joint (ms), 200 joins; baseline: two connects and one relayed frame on the bare server"
+    );
+    let (server, dir) = start_confer().await?;
+    let session = SessionId::new("bench-join")?;
+    let mut m = connect(server.addr()).await?;
+    send(&mut m, json!({"type": "hello", "version": 1, "token": server.invite(&session, Role::Mediator, None, 600)})).await?;
+    recv(&mut m).await?;
+    let mut joins = Vec::new();
+    for i in 0..200u8 {
+        joins.push(join_ms(&server, &session, &mut m, i).await?);
+        // The mediator's view updates are not part of the joiner's latency; drain them.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(0), m.next()).await {}
+    }
+    joins.sort_by(f64::total_cmp);
+    let addr = baseline_server().await?;
+    let mut bases = Vec::new();
+    for _ in 0..200 {
+        bases.push(connect_rtt_ms(addr).await?);
+    }
+    bases.sort_by(f64::total_cmp);
+    let p = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    println!(
+        "{:>22} {:>10} {:>10} {:>10}",
+        "", "p50 ms", "p99 ms", "target"
+    );
+    println!(
+        "{:>22} {:>10.2} {:>10.2} {:>10}",
+        "confer join",
+        p(&joins, 0.5),
+        p(&joins, 0.99),
+        "< 50"
+    );
+    println!(
+        "{:>22} {:>10.2} {:>10.2} {:>10}",
+        "bare connect+relay",
+        p(&bases, 0.5),
+        p(&bases, 0.99),
+        ""
+    );
+    println!(
+        "{:>22} {:>10.2} {:>10.2}",
+        "ratio",
+        p(&joins, 0.5) / p(&bases, 0.5),
+        p(&joins, 0.99) / p(&bases, 0.99)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
