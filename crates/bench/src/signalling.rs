@@ -87,21 +87,37 @@ async fn admitted(
 }
 
 /// Sends MESSAGES from one client and waits until every receiver has them; messages/s relayed.
+/// The sender keeps at most WINDOW messages ahead of the slowest receiver, as a real client
+/// paced by its application would (a sender that floods faster than receivers read gets its
+/// receivers dropped as slow consumers, by design).
 async fn fan_out(
     mut sender: Ws,
     receivers: Vec<Ws>,
     frame: String,
     is_data: fn(&str) -> bool,
 ) -> anyhow::Result<f64> {
+    const WINDOW: u64 = 512;
+    let progress: Arc<Vec<std::sync::atomic::AtomicU64>> =
+        Arc::new((0..receivers.len()).map(|_| Default::default()).collect());
+    let moved = Arc::new(tokio::sync::Notify::new());
     let start = Instant::now();
     let tasks: Vec<_> = receivers
         .into_iter()
-        .map(|mut ws| {
+        .enumerate()
+        .map(|(i, mut ws)| {
+            let progress = progress.clone();
+            let moved = moved.clone();
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while n < MESSAGES {
                     match ws.next().await {
-                        Some(Ok(Message::Text(t))) if is_data(t.as_str()) => n += 1,
+                        Some(Ok(Message::Text(t))) if is_data(t.as_str()) => {
+                            n += 1;
+                            if n % 64 == 0 || n == MESSAGES {
+                                progress[i].store(n, std::sync::atomic::Ordering::Release);
+                                moved.notify_one();
+                            }
+                        }
                         Some(Ok(_)) => {}
                         _ => break,
                     }
@@ -110,20 +126,24 @@ async fn fan_out(
             })
         })
         .collect();
-    let send_task = tokio::spawn(async move {
-        for _ in 0..MESSAGES {
-            if sender.send(Message::text(frame.clone())).await.is_err() {
-                break;
-            }
+    let slowest = || {
+        progress
+            .iter()
+            .map(|p| p.load(std::sync::atomic::Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    };
+    for sent in 0..MESSAGES {
+        while sent >= slowest() + WINDOW {
+            moved.notified().await;
         }
-        sender
-    });
+        sender.send(Message::text(frame.clone())).await?;
+    }
     let mut total = 0;
     for t in tasks {
         total += t.await?;
     }
     let d = start.elapsed();
-    drop(send_task.await?);
     anyhow::ensure!(
         total == MESSAGES * RECEIVERS as u64,
         "lost messages: {total}"

@@ -136,6 +136,8 @@ pub struct StepKeys {
     pub key: Secret32,
     /// Nonce salt.
     pub salt: [u8; 12],
+    /// The cipher, keyed once rather than per frame.
+    cipher: ChaCha20Poly1305,
 }
 
 impl std::fmt::Debug for StepKeys {
@@ -167,9 +169,12 @@ pub fn derive(step_key: &Secret32, kid: u64, ctx: &FrameCtx) -> StepKeys {
         &[b"confer/1 frame salt ", &kid_b, &suite, ctx.as_bytes()],
         &mut salt,
     );
+    // A 32-byte key always fits ChaCha20-Poly1305.
+    let cipher = ChaCha20Poly1305::new_from_slice(&key).expect("a 32-byte key");
     let out = StepKeys {
         key: Secret32::new(key),
         salt,
+        cipher,
     };
     key.zeroize();
     out
@@ -297,7 +302,7 @@ pub fn seal_with(
     let header = encode_header(kid, ctr);
     let mut aad = header.clone();
     aad.extend_from_slice(prefix);
-    let cipher = ChaCha20Poly1305::new_from_slice(keys.key.expose()).map_err(|_| SealError)?;
+    let cipher = &keys.cipher;
     let n = nonce(&keys.salt, ctr);
     let ct = cipher
         .encrypt(
@@ -350,7 +355,7 @@ fn parse(codec: Codec, frame: &[u8]) -> Result<Parsed<'_>, OpenError> {
 fn decrypt(keys: &StepKeys, p: &Parsed<'_>, codec: Codec) -> Result<Vec<u8>, OpenError> {
     let mut aad = p.header.to_vec();
     aad.extend_from_slice(p.prefix);
-    let cipher = ChaCha20Poly1305::new_from_slice(keys.key.expose()).map_err(|_| OpenError)?;
+    let cipher = &keys.cipher;
     let body = cipher
         .decrypt(
             &nonce(&keys.salt, p.ctr).into(),

@@ -1,6 +1,16 @@
-//! Confer's media core (work in progress): the pure forwarding decision in [`forward`].
+//! Confer's media core: a selective forwarding unit on str0m, sans-IO.
 //!
-//! The SFU forwards end-to-end encrypted media it cannot decrypt: each publisher's packets go
-//! only to the current members of the publisher's channel, taken from the room's routing table.
+//! One UDP port serves every peer: ICE-lite, DTLS-SRTP, RTP mode (packets are forwarded as
+//! they are, never depacketized: the media is end-to-end encrypted and the SFU could not read
+//! it anyway). Each publisher's packets go only to the current members of its channel, per the
+//! room's routing table ([`forward`] decides, [`Sfu`] applies). Subscribers receive through a
+//! fixed number of receive slots negotiated once; the SFU maps publishers onto slots and
+//! tells each subscriber who is in which slot, so membership changes need no renegotiation.
+//!
+//! The shell feeds [`Sfu::handle_datagram`] and [`Sfu::handle_timeout`] with `now`, and drains
+//! [`Sfu::poll_output`] until [`Output::Timeout`].
 
 pub mod forward;
+mod sfu;
+
+pub use sfu::{Output, Sfu, SfuConfig, SfuError, SfuStats, SlotView};

@@ -3,6 +3,7 @@
 //!
 //! Tests never sleep: they move [`VirtualClock`] forward and feed the new `now` to the core.
 
+pub mod media;
 pub mod ws;
 
 use std::collections::BTreeMap;

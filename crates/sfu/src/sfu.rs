@@ -1,0 +1,681 @@
+//! The SFU state machine.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use confer_proto::ParticipantId;
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
+
+use crate::forward::{self, DropReason, KeyframeThrottle, Routing};
+
+/// SFU settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SfuConfig {
+    /// The address peers send media to (advertised as the one ICE candidate).
+    pub public_addr: SocketAddr,
+    /// At most one keyframe request per publisher track per this interval.
+    pub keyframe_interval: Duration,
+}
+
+impl SfuConfig {
+    /// Defaults for this public address.
+    pub fn new(public_addr: SocketAddr) -> Self {
+        Self {
+            public_addr,
+            keyframe_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why an offer was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SfuError {
+    /// The SDP does not parse.
+    BadSdp(String),
+    /// The offer parses but cannot be answered (no usable media, no ICE credentials, ...).
+    Refused(String),
+}
+
+impl std::fmt::Display for SfuError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SfuError::BadSdp(e) => write!(f, "the SDP offer does not parse: {e}"),
+            SfuError::Refused(e) => write!(f, "the SDP offer cannot be answered: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SfuError {}
+
+/// Which publisher a subscriber's receive slot carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotView {
+    /// The subscriber's m-line.
+    pub mid: String,
+    /// Audio or video.
+    pub video: bool,
+    /// The publisher now in it, if any.
+    pub publisher: Option<ParticipantId>,
+}
+
+/// What the shell must do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram from the media socket.
+    Transmit {
+        /// Where to.
+        destination: SocketAddr,
+        /// The bytes.
+        contents: Vec<u8>,
+    },
+    /// Tell a subscriber (over signalling) who is in which of its receive slots.
+    Slots {
+        /// The subscriber.
+        participant: ParticipantId,
+        /// Its slots.
+        slots: Vec<SlotView>,
+    },
+    /// A peer is gone (ICE failed, closed, or its state broke).
+    PeerGone(ParticipantId),
+    /// Nothing to do until then.
+    Timeout(Instant),
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct SfuStats {
+    /// RTP packets forwarded (one per subscriber copy).
+    pub forwarded_packets: u64,
+    /// Payload bytes forwarded.
+    pub forwarded_bytes: u64,
+    /// Packets or datagrams dropped, by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Keyframe requests passed to publishers.
+    pub keyframe_requests: u64,
+    /// Keyframe requests swallowed by the throttle.
+    pub keyframe_requests_throttled: u64,
+}
+
+impl SfuStats {
+    fn drop(&mut self, r: DropReason) {
+        *self.drops.entry(r.as_str()).or_default() += 1;
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    mid: Mid,
+    kind: MediaKind,
+    /// (publisher, publisher's mid)
+    source: Option<(ParticipantId, Mid)>,
+    /// Outgoing sequence = incoming + offset (wrapping), reset when the source changes.
+    seq_offset: Option<i64>,
+    last_seq: u64,
+}
+
+struct Peer {
+    pid: ParticipantId,
+    rtc: Rtc,
+    /// The client's own tracks (its send m-lines).
+    publishes: Vec<(Mid, MediaKind)>,
+    slots: Vec<Slot>,
+    alive: bool,
+    /// When str0m next wants to be woken for this peer.
+    timeout: Instant,
+    /// The slot view last announced.
+    view: Vec<SlotView>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("publishes", &self.publishes.len())
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+/// The SFU.
+#[derive(Debug)]
+pub struct Sfu {
+    cfg: SfuConfig,
+    peers: Vec<Peer>,
+    routing: Routing,
+    throttle: KeyframeThrottle,
+    out: VecDeque<Output>,
+    stats: SfuStats,
+    now: Instant,
+    /// Forwarded payload observer (tests scan what the SFU handles in clear).
+    tap: Option<Tap>,
+}
+
+/// Observer of forwarded payloads.
+pub(crate) struct Tap(Box<TapFn>);
+
+type TapFn = dyn FnMut(&[u8]) + Send;
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap")
+    }
+}
+
+fn extensions() -> ExtensionMap {
+    // Only what forwarding needs. Never the audio level (RFC 6464): it would tell the server
+    // who is speaking.
+    let mut exts = ExtensionMap::empty();
+    exts.set(1, Extension::RtpMid);
+    exts.set(3, Extension::AbsoluteSendTime);
+    exts.set(4, Extension::TransportSequenceNumber);
+    exts
+}
+
+impl Sfu {
+    /// An SFU with no peers.
+    pub fn new(cfg: SfuConfig, now: Instant) -> Self {
+        let throttle = KeyframeThrottle::new(cfg.keyframe_interval);
+        Self {
+            cfg,
+            peers: Vec::new(),
+            routing: Routing::default(),
+            throttle,
+            out: VecDeque::new(),
+            stats: SfuStats::default(),
+            now,
+            tap: None,
+        }
+    }
+
+    /// Observes every payload forwarded (for canary tests).
+    pub fn set_tap(&mut self, tap: impl FnMut(&[u8]) + Send + 'static) {
+        self.tap = Some(Tap(Box::new(tap)));
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SfuStats {
+        &self.stats
+    }
+
+    /// Peers connected or connecting.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Answers a participant's offer; replaces any earlier peer of the same participant.
+    pub fn accept_offer(
+        &mut self,
+        pid: ParticipantId,
+        offer: &str,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        self.now = now;
+        let offer_text = offer;
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .set_extension_map(extensions())
+            .build(now);
+        let candidate = Candidate::host(self.cfg.public_addr, "udp")
+            .map_err(|e| SfuError::Refused(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let answer = catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)))
+            .map_err(|_| SfuError::Refused("internal error".into()))?
+            .map_err(|e| SfuError::Refused(e.to_string()))?;
+        let mut publishes = Vec::new();
+        let mut slots = Vec::new();
+        for (mid, kind) in offered_mids(offer_text) {
+            let Some(m) = rtc.media(mid) else { continue };
+            let kind = if kind {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            };
+            // Directions as the SFU sees them: the client's send m-lines are our receive.
+            match m.direction() {
+                Direction::RecvOnly | Direction::SendRecv => publishes.push((mid, kind)),
+                Direction::SendOnly => slots.push(Slot {
+                    mid,
+                    kind,
+                    source: None,
+                    seq_offset: None,
+                    last_seq: 0,
+                }),
+                Direction::Inactive => {}
+            }
+        }
+        if publishes.is_empty() && slots.is_empty() {
+            return Err(SfuError::Refused("no audio or video m-line".into()));
+        }
+        self.remove_peer(&pid);
+        self.peers.push(Peer {
+            pid,
+            rtc,
+            publishes,
+            slots,
+            alive: true,
+            timeout: now,
+            view: Vec::new(),
+        });
+        self.assign_slots();
+        self.drain_all();
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Forgets a participant's peer (left, kicked, or reconnecting).
+    pub fn remove_peer(&mut self, pid: &ParticipantId) {
+        let before = self.peers.len();
+        self.peers.retain(|p| &p.pid != pid);
+        if self.peers.len() != before {
+            self.throttle.forget(pid);
+            self.assign_slots();
+        }
+    }
+
+    /// A new routing table from the room: takes effect with the next packet.
+    pub fn set_routing(&mut self, routing: Routing, now: Instant) {
+        self.now = now;
+        self.routing = routing;
+        self.assign_slots();
+        self.drain_all();
+    }
+
+    /// A subscriber asks for a keyframe from a publisher (after it switched keys).
+    pub fn request_keyframe(
+        &mut self,
+        subscriber: &ParticipantId,
+        publisher: &ParticipantId,
+        now: Instant,
+    ) {
+        self.now = now;
+        let allowed = self.routing.channel_of(subscriber).is_some()
+            && self.routing.channel_of(subscriber) == self.routing.channel_of(publisher);
+        if !allowed {
+            return;
+        }
+        let mids: Vec<Mid> = self
+            .peers
+            .iter()
+            .find(|p| &p.pid == publisher)
+            .map(|p| {
+                p.publishes
+                    .iter()
+                    .filter(|(_, k)| *k == MediaKind::Video)
+                    .map(|(m, _)| *m)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for mid in mids {
+            self.keyframe(publisher, mid, KeyframeRequestKind::Pli);
+        }
+        self.drain_all();
+    }
+
+    /// A datagram arrived on the media socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) {
+        self.now = now;
+        let Ok(contents) = contents.try_into() else {
+            self.stats.drop(DropReason::Malformed);
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        // Demultiplex: the peer whose ICE credentials (STUN) or remote address match.
+        let Some(i) = self
+            .peers
+            .iter()
+            .position(|p| p.alive && p.rtc.accepts(&input))
+        else {
+            self.stats.drop(DropReason::UnknownSource);
+            return;
+        };
+        let peer = &mut self.peers[i];
+        let ok = catch_unwind(AssertUnwindSafe(|| peer.rtc.handle_input(input)));
+        if !matches!(ok, Ok(Ok(()))) {
+            self.stats.drop(DropReason::Malformed);
+            // A broken peer is cut off; the others never notice.
+            if ok.is_err() {
+                self.peers[i].alive = false;
+            }
+        }
+        self.drain(i);
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        for i in 0..self.peers.len() {
+            let peer = &mut self.peers[i];
+            let ok = catch_unwind(AssertUnwindSafe(|| {
+                peer.rtc.handle_input(Input::Timeout(now))
+            }));
+            if !matches!(ok, Ok(Ok(()))) {
+                peer.alive = false;
+            }
+        }
+        self.drain_all();
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Output {
+        self.reap();
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        let next = self.peers.iter().map(|p| p.timeout).min();
+        Output::Timeout(next.unwrap_or(self.now + Duration::from_millis(100)))
+    }
+}
+
+/// (mid, is_video) of every audio or video m-section of an SDP, in order.
+fn offered_mids(sdp: &str) -> Vec<(Mid, bool)> {
+    let mut out = Vec::new();
+    let mut kind: Option<bool> = None;
+    for line in sdp.lines() {
+        let line = line.trim();
+        if let Some(m) = line.strip_prefix("m=") {
+            kind = match m.split(' ').next() {
+                Some("audio") => Some(false),
+                Some("video") => Some(true),
+                _ => None,
+            };
+        } else if let (Some(k), Some(mid)) = (kind, line.strip_prefix("a=mid:")) {
+            out.push((Mid::from(mid), k));
+        }
+    }
+    out
+}
+
+enum Happened {
+    Rtp(Box<RtpPacket>),
+    KeyframeRequest(Mid, KeyframeRequestKind),
+}
+
+impl Sfu {
+    fn drain_all(&mut self) {
+        for i in 0..self.peers.len() {
+            self.drain(i);
+        }
+    }
+
+    // Runs one peer's str0m until it has nothing more to say; forwards what it received.
+    fn drain(&mut self, i: usize) {
+        let mut happened = Vec::new();
+        {
+            let peer = &mut self.peers[i];
+            if !peer.alive {
+                return;
+            }
+            loop {
+                let polled = catch_unwind(AssertUnwindSafe(|| peer.rtc.poll_output()));
+                let Ok(Ok(output)) = polled else {
+                    peer.alive = false;
+                    break;
+                };
+                match output {
+                    RtcOutput::Timeout(t) => {
+                        peer.timeout = t;
+                        break;
+                    }
+                    RtcOutput::Transmit(t) => self.out.push_back(Output::Transmit {
+                        destination: t.destination,
+                        contents: t.contents.to_vec(),
+                    }),
+                    RtcOutput::Event(e) => match e {
+                        Event::RtpPacket(p) => happened.push(Happened::Rtp(Box::new(p))),
+                        Event::KeyframeRequest(r) => {
+                            happened.push(Happened::KeyframeRequest(r.mid, r.kind))
+                        }
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                        | Event::Closed => {
+                            peer.alive = false;
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }
+        for h in happened {
+            match h {
+                Happened::Rtp(p) => self.forward(i, *p),
+                Happened::KeyframeRequest(mid, kind) => {
+                    let source = self.peers[i]
+                        .slots
+                        .iter()
+                        .find(|s| s.mid == mid)
+                        .and_then(|s| s.source.clone());
+                    if let Some((publisher, pub_mid)) = source {
+                        self.keyframe(&publisher, pub_mid, kind);
+                    }
+                }
+            }
+        }
+    }
+
+    fn forward(&mut self, from: usize, packet: RtpPacket) {
+        let publisher = self.peers[from].pid.clone();
+        let Some(mid) = self.peers[from]
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| s.mid())
+        else {
+            self.stats.drop(DropReason::Malformed);
+            return;
+        };
+        let codec = self.peers[from]
+            .rtc
+            .codec_config()
+            .find(|c| c.pt() == packet.header.payload_type)
+            .map(|c| c.spec().codec);
+        let subscribers: Vec<ParticipantId> = match forward::subscribers(&self.routing, &publisher)
+        {
+            Ok(s) => s.into_iter().cloned().collect(),
+            Err(r) => {
+                self.stats.drop(r);
+                return;
+            }
+        };
+        if let Some(tap) = self.tap.as_mut() {
+            (tap.0)(&packet.payload);
+        }
+        for sub in subscribers {
+            let Some(peer) = self.peers.iter_mut().find(|p| p.pid == sub && p.alive) else {
+                self.stats.drop(DropReason::NoSlot);
+                continue;
+            };
+            let Some(slot) = peer
+                .slots
+                .iter_mut()
+                .find(|s| s.source.as_ref() == Some(&(publisher.clone(), mid)))
+            else {
+                self.stats.drop(DropReason::NoSlot);
+                continue;
+            };
+            let Some(pt) = codec.and_then(|c| {
+                peer.rtc
+                    .codec_config()
+                    .find(|p| p.spec().codec == c)
+                    .map(|p| p.pt())
+            }) else {
+                self.stats.drop(DropReason::Malformed);
+                continue;
+            };
+            // Continuous sequence numbers per slot, whoever publishes into it.
+            let incoming = *packet.seq_no as i64;
+            let offset = *slot
+                .seq_offset
+                .get_or_insert(slot.last_seq as i64 + 1 - incoming);
+            let seq = (incoming + offset).max(0) as u64;
+            slot.last_seq = slot.last_seq.max(seq);
+            let slot_mid = slot.mid;
+            let mut api = peer.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(slot_mid, None) else {
+                self.stats.drop(DropReason::NoSlot);
+                continue;
+            };
+            let write = RtpWrite::new(
+                pt,
+                SeqNo::from(seq),
+                packet.header.timestamp,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .nackable(true);
+            tx.write_rtp(write);
+            self.stats.forwarded_packets += 1;
+            self.stats.forwarded_bytes += packet.payload.len() as u64;
+        }
+        let _ = Codec::Opus;
+    }
+
+    fn keyframe(&mut self, publisher: &ParticipantId, mid: Mid, kind: KeyframeRequestKind) {
+        let Some(peer) = self
+            .peers
+            .iter_mut()
+            .find(|p| &p.pid == publisher && p.alive)
+        else {
+            return;
+        };
+        let track = peer
+            .publishes
+            .iter()
+            .position(|(m, _)| *m == mid)
+            .unwrap_or(0) as u8;
+        if !self.throttle.allow(publisher, track, self.now) {
+            self.stats.keyframe_requests_throttled += 1;
+            return;
+        }
+        if let Some(rx) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(kind);
+            self.stats.keyframe_requests += 1;
+        }
+    }
+
+    // Maps every subscriber's slots onto the publishers in its channel; announces changes.
+    fn assign_slots(&mut self) {
+        let publishes: HashMap<ParticipantId, Vec<(Mid, MediaKind)>> = self
+            .peers
+            .iter()
+            .filter(|p| p.alive)
+            .map(|p| (p.pid.clone(), p.publishes.clone()))
+            .collect();
+        let mut new_video = Vec::new();
+        for peer in self.peers.iter_mut() {
+            let wanted: Vec<(ParticipantId, Mid, MediaKind)> =
+                match self.routing.channel_of(&peer.pid) {
+                    Some(ch) => self
+                        .routing
+                        .members(ch)
+                        .iter()
+                        .filter(|m| **m != peer.pid)
+                        .flat_map(|m| {
+                            publishes
+                                .get(m)
+                                .into_iter()
+                                .flatten()
+                                .map(move |(mid, k)| (m.clone(), *mid, *k))
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+            for slot in peer.slots.iter_mut() {
+                let keep = slot
+                    .source
+                    .as_ref()
+                    .is_some_and(|(p, m)| wanted.iter().any(|(wp, wm, _)| wp == p && wm == m));
+                if !keep {
+                    slot.source = None;
+                    slot.seq_offset = None;
+                }
+            }
+            for (p, mid, kind) in wanted {
+                if peer
+                    .slots
+                    .iter()
+                    .any(|s| s.source.as_ref() == Some(&(p.clone(), mid)))
+                {
+                    continue;
+                }
+                match peer
+                    .slots
+                    .iter_mut()
+                    .find(|s| s.source.is_none() && s.kind == kind)
+                {
+                    Some(slot) => {
+                        slot.source = Some((p.clone(), mid));
+                        slot.seq_offset = None;
+                        if kind == MediaKind::Video {
+                            new_video.push((p, mid));
+                        }
+                    }
+                    None => self.stats.drop(DropReason::NoSlot),
+                }
+            }
+            let view: Vec<SlotView> = peer
+                .slots
+                .iter()
+                .map(|s| SlotView {
+                    mid: s.mid.to_string(),
+                    video: s.kind == MediaKind::Video,
+                    publisher: s.source.as_ref().map(|(p, _)| p.clone()),
+                })
+                .collect();
+            if view != peer.view {
+                peer.view = view.clone();
+                self.out.push_back(Output::Slots {
+                    participant: peer.pid.clone(),
+                    slots: view,
+                });
+            }
+        }
+        // A subscriber that starts receiving a video needs a keyframe to decode anything.
+        for (p, mid) in new_video {
+            self.keyframe(&p, mid, KeyframeRequestKind::Pli);
+        }
+    }
+
+    fn reap(&mut self) {
+        let gone: Vec<ParticipantId> = self
+            .peers
+            .iter()
+            .filter(|p| !p.alive)
+            .map(|p| p.pid.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.peers.retain(|p| p.alive);
+        for g in gone {
+            self.throttle.forget(&g);
+            self.out.push_back(Output::PeerGone(g));
+        }
+        self.assign_slots();
+    }
+}
