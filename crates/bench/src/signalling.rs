@@ -113,7 +113,7 @@ async fn fan_out(
                     match ws.next().await {
                         Some(Ok(Message::Text(t))) if is_data(t.as_str()) => {
                             n += 1;
-                            if n % 64 == 0 || n == MESSAGES {
+                            if n.is_multiple_of(64) || n == MESSAGES {
                                 progress[i].store(n, std::sync::atomic::Ordering::Release);
                                 moved.notify_one();
                             }
