@@ -39,6 +39,7 @@ impl TestServer {
         let mut config = Config::dev(dir.clone());
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.metrics_listen = "127.0.0.1:0".parse().expect("addr");
+        config.media_listen = "127.0.0.1:0".parse().expect("addr");
         tweak(&mut config);
         let server = Server::start(config).await.expect("server starts");
         let session =

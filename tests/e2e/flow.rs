@@ -59,6 +59,7 @@ async fn waiting_room_consent_admit_joint_caucus_breakout_return_lock_end() {
         c: a_c,
         id: a_id,
         resume: a_resume,
+        early_slots: None,
     };
 
     let mut b = admitted(&ts, &mut m, Role::Party, Some(Side::B)).await;

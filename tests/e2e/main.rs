@@ -5,6 +5,7 @@
 mod bad_input;
 mod e2ee;
 mod flow;
+mod media;
 mod refusals;
 mod resume;
 
@@ -49,13 +50,20 @@ pub struct Who {
     pub c: WsClient,
     pub id: ParticipantId,
     pub resume: String,
+    /// Media slot announcements read while waiting for something else.
+    pub early_slots: Option<Vec<confer_proto::MediaSlot>>,
 }
 
 /// Mediator joins (creating the session).
 pub async fn mediator(ts: &TestServer) -> Who {
     let (c, w) = ts.join(Role::Mediator, None).await;
     let (id, resume) = welcome(&w);
-    Who { c, id, resume }
+    Who {
+        c,
+        id,
+        resume,
+        early_slots: None,
+    }
 }
 
 /// Someone arrives, consents, and is admitted by `m`; everything up to their joint channel is read.
@@ -69,7 +77,12 @@ pub async fn admitted(ts: &TestServer, m: &mut Who, role: Role, side: Option<Sid
         .await;
     let ch = c.recv_until(|x| channel_of(x).is_some()).await;
     assert_eq!(channel_of(&ch), Some(ChannelId::joint()));
-    Who { c, id, resume }
+    Who {
+        c,
+        id,
+        resume,
+        early_slots: None,
+    }
 }
 
 pub async fn relay(w: &mut Who, to: serde_json::Value, data: &str) {

@@ -21,6 +21,7 @@ async fn resume_lands_in_the_same_caucus_never_silently_in_joint() {
         c,
         id: a_id,
         resume,
+        ..
     } = a;
     c.kill();
     // The mediator sees A's connection drop (member marked disconnected).
@@ -66,6 +67,7 @@ async fn after_the_grace_period_the_participant_is_removed_and_others_told() {
         c,
         id: a_id,
         resume,
+        ..
     } = a;
     c.kill();
     let left =

@@ -18,6 +18,7 @@ async fn a_mediator_bot_and_two_party_bots_chat_end_to_end() {
     let mut config = Config::dev(dir.clone());
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.metrics_listen = "127.0.0.1:0".parse().unwrap();
+    config.media_listen = "127.0.0.1:0".parse().unwrap();
     let server = Server::start(config).await.unwrap();
     let url = format!("ws://{}/ws", server.addr());
     let token = server.invite(

@@ -77,6 +77,10 @@ error_codes! {
     RateLimited = "rate_limited", "Too many messages; slow down.";
     /// The server is shutting down and takes no new sessions or participants.
     ServerDraining = "server_draining", "The server is restarting; try again in a minute.";
+    /// This server runs no media (SFU), or it is not reachable.
+    MediaUnavailable = "media_unavailable", "Audio and video are not available on this server; chat still works.";
+    /// The SDP offer does not parse or cannot be answered.
+    BadSdp = "bad_sdp", "The media offer could not be accepted; reload and try again.";
     /// Something failed inside the server; nothing the client did.
     Internal = "internal", "Something went wrong on the server; try again.";
 }

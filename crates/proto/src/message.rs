@@ -125,6 +125,16 @@ pub enum ClientMessage {
     },
     /// Keep-alive; answered with `pong`.
     Ping,
+    /// Media: an SDP offer for the one peer connection to the SFU (answered with `media_answer`).
+    MediaOffer {
+        /// The SDP offer.
+        sdp: String,
+    },
+    /// Media: ask a publisher in my channel for a keyframe (after switching keys).
+    KeyframeRequest {
+        /// The publisher.
+        publisher: ParticipantId,
+    },
 }
 
 impl ClientMessage {
@@ -145,6 +155,8 @@ impl ClientMessage {
             ClientMessage::Relay { .. } => "relay",
             ClientMessage::CreateInvite { .. } => "create_invite",
             ClientMessage::Ping => "ping",
+            ClientMessage::MediaOffer { .. } => "media_offer",
+            ClientMessage::KeyframeRequest { .. } => "keyframe_request",
         }
     }
 }
@@ -164,6 +176,8 @@ const CLIENT_TYPES: &[&str] = &[
     "relay",
     "create_invite",
     "ping",
+    "media_offer",
+    "keyframe_request",
 ];
 
 /// Decodes one client text frame, classifying failures into stable codes.
@@ -272,6 +286,18 @@ pub struct SessionView {
     pub channels: Vec<ChannelView>,
 }
 
+/// One receive slot of a subscriber's peer connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaSlot {
+    /// The m-line's mid.
+    pub mid: String,
+    /// `audio` or `video`.
+    pub kind: String,
+    /// The publisher in it, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub participant_id: Option<ParticipantId>,
+}
+
 /// Why a participant is no longer in the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -367,6 +393,16 @@ pub enum ServerMessage {
     Draining,
     /// Answer to `ping`.
     Pong,
+    /// The SFU's SDP answer to `media_offer`.
+    MediaAnswer {
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// Which publisher each of my receive slots carries now.
+    MediaSlots {
+        /// One entry per receive m-line.
+        slots: Vec<MediaSlot>,
+    },
     /// Something you sent was refused; nothing changed.
     Error {
         /// Stable code.

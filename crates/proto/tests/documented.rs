@@ -32,6 +32,8 @@ fn every_message_type_is_documented() {
         "relay",
         "create_invite",
         "ping",
+        "media_offer",
+        "keyframe_request",
     ];
     let server = [
         "welcome",
@@ -47,6 +49,8 @@ fn every_message_type_is_documented() {
         "draining",
         "pong",
         "error",
+        "media_answer",
+        "media_slots",
     ];
     for t in client.iter().chain(server.iter()) {
         assert!(

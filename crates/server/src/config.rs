@@ -49,6 +49,13 @@ pub struct Config {
     pub drain_timeout_secs: u64,
     /// Log filter (`info`, `debug`, or a tracing directive list). Info never logs personal data.
     pub log_level: String,
+    /// Run the SFU (audio and video). Off: chat and signalling only.
+    pub media_enabled: bool,
+    /// The UDP address the SFU binds (one port for every peer).
+    pub media_listen: SocketAddr,
+    /// The address clients send media to, announced as the ICE candidate. Empty: the bound
+    /// address (right for `--dev` and for hosts with a public IP; set it behind NAT).
+    pub media_public_addr: String,
 }
 
 impl Default for Config {
@@ -72,6 +79,9 @@ impl Default for Config {
             audit_retention_days: 365,
             drain_timeout_secs: 3600,
             log_level: "info".to_owned(),
+            media_enabled: true,
+            media_listen: SocketAddr::from(([127, 0, 0, 1], 7882)),
+            media_public_addr: String::new(),
         }
     }
 }
@@ -155,6 +165,13 @@ impl Config {
             // Keep the type of the key: numbers stay numbers, strings stay strings.
             let parsed =
                 match current {
+                    toml::Value::Boolean(_) => value
+                        .parse::<bool>()
+                        .map(toml::Value::Boolean)
+                        .map_err(|_| ConfigError::Invalid {
+                            origin: name.clone(),
+                            message: "expected true or false".into(),
+                        })?,
                     toml::Value::Integer(_) => value
                         .parse::<i64>()
                         .map(toml::Value::Integer)
@@ -214,6 +231,10 @@ mod tests {
             .unwrap();
         assert_eq!(c.resume_grace_secs, 5);
         assert_eq!(c.listen.port(), 9999);
+        let off = Config::default()
+            .with_env([("CONFER_MEDIA_ENABLED".to_string(), "false".to_string())])
+            .unwrap();
+        assert!(!off.media_enabled);
         assert!(
             Config::default()
                 .with_env([("CONFER_NOPE".into(), "1".into())])

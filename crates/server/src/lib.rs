@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod config;
 mod http;
+mod media;
 pub mod metrics;
 mod session;
 mod state;
@@ -49,6 +50,19 @@ pub enum StartError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    /// The SFU's UDP port could not be set up.
+    #[error(
+        "cannot run the SFU on udp {addr}: {source}; pick another address with --media-listen (or media_listen), or set media_enabled = false"
+    )]
+    Media {
+        /// Which address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `media_public_addr` is not an IP:port.
+    #[error("media_public_addr {0:?} is not an address like 203.0.113.7:7882")]
+    MediaAddr(String),
     /// A port could not be bound.
     #[error(
         "cannot listen on {addr}: {source}; is another Confer running? Pick another address with --listen (or `listen`/`metrics_listen` in the config)"
@@ -66,6 +80,7 @@ pub enum StartError {
 pub struct Server {
     addr: SocketAddr,
     metrics_addr: SocketAddr,
+    media_addr: Option<SocketAddr>,
     state: Arc<AppState>,
 }
 
@@ -111,7 +126,29 @@ impl Server {
                 source,
             })?;
 
-        let state = Arc::new(AppState::new(config, tokens, audit));
+        let (media, media_addr) = if config.media_enabled {
+            let public = if config.media_public_addr.is_empty() {
+                None
+            } else {
+                Some(
+                    config
+                        .media_public_addr
+                        .parse()
+                        .map_err(|_| StartError::MediaAddr(config.media_public_addr.clone()))?,
+                )
+            };
+            let (handle, addr) =
+                media::start(config.media_listen, public)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        addr: config.media_listen,
+                        source,
+                    })?;
+            (Some(handle), Some(addr))
+        } else {
+            (None, None)
+        };
+        let state = Arc::new(AppState::new(config, tokens, audit, media));
         let app = http::router(state.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -125,10 +162,11 @@ impl Server {
             }
         });
         tokio::spawn(retention_daily(state.clone()));
-        tracing::info!(%addr, %metrics_addr, "confer listening");
+        tracing::info!(%addr, %metrics_addr, media = ?media_addr, "confer listening");
         Ok(Self {
             addr,
             metrics_addr,
+            media_addr,
             state,
         })
     }
@@ -136,6 +174,11 @@ impl Server {
     /// The HTTP/WebSocket address actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The SFU's UDP address, when media is enabled.
+    pub fn media_addr(&self) -> Option<SocketAddr> {
+        self.media_addr
     }
 
     /// The metrics address actually bound.

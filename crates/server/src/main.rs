@@ -29,6 +29,9 @@ enum Cmd {
         /// Listen address for Prometheus metrics (overrides the config).
         #[arg(long)]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// UDP address for the SFU (overrides the config).
+        #[arg(long)]
+        media_listen: Option<std::net::SocketAddr>,
     },
     /// Mint tokens.
     Token {
@@ -134,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             source,
             listen,
             metrics_listen,
+            media_listen,
         } => {
             let mut config = source.load()?;
             if let Some(l) = listen {
@@ -141,6 +145,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(l) = metrics_listen {
                 config.metrics_listen = l;
+            }
+            if let Some(l) = media_listen {
+                config.media_listen = l;
             }
             init_logging(&config.log_level);
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -264,6 +271,10 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
         "  Metrics:    http://{}/metrics",
         server.metrics_addr()
     )?;
+    match server.media_addr() {
+        Some(m) => writeln!(out, "  Media:      udp {m} (SFU)")?,
+        None => writeln!(out, "  Media:      off (media_enabled = false)")?,
+    }
     writeln!(out, "  Data:       {}", data_dir.display())?;
     if dev {
         let session = SessionId::new(format!("demo-{}", &token::random_id()[..8]))?;

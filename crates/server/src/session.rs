@@ -309,8 +309,17 @@ impl RoomTask {
     }
 
     fn routing(&mut self, table: &RoutingTable) {
-        // The SFU (a later issue) subscribes here; for now members who left are forgotten.
         self.members.retain(|pid, _| self.room.contains(pid));
         tracing::debug!(channels = table.len(), "routing changed");
+        // The SFU forwards by the same table: a move takes effect for media at once.
+        if let Some(media) = &self.state.media {
+            let cmd = crate::media::MediaCmd::Routing {
+                session: self.generation,
+                table: table.clone(),
+            };
+            if media.tx.send(cmd).is_err() {
+                tracing::error!("the media task is gone; a routing change was not applied");
+            }
+        }
     }
 }

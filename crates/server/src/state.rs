@@ -18,6 +18,8 @@ pub struct AppState {
     pub(crate) config: Config,
     pub(crate) tokens: Tokens,
     pub(crate) audit: AuditLog,
+    /// The SFU, when media is enabled.
+    pub(crate) media: Option<crate::media::MediaHandle>,
     pub(crate) sessions: DashMap<SessionId, SessionHandle>,
     pub(crate) next_generation: AtomicU64,
     pub(crate) next_conn: AtomicU64,
@@ -29,7 +31,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(config: Config, tokens: Tokens, audit: AuditLog) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        tokens: Tokens,
+        audit: AuditLog,
+        media: Option<crate::media::MediaHandle>,
+    ) -> Self {
         let mut log_salt = [0u8; 16];
         getrandom::fill(&mut log_salt)
             .expect("the operating system's random number generator failed");
@@ -37,6 +44,7 @@ impl AppState {
             config,
             tokens,
             audit,
+            media,
             sessions: DashMap::new(),
             next_generation: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),

@@ -340,6 +340,13 @@ impl Connection {
         match answer.await {
             Ok(Ok(())) => {
                 tracing::info!(session = %self.state.loggable(claims.session.as_str()), "participant resumed");
+                if let Some(media) = &self.state.media {
+                    let conn = self.conn.clone();
+                    let _ = media.tx.send(crate::media::MediaCmd::Reconnected {
+                        pid: pid.clone(),
+                        conn,
+                    });
+                }
                 self.joined = Some(Joined {
                     handle,
                     pid,
@@ -366,6 +373,17 @@ impl Connection {
                 side,
                 ttl_secs,
             } => return self.create_invite(role, side, ttl_secs),
+            ClientMessage::MediaOffer { sdp } => return self.media_offer(sdp).await,
+            ClientMessage::KeyframeRequest { publisher } => {
+                if let (Some(media), Some(j)) = (&self.state.media, &self.joined) {
+                    let cmd = crate::media::MediaCmd::Keyframe {
+                        subscriber: j.pid.clone(),
+                        publisher,
+                    };
+                    let _ = media.tx.send(cmd);
+                }
+                return Flow::Continue;
+            }
             ClientMessage::Consent { agreement_hash } => (Command::Consent(agreement_hash), 0),
             ClientMessage::Admit { participant_id } => (Command::Admit(participant_id), 0),
             ClientMessage::Move {
@@ -401,6 +419,30 @@ impl Connection {
             return Flow::Close(CloseCode::SessionEnded);
         }
         Flow::Continue
+    }
+
+    async fn media_offer(&mut self, sdp: String) -> Flow {
+        let (Some(media), Some(j)) = (self.state.media.clone(), &self.joined) else {
+            return self.error(ErrorCode::MediaUnavailable, None, Some("media_offer"));
+        };
+        let (reply, answer) = oneshot::channel();
+        let cmd = crate::media::MediaCmd::Offer {
+            pid: j.pid.clone(),
+            sdp,
+            conn: self.conn.clone(),
+            reply,
+        };
+        if media.tx.send(cmd).is_err() {
+            return self.error(ErrorCode::MediaUnavailable, None, Some("media_offer"));
+        }
+        match answer.await {
+            Ok(Ok(sdp)) => {
+                self.send(&ServerMessage::MediaAnswer { sdp });
+                Flow::Continue
+            }
+            Ok(Err(detail)) => self.error(ErrorCode::BadSdp, Some(&detail), Some("media_offer")),
+            Err(_) => self.error(ErrorCode::MediaUnavailable, None, Some("media_offer")),
+        }
     }
 
     fn create_invite(

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use confer_proto::ParticipantId;
 use str0m::change::SdpOffer;
-use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
@@ -552,7 +551,6 @@ impl Sfu {
             self.stats.forwarded_packets += 1;
             self.stats.forwarded_bytes += packet.payload.len() as u64;
         }
-        let _ = Codec::Opus;
     }
 
     fn keyframe(&mut self, publisher: &ParticipantId, mid: Mid, kind: KeyframeRequestKind) {

@@ -53,6 +53,8 @@ impl Serve {
                 "127.0.0.1:0",
                 "--metrics-listen",
                 "127.0.0.1:0",
+                "--media-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(dir)

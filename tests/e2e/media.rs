@@ -1,0 +1,292 @@
+//! Media through the real server: str0m client peers on real UDP sockets, offers and answers
+//! over the signalling WebSocket, forwarding by the room's routing table.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use confer_e2e::TestServer;
+use confer_proto::{ChannelId, MediaSlot, ParticipantId, Role, ServerMessage, Side};
+use serde_json::json;
+use str0m::change::SdpAnswer;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::*;
+
+#[derive(Default)]
+struct Seen {
+    frames: Vec<(Mid, Vec<u8>)>,
+    connected: bool,
+}
+
+struct UdpPeer {
+    seen: Arc<Mutex<Seen>>,
+    changed: watch::Receiver<u64>,
+    publish: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl UdpPeer {
+    /// Offers over `who`'s signalling connection and runs the peer on a real UDP socket.
+    async fn start(who: &mut Who, slots: usize) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        let start = tokio::time::Instant::now();
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(start.into_std());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        for _ in 0..slots {
+            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api.apply().unwrap();
+        who.c
+            .send(json!({"type": "media_offer", "sdp": offer.to_sdp_string()}))
+            .await;
+        // Slot announcements may overtake the answer (they come from the media task, the
+        // answer from the connection): keep the newest.
+        let mut early_slots = None;
+        let answer = loop {
+            match who.c.recv().await {
+                ServerMessage::MediaAnswer { sdp } => break sdp,
+                ServerMessage::MediaSlots { slots } => early_slots = Some(slots),
+                ServerMessage::Error { code, message, .. } => panic!("no answer: {code} {message}"),
+                _ => {}
+            }
+        };
+        who.early_slots = early_slots;
+        rtc.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (bump, changed) = watch::channel(0u64);
+        let (publish, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
+        let st = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let mut n = 0u64;
+            loop {
+                let timeout = loop {
+                    match rtc.poll_output() {
+                        Ok(Output::Timeout(t)) => break t,
+                        Ok(Output::Transmit(t)) => {
+                            let _ = socket.send_to(&t.contents, t.destination).await;
+                        }
+                        Ok(Output::Event(Event::MediaData(m))) => {
+                            st.lock().unwrap().frames.push((m.mid, m.data.to_vec()));
+                            n += 1;
+                            let _ = bump.send(n);
+                        }
+                        Ok(Output::Event(Event::Connected)) => {
+                            st.lock().unwrap().connected = true;
+                            n += 1;
+                            let _ = bump.send(n);
+                        }
+                        Ok(Output::Event(_)) => {}
+                        Err(_) => return,
+                    }
+                };
+                tokio::select! {
+                    r = socket.recv_from(&mut buf) => {
+                        let Ok((len, from)) = r else { return };
+                        let Ok(contents) = buf[..len].try_into() else { continue };
+                        let now = tokio::time::Instant::now().into_std();
+                        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source: from, destination: local, contents });
+                        let _ = rtc.handle_input(input);
+                    }
+                    f = frames.recv() => {
+                        let Some(f) = f else { return };
+                        let now = tokio::time::Instant::now();
+                        if let Some(w) = rtc.writer(video) {
+                            let pt = w.payload_params().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt());
+                            let t = MediaTime::from_micros((now - start).as_micros() as u64).rebase(str0m::media::Frequency::new(90_000).unwrap());
+                            if let Some(pt) = pt {
+                                let _ = w.write(pt, now.into_std(), t, f);
+                            }
+                        }
+                    }
+                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => {
+                        let _ = rtc.handle_input(Input::Timeout(tokio::time::Instant::now().into_std()));
+                    }
+                }
+            }
+        });
+        Self {
+            seen,
+            changed,
+            publish,
+        }
+    }
+
+    async fn until(&mut self, f: impl Fn(&Seen) -> bool) {
+        let wait = async {
+            while !f(&self.seen.lock().unwrap()) {
+                self.changed.changed().await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), wait)
+            .await
+            .expect("media condition");
+    }
+
+    fn frames_in(&self, mids: &[String]) -> Vec<Vec<u8>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .frames
+            .iter()
+            .filter(|(m, _)| mids.contains(&m.to_string()))
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+}
+
+fn frame(who: u8, n: u32) -> Vec<u8> {
+    let mut f = vec![0x10, who];
+    f.extend_from_slice(&n.to_be_bytes());
+    f.extend((0..1500u32).map(|i| (i * 31 + n) as u8));
+    f
+}
+
+async fn slots_of(w: &mut Who, publisher: &ParticipantId) -> Vec<String> {
+    let has = |slots: &[MediaSlot]| {
+        slots
+            .iter()
+            .any(|s| s.participant_id.as_ref() == Some(publisher))
+    };
+    if let Some(slots) = w.early_slots.take().filter(|s| has(s)) {
+        return slots
+            .into_iter()
+            .filter(|s| s.participant_id.as_ref() == Some(publisher))
+            .map(|s| s.mid)
+            .collect();
+    }
+    let m = w.c.recv_until(|m| matches!(m, ServerMessage::MediaSlots { slots } if slots.iter().any(|s| s.participant_id.as_ref() == Some(publisher)))).await;
+    let ServerMessage::MediaSlots { slots } = m else {
+        unreachable!()
+    };
+    slots
+        .into_iter()
+        .filter(|s: &MediaSlot| s.participant_id.as_ref() == Some(publisher))
+        .map(|s| s.mid)
+        .collect()
+}
+
+#[tokio::test]
+async fn media_follows_the_room_through_the_real_server() {
+    let ts = TestServer::start(|_| {}).await;
+    assert!(ts.server.media_addr().is_some());
+    let mut m = mediator(&ts).await;
+    let mut a = admitted(&ts, &mut m, Role::Party, Some(Side::A)).await;
+    let mut b = admitted(&ts, &mut m, Role::Party, Some(Side::B)).await;
+    let mut pm = UdpPeer::start(&mut m, 2).await;
+    let pa = UdpPeer::start(&mut a, 2).await;
+    let mut pb = UdpPeer::start(&mut b, 2).await;
+    let m_slots = slots_of(&mut m, &a.id).await;
+    let b_slots = slots_of(&mut b, &a.id).await;
+    pm.until(|s| s.connected).await;
+    pb.until(|s| s.connected).await;
+
+    // Warm-up (the SFU's str0m swallows a new stream's first packet), then 20 frames.
+    pa.publish.send(vec![0x10, 0xff, 0, 0]).unwrap();
+    pm.until(|s| !s.frames.is_empty()).await;
+    for n in 0..20 {
+        pa.publish.send(frame(1, n)).unwrap();
+    }
+    let want: Vec<Vec<u8>> = (0..20).map(|n| frame(1, n)).collect();
+    for (p, mids) in [(&mut pm, &m_slots), (&mut pb, &b_slots)] {
+        let w = want.clone();
+        p.until(move |s| w.iter().all(|f| s.frames.iter().any(|(_, d)| d == f)))
+            .await;
+        // They arrived in the slots the SFU announced for A.
+        let in_slots = p.frames_in(mids);
+        assert!(want.iter().all(|f| in_slots.contains(f)));
+    }
+
+    // Caucus: A and the mediator; B stays in joint and receives nothing more from A.
+    for who in [&a.id, &m.id] {
+        m.c.send(json!({"type": "move", "participant_id": who.as_str(), "channel_id": "caucus-A"}))
+            .await;
+    }
+    a.c.recv_until(|x| channel_of(x) == Some(ChannelId::caucus(Side::A)))
+        .await;
+    m.c.recv_until(|x| channel_of(x) == Some(ChannelId::caucus(Side::A)))
+        .await;
+    b.c.recv_until(|x| matches!(x, ServerMessage::MediaSlots { slots } if slots.iter().all(|s| s.participant_id.as_ref() != Some(&a.id)))).await;
+    let b_before = pb.seen.lock().unwrap().frames.len();
+    for n in 100..120 {
+        pa.publish.send(frame(1, n)).unwrap();
+    }
+    let last = frame(1, 119);
+    pm.until(move |s| s.frames.iter().any(|(_, d)| *d == last))
+        .await;
+    assert_eq!(
+        pb.seen.lock().unwrap().frames.len(),
+        b_before,
+        "B received nothing of the caucus"
+    );
+}
+
+#[test]
+fn the_sfu_forwards_sealed_frames_it_cannot_read() {
+    use confer_e2ee::frame::{Codec, FrameCtx, Opener, STREAM_CAMERA, Sealer};
+    use confer_testkit::media::MediaNet;
+    const CANARY: &[u8] = b"MEDIA-CANARY-face-of-party-A";
+    let mut net = MediaNet::new(3, 0.0, Duration::from_millis(5));
+    net.add_client("aaaa", 1);
+    net.add_client("bbbb", 1);
+    net.route(&[("joint", &["aaaa", "bbbb"])]);
+    net.connect();
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let tap = seen.clone();
+    net.sfu
+        .set_tap(move |p| tap.lock().unwrap().push(p.to_vec()));
+    // Warm-up: the first packet of a new stream does not come out of the SFU (see forwarding.rs).
+    net.publish(0, true, &[0x10, 0, 0, 0]);
+    net.run(Duration::from_millis(200));
+    net.clients[1].received.clear();
+
+    let ctx = FrameCtx::new(b"s", [1; 16], [2; 16], STREAM_CAMERA).unwrap();
+    let mut sealer = Sealer::new(ctx.clone(), [9; 32], 0);
+    let mut opener = Opener::new(ctx);
+    opener.add_generation(0, [9; 32]);
+    let mut plain = Vec::new();
+    for n in 0..10u8 {
+        // A VP8 key frame: its 10-byte header stays in clear, the picture does not.
+        let mut p = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, n];
+        p.extend_from_slice(CANARY);
+        p.extend((0..900u32).map(|i| i as u8));
+        net.publish(0, true, &sealer.seal(Codec::Vp8, &p).unwrap());
+        net.run(Duration::from_millis(33));
+        plain.push(p);
+    }
+    net.run(Duration::from_millis(300));
+    let got: Vec<Vec<u8>> = net.clients[1]
+        .received
+        .iter()
+        .map(|(_, d)| d.clone())
+        .collect();
+    assert_eq!(got.len(), 10);
+    for (frame, want) in got.iter().zip(&plain) {
+        assert_eq!(
+            &opener.open(Codec::Vp8, frame).unwrap(),
+            want,
+            "the receiver opens every frame byte for byte"
+        );
+    }
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty());
+    for payload in seen.iter() {
+        assert!(
+            !payload.windows(CANARY.len()).any(|w| w == CANARY),
+            "the SFU handled the canary in clear"
+        );
+    }
+}
