@@ -78,6 +78,8 @@ async fn admitted(
         json!({"type": "consent", "agreement_hash": "00".repeat(32)}),
     )
     .await?;
+    // Admission needs the recorded consent: wait for it, or the admit could overtake it.
+    while !matches!(recv(&mut ws).await?, ServerMessage::ConsentRecorded) {}
     send(
         mediator,
         json!({"type": "admit", "participant_id": participant_id.as_str()}),
