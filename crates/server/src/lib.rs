@@ -36,13 +36,13 @@ pub use state::AppState;
 pub enum StartError {
     /// The data directory could not be created.
     #[error(
-        "cannot create the data directory {path}: {source}; pass --data-dir with a writable directory"
+        "cannot create the data directory {path}: {error}; pass --data-dir with a writable directory"
     )]
     DataDir {
         /// Which.
         path: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The signing key could not be loaded.
     #[error(transparent)]
@@ -52,26 +52,26 @@ pub enum StartError {
     Audit(#[from] audit::AuditError),
     /// The SFU's UDP port could not be set up.
     #[error(
-        "cannot run the SFU on udp {addr}: {source}; pick another address with --media-listen (or media_listen), or set media_enabled = false"
+        "cannot run the SFU on udp {addr}: {error}; pick another address with --media-listen (or media_listen), or set media_enabled = false"
     )]
     Media {
         /// Which address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `media_public_addr` is not an IP:port.
     #[error("media_public_addr {0:?} is not an address like 203.0.113.7:7882")]
     MediaAddr(String),
     /// A port could not be bound.
     #[error(
-        "cannot listen on {addr}: {source}; is another Confer running? Pick another address with --listen (or `listen`/`metrics_listen` in the config)"
+        "cannot listen on {addr}: {error}; is another Confer running? Pick another address with --listen (or `listen`/`metrics_listen` in the config)"
     )]
     Bind {
         /// Which address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -88,9 +88,9 @@ impl Server {
     /// Opens the data directory, key and audit log, applies retention, binds both ports and
     /// starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| StartError::DataDir {
             path: config.data_dir.display().to_string(),
-            source,
+            error,
         })?;
         let tokens = token::Tokens::load_or_create(&config.signing_key_path())?;
         let audit = audit::AuditLog::start(&config.audit_path())?;
@@ -105,25 +105,25 @@ impl Server {
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| StartError::Bind {
+            .map_err(|error| StartError::Bind {
                 addr: config.listen,
-                source,
+                error,
             })?;
         let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
             .await
-            .map_err(|source| StartError::Bind {
+            .map_err(|error| StartError::Bind {
                 addr: config.metrics_listen,
-                source,
+                error,
             })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        let addr = listener.local_addr().map_err(|error| StartError::Bind {
             addr: config.listen,
-            source,
+            error,
         })?;
         let metrics_addr = metrics_listener
             .local_addr()
-            .map_err(|source| StartError::Bind {
+            .map_err(|error| StartError::Bind {
                 addr: config.metrics_listen,
-                source,
+                error,
             })?;
 
         let (media, media_addr) = if config.media_enabled {
@@ -140,9 +140,9 @@ impl Server {
             let (handle, addr) =
                 media::start(config.media_listen, public)
                     .await
-                    .map_err(|source| StartError::Bind {
+                    .map_err(|error| StartError::Media {
                         addr: config.media_listen,
-                        source,
+                        error,
                     })?;
             (Some(handle), Some(addr))
         } else {

@@ -170,6 +170,21 @@ fn cli_errors_say_what_to_do() {
     let (code, _, err) = run(&["serve", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("lisen"), "{err}");
+    // A wildcard media address without the address clients reach: refused at start, with the fix.
+    let (code, _, err) = run(&[
+        "serve",
+        "--dev",
+        "--data-dir",
+        d,
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--media-listen",
+        "0.0.0.0:0",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("media_public_addr"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
