@@ -348,6 +348,24 @@ impl<R: CryptoRng> Core<R> {
             .unwrap_or_default()
     }
 
+    /// The members present (not flagged away) in the newest signed roster of a server channel.
+    pub fn roster_present(&self, ch: &ChannelId) -> Vec<ParticipantId> {
+        self.chains
+            .values()
+            .filter(|s| &s.server_channel == ch)
+            .filter_map(|s| s.chain.head())
+            .max_by_key(|h| h.roster.epoch)
+            .map(|h| {
+                h.roster
+                    .members
+                    .iter()
+                    .filter(|m| !m.is_away())
+                    .filter_map(|m| pid_of(&m.participant_id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// How many senders' receive keys I hold for a server channel.
     pub fn receive_keys_for(&self, ch: &ChannelId) -> usize {
         let cids: BTreeSet<Id16> = self
@@ -1234,9 +1252,11 @@ impl<R: CryptoRng> Core<R> {
         }
         for (ch, kind) in channels {
             let joint = kind == ChannelKind::Joint;
+            // The mediator signs every roster, so it is listed in every one: present where it
+            // is, flagged away elsewhere (and then sent no keys there).
             let mut members: Vec<Member> = location
                 .iter()
-                .filter(|(_, (at, _, _))| joint || at == &ch)
+                .filter(|(pid, (at, _, _))| joint || at == &ch || **pid == my_pid)
                 .filter_map(|(pid, (at, role, side))| {
                     let peer = self.peers.get(pid)?;
                     Some(Member {

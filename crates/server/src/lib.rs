@@ -150,6 +150,10 @@ impl Server {
         };
         let state = Arc::new(AppState::new(config, tokens, audit, media));
         let app = http::router(state.clone());
+        // Signalling is many small messages: send each at once (no Nagle, no delayed-ACK stall).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "HTTP server stopped");

@@ -108,7 +108,7 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
     });
     a.secured_in("caucus-A").await;
     m.secured_in("caucus-A").await;
-    a.until_true(|s| s.core.roster_members(&ChannelId::caucus(Side::A)).len() == 2)
+    a.until_true(|s| s.core.roster_present(&ChannelId::caucus(Side::A)).len() == 2)
         .await;
     a.chat(&format!("{PLAINTEXT} (caucus)")).await.unwrap();
     m.until_true(|s| s.has_chat(&format!("{PLAINTEXT} (caucus)")))

@@ -37,7 +37,7 @@ async fn joint_and_caucus_chat_reach_exactly_their_members() {
         p[i].secured_in("caucus-A").await;
     }
     for i in [0, 1, 3] {
-        p[i].until_true(|s| s.core.roster_members(&ChannelId::caucus(Side::A)).len() == 3)
+        p[i].until_true(|s| s.core.roster_present(&ChannelId::caucus(Side::A)).len() == 3)
             .await;
     }
     p[1].chat("caucus: our bottom line is 40").await.unwrap();
@@ -79,4 +79,50 @@ async fn joint_and_caucus_chat_reach_exactly_their_members() {
     }
     p[1].chat("joint again").await.unwrap();
     p[2].until_true(|s| s.has_chat("joint again")).await;
+}
+
+#[tokio::test]
+async fn a_breakout_has_its_own_keys_and_only_its_members_read_it() {
+    let ts = TestServer::start(|_| {}).await;
+    let mut p = cast(
+        &ts,
+        &[
+            (Role::Party, Some(Side::A)),
+            (Role::Party, Some(Side::B)),
+            (Role::Counsel, Some(Side::A)),
+        ],
+    )
+    .await;
+    let (b_pid, ca_pid) = (p[2].pid.clone(), p[3].pid.clone());
+    // Counsel A and party B talk alone (e.g. to settle a figure); the mediator and A stay in joint.
+    p[0].send(ClientMessage::CreateBreakout {
+        members: vec![b_pid.clone(), ca_pid.clone()],
+    });
+    for i in [2, 3] {
+        p[i].secured_in("breakout-1").await;
+        // B and counsel A present (the mediator, who signs it, is listed away).
+        p[i].until_true(|s| {
+            s.core
+                .roster_present(&ChannelId::new("breakout-1").unwrap())
+                .len()
+                == 2
+        })
+        .await;
+    }
+    p[3].chat("breakout: 40 is fine").await.unwrap();
+    p[2].until_true(|s| s.has_chat("breakout: 40 is fine"))
+        .await;
+    // Joint goes on without them, and nobody in joint was sent the breakout's frames.
+    p[1].until_true(|s| s.core.roster_members(&ChannelId::joint()).len() == 4)
+        .await;
+    p[1].chat("joint: meanwhile").await.unwrap();
+    p[0].until_true(|s| s.has_chat("joint: meanwhile")).await;
+    let (cid, frame) = p[2].with(|s| s.chat_frames_from(&ca_pid).last().cloned().unwrap());
+    for i in [0, 1] {
+        p[i].with(|s| {
+            assert!(!s.has_chat("breakout: 40 is fine"));
+            assert!(s.chat_frames_from(&ca_pid).iter().all(|(c, _)| *c != cid));
+            assert_eq!(s.core.try_open_chat(&ca_pid, &cid, &frame), None);
+        });
+    }
 }
