@@ -323,43 +323,34 @@ impl<R: CryptoRng> Core<R> {
 
     /// The epoch of the newest signed roster I hold for a server channel.
     pub fn roster_epoch(&self, ch: &ChannelId) -> Option<u64> {
-        self.chains
-            .values()
-            .filter(|s| &s.server_channel == ch)
-            .filter_map(|s| s.chain.head())
-            .map(|h| h.roster.epoch)
-            .max()
+        self.head_for(ch).map(|h| h.roster.epoch)
     }
 
     /// The members of the newest signed roster I hold for a server channel (present or away).
     pub fn roster_members(&self, ch: &ChannelId) -> Vec<ParticipantId> {
-        self.chains
-            .values()
-            .filter(|s| &s.server_channel == ch)
-            .filter_map(|s| s.chain.head())
-            .max_by_key(|h| h.roster.epoch)
-            .map(|h| {
-                h.roster
-                    .members
-                    .iter()
-                    .filter_map(|m| pid_of(&m.participant_id))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.members_for(ch, |_| true)
     }
 
     /// The members present (not flagged away) in the newest signed roster of a server channel.
     pub fn roster_present(&self, ch: &ChannelId) -> Vec<ParticipantId> {
+        self.members_for(ch, |m| !m.is_away())
+    }
+
+    fn head_for(&self, ch: &ChannelId) -> Option<&SignedRoster> {
         self.chains
             .values()
             .filter(|s| &s.server_channel == ch)
             .filter_map(|s| s.chain.head())
             .max_by_key(|h| h.roster.epoch)
+    }
+
+    fn members_for(&self, ch: &ChannelId, keep: impl Fn(&Member) -> bool) -> Vec<ParticipantId> {
+        self.head_for(ch)
             .map(|h| {
                 h.roster
                     .members
                     .iter()
-                    .filter(|m| !m.is_away())
+                    .filter(|m| keep(m))
                     .filter_map(|m| pid_of(&m.participant_id))
                     .collect()
             })

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestRng;
+use common::{TestRng, add_l};
 use confer_e2ee::identity::{Identity, SCOPE_ROSTERS};
 use confer_e2ee::roster::*;
 
@@ -130,20 +130,6 @@ fn tampering_with_bytes_or_signature_fails() {
         Chain::new(b"s1", w.m.ik_pub()).accept(nc),
         Err(RosterError::BadSignature)
     );
-}
-
-/// Adds the group order L to a little-endian scalar.
-pub fn add_l(s: &mut [u8]) {
-    const L: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
-        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-    ];
-    let mut carry = 0u16;
-    for i in 0..32 {
-        let v = u16::from(s[i]) + u16::from(L[i]) + carry;
-        s[i] = v as u8;
-        carry = v >> 8;
-    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{TestRng, hex, unhex, unhex_n};
+use common::{TestRng, add_l, hex, unhex, unhex_n};
 use confer_e2ee::code::session_code;
 use confer_e2ee::frame::{self, Codec, FrameCtx, ReplayWindow, SenderKeyMsg};
 use confer_e2ee::identity::{self, Identity, SCOPE_ROSTERS, name_commit};
@@ -557,19 +557,6 @@ fn generate() -> BTreeMap<&'static str, Value> {
         "name_commit": hex(&name_commit(&salt, "Ana María").unwrap())}));
     out.insert("messages.json", file(msgs));
     out
-}
-
-fn add_l(s: &mut [u8]) {
-    const L: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
-        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-    ];
-    let mut carry = 0u16;
-    for i in 0..32 {
-        let v = u16::from(s[i]) + u16::from(L[i]) + carry;
-        s[i] = v as u8;
-        carry = v >> 8;
-    }
 }
 
 #[test]

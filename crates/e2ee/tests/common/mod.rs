@@ -68,3 +68,17 @@ pub fn unhex(s: &str) -> Vec<u8> {
 pub fn unhex_n<const N: usize>(s: &str) -> [u8; N] {
     unhex(s).try_into().unwrap()
 }
+
+/// Adds the group order L to a little-endian scalar (turns a canonical Ed25519 S into S + L).
+pub fn add_l(s: &mut [u8]) {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = u16::from(s[i]) + u16::from(L[i]) + carry;
+        s[i] = v as u8;
+        carry = v >> 8;
+    }
+}
