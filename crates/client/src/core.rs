@@ -197,6 +197,8 @@ struct Me {
 struct Peer {
     ann: Announcement,
     consent_ok: bool,
+    /// The acknowledgment verified but came without an invite secret: a person decides.
+    held: bool,
 }
 
 struct ChainState {
@@ -294,6 +296,28 @@ impl<R: CryptoRng> Core<R> {
             version: confer_proto::PROTOCOL_VERSION,
             token: token.to_owned(),
         }
+    }
+
+    /// Mediators: arrivals whose acknowledgment verified without an invite secret, waiting for
+    /// a person's decision.
+    pub fn held(&self) -> Vec<ParticipantId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.held)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Mediators: a person admits a held arrival (after checking who it is, e.g. by voice).
+    /// Returns false if nobody with that id is held.
+    pub fn admit_held(&mut self, p: &ParticipantId) -> bool {
+        let Some(peer) = self.peers.get_mut(p).filter(|x| x.held) else {
+            return false;
+        };
+        peer.held = false;
+        peer.consent_ok = true;
+        self.admit_ready();
+        true
     }
 
     /// Mediators: remember the invite secret of a link just made.
@@ -481,6 +505,7 @@ impl<R: CryptoRng> Core<R> {
                         Peer {
                             ann,
                             consent_ok: true,
+                            held: false,
                         },
                     );
                 }
@@ -684,6 +709,7 @@ impl<R: CryptoRng> Core<R> {
             self.peers.entry(from).or_insert(Peer {
                 ann,
                 consent_ok: false,
+                held: false,
             });
             return;
         }
@@ -862,6 +888,9 @@ impl<R: CryptoRng> Core<R> {
         self.stats.consents_verified += 1;
         if !with_invite_secret && !self.cfg.admit_without_invite_secret {
             self.stats.consents_held += 1;
+            if let Some(p) = self.peers.get_mut(&from) {
+                p.held = true;
+            }
             return;
         }
         if let Some(p) = self.peers.get_mut(&from) {

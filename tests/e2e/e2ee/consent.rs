@@ -181,4 +181,11 @@ async fn invite_links_bind_consent_to_the_invite_secret_and_pin_the_mediator() {
     assert!(!sent_pairwise, "no acknowledgment went out");
     b.until_true(|s| s.core.secured().is_none()).await;
     assert_eq!(m.with(|s| s.core.stats().consents_verified), 2);
+    // A person checks who B is and admits B by hand: then B is keyed like anyone else.
+    assert_eq!(m.with(|s| s.core.held()), vec![b.pid.clone()]);
+    m.admit_held(&b.pid);
+    b.secured_in("joint").await;
+    a.until_true(|s| s.core.roster_members(&ChannelId::joint()).len() == 3)
+        .await;
+    assert!(m.with(|s| s.core.held().is_empty()));
 }

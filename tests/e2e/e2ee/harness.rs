@@ -118,6 +118,7 @@ pub struct Behaviour {
 }
 
 enum Cmd {
+    AdmitHeld(ParticipantId),
     Send(ClientMessage),
     Chat(String, oneshot::Sender<Result<(), NotSecured>>),
 }
@@ -246,6 +247,9 @@ impl Peer {
                                     break;
                                 }
                             }
+                            Some(Cmd::AdmitHeld(p)) => {
+                                s.core.admit_held(&p);
+                            }
                             Some(Cmd::Chat(text, reply)) => {
                                 let _ = reply.send(s.core.send_chat(&text));
                             }
@@ -310,6 +314,11 @@ impl Peer {
             .send(Cmd::Chat(text.to_owned(), tx))
             .map_err(|_| NotSecured)?;
         rx.await.map_err(|_| NotSecured)?
+    }
+
+    /// Mediators: a person admits a held arrival.
+    pub fn admit_held(&self, p: &ParticipantId) {
+        let _ = self.cmd.send(Cmd::AdmitHeld(p.clone()));
     }
 
     pub fn send(&self, m: ClientMessage) {
