@@ -167,3 +167,47 @@ async fn no_hello_in_time_closes_with_4408() {
     let mut c = WsClient::connect(ts.server.addr()).await;
     assert_eq!(c.closed().await, CloseCode::HelloTimeout.code());
 }
+
+#[tokio::test]
+async fn a_member_that_stops_reading_is_dropped_and_then_removed_like_any_lost_connection() {
+    let ts = TestServer::start(|c| {
+        c.resume_grace_secs = 1;
+        c.rate_limit_msgs_per_sec = 100_000;
+        c.rate_limit_burst = 100_000;
+    })
+    .await;
+    let mut m = mediator(&ts).await;
+    let mut a = admitted(&ts, &mut m, Role::Party, Some(Side::A)).await;
+    let b = admitted(&ts, &mut m, Role::Party, Some(Side::B)).await;
+    // The mediator steps out to A's caucus so that only B receives the flood.
+    m.c.send(json!({"type": "move", "participant_id": m.id.as_str(), "channel_id": "caucus-A"}))
+        .await;
+    m.c.recv_until(|x| channel_of(x) == Some(confer_proto::ChannelId::caucus(Side::A)))
+        .await;
+    // B never reads again. A floods the joint channel until B's queue overflows.
+    let big = "x".repeat(60_000);
+    for _ in 0..1500 {
+        a.c.send(json!({"type": "relay", "to": {"channel": "joint"}, "data": big}))
+            .await;
+    }
+    let left = m
+        .c
+        .recv_until(|x| matches!(x, ServerMessage::ParticipantLeft { participant_id, .. } if *participant_id == b.id))
+        .await;
+    assert!(matches!(
+        left,
+        ServerMessage::ParticipantLeft {
+            reason: confer_proto::LeaveReason::Timeout,
+            ..
+        }
+    ));
+    // A and the mediator carry on.
+    relay(&mut a, json!({"participant": m.id.as_str()}), "still here").await;
+    loop {
+        let (_, _, data) = next_relayed(&mut m.c).await;
+        if data == "still here" {
+            break;
+        }
+    }
+    drop(b);
+}

@@ -46,6 +46,10 @@ pub enum Alarm {
     MediatorKeyMismatch,
     /// A roster arrived from someone other than the mediator.
     RosterFromNonMediator,
+    /// The server said I am someone else (another participant or role) than I joined as.
+    IdentityMismatch,
+    /// Someone left my channel (per the server) but no new roster came: I stop sending there.
+    RosterWithheld,
 }
 
 impl Alarm {
@@ -62,6 +66,8 @@ impl Alarm {
             Alarm::StaleKey(_) => "stale_key",
             Alarm::MediatorKeyMismatch => "mediator_key_mismatch",
             Alarm::RosterFromNonMediator => "roster_from_non_mediator",
+            Alarm::IdentityMismatch => "identity_mismatch",
+            Alarm::RosterWithheld => "roster_withheld",
         }
     }
 }
@@ -143,6 +149,8 @@ pub struct CoreConfig {
     pub stale_key_after: Duration,
     /// How long old generations are kept for frames in flight.
     pub keep_old_keys: Duration,
+    /// The role I was invited as, if known: a welcome for another role is refused.
+    pub expected_role: Option<Role>,
     /// Mediators: also admit arrivals whose acknowledgment was not bound to an invite secret
     /// (a bare token from `confer token create`). The server can mint such tokens itself, so
     /// this is off by default: those arrivals wait for a person to admit them.
@@ -161,6 +169,7 @@ impl CoreConfig {
             stale_key_after: STALE_KEY_AFTER,
             keep_old_keys: KEEP_OLD_KEYS,
             admit_without_invite_secret: false,
+            expected_role: None,
         }
     }
 }
@@ -178,11 +187,28 @@ fn psk_hint(psk: &Secret32) -> Vec<u8> {
 }
 
 fn id16(p: &ParticipantId) -> Option<Id16> {
-    hex::decode(p.as_str()).ok()?.try_into().ok()
+    // Exactly 32 lowercase hex characters, so one participant has one spelling.
+    let s = p.as_str();
+    if s.len() != 32
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    hex::decode(s).ok()?.try_into().ok()
 }
 
 fn pid_of(id: &Id16) -> Option<ParticipantId> {
     ParticipantId::new(hex::encode(id)).ok()
+}
+
+/// Where the mediator's client sent someone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Intent {
+    In(ChannelId),
+    /// A breakout the server is creating (its name is not known yet).
+    NewBreakout,
 }
 
 struct Me {
@@ -219,6 +245,11 @@ pub struct Core<R: CryptoRng> {
     peers: BTreeMap<ParticipantId, Peer>,
     contacted: BTreeSet<ParticipantId>,
     admit_sent: BTreeSet<ParticipantId>,
+    /// Mediators: where this client told the server to put each participant. The server's
+    /// views are only believed where they agree with it.
+    intents: BTreeMap<ParticipantId, Intent>,
+    /// Mediators: the last location where view and intent agreed.
+    confirmed: BTreeMap<ParticipantId, ChannelId>,
     channel_ids: BTreeMap<ChannelId, Id16>,
     last_session: Option<SessionView>,
     // Everyone.
@@ -234,6 +265,10 @@ pub struct Core<R: CryptoRng> {
     channel_expiries: Vec<(Instant, Id16, ChannelId)>,
     seqs: Sequences,
     unsigned_since: BTreeMap<ParticipantId, Instant>,
+    /// Since when someone in my roster has been missing from the server's view of my room.
+    departed_since: Option<Instant>,
+    /// Sending is stopped: the roster that should follow a departure did not come.
+    withheld: bool,
     alarmed: BTreeSet<(String, String)>,
     secured: Option<ChannelId>,
     code: Option<String>,
@@ -266,6 +301,8 @@ impl<R: CryptoRng> Core<R> {
             peers: BTreeMap::new(),
             contacted: BTreeSet::new(),
             admit_sent: BTreeSet::new(),
+            intents: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
             channel_ids: BTreeMap::new(),
             last_session: None,
             my_channel: None,
@@ -280,6 +317,8 @@ impl<R: CryptoRng> Core<R> {
             channel_expiries: Vec::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
+            departed_since: None,
+            withheld: false,
             alarmed: BTreeSet::new(),
             secured: None,
             code: None,
@@ -426,6 +465,9 @@ impl<R: CryptoRng> Core<R> {
 
     /// Seals a chat message for my current channel.
     pub fn send_chat(&mut self, text: &str) -> Result<(), NotSecured> {
+        if self.withheld {
+            return Err(NotSecured);
+        }
         let ch = self.secured.clone().ok_or(NotSecured)?;
         let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
         let (_, sealer) = self.sealers.get_mut(&cid).ok_or(NotSecured)?;
@@ -458,23 +500,29 @@ impl<R: CryptoRng> Core<R> {
     }
 
     fn channel_id_of(&self, ch: &ChannelId) -> Option<&Id16> {
-        // The newest chain for this server channel that lists me as present.
+        // The newest chain for this server channel (a room that emptied and filled again gets
+        // a new chain), if it lists me as present.
         let me = self.me.as_ref()?;
-        self.chains
+        let (cid, s) = self
+            .chains
             .iter()
             .filter(|(_, s)| &s.server_channel == ch)
-            .find_map(|(cid, s)| {
-                let head = s.chain.head()?;
-                head.roster
-                    .member(&me.id)
-                    .filter(|m| !m.is_away())
-                    .map(|_| cid)
-            })
+            .max_by_key(|(_, s)| s.advanced_at)?;
+        s.chain
+            .head()?
+            .roster
+            .member(&me.id)
+            .filter(|m| !m.is_away())
+            .map(|_| cid)
     }
 
     /// Feeds one server message.
     pub fn handle(&mut self, msg: ServerMessage, now: Instant) {
         self.now = Some(now);
+        // After the end every key is gone; nothing the server says can revive the session.
+        if self.stats.keys_deleted {
+            return;
+        }
         match msg {
             ServerMessage::Welcome {
                 participant_id,
@@ -486,6 +534,36 @@ impl<R: CryptoRng> Core<R> {
                 let Some(id) = id16(&participant_id) else {
                     return;
                 };
+                // Who I am is settled by the first welcome (and, if configured, by what I was
+                // invited as): a later welcome may only resume the same participant.
+                let expected = self
+                    .me
+                    .as_ref()
+                    .map(|m| (m.pid.clone(), m.role))
+                    .or(self.cfg.expected_role.map(|r| (participant_id.clone(), r)));
+                if let Some((pid, r)) = expected
+                    && (pid != participant_id || r != role)
+                {
+                    self.alarm(Alarm::IdentityMismatch, String::new());
+                    return;
+                }
+                // A link that pins a mediator key was made for someone other than the mediator.
+                if role == Role::Mediator
+                    && self
+                        .cfg
+                        .invite
+                        .as_ref()
+                        .is_some_and(|i| i.mediator_ik.is_some())
+                {
+                    self.alarm(Alarm::IdentityMismatch, String::new());
+                    return;
+                }
+                if self.me.is_some() {
+                    // A resume: same participant, same keys.
+                    self.my_channel = channel;
+                    self.update_secured();
+                    return;
+                }
                 self.me = Some(Me {
                     pid: participant_id.clone(),
                     id,
@@ -497,6 +575,8 @@ impl<R: CryptoRng> Core<R> {
                     channel: channel.as_ref().map(|c| c.id.clone()),
                 });
                 if role == Role::Mediator {
+                    self.intents
+                        .insert(participant_id.clone(), Intent::In(ChannelId::joint()));
                     let (ik, ek) = self.keys();
                     self.mediator = Some((participant_id, ik, ek));
                     let ann = self.announcement();
@@ -632,11 +712,44 @@ impl<R: CryptoRng> Core<R> {
             .filter(|p| !self.admit_sent.contains(p))
             .collect();
         for p in ready {
+            self.intents
+                .insert(p.clone(), Intent::In(ChannelId::joint()));
             self.out.push_back(ClientMessage::Admit {
                 participant_id: p.clone(),
             });
             self.admit_sent.insert(p);
         }
+    }
+
+    /// Sends a signalling command. Mediators must send admissions and moves through here: the
+    /// client signs rosters only for placements it asked for, never for what the server merely
+    /// reports.
+    pub fn command(&mut self, m: ClientMessage) {
+        match &m {
+            ClientMessage::Admit { participant_id } => {
+                self.intents
+                    .insert(participant_id.clone(), Intent::In(ChannelId::joint()));
+            }
+            ClientMessage::Move {
+                participant_id,
+                channel_id,
+            } => {
+                self.intents
+                    .insert(participant_id.clone(), Intent::In(channel_id.clone()));
+            }
+            ClientMessage::CreateBreakout { members } => {
+                for p in members {
+                    self.intents.insert(p.clone(), Intent::NewBreakout);
+                }
+            }
+            ClientMessage::ReturnAll => {
+                for i in self.intents.values_mut() {
+                    *i = Intent::In(ChannelId::joint());
+                }
+            }
+            _ => {}
+        }
+        self.out.push_back(m);
     }
 
     fn stats_relayed(
@@ -1243,25 +1356,51 @@ impl<R: CryptoRng> Core<R> {
         let Some(me) = self.me.as_ref() else { return };
         let my_pid = me.pid.clone();
         // Where each admitted, verified participant is.
+        // Only where the server's view agrees with what this client asked for; elsewhere the
+        // last agreed place stands (a move in flight, or a server that lies).
         let mut location: BTreeMap<ParticipantId, (ChannelId, Role, u8)> = BTreeMap::new();
         for ch in &session.channels {
             for m in &ch.members {
-                let verified = self
-                    .peers
-                    .get(&m.participant_id)
-                    .is_some_and(|p| p.consent_ok || m.participant_id == my_pid);
-                if verified {
-                    location.insert(
-                        m.participant_id.clone(),
-                        (
-                            ch.id.clone(),
-                            m.role,
-                            m.side.map(|s| s.number()).unwrap_or(0),
-                        ),
-                    );
+                let Some(peer) = self.peers.get(&m.participant_id) else {
+                    continue;
+                };
+                let verified = peer.consent_ok || m.participant_id == my_pid;
+                // The role the server reports must be the one the participant announced.
+                if !verified || peer.ann.role != m.role {
+                    continue;
+                }
+                let side = m.side.map(|s| s.number()).unwrap_or(0);
+                // A caucus holds only its own side (and the mediators).
+                let fits = match ch.id.as_str().strip_prefix("caucus-") {
+                    Some(x) => m.role.is_manager() || m.side.is_some_and(|s| s.to_string() == x),
+                    None => true,
+                };
+                let agreed = fits
+                    && match self.intents.get(&m.participant_id) {
+                        Some(Intent::In(c)) => *c == ch.id,
+                        Some(Intent::NewBreakout) => ch.kind == ChannelKind::Breakout,
+                        None => false,
+                    };
+                if agreed {
+                    if self.intents.get(&m.participant_id) == Some(&Intent::NewBreakout) {
+                        self.intents
+                            .insert(m.participant_id.clone(), Intent::In(ch.id.clone()));
+                    }
+                    self.confirmed
+                        .insert(m.participant_id.clone(), ch.id.clone());
+                }
+                if let Some(c) = self.confirmed.get(&m.participant_id) {
+                    location.insert(m.participant_id.clone(), (c.clone(), m.role, side));
                 }
             }
         }
+        // Whoever the server no longer lists is gone.
+        let listed: BTreeSet<ParticipantId> = session
+            .channels
+            .iter()
+            .flat_map(|c| c.members.iter().map(|m| m.participant_id.clone()))
+            .collect();
+        self.confirmed.retain(|p, _| listed.contains(p));
         let mut channels: Vec<(ChannelId, ChannelKind)> = session
             .channels
             .iter()
@@ -1269,6 +1408,20 @@ impl<R: CryptoRng> Core<R> {
             .collect();
         if !channels.iter().any(|(c, _)| c.as_str() == "joint") {
             channels.push((ChannelId::joint(), ChannelKind::Joint));
+        }
+        // A room that emptied is gone: if it fills again it gets a new chain and new keys
+        // (its last roster is stale, and everyone deleted its keys when they left).
+        let live: Vec<ChannelId> = channels.iter().map(|(c, _)| c.clone()).collect();
+        let gone: Vec<Id16> = self
+            .channel_ids
+            .iter()
+            .filter(|(c, _)| !live.contains(c))
+            .map(|(_, id)| *id)
+            .collect();
+        self.channel_ids.retain(|c, _| live.contains(c));
+        for cid in gone {
+            self.chains.remove(&cid);
+            self.sealers.remove(&cid);
         }
         for (ch, kind) in channels {
             let joint = kind == ChannelKind::Joint;
@@ -1291,7 +1444,8 @@ impl<R: CryptoRng> Core<R> {
                 })
                 .collect();
             members.sort_by_key(|m| m.participant_id);
-            if members.is_empty() {
+            // A room with nobody verified present in it gets no roster (and no keys).
+            if members.iter().all(Member::is_away) {
                 continue;
             }
             self.publish_roster(&ch, kind, members, now);
@@ -1462,6 +1616,30 @@ impl<R: CryptoRng> Core<R> {
             }
         }
         self.unsigned_since.retain(|p, _| seen.contains(p));
+
+        // The other way round: someone my roster says is present has left the room (per the
+        // server) and no new roster came. If it is withheld, the departed may still hold my
+        // current key: stop sending until a roster arrives.
+        let in_view: BTreeSet<ParticipantId> = view
+            .members
+            .iter()
+            .map(|m| m.participant_id.clone())
+            .collect();
+        let gone: Vec<ParticipantId> = self
+            .roster_present(&view.id)
+            .into_iter()
+            .filter(|p| *p != my_pid && !in_view.contains(p))
+            .collect();
+        if gone.is_empty() {
+            self.departed_since = None;
+            self.withheld = false;
+            return;
+        }
+        let since = *self.departed_since.get_or_insert(now);
+        if now.duration_since(since) >= self.cfg.unsigned_grace {
+            self.withheld = true;
+            self.alarm(Alarm::RosterWithheld, view.id.as_str().to_owned());
+        }
     }
 
     fn check_stale(&mut self, now: Instant) {
@@ -1515,6 +1693,10 @@ impl<R: CryptoRng> Core<R> {
         self.early_keys.clear();
         self.identity = None;
         self.secured = None;
+        self.cfg.issued_psks.clear();
+        if let Some(i) = self.cfg.invite.as_mut() {
+            i.psk = None;
+        }
         self.stats.keys_deleted = true;
         self.events.push_back(Event::Ended);
     }

@@ -31,6 +31,8 @@ pub(crate) enum MediaCmd {
     },
     /// The participant resumed on a new connection: slot announcements go there now.
     Reconnected { pid: ParticipantId, conn: Conn },
+    /// The participant is no longer in its session (even if it never left the waiting room).
+    Gone { pid: ParticipantId },
 }
 
 /// A handle to the media task.
@@ -149,6 +151,10 @@ async fn run(
                         sfu.set_routing(merged(&tables), now);
                     }
                     MediaCmd::Keyframe { subscriber, publisher } => sfu.request_keyframe(&subscriber, &publisher, now),
+                    MediaCmd::Gone { pid } => {
+                        sfu.remove_peer(&pid);
+                        conns.remove(&pid);
+                    }
                     MediaCmd::Reconnected { pid, conn } => {
                         if let Some(c) = conns.get_mut(&pid) {
                             *c = conn;

@@ -197,6 +197,8 @@ impl RoomTask {
                 if let Some(old) = member.conn.replace(conn) {
                     let c = confer_proto::CloseCode::Replaced;
                     old.send(Outbound::Close(c.code(), c.reason()));
+                    // Even if its queue is full: the old connection ends.
+                    old.shutdown.notify_one();
                 }
                 member.resume_jti = resume_jti;
                 let r = self.room.handle_input(Input::Resume {
@@ -263,8 +265,12 @@ impl RoomTask {
     // Applies everything the room asked for; returns when to wake it next.
     fn apply_outputs(&mut self) -> std::time::Instant {
         loop {
+            let mut overflowed: Vec<ParticipantId> = Vec::new();
             match self.room.poll_output() {
-                Output::Timeout(at) => return at,
+                Output::Timeout(at) => {
+                    self.forget_departed();
+                    return at;
+                }
                 Output::Deliver { to, message } => {
                     // Serialize once, share the bytes with every recipient.
                     let text: Utf8Bytes = encode_server(&message).into();
@@ -276,15 +282,24 @@ impl RoomTask {
                             continue;
                         };
                         if !conn.send(Outbound::Text(text.clone())) {
-                            // Too slow to keep up: drop the connection; it may resume.
+                            // Too slow to keep up: drop the connection; it may resume. The
+                            // room learns it is disconnected (grace period, then removal).
                             tracing::info!("dropping a connection whose send queue is full");
                             conn.shutdown.notify_one();
                             member.conn = None;
                             m::slow_consumer();
+                            overflowed.push(pid.clone());
                         }
                     }
                 }
                 Output::Close { participant, code } => {
+                    if !self.room.contains(&participant)
+                        && let Some(media) = &self.state.media
+                    {
+                        let _ = media.tx.send(crate::media::MediaCmd::Gone {
+                            pid: participant.clone(),
+                        });
+                    }
                     if let Some(conn) = self.members.remove(&participant).and_then(|x| x.conn) {
                         conn.send(Outbound::Close(code.code(), code.reason()));
                     }
@@ -293,6 +308,29 @@ impl RoomTask {
                 Output::Routing(table) => self.routing(&table),
                 Output::Ended => {}
                 _ => {}
+            }
+            let now = Instant::now().into_std();
+            for participant in overflowed {
+                let _ = self
+                    .room
+                    .handle_input(Input::Disconnected { participant, now });
+            }
+        }
+    }
+
+    // Participants the room no longer holds (left from the waiting room, timed out, ...):
+    // forget their connection slot, and their media peer at once.
+    fn forget_departed(&mut self) {
+        let gone: Vec<ParticipantId> = self
+            .members
+            .keys()
+            .filter(|p| !self.room.contains(p))
+            .cloned()
+            .collect();
+        for pid in gone {
+            self.members.remove(&pid);
+            if let Some(media) = &self.state.media {
+                let _ = media.tx.send(crate::media::MediaCmd::Gone { pid });
             }
         }
     }
@@ -309,7 +347,6 @@ impl RoomTask {
     }
 
     fn routing(&mut self, table: &RoutingTable) {
-        self.members.retain(|pid, _| self.room.contains(pid));
         tracing::debug!(channels = table.len(), "routing changed");
         // The SFU forwards by the same table: a move takes effect for media at once.
         if let Some(media) = &self.state.media {

@@ -143,7 +143,14 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
     }
     drop(c);
     // Let the writer flush a close frame; it ends when every sender is gone.
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        // A peer that stopped reading would keep the writer (and its queue) alive: end it.
+        writer.abort();
+    }
     m::connection_closed();
     tracing::info!("connection closed");
 }

@@ -79,6 +79,22 @@ async fn joint_and_caucus_chat_reach_exactly_their_members() {
     }
     p[1].chat("joint again").await.unwrap();
     p[2].until_true(|s| s.has_chat("joint again")).await;
+
+    // A second visit to the caucus: a new chain and new keys, and it works again.
+    for who in [&a_pid, &ca_pid, &m_pid] {
+        p[0].send(ClientMessage::Move {
+            participant_id: who.clone(),
+            channel_id: ChannelId::caucus(Side::A),
+        });
+    }
+    for i in [0, 1, 3] {
+        p[i].secured_in("caucus-A").await;
+        p[i].until_true(|s| s.core.roster_present(&ChannelId::caucus(Side::A)).len() == 3)
+            .await;
+    }
+    p[1].chat("caucus again").await.unwrap();
+    p[0].until_true(|s| s.has_chat("caucus again")).await;
+    p[3].until_true(|s| s.has_chat("caucus again")).await;
 }
 
 #[tokio::test]

@@ -239,14 +239,8 @@ impl Peer {
                     c = rx.recv() => {
                         let mut s = st.lock().expect("lock");
                         match c {
-                            Some(Cmd::Send(m)) => {
-                                let text = serde_json::to_string(&m).expect("json");
-                                drop(s);
-                                st.lock().expect("lock").outbound.push(text.clone());
-                                if ws.send(Message::text(text)).await.is_err() {
-                                    break;
-                                }
-                            }
+                            // Through the core: a mediator signs only placements it asked for.
+                            Some(Cmd::Send(m)) => s.core.command(m),
                             Some(Cmd::AdmitHeld(p)) => {
                                 s.core.admit_held(&p);
                             }

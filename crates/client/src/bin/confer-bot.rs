@@ -70,6 +70,7 @@ fn main() -> ExitCode {
     let mut config = CoreConfig::new(agreement_hash(&args.agreement));
     config.auto_admit = args.role == Role::Mediator;
     config.admit_without_invite_secret = args.admit_bare_tokens;
+    config.expected_role = Some(args.role);
     let link_base = args
         .url
         .replace("ws://", "http://")

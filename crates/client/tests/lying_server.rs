@@ -1,0 +1,232 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The client against a server that lies: the test plays the server, feeding crafted
+//! signalling messages to in-process cores.
+
+use std::time::Instant;
+
+use confer_client::envelope::Envelope;
+use confer_client::{Core, CoreConfig, OsRng, agreement_hash, os_rng};
+use confer_proto::{
+    ChannelId, ChannelKind, ChannelMember, ChannelView, ClientMessage, ParticipantId, RelayTarget,
+    Role, ServerMessage, SessionId, SessionView, Side, WaitingView,
+};
+
+const AGREEMENT: &str = "agreement";
+
+fn core(mediator: bool) -> Core<OsRng> {
+    let mut c = CoreConfig::new(agreement_hash(AGREEMENT));
+    c.admit_without_invite_secret = true;
+    c.auto_admit = mediator;
+    Core::new(os_rng(), c)
+}
+
+fn pid(n: u8) -> ParticipantId {
+    ParticipantId::new(format!("{n:02x}").repeat(16)).unwrap()
+}
+
+fn welcome(
+    p: &ParticipantId,
+    role: Role,
+    side: Option<Side>,
+    channel: Option<ChannelView>,
+) -> ServerMessage {
+    let v = serde_json::json!({"type": "welcome", "participant_id": p.as_str(), "session_id": "s1", "role": role,
+        "side": side, "resume_token": "r", "resume_grace_secs": 30, "channel": channel, "resumed": false, "locked": false});
+    serde_json::from_value(v).unwrap()
+}
+
+fn member(p: &ParticipantId, role: Role, side: Option<Side>) -> ChannelMember {
+    ChannelMember {
+        participant_id: p.clone(),
+        role,
+        side,
+        connected: true,
+    }
+}
+
+/// Delivers everything `from` queued for `to` as the server would (relays addressed to `to`).
+fn relay(
+    from: &mut Core<OsRng>,
+    from_pid: &ParticipantId,
+    to: &mut Core<OsRng>,
+    to_pid: &ParticipantId,
+) {
+    let mut keep = Vec::new();
+    while let Some(m) = from.poll_send() {
+        match &m {
+            ClientMessage::Relay {
+                to: RelayTarget::Participant(p),
+                data,
+            } if p == to_pid => {
+                to.handle(
+                    ServerMessage::Relayed {
+                        from: from_pid.clone(),
+                        channel: None,
+                        data: data.clone(),
+                    },
+                    Instant::now(),
+                );
+            }
+            _ => keep.push(m),
+        }
+    }
+    for m in keep {
+        from.command(m);
+    }
+}
+
+fn sent_keys_to(c: &mut Core<OsRng>, to: &ParticipantId) -> usize {
+    let mut n = 0;
+    let mut keep = Vec::new();
+    while let Some(m) = c.poll_send() {
+        if let ClientMessage::Relay {
+            to: RelayTarget::Participant(p),
+            data,
+        } = &m
+            && p == to
+            && matches!(Envelope::from_data(data), Some(Envelope::Pw { t: 1, .. }))
+        {
+            n += 1;
+        }
+        keep.push(m);
+    }
+    for m in keep {
+        c.command(m);
+    }
+    n
+}
+
+#[test]
+fn the_mediator_signs_only_placements_it_asked_for() {
+    let (mp, ap, bp) = (pid(1), pid(2), pid(3));
+    let (mut m, mut a, mut b) = (core(true), core(false), core(false));
+    let now = Instant::now();
+    let joint = |members: Vec<ChannelMember>| ChannelView {
+        id: ChannelId::joint(),
+        kind: ChannelKind::Joint,
+        members,
+    };
+    m.handle(
+        welcome(
+            &mp,
+            Role::Mediator,
+            None,
+            Some(joint(vec![member(&mp, Role::Mediator, None)])),
+        ),
+        now,
+    );
+    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
+    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
+    // Both arrive, consent; the mediator introduces itself and admits them.
+    let waiting = |p: &ParticipantId, s| WaitingView {
+        participant_id: p.clone(),
+        role: Role::Party,
+        side: Some(s),
+        consented: true,
+        connected: true,
+    };
+    m.handle(
+        ServerMessage::Session {
+            session: SessionView {
+                locked: false,
+                waiting: vec![waiting(&ap, Side::A), waiting(&bp, Side::B)],
+                channels: vec![joint(vec![member(&mp, Role::Mediator, None)])],
+            },
+        },
+        now,
+    );
+    relay(&mut m, &mp, &mut a, &ap);
+    relay(&mut m, &mp, &mut b, &bp);
+    relay(&mut a, &ap, &mut m, &mp);
+    relay(&mut b, &bp, &mut m, &mp);
+    m.handle(
+        ServerMessage::Session {
+            session: SessionView {
+                locked: false,
+                waiting: vec![waiting(&ap, Side::A), waiting(&bp, Side::B)],
+                channels: vec![joint(vec![member(&mp, Role::Mediator, None)])],
+            },
+        },
+        now,
+    );
+    let admits: Vec<ClientMessage> = std::iter::from_fn(|| m.poll_send()).collect();
+    assert_eq!(
+        admits
+            .iter()
+            .filter(|x| matches!(x, ClientMessage::Admit { .. }))
+            .count(),
+        2,
+        "{admits:?}"
+    );
+
+    // The server now claims B sits in A's caucus with A and the mediator, which nobody asked.
+    let caucus = ChannelView {
+        id: ChannelId::caucus(Side::A),
+        kind: ChannelKind::Caucus,
+        members: vec![
+            member(&mp, Role::Mediator, None),
+            member(&ap, Role::Party, Some(Side::A)),
+            member(&bp, Role::Party, Some(Side::B)),
+        ],
+    };
+    m.handle(
+        ServerMessage::Session {
+            session: SessionView {
+                locked: false,
+                waiting: vec![],
+                channels: vec![joint(vec![]), caucus],
+            },
+        },
+        now,
+    );
+    assert!(
+        m.roster_members(&ChannelId::caucus(Side::A)).is_empty(),
+        "no caucus roster for a move nobody asked for"
+    );
+    assert!(
+        !m.roster_members(&ChannelId::joint()).contains(&bp)
+            || m.roster_present(&ChannelId::joint()).contains(&bp)
+    );
+    assert_eq!(sent_keys_to(&mut m, &bp), 0, "and no caucus key for B");
+}
+
+#[test]
+fn after_the_end_nothing_revives_the_client() {
+    let mp = pid(1);
+    let mut c = core(false);
+    let now = Instant::now();
+    c.handle(welcome(&pid(2), Role::Party, Some(Side::A), None), now);
+    c.handle(ServerMessage::SessionEnded, now);
+    assert!(c.stats().keys_deleted);
+    // A server that then claims the client is the mediator gets nowhere, and nothing panics.
+    c.handle(welcome(&mp, Role::Mediator, None, None), now);
+    c.handle(
+        ServerMessage::Session {
+            session: SessionView {
+                locked: false,
+                waiting: vec![WaitingView {
+                    participant_id: pid(9),
+                    role: Role::Party,
+                    side: Some(Side::B),
+                    consented: true,
+                    connected: true,
+                }],
+                channels: vec![],
+            },
+        },
+        now,
+    );
+    assert!(c.poll_send().is_none());
+    let _ = SessionId::new("s1");
+}
+
+#[test]
+fn a_second_welcome_cannot_change_who_i_am() {
+    let mut c = core(false);
+    let now = Instant::now();
+    c.handle(welcome(&pid(2), Role::Party, Some(Side::A), None), now);
+    c.handle(welcome(&pid(2), Role::Mediator, None, None), now);
+    assert!(c.stats().alarms.contains(&"identity_mismatch".to_string()));
+    c.handle(welcome(&pid(3), Role::Party, Some(Side::A), None), now);
+    assert_eq!(c.participant_id(), Some(&pid(2)));
+}
