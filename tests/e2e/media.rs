@@ -308,3 +308,34 @@ fn the_sfu_forwards_sealed_frames_it_cannot_read() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_resumed_participant_is_told_its_slots_again() {
+    let ts = TestServer::start(|_| {}).await;
+    let mut m = mediator(&ts).await;
+    let mut a = admitted(&ts, &mut m, Role::Party, Some(Side::A)).await;
+    let _pm = UdpPeer::start(&mut m, 1).await;
+    let _pa = UdpPeer::start(&mut a, 1).await;
+    let m_id = m.id.clone();
+    let before = slots_of(&mut a, &m_id).await;
+    // A's signalling connection drops; the media peer lives on. A resumes.
+    let Who { c, resume, .. } = a;
+    c.kill();
+    let (mut c2, w) = confer_e2e::WsClient::join(ts.server.addr(), &resume).await;
+    assert!(matches!(w, ServerMessage::Welcome { resumed: true, .. }));
+    let again = c2
+        .recv_until(|x| matches!(x, ServerMessage::MediaSlots { .. }))
+        .await;
+    let ServerMessage::MediaSlots { slots } = again else {
+        unreachable!()
+    };
+    let mids: Vec<String> = slots
+        .into_iter()
+        .filter(|s| s.participant_id.as_ref() == Some(&m_id))
+        .map(|s| s.mid)
+        .collect();
+    assert_eq!(
+        mids, before,
+        "the same mapping, repeated on the new connection"
+    );
+}

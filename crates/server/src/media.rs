@@ -101,15 +101,9 @@ async fn run(
                 }
                 Output::Slots { participant, slots } => {
                     if let Some(c) = conns.get(&participant) {
-                        let slots = slots
-                            .into_iter()
-                            .map(|s| MediaSlot {
-                                mid: s.mid,
-                                kind: if s.video { "video" } else { "audio" }.into(),
-                                participant_id: s.publisher,
-                            })
-                            .collect();
-                        c.send_msg(&ServerMessage::MediaSlots { slots });
+                        c.send_msg(&ServerMessage::MediaSlots {
+                            slots: to_wire(slots),
+                        });
                     }
                 }
                 Output::PeerGone(p) => {
@@ -157,6 +151,10 @@ async fn run(
                     }
                     MediaCmd::Reconnected { pid, conn } => {
                         if let Some(c) = conns.get_mut(&pid) {
+                            // Announcements made while it was away went to the old connection.
+                            if let Some(slots) = sfu.slots_of(&pid) {
+                                conn.send_msg(&ServerMessage::MediaSlots { slots: to_wire(slots) });
+                            }
                             *c = conn;
                         }
                     }
@@ -186,4 +184,15 @@ fn report(sfu: &Sfu, last: &mut SfuStats, peers: usize) {
         }
     }
     *last = s.clone();
+}
+
+fn to_wire(slots: Vec<confer_sfu::SlotView>) -> Vec<MediaSlot> {
+    slots
+        .into_iter()
+        .map(|s| MediaSlot {
+            mid: s.mid,
+            kind: if s.video { "video" } else { "audio" }.into(),
+            participant_id: s.publisher,
+        })
+        .collect()
 }

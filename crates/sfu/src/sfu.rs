@@ -203,6 +203,14 @@ impl Sfu {
         &self.stats
     }
 
+    /// The slot view last announced to a participant (to repeat it after a reconnect).
+    pub fn slots_of(&self, pid: &ParticipantId) -> Option<Vec<SlotView>> {
+        self.peers
+            .iter()
+            .find(|p| &p.pid == pid)
+            .map(|p| p.view.clone())
+    }
+
     /// Peers connected or connecting.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
