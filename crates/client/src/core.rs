@@ -28,6 +28,8 @@ pub const UNSIGNED_GRACE: Duration = Duration::from_secs(5);
 pub const STALE_KEY_AFTER: Duration = Duration::from_secs(10);
 /// How long old generations are kept for frames in flight.
 pub const KEEP_OLD_KEYS: Duration = Duration::from_secs(10);
+/// Mediators: at most this many announced participants are remembered.
+pub const MAX_PEERS: usize = 512;
 /// Consent attestation bits: "I will not record", "nobody else is present".
 pub const ATTEST_NO_RECORDING: u8 = 1;
 /// See [`ATTEST_NO_RECORDING`].
@@ -819,6 +821,16 @@ impl<R: CryptoRng> Core<R> {
             return;
         }
         if self.is_mediator() {
+            // Only someone the server lists in this session (bounded), not any id it invents.
+            let listed = self.last_session.as_ref().is_some_and(|v| {
+                v.waiting.iter().any(|w| w.participant_id == from)
+                    || v.channels
+                        .iter()
+                        .any(|c| c.members.iter().any(|m| m.participant_id == from))
+            });
+            if !listed || self.peers.len() >= MAX_PEERS {
+                return;
+            }
             self.peers.entry(from).or_insert(Peer {
                 ann,
                 consent_ok: false,
