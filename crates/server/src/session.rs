@@ -74,6 +74,13 @@ pub(crate) enum SessionCmd {
         conn_id: u64,
     },
     Drain,
+    /// A media command from a connection: passed on only if that connection is still the
+    /// participant's current one (a late offer from a replaced tab must not win).
+    Media {
+        pid: ParticipantId,
+        conn_id: u64,
+        cmd: crate::media::MediaCmd,
+    },
 }
 
 /// A handle to a running room task.
@@ -250,6 +257,15 @@ impl RoomTask {
                 let msg = ServerMessage::Draining;
                 for conn in self.members.values().filter_map(|x| x.conn.as_ref()) {
                     conn.send_msg(&msg);
+                }
+            }
+            SessionCmd::Media { pid, conn_id, cmd } => {
+                // A stale connection's command is dropped; an offer's reply channel closes,
+                // which that connection reports as `media_unavailable`.
+                if self.is_current(&pid, conn_id)
+                    && let Some(media) = &self.state.media
+                {
+                    let _ = media.tx.send(cmd);
                 }
             }
         }

@@ -382,12 +382,17 @@ impl Connection {
             } => return self.create_invite(role, side, ttl_secs),
             ClientMessage::MediaOffer { sdp } => return self.media_offer(sdp).await,
             ClientMessage::KeyframeRequest { publisher } => {
-                if let (Some(media), Some(j)) = (&self.state.media, &self.joined) {
+                if let (Some(_), Some(j)) = (&self.state.media, &self.joined) {
                     let cmd = crate::media::MediaCmd::Keyframe {
                         subscriber: j.pid.clone(),
                         publisher,
                     };
-                    let _ = media.tx.send(cmd);
+                    let via = SessionCmd::Media {
+                        pid: j.pid.clone(),
+                        conn_id: self.conn.id,
+                        cmd,
+                    };
+                    let _ = j.handle.tx.send(via).await;
                 }
                 return Flow::Continue;
             }
@@ -429,7 +434,7 @@ impl Connection {
     }
 
     async fn media_offer(&mut self, sdp: String) -> Flow {
-        let (Some(media), Some(j)) = (self.state.media.clone(), &self.joined) else {
+        let (Some(_), Some(j)) = (self.state.media.clone(), &self.joined) else {
             return self.error(ErrorCode::MediaUnavailable, None, Some("media_offer"));
         };
         let (reply, answer) = oneshot::channel();
@@ -439,7 +444,13 @@ impl Connection {
             conn: self.conn.clone(),
             reply,
         };
-        if media.tx.send(cmd).is_err() {
+        // Through the session task, which checks this is still the current connection.
+        let via = SessionCmd::Media {
+            pid: j.pid.clone(),
+            conn_id: self.conn.id,
+            cmd,
+        };
+        if j.handle.tx.send(via).await.is_err() {
             return self.error(ErrorCode::MediaUnavailable, None, Some("media_offer"));
         }
         match answer.await {
