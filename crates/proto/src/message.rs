@@ -161,7 +161,8 @@ impl ClientMessage {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &[
+/// The wire name of every client message type.
+pub const CLIENT_TYPES: &[&str] = &[
     "hello",
     "consent",
     "admit",

@@ -17,24 +17,7 @@ fn every_error_code_is_documented() {
 
 #[test]
 fn every_message_type_is_documented() {
-    let client = [
-        "hello",
-        "consent",
-        "admit",
-        "move",
-        "create_breakout",
-        "return_all",
-        "lock",
-        "unlock",
-        "kick",
-        "end",
-        "leave",
-        "relay",
-        "create_invite",
-        "ping",
-        "media_offer",
-        "keyframe_request",
-    ];
+    let client = confer_proto::CLIENT_TYPES;
     let server = [
         "welcome",
         "consent_recorded",
