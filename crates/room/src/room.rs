@@ -267,6 +267,13 @@ enum Place {
     In(ChannelId),
 }
 
+impl Place {
+    // Compares without building a `Place` (no id clone on the relay path).
+    fn is_in(&self, c: &ChannelId) -> bool {
+        matches!(self, Place::In(x) if x == c)
+    }
+}
+
 #[derive(Debug)]
 struct Participant {
     role: Role,
@@ -693,9 +700,7 @@ impl Room {
                 let to: Vec<ParticipantId> = self
                     .participants
                     .iter()
-                    .filter(|(id, p)| {
-                        *id != from && p.connected && p.place == Place::In(channel.clone())
-                    })
+                    .filter(|(id, p)| *id != from && p.connected && p.place.is_in(&channel))
                     .map(|(id, _)| id.clone())
                     .collect();
                 self.deliver(
@@ -769,7 +774,7 @@ impl Room {
         let Some(p) = self.participants.get_mut(id) else {
             return;
         };
-        if p.place == Place::In(channel.clone()) {
+        if p.place.is_in(&channel) {
             return;
         }
         p.place = Place::In(channel.clone());
@@ -828,7 +833,7 @@ impl Room {
         let members = self
             .participants
             .iter()
-            .filter(|(_, p)| p.place == Place::In(c.clone()))
+            .filter(|(_, p)| p.place.is_in(c))
             .map(|(id, p)| ChannelMember {
                 participant_id: id.clone(),
                 role: p.role,
