@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use confer_e2ee::code::session_code;
-use confer_e2ee::frame::{Codec, FrameCtx, Opener, STREAM_DATA, Sealer, SenderKeyMsg};
+use confer_e2ee::frame::{
+    Codec, FrameCtx, Opener, STREAM_AUDIO, STREAM_CAMERA, STREAM_DATA, STREAM_SCREEN, Sealer,
+    SenderKeyMsg,
+};
 use confer_e2ee::identity::{Announcement, Identity, role_code, role_from_code, verify};
 use confer_e2ee::pairwise::{self, MsgType, Pair, Sequences};
 use confer_e2ee::roster::{
@@ -128,11 +131,30 @@ pub struct Stats {
     pub consents_held: u64,
     /// Acknowledgments received for the sender keys I sent.
     pub acks_received: u64,
+    /// Media frames sealed.
+    pub frames_sealed: u64,
+    /// Media frames that opened.
+    pub frames_opened: u64,
+    /// Media frames that did not open (also counted in `decrypt_failures`).
+    pub media_decrypt_failures: u64,
 }
 
 /// Not in a secured channel yet ("securing channel"): nothing was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotSecured;
+
+/// A media frame did not open (no key for it, a replay, a forgery): drop it, show nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaRejected;
+
+/// The codec of a media stream (confer/1 §8.2); `None` for stream 3 and above.
+pub fn media_codec(stream: u8) -> Option<Codec> {
+    match stream {
+        STREAM_AUDIO => Some(Codec::Opus),
+        STREAM_CAMERA | STREAM_SCREEN => Some(Codec::Vp8),
+        _ => None,
+    }
+}
 
 /// Client configuration.
 #[derive(Debug, Clone)]
@@ -157,6 +179,11 @@ pub struct CoreConfig {
     /// (a bare token from `confer token create`). The server can mint such tokens itself, so
     /// this is off by default: those arrivals wait for a person to admit them.
     pub admit_without_invite_secret: bool,
+    /// The media streams I send (0 microphone, 1 camera, 2 screen): each gets its own sender
+    /// key in every channel I am present in. Stream 3 (chat) is always keyed.
+    pub media_streams: Vec<u8>,
+    /// I receive media: ask a publisher for a keyframe when its new video key arrives.
+    pub media_receive: bool,
 }
 
 impl CoreConfig {
@@ -172,6 +199,8 @@ impl CoreConfig {
             keep_old_keys: KEEP_OLD_KEYS,
             admit_without_invite_secret: false,
             expected_role: None,
+            media_streams: Vec::new(),
+            media_receive: false,
         }
     }
 }
@@ -257,9 +286,11 @@ pub struct Core<R: CryptoRng> {
     // Everyone.
     my_channel: Option<ChannelView>,
     chains: BTreeMap<Id16, ChainState>,
-    sealers: BTreeMap<Id16, (u64, Sealer)>,
+    /// (channel, stream) -> my current generation and its sealer.
+    sealers: BTreeMap<(Id16, u8), (u64, Sealer)>,
     next_generation: u64,
-    openers: BTreeMap<(Id16, Id16), Opener>,
+    /// (channel, sender, stream) -> receive keys.
+    openers: BTreeMap<(Id16, Id16, u8), Opener>,
     key_epochs: BTreeMap<(Id16, Id16), u64>,
     expiries: Vec<(Instant, Id16, Id16, Option<u64>)>,
     pending: VecDeque<(ParticipantId, Envelope)>,
@@ -432,7 +463,7 @@ impl<R: CryptoRng> Core<R> {
             .collect();
         self.openers
             .keys()
-            .filter(|(c, _)| cids.contains(c))
+            .filter(|(c, _, s)| cids.contains(c) && *s == STREAM_DATA)
             .count()
     }
 
@@ -472,7 +503,10 @@ impl<R: CryptoRng> Core<R> {
         }
         let ch = self.secured.clone().ok_or(NotSecured)?;
         let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
-        let (_, sealer) = self.sealers.get_mut(&cid).ok_or(NotSecured)?;
+        let (_, sealer) = self
+            .sealers
+            .get_mut(&(cid, STREAM_DATA))
+            .ok_or(NotSecured)?;
         let frame = sealer
             .seal(Codec::Data, text.as_bytes())
             .map_err(|_| NotSecured)?;
@@ -496,9 +530,89 @@ impl<R: CryptoRng> Core<R> {
         frame: &[u8],
     ) -> Option<String> {
         let sender = id16(from)?;
-        let opener = self.openers.get_mut(&(*cid, sender))?;
+        let opener = self.openers.get_mut(&(*cid, sender, STREAM_DATA))?;
         let pt = opener.open(Codec::Data, frame).ok()?;
         String::from_utf8(pt).ok()
+    }
+
+    /// Seals one media frame (the whole payload, VP8 frame tag included) for the room I am in,
+    /// under my current key for `stream`. Refused ("securing channel": stay muted) until that
+    /// room's roster lists me and my new generation for it is out, so no frame of a caucus is
+    /// ever sealed under a key a non-member holds.
+    pub fn seal_media(&mut self, stream: u8, payload: &[u8]) -> Result<Vec<u8>, NotSecured> {
+        let codec = media_codec(stream).ok_or(NotSecured)?;
+        if self.withheld {
+            return Err(NotSecured);
+        }
+        let ch = self.secured.clone().ok_or(NotSecured)?;
+        let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
+        let (_, sealer) = self.sealers.get_mut(&(cid, stream)).ok_or(NotSecured)?;
+        let frame = sealer.seal(codec, payload).map_err(|_| NotSecured)?;
+        self.stats.frames_sealed += 1;
+        Ok(frame)
+    }
+
+    /// My current generation for `stream` in the room I am in (a change means new keys: the
+    /// next video frame should be a key frame).
+    pub fn media_generation(&self, stream: u8) -> Option<u64> {
+        let ch = self.secured.as_ref()?;
+        let cid = self.channel_id_of(ch)?;
+        self.sealers.get(&(*cid, stream)).map(|(g, _)| *g)
+    }
+
+    /// Opens a media frame that arrived from `publisher` on `stream` (the SFU slot it came in
+    /// says who). The key is the one the frame's KID names among `publisher`'s keys for that
+    /// stream in my rooms: normally the room I am in; during a move, the room the frame was
+    /// sealed for, if I still hold its keys (kept 10 s). Any failure is counted and nothing is
+    /// returned.
+    pub fn open_media(
+        &mut self,
+        publisher: &ParticipantId,
+        stream: u8,
+        frame: &[u8],
+    ) -> Result<Vec<u8>, MediaRejected> {
+        let r = self.try_open_media(publisher, stream, frame);
+        match r {
+            Ok(_) => self.stats.frames_opened += 1,
+            Err(_) => {
+                self.stats.media_decrypt_failures += 1;
+                self.stats.decrypt_failures += 1;
+            }
+        }
+        r
+    }
+
+    fn try_open_media(
+        &mut self,
+        publisher: &ParticipantId,
+        stream: u8,
+        frame: &[u8],
+    ) -> Result<Vec<u8>, MediaRejected> {
+        let codec = media_codec(stream).ok_or(MediaRejected)?;
+        let sender = id16(publisher).ok_or(MediaRejected)?;
+        let generation = confer_e2ee::frame::frame_generation(frame).map_err(|_| MediaRejected)?;
+        let here = self
+            .my_channel
+            .as_ref()
+            .and_then(|c| self.channel_id_of(&c.id))
+            .copied();
+        let holds = |o: &Opener| o.generations().contains(&generation);
+        let key = match here
+            .map(|c| (c, sender, stream))
+            .filter(|k| self.openers.get(k).is_some_and(holds))
+        {
+            Some(k) => k,
+            None => {
+                *self
+                    .openers
+                    .iter()
+                    .find(|((_, s, st), o)| *s == sender && *st == stream && holds(o))
+                    .ok_or(MediaRejected)?
+                    .0
+            }
+        };
+        let opener = self.openers.get_mut(&key).ok_or(MediaRejected)?;
+        opener.open(codec, frame).map_err(|_| MediaRejected)
     }
 
     fn channel_id_of(&self, ch: &ChannelId) -> Option<&Id16> {
@@ -1056,7 +1170,7 @@ impl<R: CryptoRng> Core<R> {
         // if I am in it too. Keys for an older epoch are superseded: drop them.
         let sender_ok = head.roster.member(&from_id).is_some_and(|m| !m.is_away());
         let me_ok = head.roster.member(&me.id).is_some();
-        if !sender_ok || !me_ok || msg.epoch != head.roster.epoch || msg.stream != STREAM_DATA {
+        if !sender_ok || !me_ok || msg.epoch != head.roster.epoch {
             return true;
         }
         let Some(ctx) = FrameCtx::new(&me.session, msg.channel_id, from_id, msg.stream) else {
@@ -1064,17 +1178,15 @@ impl<R: CryptoRng> Core<R> {
         };
         // A generation beyond the KID range, or one already held, is refused: installing it
         // again would reset its replay windows.
+        let key = (msg.channel_id, from_id, msg.stream);
         let held = self
             .openers
-            .get(&(msg.channel_id, from_id))
+            .get(&key)
             .is_some_and(|o| o.generations().contains(&msg.generation));
         if msg.generation > confer_e2ee::frame::MAX_GENERATION || held {
             return true;
         }
-        let opener = self
-            .openers
-            .entry((msg.channel_id, from_id))
-            .or_insert_with(|| Opener::new(ctx));
+        let opener = self.openers.entry(key).or_insert_with(|| Opener::new(ctx));
         for g in opener.generations() {
             if g < msg.generation {
                 self.expiries.push((
@@ -1089,6 +1201,15 @@ impl<R: CryptoRng> Core<R> {
         self.key_epochs.insert((msg.channel_id, from_id), msg.epoch);
         self.stats.keys_received += 1;
         self.send_ack(from_id, msg);
+        // A receiver that switched to a publisher's new video key asks for a keyframe, so
+        // its picture restarts under the new key without waiting for the next periodic one.
+        if self.cfg.media_receive
+            && (msg.stream == STREAM_CAMERA || msg.stream == STREAM_SCREEN)
+            && let Some(publisher) = pid_of(&from_id)
+        {
+            self.out
+                .push_back(ClientMessage::KeyframeRequest { publisher });
+        }
         true
     }
 
@@ -1215,7 +1336,9 @@ impl<R: CryptoRng> Core<R> {
             .filter(|m| !m.is_away())
             .map(|m| m.participant_id)
             .collect();
-        for (c, sender) in self.openers.keys().copied().collect::<Vec<_>>() {
+        let senders: BTreeSet<(Id16, Id16)> =
+            self.openers.keys().map(|(c, s, _)| (*c, *s)).collect();
+        for (c, sender) in senders {
             if c == cid && !present.contains(&sender) {
                 self.expiries
                     .push((now + self.cfg.keep_old_keys, c, sender, None));
@@ -1225,7 +1348,7 @@ impl<R: CryptoRng> Core<R> {
             self.rekey(cid, &head.roster);
         } else {
             // Away or gone from this channel: never encrypt to it again under an old key.
-            self.sealers.remove(&cid);
+            self.drop_sealers(cid);
         }
         let pending: Vec<(ParticipantId, Envelope)> = self.pending.drain(..).collect();
         for (from, env) in pending {
@@ -1255,19 +1378,36 @@ impl<R: CryptoRng> Core<R> {
         self.update_secured();
     }
 
-    // A fresh generation for my data stream in `cid`, sent to every other present member.
+    // A fresh generation for each stream I send in `cid` (chat, and my media streams), sent
+    // to every other present member.
     fn rekey(&mut self, cid: Id16, roster: &Roster) {
+        let mut streams = vec![STREAM_DATA];
+        streams.extend(
+            self.cfg
+                .media_streams
+                .iter()
+                .copied()
+                .filter(|s| *s < STREAM_DATA),
+        );
+        streams.dedup();
+        for stream in streams {
+            self.rekey_stream(cid, roster, stream);
+        }
+    }
+
+    fn rekey_stream(&mut self, cid: Id16, roster: &Roster, stream: u8) {
         let Some(me) = self.me.as_ref() else { return };
-        let Some(ctx) = FrameCtx::new(&me.session, cid, me.id, STREAM_DATA) else {
+        let Some(ctx) = FrameCtx::new(&me.session, cid, me.id, stream) else {
             return;
         };
+        // One counter for every (channel, stream): a generation names one key of mine.
         let generation = self.next_generation;
         self.next_generation += 1;
         let base = Secret32::random(&mut self.rng);
         let msg = SenderKeyMsg {
             channel_id: cid,
             epoch: roster.epoch,
-            stream: STREAM_DATA,
+            stream,
             generation,
             base_key: base.clone(),
         };
@@ -1315,15 +1455,20 @@ impl<R: CryptoRng> Core<R> {
         // Switch at once: the relay keeps each sender's messages in order, so every recipient
         // holds the key before the first frame under it.
         self.sealers.insert(
-            cid,
+            (cid, stream),
             (generation, Sealer::new(ctx, *base.expose(), generation)),
         );
+    }
+
+    // Never encrypt to `cid` again under any of my current keys for it.
+    fn drop_sealers(&mut self, cid: Id16) {
+        self.sealers.retain(|(c, _), _| *c != cid);
     }
 
     fn update_secured(&mut self) {
         let now_secured = self.my_channel.as_ref().map(|c| c.id.clone()).filter(|ch| {
             self.channel_id_of(ch)
-                .is_some_and(|cid| self.sealers.contains_key(cid))
+                .is_some_and(|cid| self.sealers.contains_key(&(*cid, STREAM_DATA)))
         });
         if now_secured != self.secured {
             self.secured = now_secured.clone();
@@ -1341,7 +1486,7 @@ impl<R: CryptoRng> Core<R> {
         let channel = self.chains.get(&cid).map(|s| s.server_channel.clone());
         let opened = self
             .openers
-            .get_mut(&(cid, sender))
+            .get_mut(&(cid, sender, STREAM_DATA))
             .map(|o| o.open(Codec::Data, &f.0));
         match (opened, channel) {
             (Some(Ok(pt)), Some(channel)) => {
@@ -1433,7 +1578,7 @@ impl<R: CryptoRng> Core<R> {
         self.channel_ids.retain(|c, _| live.contains(c));
         for cid in gone {
             self.chains.remove(&cid);
-            self.sealers.remove(&cid);
+            self.drop_sealers(cid);
         }
         for (ch, kind) in channels {
             let joint = kind == ChannelKind::Joint;
@@ -1539,7 +1684,7 @@ impl<R: CryptoRng> Core<R> {
             .map(|(c, _)| *c)
             .collect();
         for cid in cids {
-            self.sealers.remove(&cid);
+            self.drop_sealers(cid);
             self.channel_expiries
                 .push((now + self.cfg.keep_old_keys, cid, ch.clone()));
         }
@@ -1558,8 +1703,10 @@ impl<R: CryptoRng> Core<R> {
         for (_, cid, sender, g) in due {
             match g {
                 Some(g) => {
-                    if let Some(o) = self.openers.get_mut(&(cid, sender)) {
-                        o.remove_generation(g);
+                    for ((c, s, _), o) in self.openers.iter_mut() {
+                        if *c == cid && *s == sender {
+                            o.remove_generation(g);
+                        }
                     }
                 }
                 None => {
@@ -1570,7 +1717,8 @@ impl<R: CryptoRng> Core<R> {
                         .and_then(|s| s.chain.head())
                         .is_none_or(|h| h.roster.member(&sender).is_none_or(Member::is_away));
                     if absent {
-                        self.openers.remove(&(cid, sender));
+                        self.openers
+                            .retain(|(c, s, _), _| !(*c == cid && *s == sender));
                     }
                 }
             }
@@ -1587,8 +1735,8 @@ impl<R: CryptoRng> Core<R> {
         self.channel_expiries.retain(|e| e.0 > now);
         for (_, cid, ch) in due {
             if self.my_channel.as_ref().map(|c| &c.id) != Some(&ch) {
-                self.openers.retain(|(c, _), _| *c != cid);
-                self.sealers.remove(&cid);
+                self.openers.retain(|(c, _, _), _| *c != cid);
+                self.drop_sealers(cid);
             }
         }
         self.check_unsigned(now);

@@ -29,6 +29,10 @@ pub struct BotOptions {
     pub invites: Vec<(confer_proto::Role, Option<confer_proto::Side>)>,
     /// Base URL for printed links.
     pub link_base: String,
+    /// Media: a WebRTC peer to the SFU (publishing if `publish` is set).
+    pub media: Option<crate::media::MediaOptions>,
+    /// Interval between media frames on each published stream.
+    pub frame_every: Duration,
 }
 
 /// The JSON line `confer-bot` prints on exit.
@@ -54,6 +58,18 @@ pub struct Summary {
     pub acks_received: u64,
     /// Mediators: arrivals whose acknowledgment verified but had no invite secret (not admitted).
     pub consents_held: u64,
+    /// Media frames sealed and sent (microphone and camera).
+    pub frames_sent: u64,
+    /// Media packets that arrived in a receive slot.
+    pub frames_received: u64,
+    /// Media frames that opened and matched what their publisher would have built, byte for byte.
+    pub frames_verified: u64,
+    /// Media frames that did not open (also in `decrypt_failures`).
+    pub media_decrypt_failures: u64,
+    /// Media frames not sent because the room was still being secured (muted).
+    pub frames_muted: u64,
+    /// Median one-way latency of verified frames, in milliseconds.
+    pub frame_latency_ms_p50: Option<u64>,
     /// Why the bot stopped.
     pub stopped: String,
 }
@@ -88,6 +104,15 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     let invite = crate::link::Invite::parse(&opts.token).map_err(anyhow::Error::msg)?;
     let mut config = opts.config.clone();
     config.invite = Some(invite.clone());
+    if let Some(m) = &opts.media {
+        config.media_receive = true;
+        if m.publish {
+            config.media_streams = vec![
+                confer_e2ee::frame::STREAM_AUDIO,
+                confer_e2ee::frame::STREAM_CAMERA,
+            ];
+        }
+    }
     let mut core: Core<OsRng> = Core::new(crate::os_rng(), config);
     let (mut ws, _) = tokio_tungstenite::connect_async(opts.url.as_str())
         .await
@@ -108,6 +133,16 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     let mut winding_down = false;
     let mut role = None;
     let mut pending_invites = opts.invites.clone();
+    let mut media: Option<crate::media::MediaPeer> = None;
+    let mut book = crate::media::MediaBook::default();
+    let publish: Vec<u8> = match &opts.media {
+        Some(m) if m.publish => vec![
+            confer_e2ee::frame::STREAM_AUDIO,
+            confer_e2ee::frame::STREAM_CAMERA,
+        ],
+        _ => Vec::new(),
+    };
+    let mut frames = tokio::time::interval(opts.frame_every);
     loop {
         while let Some(m) = core.poll_send() {
             ws.send(Message::text(serde_json::to_string(&m)?)).await?;
@@ -136,6 +171,35 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             }
             _ = tick.tick() => {
                 core.tick(Instant::now().into_std());
+                continue;
+            }
+            _ = frames.tick(), if !publish.is_empty() && !winding_down => {
+                if let Some(peer) = media.as_mut() {
+                    for (stream, frame) in book.next_frames(&mut core, &publish, crate::media::now_us()) {
+                        if let Err(e) = peer.send(stream, &frame).await {
+                            eprintln!("confer-bot: media send failed: {e:#}");
+                        }
+                    }
+                }
+                continue;
+            }
+            ev = async {
+                match media.as_mut() {
+                    Some(m) => m.next().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match ev {
+                    Some(crate::media::MediaEvent::Arrival(a)) => {
+                        book.on_arrival(&mut core, &a, crate::media::now_us());
+                    }
+                    Some(crate::media::MediaEvent::State(st)) => {
+                        if matches!(st, webrtc::peer_connection::RTCPeerConnectionState::Failed) {
+                            eprintln!("confer-bot: the media connection failed");
+                        }
+                    }
+                    None => media = None,
+                }
                 continue;
             }
             () = tokio::time::sleep_until(deadline), if !winding_down => {
@@ -171,8 +235,25 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
         let Ok(msg) = serde_json::from_str::<ServerMessage>(text.as_str()) else {
             continue;
         };
+        match &msg {
+            ServerMessage::MediaAnswer { sdp } => {
+                if let Some(peer) = media.as_mut()
+                    && let Err(e) = peer.accept_answer(sdp.clone()).await
+                {
+                    eprintln!("confer-bot: {e:#}");
+                }
+            }
+            ServerMessage::MediaSlots { slots } => book.set_slots(slots),
+            _ => {}
+        }
         if let ServerMessage::Welcome { role: r, .. } = &msg {
             role = Some(*r);
+            if let (Some(mo), None) = (&opts.media, &media) {
+                let (peer, sdp) = crate::media::MediaPeer::offer(mo).await?;
+                media = Some(peer);
+                let m = ClientMessage::MediaOffer { sdp };
+                ws.send(Message::text(serde_json::to_string(&m)?)).await?;
+            }
             if *r == confer_proto::Role::Mediator {
                 for (role, side) in pending_invites.drain(..) {
                     let m = ClientMessage::CreateInvite {
@@ -214,7 +295,19 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             summary.messages_verified += 1;
         }
     }
+    if let Some(peer) = media.take() {
+        peer.close().await;
+    }
     let s = core.stats();
+    let m = &book.stats;
+    summary.frames_sent = m.frames_sent;
+    summary.frames_received = m.frames_received;
+    summary.frames_verified = m.frames_verified;
+    summary.frames_muted = m.frames_muted;
+    summary.media_decrypt_failures = s.media_decrypt_failures;
+    let mut lat = m.latencies_us.clone();
+    lat.sort_unstable();
+    summary.frame_latency_ms_p50 = lat.get(lat.len() / 2).map(|us| us / 1000);
     summary.role = role.map(|r| r.as_str().to_owned()).unwrap_or_default();
     summary.messages_sent = s.messages_sent;
     summary.messages_received = s.messages_received;

@@ -6,9 +6,13 @@
 pub mod core;
 pub mod driver;
 pub mod envelope;
+pub mod frames;
 pub mod link;
+pub mod media;
 
-pub use crate::core::{Alarm, Core, CoreConfig, Event, NotSecured, Stats, agreement_hash};
+pub use crate::core::{
+    Alarm, Core, CoreConfig, Event, MediaRejected, NotSecured, Stats, agreement_hash, media_codec,
+};
 
 /// The operating system's RNG in the form confer-e2ee takes.
 pub type OsRng = rand_core::UnwrapErr<getrandom::SysRng>;

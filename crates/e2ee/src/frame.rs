@@ -352,6 +352,19 @@ fn parse(codec: Codec, frame: &[u8]) -> Result<Parsed<'_>, OpenError> {
     })
 }
 
+/// The generation a frame's KID names, read from its trailer and header (nothing is
+/// decrypted): a receiver holding keys of one sender in several channels uses it to find the
+/// one key that can open the frame, without trying others.
+pub fn frame_generation(frame: &[u8]) -> Result<u64, OpenError> {
+    let (&hlen, rest) = frame.split_last().ok_or(OpenError)?;
+    let hlen = usize::from(hlen);
+    if hlen == 0 || hlen > 17 || hlen > rest.len() {
+        return Err(OpenError);
+    }
+    let (kid, _) = decode_header(&rest[rest.len() - hlen..])?;
+    Ok(kid >> 4)
+}
+
 fn decrypt(keys: &StepKeys, p: &Parsed<'_>, codec: Codec) -> Result<Vec<u8>, OpenError> {
     let mut aad = p.header.to_vec();
     aad.extend_from_slice(p.prefix);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use confer_client::driver::{BotOptions, run_bot};
+use confer_client::media::MediaOptions;
 use confer_client::{CoreConfig, agreement_hash};
 use confer_proto::{Role, Side};
 
@@ -48,12 +49,40 @@ struct Args {
     /// `confer token create`). Off by default: the server could have minted such a token.
     #[arg(long)]
     admit_bare_tokens: bool,
+    /// Media: connect to the SFU and publish a microphone and a camera track of synthetic,
+    /// self-describing frames sealed in confer/1, and receive and verify everyone else's.
+    #[arg(long)]
+    publish: bool,
+    /// Media: connect to the SFU and receive and verify, without publishing.
+    #[arg(long, conflicts_with = "publish")]
+    receive: bool,
+    /// Media: milliseconds between frames on each published track.
+    #[arg(long, default_value_t = 50)]
+    frame_every_ms: u64,
+    /// Media: receive slots per kind (audio and video); the most publishers heard at once.
+    #[arg(long, default_value_t = 4)]
+    slots: usize,
 }
 
 fn parse_invite(s: &str) -> Result<(Role, Option<Side>), String> {
     match s.split_once(':') {
         Some((r, side)) => Ok((r.parse()?, Some(side.parse()?))),
         None => Ok((s.parse()?, None)),
+    }
+}
+
+/// The local address for media: loopback when the server is on this machine, else any.
+fn media_bind(url: &str) -> std::net::IpAddr {
+    let local = [
+        "ws://127.0.0.1",
+        "ws://localhost",
+        "wss://127.0.0.1",
+        "wss://localhost",
+    ];
+    if local.iter().any(|p| url.starts_with(p)) {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        std::net::IpAddr::from([0, 0, 0, 0])
     }
 }
 
@@ -77,6 +106,7 @@ fn main() -> ExitCode {
         .replace("wss://", "https://")
         .trim_end_matches("/ws")
         .to_owned();
+    let bind = media_bind(&args.url);
     let opts = BotOptions {
         url: args.url,
         token: args.token,
@@ -85,6 +115,13 @@ fn main() -> ExitCode {
         chat_every: Duration::from_millis(args.chat_every_ms.max(10)),
         invites,
         link_base,
+        media: (args.publish || args.receive).then_some(MediaOptions {
+            publish: args.publish,
+            audio_slots: args.slots,
+            video_slots: args.slots,
+            bind,
+        }),
+        frame_every: Duration::from_millis(args.frame_every_ms.max(5)),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
