@@ -611,12 +611,20 @@ impl Sfu {
                         .collect(),
                     None => Vec::new(),
                 };
-            for slot in peer.slots.iter_mut() {
+            // Slots emptied by this change are refilled only when no slot was already empty:
+            // the subscriber learns of a slot's new publisher over signalling, which can arrive
+            // after the first packets, and a slot that goes A -> empty -> B in two announcements
+            // never has B's packets taken for A's.
+            let mut just_freed = Vec::new();
+            for (i, slot) in peer.slots.iter_mut().enumerate() {
                 let keep = slot
                     .source
                     .as_ref()
                     .is_some_and(|(p, m)| wanted.iter().any(|(wp, wm, _)| wp == p && wm == m));
                 if !keep {
+                    if slot.source.is_some() {
+                        just_freed.push(i);
+                    }
                     slot.source = None;
                     slot.seq_offset = None;
                 }
@@ -629,11 +637,14 @@ impl Sfu {
                 {
                     continue;
                 }
-                match peer
+                let pick = peer
                     .slots
                     .iter_mut()
-                    .find(|s| s.source.is_none() && s.kind == kind)
-                {
+                    .enumerate()
+                    .filter(|(_, s)| s.source.is_none() && s.kind == kind)
+                    .min_by_key(|(i, _)| just_freed.contains(i))
+                    .map(|(_, s)| s);
+                match pick {
                     Some(slot) => {
                         slot.source = Some((p.clone(), mid));
                         slot.seq_offset = None;

@@ -225,3 +225,39 @@ fn junk_datagrams_and_bad_sdp_are_refused_and_others_unaffected() {
         "the session carried on"
     );
 }
+
+#[test]
+fn a_slot_emptied_by_a_move_is_refilled_only_when_no_other_slot_is_free() {
+    // m has three slots of each kind; a and b fill two, the third is empty.
+    let mut net = MediaNet::new(11, 0.0, Duration::from_millis(5));
+    net.add_client("m", 3);
+    for p in ["a", "b", "c"] {
+        net.add_client(p, 1);
+    }
+    net.route(&[("joint", &["m", "a", "b"]), ("breakout-1", &["c"])]);
+    net.connect();
+    net.run(Duration::from_millis(50));
+    let mid_of = |net: &MediaNet, who: &str, video: bool| {
+        net.clients[0]
+            .slots
+            .iter()
+            .find(|s| s.video == video && s.publisher == Some(pid(who)))
+            .map(|s| s.mid.clone())
+    };
+    let empty_before: Vec<String> = net.clients[0]
+        .slots
+        .iter()
+        .filter(|s| s.publisher.is_none())
+        .map(|s| s.mid.clone())
+        .collect();
+    assert_eq!(empty_before.len(), 2, "one empty slot per kind");
+    let a_video = mid_of(&net, "a", true).unwrap();
+    // a leaves m's room as c arrives: c gets the slot that was already empty, so a packet of
+    // c's can never arrive in a slot m still believes is a's.
+    net.route(&[("joint", &["m", "b", "c"]), ("breakout-1", &["a"])]);
+    net.run(Duration::from_millis(50));
+    let c_video = mid_of(&net, "c", true).unwrap();
+    assert!(empty_before.contains(&c_video), "{c_video} was empty before");
+    assert_ne!(c_video, a_video);
+    assert!(mid_of(&net, "a", true).is_none());
+}
