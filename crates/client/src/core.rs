@@ -143,9 +143,17 @@ pub struct Stats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotSecured;
 
-/// A media frame did not open (no key for it, a replay, a forgery): drop it, show nothing.
+/// Why a media frame did not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MediaRejected;
+pub enum MediaRejected {
+    /// I hold no key of that publisher for the generation the frame names. Media travels over
+    /// UDP and keys over signalling, so a frame under a new generation can arrive before its
+    /// key: hold it briefly and try again after the next server message. Not counted as a
+    /// failure (see [`Core::media_frame_expired`]).
+    NoKey,
+    /// It does not open (malformed, a replay, a forgery): dropped and counted.
+    Invalid,
+}
 
 /// The codec of a media stream (confer/1 §8.2); `None` for stream 3 and above.
 pub fn media_codec(stream: u8) -> Option<Codec> {
@@ -574,12 +582,20 @@ impl<R: CryptoRng> Core<R> {
         let r = self.try_open_media(publisher, stream, frame);
         match r {
             Ok(_) => self.stats.frames_opened += 1,
-            Err(_) => {
-                self.stats.media_decrypt_failures += 1;
-                self.stats.decrypt_failures += 1;
-            }
+            Err(MediaRejected::NoKey) => {}
+            Err(MediaRejected::Invalid) => self.media_failed(),
         }
         r
+    }
+
+    /// A frame held for want of its key never opened: counted as a decrypt failure.
+    pub fn media_frame_expired(&mut self) {
+        self.media_failed();
+    }
+
+    fn media_failed(&mut self) {
+        self.stats.media_decrypt_failures += 1;
+        self.stats.decrypt_failures += 1;
     }
 
     fn try_open_media(
@@ -588,9 +604,10 @@ impl<R: CryptoRng> Core<R> {
         stream: u8,
         frame: &[u8],
     ) -> Result<Vec<u8>, MediaRejected> {
-        let codec = media_codec(stream).ok_or(MediaRejected)?;
-        let sender = id16(publisher).ok_or(MediaRejected)?;
-        let generation = confer_e2ee::frame::frame_generation(frame).map_err(|_| MediaRejected)?;
+        let codec = media_codec(stream).ok_or(MediaRejected::Invalid)?;
+        let sender = id16(publisher).ok_or(MediaRejected::Invalid)?;
+        let generation =
+            confer_e2ee::frame::frame_generation(frame).map_err(|_| MediaRejected::Invalid)?;
         let here = self
             .my_channel
             .as_ref()
@@ -607,12 +624,14 @@ impl<R: CryptoRng> Core<R> {
                     .openers
                     .iter()
                     .find(|((_, s, st), o)| *s == sender && *st == stream && holds(o))
-                    .ok_or(MediaRejected)?
+                    .ok_or(MediaRejected::NoKey)?
                     .0
             }
         };
-        let opener = self.openers.get_mut(&key).ok_or(MediaRejected)?;
-        opener.open(codec, frame).map_err(|_| MediaRejected)
+        let opener = self.openers.get_mut(&key).ok_or(MediaRejected::NoKey)?;
+        opener
+            .open(codec, frame)
+            .map_err(|_| MediaRejected::Invalid)
     }
 
     fn channel_id_of(&self, ch: &ChannelId) -> Option<&Id16> {

@@ -68,6 +68,10 @@ pub struct Summary {
     pub media_decrypt_failures: u64,
     /// Media frames not sent because the room was still being secured (muted).
     pub frames_muted: u64,
+    /// Media packets dropped because no `media_slots` ever named their publisher.
+    pub frames_unattributed: u64,
+    /// Media frames still waiting (under 2 s) for their key when the bot stopped.
+    pub frames_dropped_at_exit: u64,
     /// Median one-way latency of verified frames, in milliseconds.
     pub frame_latency_ms_p50: Option<u64>,
     /// Why the bot stopped.
@@ -171,6 +175,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             }
             _ = tick.tick() => {
                 core.tick(Instant::now().into_std());
+                book.retry(&mut core, crate::media::now_us());
                 continue;
             }
             _ = frames.tick(), if !publish.is_empty() && !winding_down => {
@@ -243,7 +248,9 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                     eprintln!("confer-bot: {e:#}");
                 }
             }
-            ServerMessage::MediaSlots { slots } => book.set_slots(slots),
+            ServerMessage::MediaSlots { slots } => {
+                book.set_slots(&mut core, slots, crate::media::now_us());
+            }
             _ => {}
         }
         if let ServerMessage::Welcome { role: r, .. } = &msg {
@@ -287,6 +294,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             );
         }
         core.handle(msg, Instant::now().into_std());
+        book.retry(&mut core, crate::media::now_us());
     }
     while let Some(ev) = core.poll_event() {
         if let Event::Chat { text, .. } = ev
@@ -298,12 +306,15 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     if let Some(peer) = media.take() {
         peer.close().await;
     }
+    book.finish(&mut core, crate::media::now_us());
     let s = core.stats();
     let m = &book.stats;
     summary.frames_sent = m.frames_sent;
     summary.frames_received = m.frames_received;
     summary.frames_verified = m.frames_verified;
     summary.frames_muted = m.frames_muted;
+    summary.frames_unattributed = m.frames_unattributed;
+    summary.frames_dropped_at_exit = m.frames_dropped_at_exit;
     summary.media_decrypt_failures = s.media_decrypt_failures;
     let mut lat = m.latencies_us.clone();
     lat.sort_unstable();

@@ -7,7 +7,7 @@
 //! video payloads get a one-byte VP8 payload descriptor (RFC 7741 §4.2, start of partition),
 //! which is all the packetizing VP8 needs for a frame in one packet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +29,8 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpTransceiver};
 
-use crate::Core;
 use crate::frames;
+use crate::{Core, MediaRejected};
 
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -372,10 +372,13 @@ pub struct MediaStats {
     pub frames_received: u64,
     /// Frames that opened and verified byte for byte.
     pub frames_verified: u64,
-    /// Packets in a slot the SFU had not (yet) told me the publisher of: dropped.
+    /// Packets held in a slot the SFU had not told me the publisher of, then dropped because
+    /// no announcement named one (more than [`HOLD_PER_SLOT`] waiting, or still held at the end).
     pub frames_unattributed: u64,
     /// Frames that opened but did not verify (never expected: a bug if non-zero).
     pub frames_corrupt: u64,
+    /// Frames still waiting for their key when the client stopped (under [`HOLD_US`]).
+    pub frames_dropped_at_exit: u64,
     /// Per publisher.
     pub from: BTreeMap<ParticipantId, FromPublisher>,
     /// One-way latency of verified frames, in microseconds (send time to opened).
@@ -388,6 +391,11 @@ pub struct MediaStats {
 #[derive(Debug, Default)]
 pub struct MediaBook {
     slots: BTreeMap<String, ParticipantId>,
+    /// Packets that arrived in a slot I believe empty, by mid, until `media_slots` names
+    /// their publisher.
+    held: BTreeMap<String, VecDeque<(u64, Arrival)>>,
+    /// Attributed frames whose key has not arrived yet: (since, publisher, arrival).
+    waiting: VecDeque<(u64, ParticipantId, Arrival)>,
     next: BTreeMap<u8, u64>,
     generation: BTreeMap<u8, u64>,
     since_key: u64,
@@ -397,14 +405,73 @@ pub struct MediaBook {
 
 /// A video key frame at least this often (frames), besides one after every key change.
 const KEYFRAME_EVERY: u64 = 60;
+/// Packets held per slot while its publisher is not known yet.
+pub const HOLD_PER_SLOT: usize = 64;
+/// How long a packet is held for its slot's publisher or its key, in microseconds. Older
+/// ones are not trusted to belong to whoever the slot carries next.
+pub const HOLD_US: u64 = 2_000_000;
+/// Frames waiting for their key, at most.
+const WAITING_MAX: usize = 256;
 
 impl MediaBook {
-    /// The SFU's latest slot map (`media_slots`).
-    pub fn set_slots(&mut self, slots: &[MediaSlot]) {
+    /// The SFU's latest slot map (`media_slots`); packets held for a slot it now names a
+    /// publisher of are opened.
+    pub fn set_slots<R: rand_core::CryptoRng>(
+        &mut self,
+        core: &mut Core<R>,
+        slots: &[MediaSlot],
+        now_us: u64,
+    ) {
         self.slots = slots
             .iter()
             .filter_map(|s| Some((s.mid.clone(), s.participant_id.clone()?)))
             .collect();
+        let ready: Vec<String> = self
+            .held
+            .keys()
+            .filter(|m| self.slots.contains_key(*m))
+            .cloned()
+            .collect();
+        for mid in ready {
+            for (at, a) in self.held.remove(&mid).unwrap_or_default() {
+                if now_us.saturating_sub(at) <= HOLD_US {
+                    self.attributed(core, &a, now_us);
+                } else {
+                    self.stats.frames_unattributed += 1;
+                }
+            }
+        }
+    }
+
+    /// Tries the frames that were waiting for their key again (call after the core handled
+    /// a server message, and now and then); those that waited too long count as failures.
+    pub fn retry<R: rand_core::CryptoRng>(&mut self, core: &mut Core<R>, now_us: u64) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        for (at, publisher, a) in std::mem::take(&mut self.waiting) {
+            if now_us.saturating_sub(at) > HOLD_US {
+                core.media_frame_expired();
+                continue;
+            }
+            self.open(core, at, publisher, &a, now_us);
+        }
+    }
+
+    /// At the end: packets still held for want of a publisher count as unattributed; frames
+    /// still waiting for a key that may have been on its way count as dropped at exit, those
+    /// that waited longer than [`HOLD_US`] as decrypt failures.
+    pub fn finish<R: rand_core::CryptoRng>(&mut self, core: &mut Core<R>, now_us: u64) {
+        let n: usize = self.held.values().map(|q| q.len()).sum();
+        self.stats.frames_unattributed += n as u64;
+        self.held.clear();
+        for (at, _, _) in self.waiting.drain(..) {
+            if now_us.saturating_sub(at) > HOLD_US {
+                core.media_frame_expired();
+            } else {
+                self.stats.frames_dropped_at_exit += 1;
+            }
+        }
     }
 
     /// Who the SFU says is in each of my slots now.
@@ -463,14 +530,51 @@ impl MediaBook {
         now_us: u64,
     ) {
         self.stats.frames_received += 1;
+        if !self.slots.contains_key(&a.mid) {
+            let q = self.held.entry(a.mid.clone()).or_default();
+            if q.len() == HOLD_PER_SLOT {
+                q.pop_front();
+                self.stats.frames_unattributed += 1;
+            }
+            q.push_back((now_us, a.clone()));
+            return;
+        }
+        self.attributed(core, a, now_us);
+    }
+
+    fn attributed<R: rand_core::CryptoRng>(
+        &mut self,
+        core: &mut Core<R>,
+        a: &Arrival,
+        now_us: u64,
+    ) {
         let Some(publisher) = self.slots.get(&a.mid).cloned() else {
-            self.stats.frames_unattributed += 1;
             return;
         };
         let entry = self.stats.from.entry(publisher.clone()).or_default();
         entry.received += 1;
-        let Ok(plain) = core.open_media(&publisher, a.stream, &a.frame) else {
-            return;
+        self.open(core, now_us, publisher, a, now_us);
+    }
+
+    fn open<R: rand_core::CryptoRng>(
+        &mut self,
+        core: &mut Core<R>,
+        since: u64,
+        publisher: ParticipantId,
+        a: &Arrival,
+        now_us: u64,
+    ) {
+        let plain = match core.open_media(&publisher, a.stream, &a.frame) {
+            Ok(p) => p,
+            Err(MediaRejected::NoKey) => {
+                if self.waiting.len() == WAITING_MAX {
+                    self.waiting.pop_front();
+                    core.media_frame_expired();
+                }
+                self.waiting.push_back((since, publisher, a.clone()));
+                return;
+            }
+            Err(MediaRejected::Invalid) => return,
         };
         match frames::verify(&publisher, a.stream, &plain) {
             Some(info) => {

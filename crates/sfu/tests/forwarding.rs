@@ -257,7 +257,10 @@ fn a_slot_emptied_by_a_move_is_refilled_only_when_no_other_slot_is_free() {
     net.route(&[("joint", &["m", "b", "c"]), ("breakout-1", &["a"])]);
     net.run(Duration::from_millis(50));
     let c_video = mid_of(&net, "c", true).unwrap();
-    assert!(empty_before.contains(&c_video), "{c_video} was empty before");
+    assert!(
+        empty_before.contains(&c_video),
+        "{c_video} was empty before"
+    );
     assert_ne!(c_video, a_video);
     assert!(mid_of(&net, "a", true).is_none());
 }
