@@ -33,6 +33,10 @@ pub const STALE_KEY_AFTER: Duration = Duration::from_secs(10);
 pub const KEEP_OLD_KEYS: Duration = Duration::from_secs(10);
 /// Mediators: at most this many announced participants are remembered.
 pub const MAX_PEERS: usize = 512;
+/// How long a chat frame waits for the key it names before it counts as a failure.
+pub const HOLD_FOR_KEY: Duration = Duration::from_secs(2);
+/// Chat frames waiting for their key, at most (more fail at once).
+const MAX_EARLY_CHATS: usize = 256;
 /// Consent attestation bits: "I will not record", "nobody else is present".
 pub const ATTEST_NO_RECORDING: u8 = 1;
 /// See [`ATTEST_NO_RECORDING`].
@@ -303,6 +307,9 @@ pub struct Core<R: CryptoRng> {
     expiries: Vec<(Instant, Id16, Id16, Option<u64>)>,
     pending: VecDeque<(ParticipantId, Envelope)>,
     early_keys: Vec<(Instant, Id16, SenderKeyMsg)>,
+    /// Chat frames that came before the key they name (its sender saw a roster before I did):
+    /// (since, from, cid, frame), opened once the key is installed.
+    early_chats: Vec<(Instant, ParticipantId, Bytes, Bytes)>,
     channel_expiries: Vec<(Instant, Id16, ChannelId)>,
     seqs: Sequences,
     unsigned_since: BTreeMap<ParticipantId, Instant>,
@@ -355,6 +362,7 @@ impl<R: CryptoRng> Core<R> {
             expiries: Vec::new(),
             pending: VecDeque::new(),
             early_keys: Vec::new(),
+            early_chats: Vec::new(),
             channel_expiries: Vec::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
@@ -653,6 +661,21 @@ impl<R: CryptoRng> Core<R> {
 
     /// Feeds one server message.
     pub fn handle(&mut self, msg: ServerMessage, now: Instant) {
+        self.handle_message(msg, now);
+        self.retry_early_chats(now);
+    }
+
+    fn retry_early_chats(&mut self, now: Instant) {
+        if self.stats.keys_deleted {
+            self.early_chats.clear();
+            return;
+        }
+        for (at, from, cid, f) in std::mem::take(&mut self.early_chats) {
+            self.open_chat(at, from, cid, f, now);
+        }
+    }
+
+    fn handle_message(&mut self, msg: ServerMessage, now: Instant) {
         self.now = Some(now);
         // After the end every key is gone; nothing the server says can revive the session.
         if self.stats.keys_deleted {
@@ -918,7 +941,7 @@ impl<R: CryptoRng> Core<R> {
                 hint,
             } => self.on_pairwise(from, t, seq, enc, ct, hint, now),
             Envelope::Roster { ch, enc, sig } => self.on_roster(from, ch, enc, sig, now),
-            Envelope::Chat { cid, f } => self.on_chat(from, cid, f),
+            Envelope::Chat { cid, f } => self.on_chat(from, cid, f, now),
         }
     }
 
@@ -1497,11 +1520,37 @@ impl<R: CryptoRng> Core<R> {
         }
     }
 
-    fn on_chat(&mut self, from: ParticipantId, cid: Bytes, f: Bytes) {
-        let (Some(cid), Some(sender)) = (cid.array::<16>(), id16(&from)) else {
+    fn on_chat(&mut self, from: ParticipantId, cid: Bytes, f: Bytes, now: Instant) {
+        self.open_chat(now, from, cid, f, now);
+    }
+
+    // Opens a chat frame; one whose key has not arrived yet (its sender rekeyed on a roster
+    // I have not seen: rosters and keys come from different senders) waits up to
+    // HOLD_FOR_KEY, and fails only then.
+    fn open_chat(
+        &mut self,
+        since: Instant,
+        from: ParticipantId,
+        cid_b: Bytes,
+        f: Bytes,
+        now: Instant,
+    ) {
+        let (Some(cid), Some(sender)) = (cid_b.array::<16>(), id16(&from)) else {
             self.stats.decrypt_failures += 1;
             return;
         };
+        let key_held = confer_e2ee::frame::frame_generation(&f.0).is_ok_and(|g| {
+            self.openers
+                .get(&(cid, sender, STREAM_DATA))
+                .is_some_and(|o| o.generations().contains(&g))
+        });
+        if !key_held
+            && now.duration_since(since) < HOLD_FOR_KEY
+            && self.early_chats.len() < MAX_EARLY_CHATS
+        {
+            self.early_chats.push((since, from, cid_b, f));
+            return;
+        }
         let channel = self.chains.get(&cid).map(|s| s.server_channel.clone());
         let opened = self
             .openers
@@ -1758,6 +1807,7 @@ impl<R: CryptoRng> Core<R> {
                 self.drop_sealers(cid);
             }
         }
+        self.retry_early_chats(now);
         self.check_unsigned(now);
         self.check_stale(now);
     }
@@ -1870,6 +1920,7 @@ impl<R: CryptoRng> Core<R> {
         self.chains.clear();
         self.pending.clear();
         self.early_keys.clear();
+        self.early_chats.clear();
         self.identity = None;
         self.secured = None;
         self.cfg.issued_psks.clear();

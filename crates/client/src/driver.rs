@@ -179,7 +179,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                 continue;
             }
             _ = frames.tick(), if !publish.is_empty() && !winding_down => {
-                if let Some(peer) = media.as_mut() {
+                if let Some(peer) = media.as_mut().filter(|m| m.is_connected()) {
                     for (stream, frame) in book.next_frames(&mut core, &publish, crate::media::now_us()) {
                         if let Err(e) = peer.send(stream, &frame).await {
                             eprintln!("confer-bot: media send failed: {e:#}");

@@ -117,6 +117,7 @@ pub struct MediaPeer {
     events_tx: mpsc::UnboundedSender<MediaEvent>,
     recv_slots: Vec<(Arc<dyn RtpTransceiver>, u8)>,
     tracks: Option<mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>>,
+    connected: bool,
 }
 
 fn codec(kind: RtpCodecKind) -> RTCRtpCodecParameters {
@@ -256,6 +257,7 @@ impl MediaPeer {
                 events_tx,
                 recv_slots,
                 tracks: Some(tracks),
+                connected: false,
             },
             sdp,
         ))
@@ -329,7 +331,17 @@ impl MediaPeer {
 
     /// The next thing that happened (`None` once the connection is gone).
     pub async fn next(&mut self) -> Option<MediaEvent> {
-        self.events.recv().await
+        let ev = self.events.recv().await;
+        if let Some(MediaEvent::State(s)) = &ev {
+            self.connected = *s == RTCPeerConnectionState::Connected;
+        }
+        ev
+    }
+
+    /// ICE and DTLS are up (as of the last event [`Self::next`] returned): packets written
+    /// before that are lost, so publishers wait for it.
+    pub fn is_connected(&self) -> bool {
+        self.connected
     }
 
     /// Closes the connection.

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `confer-bot` from a shell, as the README describes: a mediator bot mints invite links, two
-//! party bots join through them, and all three hold an encrypted chat through a real server.
+//! party bots join through them, and all three hold an encrypted chat and exchange encrypted
+//! media (webrtc-rs peers through the server's SFU) through a real server.
 
 use std::process::Stdio;
 
@@ -12,7 +13,7 @@ use tokio::process::Command;
 const BOT: &str = env!("CARGO_BIN_EXE_confer-bot");
 
 #[tokio::test]
-async fn a_mediator_bot_and_two_party_bots_chat_end_to_end() {
+async fn a_mediator_bot_and_two_party_bots_chat_and_exchange_media_end_to_end() {
     let dir =
         std::env::temp_dir().join(format!("confer-bot-{}", confer_server::token::random_id()));
     let mut config = Config::dev(dir.clone());
@@ -41,7 +42,7 @@ async fn a_mediator_bot_and_two_party_bots_chat_end_to_end() {
             "--chat-every-ms",
             "200",
         ])
-        .args(["--invite", "party:A", "--invite", "party:B"])
+        .args(["--invite", "party:A", "--invite", "party:B", "--publish"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -75,6 +76,7 @@ async fn a_mediator_bot_and_two_party_bots_chat_end_to_end() {
                     "3",
                     "--chat-every-ms",
                     "200",
+                    "--publish",
                 ])
                 .stdout(Stdio::piped())
                 .kill_on_drop(true)
@@ -98,6 +100,18 @@ async fn a_mediator_bot_and_two_party_bots_chat_end_to_end() {
         assert!(v["messages_verified"].as_u64().unwrap() > 0, "{v}");
         assert_eq!(v["messages_received"], v["messages_verified"], "{v}");
         assert_eq!(v["keys_deleted"], true, "{v}");
+        // Media: each bot sent frames and verified, byte for byte, frames of the other two.
+        assert!(v["frames_sent"].as_u64().unwrap() > 20, "{v}");
+        assert!(v["frames_verified"].as_u64().unwrap() > 20, "{v}");
+        assert_eq!(v["media_decrypt_failures"], 0, "{v}");
+        let received = v["frames_received"].as_u64().unwrap();
+        let accounted = v["frames_verified"].as_u64().unwrap()
+            + v["frames_unattributed"].as_u64().unwrap()
+            + v["frames_dropped_at_exit"].as_u64().unwrap();
+        assert_eq!(
+            received, accounted,
+            "every packet verified or accounted for: {v}"
+        );
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

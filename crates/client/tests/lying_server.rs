@@ -230,3 +230,137 @@ fn a_second_welcome_cannot_change_who_i_am() {
     c.handle(welcome(&pid(3), Role::Party, Some(Side::A), None), now);
     assert_eq!(c.participant_id(), Some(&pid(2)));
 }
+
+/// Everything a core queued, as the server received it.
+fn drain(c: &mut Core<OsRng>) -> Vec<ClientMessage> {
+    std::iter::from_fn(|| c.poll_send()).collect()
+}
+
+/// Delivers to `to` the relays among `out` that the server would route to it.
+fn deliver(out: &[ClientMessage], from: &ParticipantId, to: &mut Core<OsRng>, now: Instant) {
+    let to_pid = to.participant_id().cloned().unwrap();
+    for m in out {
+        if let ClientMessage::Relay { to: target, data } = m {
+            let (mine, channel) = match target {
+                RelayTarget::Participant(p) => (*p == to_pid, None),
+                RelayTarget::Channel(c) => (true, Some(c.clone())),
+            };
+            if mine {
+                let msg = ServerMessage::Relayed {
+                    from: from.clone(),
+                    channel,
+                    data: data.clone(),
+                };
+                to.handle(msg, now);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_chat_that_overtakes_the_roster_its_key_needs_is_held_until_the_key_installs() {
+    let (mp, ap, bp) = (pid(1), pid(2), pid(3));
+    let (mut m, mut a, mut b) = (core(true), core(false), core(false));
+    let now = Instant::now();
+    let joint = |members: Vec<ChannelMember>| ChannelView {
+        id: ChannelId::joint(),
+        kind: ChannelKind::Joint,
+        members,
+    };
+    m.handle(
+        welcome(
+            &mp,
+            Role::Mediator,
+            None,
+            Some(joint(vec![member(&mp, Role::Mediator, None)])),
+        ),
+        now,
+    );
+    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
+    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
+    let waiting = |p: &ParticipantId, s| WaitingView {
+        participant_id: p.clone(),
+        role: Role::Party,
+        side: Some(s),
+        consented: true,
+        connected: true,
+    };
+    let session = |waiting: Vec<WaitingView>, members: Vec<ChannelMember>| ServerMessage::Session {
+        session: SessionView {
+            locked: false,
+            waiting,
+            channels: vec![joint(members)],
+        },
+    };
+    let w = vec![waiting(&ap, Side::A), waiting(&bp, Side::B)];
+    m.handle(
+        session(w.clone(), vec![member(&mp, Role::Mediator, None)]),
+        now,
+    );
+    relay(&mut m, &mp, &mut a, &ap);
+    relay(&mut m, &mp, &mut b, &bp);
+    relay(&mut a, &ap, &mut m, &mp);
+    relay(&mut b, &bp, &mut m, &mp);
+    m.handle(session(w, vec![member(&mp, Role::Mediator, None)]), now);
+    drain(&mut m);
+    // The server admits both into joint; the mediator signs the roster.
+    let all = vec![
+        member(&mp, Role::Mediator, None),
+        member(&ap, Role::Party, Some(Side::A)),
+        member(&bp, Role::Party, Some(Side::B)),
+    ];
+    m.handle(session(vec![], all.clone()), now);
+    a.handle(
+        ServerMessage::Channel {
+            channel: joint(all.clone()),
+        },
+        now,
+    );
+    b.handle(
+        ServerMessage::Channel {
+            channel: joint(all),
+        },
+        now,
+    );
+    let from_m = drain(&mut m);
+    // A sees the roster first, sends B its new key and then a chat under it; both reach B
+    // before the mediator's roster does (they come from different senders).
+    deliver(&from_m, &mp, &mut a, now);
+    assert!(a.send_chat("said before B saw the roster").is_ok());
+    let from_a = drain(&mut a);
+    deliver(&from_a, &ap, &mut b, now);
+    let chats = |c: &mut Core<OsRng>| {
+        std::iter::from_fn(|| c.poll_event())
+            .filter(|e| matches!(e, confer_client::Event::Chat { .. }))
+            .count()
+    };
+    assert_eq!(chats(&mut b), 0, "B cannot open it yet");
+    assert_eq!(
+        b.stats().decrypt_failures,
+        0,
+        "and does not call it a failure"
+    );
+    // The roster arrives: the held key installs and the held chat opens.
+    deliver(&from_m, &mp, &mut b, now);
+    assert_eq!(chats(&mut b), 1);
+    assert_eq!(b.stats().messages_received, 1);
+    assert_eq!(b.stats().decrypt_failures, 0);
+
+    // A chat whose key never comes fails once it has waited its time.
+    let chat = from_a
+        .iter()
+        .find(|m| {
+            matches!(m, ClientMessage::Relay { data, .. }
+                if matches!(Envelope::from_data(data), Some(Envelope::Chat { .. })))
+        })
+        .unwrap();
+    deliver(std::slice::from_ref(chat), &mp, &mut b, now);
+    assert_eq!(
+        b.stats().decrypt_failures,
+        0,
+        "held: M's key for it may be on its way"
+    );
+    b.tick(now + confer_client::core::HOLD_FOR_KEY + std::time::Duration::from_millis(1));
+    assert_eq!(b.stats().decrypt_failures, 1);
+    assert_eq!(b.stats().messages_received, 1);
+}

@@ -303,15 +303,15 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         writeln!(
             out,
-            "Or let bots hold an end-to-end encrypted session (each in its own terminal):"
+            "Or let bots hold an end-to-end encrypted session, chat and media (each in its own terminal):"
         )?;
         writeln!(
             out,
-            "  target/debug/confer-bot --url ws://{addr}/ws --role mediator --seconds 120 --invite party:A --invite party:B --token {token}"
+            "  target/debug/confer-bot --url ws://{addr}/ws --role mediator --seconds 120 --invite party:A --invite party:B --publish --token {token}"
         )?;
         writeln!(
             out,
-            "  target/debug/confer-bot --url ws://{addr}/ws --role party --seconds 30 --token '<an invite link the mediator bot printed>'"
+            "  target/debug/confer-bot --url ws://{addr}/ws --role party --seconds 30 --publish --token '<an invite link the mediator bot printed>'"
         )?;
         writeln!(out)?;
         writeln!(

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confer_client::envelope::Envelope;
+use confer_client::media::{MediaBook, MediaEvent, MediaOptions, MediaPeer, now_us};
 use confer_client::{Core, CoreConfig, Event, NotSecured};
+use confer_e2ee::frame::{STREAM_AUDIO, STREAM_CAMERA};
 use confer_proto::{ChannelId, ClientMessage, ParticipantId, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -63,6 +65,14 @@ pub struct PeerState {
     pub keep_keys: bool,
     /// A broken client: never sends the sender keys its core makes.
     pub withhold_keys: bool,
+    /// Media (webrtc-rs peer to the SFU): what was sent, received, opened and verified.
+    pub media: MediaBook,
+    /// Whether the peer publishes frames now.
+    pub publishing: bool,
+    /// The SFU answered this peer's offer.
+    pub media_answered: bool,
+    /// The media peer connection is up.
+    pub media_connected: bool,
 }
 
 impl PeerState {
@@ -115,9 +125,18 @@ impl PeerState {
 pub struct Behaviour {
     pub keep_keys: bool,
     pub withhold_keys: bool,
+    /// Connect a webrtc-rs peer to the SFU once welcomed, publishing a microphone and a
+    /// camera (stream 0 and 1) while `publishing` is set, with this many slots of each kind.
+    pub media_slots: Option<usize>,
 }
 
+/// The streams media peers publish.
+pub const MEDIA_STREAMS: [u8; 2] = [STREAM_AUDIO, STREAM_CAMERA];
+/// Frame interval per stream while publishing.
+const FRAME_EVERY: Duration = Duration::from_millis(20);
+
 enum Cmd {
+    Publish(bool),
     AdmitHeld(ParticipantId),
     Send(ClientMessage),
     Chat(String, oneshot::Sender<Result<(), NotSecured>>),
@@ -178,12 +197,18 @@ impl Peer {
             closed: None,
             keep_keys: behaviour.keep_keys,
             withhold_keys: behaviour.withhold_keys,
+            media: MediaBook::default(),
+            publishing: false,
+            media_answered: false,
+            media_connected: false,
         }));
         let (bump, changed) = watch::channel(0u64);
         let (cmd, mut rx) = mpsc::unbounded_channel::<Cmd>();
         let st = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(50));
+            let mut frames = tokio::time::interval(FRAME_EVERY);
+            let mut media: Option<MediaPeer> = None;
             let mut n = 0u64;
             loop {
                 // Send what the core queued, record its events, tell the waiters.
@@ -215,12 +240,39 @@ impl Peer {
                     m = ws.next() => match m {
                         Some(Ok(Message::Text(t))) => {
                             let Ok(msg) = serde_json::from_str::<ServerMessage>(t.as_str()) else { continue };
+                            match (&msg, behaviour.media_slots, media.as_mut()) {
+                                (ServerMessage::Welcome { .. }, Some(slots), None) => {
+                                    let opts = MediaOptions {
+                                        publish: true,
+                                        audio_slots: slots,
+                                        video_slots: slots,
+                                        bind: [127, 0, 0, 1].into(),
+                                    };
+                                    let (peer, sdp) = MediaPeer::offer(&opts).await.expect("media offer");
+                                    media = Some(peer);
+                                    let offer = serde_json::to_string(&ClientMessage::MediaOffer { sdp }).expect("json");
+                                    st.lock().expect("lock").outbound.push(offer.clone());
+                                    if ws.send(Message::text(offer)).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                (ServerMessage::MediaAnswer { sdp }, _, Some(peer)) => {
+                                    peer.accept_answer(sdp.clone()).await.expect("the SFU's answer applies");
+                                    st.lock().expect("lock").media_answered = true;
+                                }
+                                _ => {}
+                            }
                             let mut s = st.lock().expect("lock");
+                            let s = &mut *s;
                             s.inbound.push(msg.clone());
+                            if let ServerMessage::MediaSlots { slots } = &msg {
+                                s.media.set_slots(&mut s.core, slots, now_us());
+                            }
                             let ignore = s.keep_keys && matches!(msg, ServerMessage::SessionEnded | ServerMessage::Kicked);
                             if !ignore {
                                 s.core.handle(msg, tokio::time::Instant::now().into_std());
                             }
+                            s.media.retry(&mut s.core, now_us());
                         }
                         Some(Ok(Message::Close(f))) => {
                             st.lock().expect("lock").closed = Some(f.map(|f| u16::from(f.code)).unwrap_or(1005));
@@ -241,6 +293,7 @@ impl Peer {
                         match c {
                             // Through the core: a mediator signs only placements it asked for.
                             Some(Cmd::Send(m)) => s.core.command(m),
+                            Some(Cmd::Publish(on)) => s.publishing = on,
                             Some(Cmd::AdmitHeld(p)) => {
                                 s.core.admit_held(&p);
                             }
@@ -251,7 +304,46 @@ impl Peer {
                         }
                     }
                     _ = tick.tick() => {
-                        st.lock().expect("lock").core.tick(tokio::time::Instant::now().into_std());
+                        let mut s = st.lock().expect("lock");
+                        let s = &mut *s;
+                        s.core.tick(tokio::time::Instant::now().into_std());
+                        s.media.retry(&mut s.core, now_us());
+                    }
+                    _ = frames.tick(), if media.is_some() => {
+                        let out = {
+                            let mut s = st.lock().expect("lock");
+                            let s = &mut *s;
+                            if s.publishing && s.media_connected {
+                                s.media.next_frames(&mut s.core, &MEDIA_STREAMS, now_us())
+                            } else {
+                                Vec::new()
+                            }
+                        };
+                        if let Some(peer) = media.as_mut() {
+                            for (stream, f) in out {
+                                peer.send(stream, &f).await.expect("media send");
+                            }
+                        }
+                    }
+                    ev = async {
+                        match media.as_mut() {
+                            Some(m) => m.next().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        {
+                        let mut s = st.lock().expect("lock");
+                        let s = &mut *s;
+                        match ev {
+                            Some(MediaEvent::Arrival(a)) => s.media.on_arrival(&mut s.core, &a, now_us()),
+                            Some(MediaEvent::State(_)) => {
+                                s.media_connected = media.as_ref().is_some_and(|m| m.is_connected());
+                            }
+                            _ => {}
+                        }
+                        }
+                        n += 1;
+                        let _ = bump.send(n);
                     }
                 }
             }
@@ -313,6 +405,11 @@ impl Peer {
     /// Mediators: a person admits a held arrival.
     pub fn admit_held(&self, p: &ParticipantId) {
         let _ = self.cmd.send(Cmd::AdmitHeld(p.clone()));
+    }
+
+    /// Media peers: start or stop publishing frames.
+    pub fn publish(&self, on: bool) {
+        let _ = self.cmd.send(Cmd::Publish(on));
     }
 
     pub fn send(&self, m: ClientMessage) {

@@ -4,6 +4,7 @@ mod canaries;
 mod channels;
 mod consent;
 mod harness;
+mod media;
 mod membership;
 mod rosters;
 
