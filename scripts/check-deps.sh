@@ -5,7 +5,9 @@
 # - proto, room and e2ee never depend on a randomness crate (rand, getrandom): randomness is
 #   their input. The SFU's str0m draws its own ICE credentials and DTLS keys (a dependency's
 #   randomness, not ours: confer-sfu's own code draws none, which clippy.toml cannot see but
-#   review can), so sfu is exempt from the randomness rule only.
+#   review can), so sfu is exempt from the randomness rule only;
+# - one crypto backend: no workspace crate pulls in ring or openssl (aws-lc-rs is the one;
+#   webrtc-rs in confer-client uses it through its crypto-aws-lc-rs provider).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,16 @@ for crate in proto room sfu e2ee; do
   for banned in $banned_list; do
     if deps "confer-$crate" | grep -qx "$banned"; then
       echo "check-deps: confer-$crate (a sans-IO core) depends on $banned" >&2
+      status=1
+    fi
+  done
+done
+
+for crate in server sfu client e2ee; do
+  have "$crate" || continue
+  for banned in ring openssl openssl-sys; do
+    if deps "confer-$crate" | grep -qx "$banned"; then
+      echo "check-deps: confer-$crate depends on $banned; the workspace uses one crypto backend (aws-lc-rs)" >&2
       status=1
     fi
   done

@@ -253,10 +253,17 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             }
             _ => {}
         }
-        if let ServerMessage::Welcome { role: r, .. } = &msg {
+        if let ServerMessage::Welcome {
+            role: r,
+            ice_servers,
+            ..
+        } = &msg
+        {
             role = Some(*r);
             if let (Some(mo), None) = (&opts.media, &media) {
-                let (peer, sdp) = crate::media::MediaPeer::offer(mo).await?;
+                let mut mo = mo.clone();
+                mo.ice_servers = ice_servers.clone();
+                let (peer, sdp) = crate::media::MediaPeer::offer(&mo).await?;
                 media = Some(peer);
                 let m = ClientMessage::MediaOffer { sdp };
                 ws.send(Message::text(serde_json::to_string(&m)?)).await?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use confer_e2ee::frame::{STREAM_AUDIO, STREAM_CAMERA};
-use confer_proto::{MediaSlot, ParticipantId};
+use confer_proto::{IceServer, MediaSlot, ParticipantId};
 use rtc::rtp;
 use tokio::sync::mpsc;
 use webrtc::media_stream::MediaStreamTrack;
@@ -24,8 +24,9 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSdpType,
-    RTCSessionDescription, Registry, SettingEngineBuilder, crypto, register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy,
+    RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry, SettingEngineBuilder,
+    crypto, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpTransceiver};
 
@@ -53,6 +54,11 @@ pub struct MediaOptions {
     pub video_slots: usize,
     /// The local address to bind the UDP socket to.
     pub bind: IpAddr,
+    /// TURN servers (from `welcome`).
+    pub ice_servers: Vec<IceServer>,
+    /// Use only TURN relay candidates: what a participant behind a network that blocks direct
+    /// UDP to the SFU ends up with (and how the tests prove TURN works).
+    pub relay_only: bool,
 }
 
 /// One RTP packet that arrived in a receive slot.
@@ -137,6 +143,27 @@ fn codec(kind: RtpCodecKind) -> RTCRtpCodecParameters {
     }
 }
 
+fn configuration(opts: &MediaOptions) -> webrtc::peer_connection::RTCConfiguration {
+    let servers = opts
+        .ice_servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone(),
+            credential: s.credential.clone(),
+        })
+        .collect();
+    let policy = if opts.relay_only {
+        RTCIceTransportPolicy::Relay
+    } else {
+        RTCIceTransportPolicy::All
+    };
+    RTCConfigurationBuilder::new()
+        .with_ice_servers(servers)
+        .with_ice_transport_policy(policy)
+        .build()
+}
+
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     // The OS RNG; an SSRC only needs to be unlikely to collide.
@@ -163,7 +190,7 @@ impl MediaPeer {
             tracks: tracks_tx,
         });
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(configuration(opts))
             .with_media_engine(engine)
             .with_interceptor_registry(registry)
             .with_setting_engine(settings)

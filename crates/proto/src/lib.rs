@@ -16,7 +16,7 @@ mod message;
 pub use error::{CloseCode, DecodeError, ErrorCode};
 pub use ids::{ChannelId, ChannelKind, IdError, ParticipantId, Role, SessionId, Side};
 pub use message::{
-    AgreementHash, CLIENT_TYPES, ChannelMember, ChannelView, ClientMessage, LeaveReason, MediaSlot,
-    PROTOCOL_VERSION, RelayTarget, ServerMessage, SessionView, WaitingView, decode_client,
-    encode_server,
+    AgreementHash, CLIENT_TYPES, ChannelMember, ChannelView, ClientMessage, IceServer, LeaveReason,
+    MediaSlot, PROTOCOL_VERSION, RelayTarget, ServerMessage, SessionView, WaitingView,
+    decode_client, encode_server,
 };

@@ -299,6 +299,17 @@ pub struct MediaSlot {
     pub participant_id: Option<ParticipantId>,
 }
 
+/// A TURN server and the credentials to use it (the `RTCIceServer` of WebRTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// Time-limited user name (`EXPIRY:RANDOM`, the TURN REST convention).
+    pub username: String,
+    /// Its password.
+    pub credential: String,
+}
+
 /// Why a participant is no longer in the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -338,6 +349,11 @@ pub enum ServerMessage {
         resumed: bool,
         /// True when the session is locked.
         locked: bool,
+        /// TURN servers for the media peer connection, with short-lived credentials (empty
+        /// when the server has none configured). Pass them as the peer connection's
+        /// `iceServers`.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        ice_servers: Vec<IceServer>,
     },
     /// The agreement hash was recorded.
     ConsentRecorded,

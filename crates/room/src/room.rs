@@ -506,6 +506,8 @@ impl Room {
             channel: channel.clone(),
             resumed,
             locked: self.locked,
+            // The shell adds TURN credentials (they depend on time and a secret).
+            ice_servers: Vec::new(),
         };
         if let Some(p) = self.participants.get_mut(id) {
             p.seen_channel = channel;

@@ -56,6 +56,13 @@ pub struct Config {
     /// The address clients send media to, announced as the ICE candidate. Empty: the bound
     /// address (right for `--dev` and for hosts with a public IP; set it behind NAT).
     pub media_public_addr: String,
+    /// TURN servers handed to clients in `welcome` (`turn:host:port`, `turns:host:443?transport=tcp`),
+    /// for participants whose networks block UDP to the SFU. Empty: none.
+    pub turn_urls: Vec<String>,
+    /// File holding the secret shared with the TURN server (coturn's `static-auth-secret`).
+    pub turn_secret_file: PathBuf,
+    /// Lifetime of the TURN credentials given to a participant, in seconds.
+    pub turn_credential_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -82,6 +89,9 @@ impl Default for Config {
             media_enabled: true,
             media_listen: SocketAddr::from(([127, 0, 0, 1], 7882)),
             media_public_addr: String::new(),
+            turn_urls: Vec::new(),
+            turn_secret_file: PathBuf::new(),
+            turn_credential_ttl_secs: 12 * 3600,
         }
     }
 }
@@ -179,6 +189,15 @@ impl Config {
                             origin: name.clone(),
                             message: "expected a whole number".into(),
                         })?,
+                    // Lists: comma-separated.
+                    toml::Value::Array(_) => toml::Value::Array(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                            .map(|v| toml::Value::String(v.to_owned()))
+                            .collect(),
+                    ),
                     _ => toml::Value::String(value),
                 };
             table.insert(key, parsed);
@@ -235,6 +254,13 @@ mod tests {
             .with_env([("CONFER_MEDIA_ENABLED".to_string(), "false".to_string())])
             .unwrap();
         assert!(!off.media_enabled);
+        let turn = Config::default()
+            .with_env([(
+                "CONFER_TURN_URLS".to_string(),
+                "turn:a:3478, turns:a:443?transport=tcp".to_string(),
+            )])
+            .unwrap();
+        assert_eq!(turn.turn_urls, ["turn:a:3478", "turns:a:443?transport=tcp"]);
         assert!(
             Config::default()
                 .with_env([("CONFER_NOPE".into(), "1".into())])

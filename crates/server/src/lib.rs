@@ -20,6 +20,7 @@ pub mod metrics;
 mod session;
 mod state;
 pub mod token;
+pub mod turn;
 mod ws;
 
 use std::net::SocketAddr;
@@ -60,6 +61,9 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// The TURN settings are incomplete or unreadable.
+    #[error(transparent)]
+    Turn(#[from] turn::TurnError),
     /// `media_public_addr` is not an IP:port.
     #[error("media_public_addr {0:?} is not an address like 203.0.113.7:7882")]
     MediaAddr(String),
@@ -148,7 +152,12 @@ impl Server {
         } else {
             (None, None)
         };
-        let state = Arc::new(AppState::new(config, tokens, audit, media));
+        let turn = turn::Turn::from_config(
+            &config.turn_urls,
+            &config.turn_secret_file,
+            config.turn_credential_ttl_secs,
+        )?;
+        let state = Arc::new(AppState::new(config, tokens, audit, media, turn));
         let app = http::router(state.clone());
         // Signalling is many small messages: send each at once (no Nagle, no delayed-ACK stall).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -287,7 +287,16 @@ impl RoomTask {
                     self.forget_departed();
                     return at;
                 }
-                Output::Deliver { to, message } => {
+                Output::Deliver { to, mut message } => {
+                    // A welcome carries TURN credentials, made here (they need the time and
+                    // the secret the room does not have).
+                    if let (ServerMessage::Welcome { ice_servers, .. }, Some(turn)) =
+                        (&mut message, &self.state.turn)
+                    {
+                        let mut nonce = [0u8; 4];
+                        let _ = getrandom::fill(&mut nonce);
+                        *ice_servers = vec![turn.credentials(std::time::SystemTime::now(), nonce)];
+                    }
                     // Serialize once, share the bytes with every recipient.
                     let text: Utf8Bytes = encode_server(&message).into();
                     for pid in to {

@@ -20,6 +20,8 @@ pub struct AppState {
     pub(crate) audit: AuditLog,
     /// The SFU, when media is enabled.
     pub(crate) media: Option<crate::media::MediaHandle>,
+    /// TURN credentials for clients, when configured.
+    pub(crate) turn: Option<crate::turn::Turn>,
     pub(crate) sessions: DashMap<SessionId, SessionHandle>,
     pub(crate) next_generation: AtomicU64,
     pub(crate) next_conn: AtomicU64,
@@ -36,6 +38,7 @@ impl AppState {
         tokens: Tokens,
         audit: AuditLog,
         media: Option<crate::media::MediaHandle>,
+        turn: Option<crate::turn::Turn>,
     ) -> Self {
         let mut log_salt = [0u8; 16];
         getrandom::fill(&mut log_salt)
@@ -45,6 +48,7 @@ impl AppState {
             tokens,
             audit,
             media,
+            turn,
             sessions: DashMap::new(),
             next_generation: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),

@@ -128,6 +128,8 @@ pub struct Behaviour {
     /// Connect a webrtc-rs peer to the SFU once welcomed, publishing a microphone and a
     /// camera (stream 0 and 1) while `publishing` is set, with this many slots of each kind.
     pub media_slots: Option<usize>,
+    /// Media through the TURN server from `welcome` only (relay candidates).
+    pub relay_only: bool,
 }
 
 /// The streams media peers publish.
@@ -241,12 +243,14 @@ impl Peer {
                         Some(Ok(Message::Text(t))) => {
                             let Ok(msg) = serde_json::from_str::<ServerMessage>(t.as_str()) else { continue };
                             match (&msg, behaviour.media_slots, media.as_mut()) {
-                                (ServerMessage::Welcome { .. }, Some(slots), None) => {
+                                (ServerMessage::Welcome { ice_servers, .. }, Some(slots), None) => {
                                     let opts = MediaOptions {
                                         publish: true,
                                         audio_slots: slots,
                                         video_slots: slots,
                                         bind: [127, 0, 0, 1].into(),
+                                        ice_servers: ice_servers.clone(),
+                                        relay_only: behaviour.relay_only,
                                     };
                                     let (peer, sdp) = MediaPeer::offer(&opts).await.expect("media offer");
                                     media = Some(peer);

@@ -7,6 +7,7 @@ mod harness;
 mod media;
 mod membership;
 mod rosters;
+mod turn;
 
 use confer_e2e::TestServer;
 use confer_proto::{Role, Side};

@@ -62,6 +62,10 @@ struct Args {
     /// Media: receive slots per kind (audio and video); the most publishers heard at once.
     #[arg(long, default_value_t = 4)]
     slots: usize,
+    /// Media: use only the TURN relay the server hands out (as a participant whose network
+    /// blocks direct UDP to the SFU would); fails to connect if the server offers none.
+    #[arg(long)]
+    relay_only: bool,
 }
 
 fn parse_invite(s: &str) -> Result<(Role, Option<Side>), String> {
@@ -120,6 +124,8 @@ fn main() -> ExitCode {
             audio_slots: args.slots,
             video_slots: args.slots,
             bind,
+            ice_servers: Vec::new(),
+            relay_only: args.relay_only,
         }),
         frame_every: Duration::from_millis(args.frame_every_ms.max(5)),
     };
