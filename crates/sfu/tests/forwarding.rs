@@ -264,3 +264,38 @@ fn a_slot_emptied_by_a_move_is_refilled_only_when_no_other_slot_is_free() {
     assert_ne!(c_video, a_video);
     assert!(mid_of(&net, "a", true).is_none());
 }
+
+#[test]
+fn a_peer_that_vanishes_mid_stream_is_dropped_and_the_others_carry_on() {
+    let mut net = three();
+    publish_round(&mut net, &[0, 1, 2], 5);
+    // a goes silent: no more media, no ICE consent checks, no goodbye.
+    net.vanish(1);
+    let mut waited = Duration::ZERO;
+    while !net.gone.contains(&pid("a")) {
+        assert!(
+            waited < Duration::from_secs(60),
+            "the SFU noticed within 60 s"
+        );
+        publish_round(&mut net, &[0, 2], 1);
+        waited += Duration::from_millis(533);
+    }
+    assert_eq!(net.sfu.peer_count(), 2);
+    for i in [0, 2] {
+        assert!(
+            net.clients[i]
+                .slots
+                .iter()
+                .all(|s| s.publisher != Some(pid("a"))),
+            "a's slots freed"
+        );
+    }
+    // m and b never noticed anything but a's absence.
+    let (m_before, b_before) = (
+        net.clients[0].frames_from(&pid("b")).len(),
+        net.clients[2].frames_from(&pid("m")).len(),
+    );
+    publish_round(&mut net, &[0, 2], 10);
+    assert_eq!(net.clients[0].frames_from(&pid("b")).len(), m_before + 20);
+    assert_eq!(net.clients[2].frames_from(&pid("m")).len(), b_before + 20);
+}

@@ -52,6 +52,8 @@ pub struct MediaClient {
     /// The SFU's latest slot announcement for it.
     pub slots: Vec<SlotView>,
     timeout: Instant,
+    /// Gone without a word (a laptop lid closed, a network lost): sends and receives nothing.
+    vanished: bool,
 }
 
 impl std::fmt::Debug for MediaClient {
@@ -177,6 +179,7 @@ impl MediaNet {
             keyframe_requests: 0,
             slots: Vec::new(),
             timeout: now,
+            vanished: false,
         });
         self.drain();
         i
@@ -229,6 +232,12 @@ impl MediaNet {
         self.drain();
     }
 
+    /// Client `i` disappears mid-stream: from now on nothing reaches it and it sends nothing,
+    /// not even a goodbye.
+    pub fn vanish(&mut self, i: usize) {
+        self.clients[i].vanished = true;
+    }
+
     /// Whether every client's ICE and DTLS are up.
     pub fn all_connected(&self) -> bool {
         self.clients.iter().all(|c| c.rtc.is_connected())
@@ -246,7 +255,7 @@ impl MediaNet {
                 }
             };
             let mut next = sfu_timeout.min(end);
-            for c in &self.clients {
+            for c in self.clients.iter().filter(|c| !c.vanished) {
                 next = next.min(c.timeout);
             }
             if let Some((Reverse(t), _, _)) = self.in_flight.peek() {
@@ -270,7 +279,7 @@ impl MediaNet {
             if sfu_timeout <= now {
                 self.sfu.handle_timeout(now);
             }
-            for c in self.clients.iter_mut() {
+            for c in self.clients.iter_mut().filter(|c| !c.vanished) {
                 if c.timeout <= now {
                     let _ = c.rtc.handle_input(Input::Timeout(now));
                 }
@@ -298,7 +307,11 @@ impl MediaNet {
             self.sfu.handle_datagram(now, p.from, p.to, &p.contents);
             return;
         }
-        let Some(c) = self.clients.iter_mut().find(|c| c.addr == p.to) else {
+        let Some(c) = self
+            .clients
+            .iter_mut()
+            .find(|c| c.addr == p.to && !c.vanished)
+        else {
             return;
         };
         let Ok(contents) = p.contents.as_slice().try_into() else {
@@ -356,7 +369,7 @@ impl MediaNet {
     // Drains every client's outputs (the SFU's are drained by `run`).
     fn drain(&mut self) {
         let mut sends = Vec::new();
-        for c in self.clients.iter_mut() {
+        for c in self.clients.iter_mut().filter(|c| !c.vanished) {
             loop {
                 match c.rtc.poll_output() {
                     Ok(RtcOutput::Timeout(t)) => {
