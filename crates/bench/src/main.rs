@@ -2,11 +2,12 @@
 //! measures Confer and a baseline side by side in the same run and prints the ratio; every
 //! figure is the median of several runs. Results are recorded in docs/benchmarks.md.
 //!
-//! `cargo run --release -p confer-bench [-- e2ee|signalling]`
+//! `cargo run --release -p confer-bench [-- e2ee|signalling|sfu]`
 
 use std::time::{Duration, Instant};
 
 mod e2ee;
+mod sfu;
 mod signalling;
 
 /// Median of `runs` measurements of `f` (each returns a rate or a duration in some unit).
@@ -40,6 +41,9 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?;
         rt.block_on(signalling::run())?;
+    }
+    if which.is_empty() || which == "sfu" {
+        sfu::run();
     }
     Ok(())
 }

@@ -37,6 +37,10 @@ pub const MAX_PEERS: usize = 512;
 pub const HOLD_FOR_KEY: Duration = Duration::from_secs(2);
 /// Chat frames waiting for their key, at most (more fail at once).
 const MAX_EARLY_CHATS: usize = 256;
+/// The largest chat frame held for its key: a padded 64 KiB message plus header and tag.
+const MAX_HELD_CHAT_BYTES: usize = 66 * 1024;
+/// At most one keyframe request per publisher this often.
+const KEYFRAME_REQUEST_EVERY: Duration = Duration::from_secs(1);
 /// Consent attestation bits: "I will not record", "nobody else is present".
 pub const ATTEST_NO_RECORDING: u8 = 1;
 /// See [`ATTEST_NO_RECORDING`].
@@ -157,6 +161,8 @@ pub enum MediaRejected {
     NoKey,
     /// It does not open (malformed, a replay, a forgery): dropped and counted.
     Invalid,
+    /// The session is over for me and every key is deleted: dropped, not counted.
+    Ended,
 }
 
 /// The codec of a media stream (confer/1 §8.2); `None` for stream 3 and above.
@@ -310,6 +316,8 @@ pub struct Core<R: CryptoRng> {
     /// Chat frames that came before the key they name (its sender saw a roster before I did):
     /// (since, from, cid, frame), opened once the key is installed.
     early_chats: Vec<(Instant, ParticipantId, Bytes, Bytes)>,
+    /// When I last asked each publisher for a keyframe.
+    keyframe_asked: BTreeMap<Id16, Instant>,
     channel_expiries: Vec<(Instant, Id16, ChannelId)>,
     seqs: Sequences,
     unsigned_since: BTreeMap<ParticipantId, Instant>,
@@ -363,6 +371,7 @@ impl<R: CryptoRng> Core<R> {
             pending: VecDeque::new(),
             early_keys: Vec::new(),
             early_chats: Vec::new(),
+            keyframe_asked: BTreeMap::new(),
             channel_expiries: Vec::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
@@ -483,6 +492,11 @@ impl<R: CryptoRng> Core<R> {
             .count()
     }
 
+    /// My role, once a welcome was accepted.
+    pub fn role(&self) -> Option<Role> {
+        self.me.as_ref().map(|m| m.role)
+    }
+
     /// My participant id.
     pub fn participant_id(&self) -> Option<&ParticipantId> {
         self.me.as_ref().map(|m| &m.pid)
@@ -587,10 +601,13 @@ impl<R: CryptoRng> Core<R> {
         stream: u8,
         frame: &[u8],
     ) -> Result<Vec<u8>, MediaRejected> {
+        if self.stats.keys_deleted {
+            return Err(MediaRejected::Ended);
+        }
         let r = self.try_open_media(publisher, stream, frame);
         match r {
             Ok(_) => self.stats.frames_opened += 1,
-            Err(MediaRejected::NoKey) => {}
+            Err(MediaRejected::NoKey | MediaRejected::Ended) => {}
             Err(MediaRejected::Invalid) => self.media_failed(),
         }
         r
@@ -602,6 +619,10 @@ impl<R: CryptoRng> Core<R> {
     }
 
     fn media_failed(&mut self) {
+        // After the end every key is gone on purpose: what still arrives is not a failure.
+        if self.stats.keys_deleted {
+            return;
+        }
         self.stats.media_decrypt_failures += 1;
         self.stats.decrypt_failures += 1;
     }
@@ -614,8 +635,8 @@ impl<R: CryptoRng> Core<R> {
     ) -> Result<Vec<u8>, MediaRejected> {
         let codec = media_codec(stream).ok_or(MediaRejected::Invalid)?;
         let sender = id16(publisher).ok_or(MediaRejected::Invalid)?;
-        let generation =
-            confer_e2ee::frame::frame_generation(frame).map_err(|_| MediaRejected::Invalid)?;
+        let generation = confer_e2ee::frame::frame_generation(codec, frame)
+            .map_err(|_| MediaRejected::Invalid)?;
         let here = self
             .my_channel
             .as_ref()
@@ -1243,12 +1264,25 @@ impl<R: CryptoRng> Core<R> {
         self.key_epochs.insert((msg.channel_id, from_id), msg.epoch);
         self.stats.keys_received += 1;
         self.send_ack(from_id, msg);
-        // A receiver that switched to a publisher's new video key asks for a keyframe, so
-        // its picture restarts under the new key without waiting for the next periodic one.
+        // A receiver that switched to a publisher's new video key for the room it is in asks
+        // for a keyframe, so its picture restarts under the new key without waiting for the
+        // next periodic one; at most once a second per publisher, however many keys arrive.
+        let here = self
+            .my_channel
+            .as_ref()
+            .and_then(|c| self.channel_id_of(&c.id))
+            .is_some_and(|c| *c == msg.channel_id);
+        let due = self
+            .keyframe_asked
+            .get(&from_id)
+            .is_none_or(|t| now.saturating_duration_since(*t) >= KEYFRAME_REQUEST_EVERY);
         if self.cfg.media_receive
+            && here
+            && due
             && (msg.stream == STREAM_CAMERA || msg.stream == STREAM_SCREEN)
             && let Some(publisher) = pid_of(&from_id)
         {
+            self.keyframe_asked.insert(from_id, now);
             self.out
                 .push_back(ClientMessage::KeyframeRequest { publisher });
         }
@@ -1431,6 +1465,7 @@ impl<R: CryptoRng> Core<R> {
                 .copied()
                 .filter(|s| *s < STREAM_DATA),
         );
+        streams.sort_unstable();
         streams.dedup();
         for stream in streams {
             self.rekey_stream(cid, roster, stream);
@@ -1539,12 +1574,17 @@ impl<R: CryptoRng> Core<R> {
             self.stats.decrypt_failures += 1;
             return;
         };
-        let key_held = confer_e2ee::frame::frame_generation(&f.0).is_ok_and(|g| {
-            self.openers
-                .get(&(cid, sender, STREAM_DATA))
-                .is_some_and(|o| o.generations().contains(&g))
-        });
+        // Malformed or oversized frames fail at once; only a well-formed one may wait.
+        let Ok(g) = confer_e2ee::frame::frame_generation(Codec::Data, &f.0) else {
+            self.stats.decrypt_failures += 1;
+            return;
+        };
+        let key_held = self
+            .openers
+            .get(&(cid, sender, STREAM_DATA))
+            .is_some_and(|o| o.generations().contains(&g));
         if !key_held
+            && f.0.len() <= MAX_HELD_CHAT_BYTES
             && now.duration_since(since) < HOLD_FOR_KEY
             && self.early_chats.len() < MAX_EARLY_CHATS
         {

@@ -12,6 +12,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::OsRng;
 use crate::core::{Core, CoreConfig, Event};
 
+/// The largest server message the bot accepts (the server's default frame limit is 64 KiB;
+/// a relayed one adds its envelope).
+const MAX_SERVER_MESSAGE: usize = 256 * 1024;
+
 /// What the bot does.
 #[derive(Debug, Clone)]
 pub struct BotOptions {
@@ -66,6 +70,8 @@ pub struct Summary {
     pub frames_verified: u64,
     /// Media frames that did not open (also in `decrypt_failures`).
     pub media_decrypt_failures: u64,
+    /// How many publishers this bot verified frames of.
+    pub publishers_verified: u64,
     /// Media frames not sent because the room was still being secured (muted).
     pub frames_muted: u64,
     /// Media packets dropped because no `media_slots` ever named their publisher.
@@ -118,14 +124,19 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
         }
     }
     let mut core: Core<OsRng> = Core::new(crate::os_rng(), config);
-    let (mut ws, _) = tokio_tungstenite::connect_async(opts.url.as_str())
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to {}: {e}; is `confer serve` running?",
-                opts.url
-            )
-        })?;
+    // A server may not make this client buffer more than the protocol's largest frame.
+    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_SERVER_MESSAGE))
+        .max_frame_size(Some(MAX_SERVER_MESSAGE));
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(opts.url.as_str(), Some(ws_config), false)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to {}: {e}; is `confer serve` running?",
+                    opts.url
+                )
+            })?;
     let hello = serde_json::to_string(&core.hello(&invite.token))?;
     ws.send(Message::text(hello)).await?;
 
@@ -253,32 +264,10 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             }
             _ => {}
         }
-        if let ServerMessage::Welcome {
-            role: r,
-            ice_servers,
-            ..
-        } = &msg
-        {
-            role = Some(*r);
-            if let (Some(mo), None) = (&opts.media, &media) {
-                let mut mo = mo.clone();
-                mo.ice_servers = ice_servers.clone();
-                let (peer, sdp) = crate::media::MediaPeer::offer(&mo).await?;
-                media = Some(peer);
-                let m = ClientMessage::MediaOffer { sdp };
-                ws.send(Message::text(serde_json::to_string(&m)?)).await?;
-            }
-            if *r == confer_proto::Role::Mediator {
-                for (role, side) in pending_invites.drain(..) {
-                    let m = ClientMessage::CreateInvite {
-                        role,
-                        side,
-                        ttl_secs: None,
-                    };
-                    ws.send(Message::text(serde_json::to_string(&m)?)).await?;
-                }
-            }
-        }
+        let welcome_ice = match &msg {
+            ServerMessage::Welcome { ice_servers, .. } => Some(ice_servers.clone()),
+            _ => None,
+        };
         if let ServerMessage::Invite {
             token,
             role: r,
@@ -302,6 +291,33 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
         }
         core.handle(msg, Instant::now().into_std());
         book.retry(&mut core, crate::media::now_us());
+        // The first welcome the core accepted (a later or refused one changes nothing).
+        if let (Some(ice_servers), None, Some(r)) = (welcome_ice, role, core.role()) {
+            role = Some(r);
+            if let (Some(mo), None) = (&opts.media, &media) {
+                let mut mo = mo.clone();
+                mo.ice_servers = ice_servers;
+                match crate::media::MediaPeer::offer(&mo).await {
+                    Ok((peer, sdp)) => {
+                        media = Some(peer);
+                        let m = ClientMessage::MediaOffer { sdp };
+                        ws.send(Message::text(serde_json::to_string(&m)?)).await?;
+                    }
+                    // Chat goes on without media.
+                    Err(e) => eprintln!("confer-bot: no media: {e:#}"),
+                }
+            }
+            if r == confer_proto::Role::Mediator {
+                for (role, side) in pending_invites.drain(..) {
+                    let m = ClientMessage::CreateInvite {
+                        role,
+                        side,
+                        ttl_secs: None,
+                    };
+                    ws.send(Message::text(serde_json::to_string(&m)?)).await?;
+                }
+            }
+        }
     }
     while let Some(ev) = core.poll_event() {
         if let Event::Chat { text, .. } = ev
@@ -319,6 +335,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     summary.frames_sent = m.frames_sent;
     summary.frames_received = m.frames_received;
     summary.frames_verified = m.frames_verified;
+    summary.publishers_verified = m.from.values().filter(|f| f.verified > 0).count() as u64;
     summary.frames_muted = m.frames_muted;
     summary.frames_unattributed = m.frames_unattributed;
     summary.frames_dropped_at_exit = m.frames_dropped_at_exit;

@@ -83,7 +83,7 @@ pub enum MediaEvent {
 
 struct Handler {
     gathered: mpsc::UnboundedSender<()>,
-    events: mpsc::UnboundedSender<MediaEvent>,
+    events: mpsc::Sender<MediaEvent>,
     tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
 }
 
@@ -96,7 +96,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.events.send(MediaEvent::State(state));
+        let _ = self.events.send(MediaEvent::State(state)).await;
     }
 
     // A receive slot's first packet arrived (webrtc-rs creates the remote track then).
@@ -119,8 +119,10 @@ struct Sender {
 pub struct MediaPeer {
     pc: Arc<dyn PeerConnection>,
     senders: BTreeMap<u8, Sender>,
-    events: mpsc::UnboundedReceiver<MediaEvent>,
-    events_tx: mpsc::UnboundedSender<MediaEvent>,
+    events: mpsc::Receiver<MediaEvent>,
+    events_tx: mpsc::Sender<MediaEvent>,
+    /// Packets dropped because the application did not keep up (the queue was full).
+    overflowed: Arc<std::sync::atomic::AtomicU64>,
     recv_slots: Vec<(Arc<dyn RtpTransceiver>, u8)>,
     tracks: Option<mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>>,
     connected: bool,
@@ -182,7 +184,8 @@ impl MediaPeer {
             .with_crypto_provider(Arc::new(crypto::providers::AwsLcRsProvider::new()))
             .build();
         let (gathered_tx, mut gathered) = mpsc::unbounded_channel();
-        let (events_tx, events) = mpsc::unbounded_channel();
+        // Bounded: a flood of packets costs dropped packets, not memory.
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (tracks_tx, tracks) = mpsc::unbounded_channel();
         let handler = Arc::new(Handler {
             gathered: gathered_tx,
@@ -283,6 +286,7 @@ impl MediaPeer {
                 events,
                 events_tx,
                 recv_slots,
+                overflowed: Arc::default(),
                 tracks: Some(tracks),
                 connected: false,
             },
@@ -308,6 +312,7 @@ impl MediaPeer {
             anyhow::bail!("the answer was already applied");
         };
         let tx = self.events_tx.clone();
+        let overflowed = self.overflowed.clone();
         tokio::spawn(async move {
             while let Some(track) = tracks.recv().await {
                 // Which slot: the transceiver whose receiver now holds this track.
@@ -320,7 +325,7 @@ impl MediaPeer {
                     }
                 }
                 if let Some((mid, stream)) = found {
-                    read_slot(track, mid, stream, tx.clone());
+                    read_slot(track, mid, stream, tx.clone(), overflowed.clone());
                 }
             }
         });
@@ -363,6 +368,11 @@ impl MediaPeer {
             self.connected = *s == RTCPeerConnectionState::Connected;
         }
         ev
+    }
+
+    /// Packets dropped because [`Self::next`] was not called often enough.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// ICE and DTLS are up (as of the last event [`Self::next`] returned): packets written
@@ -451,6 +461,10 @@ pub const HOLD_PER_SLOT: usize = 64;
 pub const HOLD_US: u64 = 2_000_000;
 /// Frames waiting for their key, at most.
 const WAITING_MAX: usize = 256;
+/// Latency samples kept (the first ones).
+const MAX_LATENCY_SAMPLES: usize = 100_000;
+/// Media events queued between the peer connection and the application.
+const EVENT_QUEUE: usize = 4096;
 
 impl MediaBook {
     /// The SFU's latest slot map (`media_slots`); packets held for a slot it now names a
@@ -474,7 +488,7 @@ impl MediaBook {
         for mid in ready {
             for (at, a) in self.held.remove(&mid).unwrap_or_default() {
                 if now_us.saturating_sub(at) <= HOLD_US {
-                    self.attributed(core, &a, now_us);
+                    self.attributed(core, &a, at, now_us);
                 } else {
                     self.stats.frames_unattributed += 1;
                 }
@@ -490,7 +504,12 @@ impl MediaBook {
         }
         for (at, publisher, a) in std::mem::take(&mut self.waiting) {
             if now_us.saturating_sub(at) > HOLD_US {
-                core.media_frame_expired();
+                // One last try: the key may have come with the message that woke us.
+                match core.open_media(&publisher, a.stream, &a.frame) {
+                    Err(MediaRejected::NoKey) => core.media_frame_expired(),
+                    Ok(plain) => self.verified(publisher, &a, &plain, now_us),
+                    Err(_) => {}
+                }
                 continue;
             }
             self.open(core, at, publisher, &a, now_us);
@@ -578,13 +597,14 @@ impl MediaBook {
             q.push_back((now_us, a.clone()));
             return;
         }
-        self.attributed(core, a, now_us);
+        self.attributed(core, a, now_us, now_us);
     }
 
     fn attributed<R: rand_core::CryptoRng>(
         &mut self,
         core: &mut Core<R>,
         a: &Arrival,
+        since: u64,
         now_us: u64,
     ) {
         let Some(publisher) = self.slots.get(&a.mid).cloned() else {
@@ -592,7 +612,7 @@ impl MediaBook {
         };
         let entry = self.stats.from.entry(publisher.clone()).or_default();
         entry.received += 1;
-        self.open(core, now_us, publisher, a, now_us);
+        self.open(core, since, publisher, a, now_us);
     }
 
     fn open<R: rand_core::CryptoRng>(
@@ -614,8 +634,17 @@ impl MediaBook {
                 return;
             }
             Err(MediaRejected::Invalid) => return,
+            Err(MediaRejected::Ended) => {
+                self.stats.frames_dropped_at_exit += 1;
+                return;
+            }
         };
-        match frames::verify(&publisher, a.stream, &plain) {
+        self.verified(publisher, a, &plain, now_us);
+    }
+
+    // An opened frame: check it byte for byte and count it.
+    fn verified(&mut self, publisher: ParticipantId, a: &Arrival, plain: &[u8], now_us: u64) {
+        match frames::verify(&publisher, a.stream, plain) {
             Some(info) => {
                 let entry = self.stats.from.entry(publisher).or_default();
                 entry.verified += 1;
@@ -625,9 +654,11 @@ impl MediaBook {
                     .or_default()
                     .insert(info.counter);
                 self.stats.frames_verified += 1;
-                self.stats
-                    .latencies_us
-                    .push(now_us.saturating_sub(info.sent_at_us));
+                if self.stats.latencies_us.len() < MAX_LATENCY_SAMPLES {
+                    self.stats
+                        .latencies_us
+                        .push(now_us.saturating_sub(info.sent_at_us));
+                }
             }
             None => self.stats.frames_corrupt += 1,
         }
@@ -651,7 +682,8 @@ fn read_slot(
     track: Arc<dyn TrackRemote>,
     mid: String,
     stream: u8,
-    tx: mpsc::UnboundedSender<MediaEvent>,
+    tx: mpsc::Sender<MediaEvent>,
+    overflowed: Arc<std::sync::atomic::AtomicU64>,
 ) {
     tokio::spawn(async move {
         while let Some(ev) = track.poll().await {
@@ -670,7 +702,11 @@ fn read_slot(
                     stream,
                     frame,
                 };
-                if tx.send(MediaEvent::Arrival(a)).is_err() {
+                if let Err(e) = tx.try_send(MediaEvent::Arrival(a)) {
+                    if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                        overflowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
                     break;
                 }
             }
@@ -701,7 +737,9 @@ fn vp8_payload(p: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::vp8_payload;
+    use super::*;
+    use confer_e2ee::frame::{FrameCtx, Sealer};
+    use confer_proto::ServerMessage;
 
     #[test]
     fn vp8_descriptor_lengths() {
@@ -712,5 +750,114 @@ mod tests {
         assert_eq!(vp8_payload(&[0x10]), None);
         assert_eq!(vp8_payload(&[0x90]), None);
         assert_eq!(vp8_payload(&[]), None);
+    }
+
+    fn pid(c: char) -> ParticipantId {
+        ParticipantId::new(c.to_string().repeat(32)).unwrap()
+    }
+
+    /// A welcomed client that holds no media key yet.
+    fn core() -> Core<crate::OsRng> {
+        let mut c = Core::new(
+            crate::os_rng(),
+            crate::CoreConfig::new(crate::agreement_hash("a")),
+        );
+        let v = serde_json::json!({"type": "welcome", "participant_id": pid('b').as_str(),
+            "session_id": "s1", "role": "party", "side": "B", "resume_token": "r",
+            "resume_grace_secs": 30, "resumed": false, "locked": false});
+        c.handle(
+            serde_json::from_value::<ServerMessage>(v).unwrap(),
+            std::time::Instant::now(),
+        );
+        c
+    }
+
+    /// A well-formed camera frame of `publisher`'s, sealed under a key nobody gave us.
+    fn sealed(publisher: &ParticipantId, n: u64) -> Arrival {
+        let id: [u8; 16] = hex::decode(publisher.as_str()).unwrap().try_into().unwrap();
+        let ctx = FrameCtx::new(b"s1", [7; 16], id, STREAM_CAMERA).unwrap();
+        let mut s = Sealer::new(ctx, [9; 32], 0);
+        let frame = s
+            .seal(
+                confer_e2ee::frame::Codec::Vp8,
+                &frames::build(publisher, STREAM_CAMERA, n, 0, n == 0),
+            )
+            .unwrap();
+        Arrival {
+            mid: "3".into(),
+            stream: STREAM_CAMERA,
+            frame,
+        }
+    }
+
+    fn slot(publisher: Option<ParticipantId>) -> Vec<MediaSlot> {
+        vec![MediaSlot {
+            mid: "3".into(),
+            kind: "video".into(),
+            participant_id: publisher,
+        }]
+    }
+
+    #[test]
+    fn a_packet_waits_for_its_publisher_then_for_its_key_then_fails() {
+        let (mut c, mut book) = (core(), MediaBook::default());
+        let a = pid('a');
+        book.on_arrival(&mut c, &sealed(&a, 0), 1_000);
+        // Nobody named yet: held, not counted against anyone.
+        assert_eq!(book.stats.frames_received, 1);
+        assert!(book.stats.from.is_empty());
+        // Named: attributed to a; no key for it yet, so it waits (not a failure).
+        book.set_slots(&mut c, &slot(Some(a.clone())), 2_000);
+        assert_eq!(book.stats.from[&a].received, 1);
+        book.retry(&mut c, 2_000 + HOLD_US / 2);
+        assert_eq!(c.stats().media_decrypt_failures, 0);
+        // Its hold counts from its arrival, not from its attribution: at 1_000 + HOLD_US + 1
+        // it has waited too long, and fails.
+        book.retry(&mut c, 1_000 + HOLD_US + 1);
+        assert_eq!(c.stats().media_decrypt_failures, 1);
+        assert_eq!(c.stats().decrypt_failures, 1);
+        assert_eq!(book.stats.frames_verified, 0);
+    }
+
+    #[test]
+    fn held_packets_are_bounded_and_expire() {
+        let (mut c, mut book) = (core(), MediaBook::default());
+        let a = pid('a');
+        for n in 0..(HOLD_PER_SLOT as u64 + 3) {
+            book.on_arrival(&mut c, &sealed(&a, n), 1_000);
+        }
+        assert_eq!(
+            book.stats.frames_unattributed, 3,
+            "the oldest beyond the bound"
+        );
+        // Named only after they have waited too long: dropped, never attributed.
+        book.set_slots(&mut c, &slot(Some(a.clone())), 1_000 + HOLD_US + 1);
+        assert_eq!(book.stats.frames_unattributed, 3 + HOLD_PER_SLOT as u64);
+        assert!(book.stats.from.is_empty());
+        // A packet waiting for its key when the client stops is dropped, not failed.
+        book.on_arrival(&mut c, &sealed(&a, 99), 5_000_000);
+        book.finish(&mut c, 5_000_001);
+        assert_eq!(book.stats.frames_dropped_at_exit, 1);
+        assert_eq!(c.stats().decrypt_failures, 0);
+    }
+
+    #[test]
+    fn a_malformed_frame_fails_at_once_and_after_the_end_nothing_counts() {
+        let (mut c, mut book) = (core(), MediaBook::default());
+        let a = pid('a');
+        book.set_slots(&mut c, &slot(Some(a.clone())), 0);
+        let mut bad = sealed(&a, 1);
+        bad.frame.truncate(12);
+        book.on_arrival(&mut c, &bad, 10);
+        assert_eq!(
+            c.stats().media_decrypt_failures,
+            1,
+            "not held: it can never open"
+        );
+        let _ = c.leave();
+        book.on_arrival(&mut c, &sealed(&a, 2), 20);
+        book.retry(&mut c, 20 + HOLD_US + 1);
+        assert_eq!(c.stats().media_decrypt_failures, 1);
+        assert_eq!(book.stats.frames_dropped_at_exit, 1);
     }
 }

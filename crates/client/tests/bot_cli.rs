@@ -103,6 +103,7 @@ async fn a_mediator_bot_and_two_party_bots_chat_and_exchange_media_end_to_end() 
         // Media: each bot sent frames and verified, byte for byte, frames of the other two.
         assert!(v["frames_sent"].as_u64().unwrap() > 20, "{v}");
         assert!(v["frames_verified"].as_u64().unwrap() > 20, "{v}");
+        assert_eq!(v["publishers_verified"], 2, "frames of both others: {v}");
         assert_eq!(v["media_decrypt_failures"], 0, "{v}");
         let received = v["frames_received"].as_u64().unwrap();
         let accounted = v["frames_verified"].as_u64().unwrap()

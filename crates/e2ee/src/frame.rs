@@ -352,17 +352,13 @@ fn parse(codec: Codec, frame: &[u8]) -> Result<Parsed<'_>, OpenError> {
     })
 }
 
-/// The generation a frame's KID names, read from its trailer and header (nothing is
-/// decrypted): a receiver holding keys of one sender in several channels uses it to find the
-/// one key that can open the frame, without trying others.
-pub fn frame_generation(frame: &[u8]) -> Result<u64, OpenError> {
-    let (&hlen, rest) = frame.split_last().ok_or(OpenError)?;
-    let hlen = usize::from(hlen);
-    if hlen == 0 || hlen > 17 || hlen > rest.len() {
-        return Err(OpenError);
-    }
-    let (kid, _) = decode_header(&rest[rest.len() - hlen..])?;
-    Ok(kid >> 4)
+/// The generation a frame's KID names, after the structural checks of steps 1-3 of receiving
+/// (trailer, minimal header, clear prefix, ciphertext length for `codec`); nothing is
+/// decrypted. A receiver uses it to find the one key that can open the frame (no trial
+/// decryption), and to hold a well-formed frame whose key has not arrived yet while dropping
+/// a malformed one at once.
+pub fn frame_generation(codec: Codec, frame: &[u8]) -> Result<u64, OpenError> {
+    Ok(parse(codec, frame)?.kid >> 4)
 }
 
 fn decrypt(keys: &StepKeys, p: &Parsed<'_>, codec: Codec) -> Result<Vec<u8>, OpenError> {

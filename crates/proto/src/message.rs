@@ -300,7 +300,7 @@ pub struct MediaSlot {
 }
 
 /// A TURN server and the credentials to use it (the `RTCIceServer` of WebRTC).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceServer {
     /// `turn:` / `turns:` URLs.
     pub urls: Vec<String>,
@@ -308,6 +308,16 @@ pub struct IceServer {
     pub username: String,
     /// Its password.
     pub credential: String,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &"[redacted]")
+            .finish()
+    }
 }
 
 /// Why a participant is no longer in the session.

@@ -245,6 +245,11 @@ fn init_logging(level: &str) {
 }
 
 async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
+    // Handlers first: a supervisor (or a test) that signals as soon as the banner is out must
+    // get a drain, not the default action (killed before it could flush the audit log).
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let data_dir = config.data_dir.clone();
     let invite_ttl = config.invite_ttl_secs;
     let server = Server::start(config).await?;
@@ -322,14 +327,10 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
     writeln!(out, "Press Ctrl-C to stop (once to drain, twice to exit).")?;
     drop(out);
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let signal = async {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    };
-    signal.await;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
     server.begin_drain();
     if server.session_count() == 0 {
         server.flush_audit().await?;
@@ -343,7 +344,7 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
     tokio::select! {
         () = server.drained() => {},
         _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
+        _ = int.recv() => {},
         () = tokio::time::sleep(timeout) => {},
     }
     server.flush_audit().await?;

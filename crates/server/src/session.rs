@@ -289,9 +289,9 @@ impl RoomTask {
                 }
                 Output::Deliver { to, mut message } => {
                     // A welcome carries TURN credentials, made here (they need the time and
-                    // the secret the room does not have).
-                    if let (ServerMessage::Welcome { ice_servers, .. }, Some(turn)) =
-                        (&mut message, &self.state.turn)
+                    // the secret the room does not have); none when there is no media.
+                    if let (ServerMessage::Welcome { ice_servers, .. }, Some(turn), Some(_)) =
+                        (&mut message, &self.state.turn, &self.state.media)
                     {
                         let mut nonce = [0u8; 4];
                         let _ = getrandom::fill(&mut nonce);

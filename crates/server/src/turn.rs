@@ -20,6 +20,11 @@ use aws_lc_rs::hmac;
 use base64::Engine as _;
 use confer_proto::IceServer;
 
+/// The shortest credential lifetime handed out.
+pub const MIN_TTL_SECS: u64 = 60;
+/// The longest: a day, so that a participant who was removed cannot use the relay for long.
+pub const MAX_TTL_SECS: u64 = 24 * 3600;
+
 /// The configured TURN servers and their secret.
 pub struct Turn {
     urls: Vec<String>,
@@ -93,12 +98,13 @@ impl Turn {
         Ok(Some(Self::new(urls.to_vec(), secret.as_bytes(), ttl_secs)))
     }
 
-    /// TURN servers with this shared secret; credentials last `ttl_secs`.
+    /// TURN servers with this shared secret; credentials last `ttl_secs`, clamped to
+    /// [`MIN_TTL_SECS`]..=[`MAX_TTL_SECS`].
     pub fn new(urls: Vec<String>, secret: &[u8], ttl_secs: u64) -> Self {
         Self {
             urls,
             key: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret),
-            ttl: Duration::from_secs(ttl_secs.max(60)),
+            ttl: Duration::from_secs(ttl_secs.clamp(MIN_TTL_SECS, MAX_TTL_SECS)),
         }
     }
 
@@ -143,6 +149,19 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let c = t.credentials(now, [1, 2, 3, 4]);
         assert_eq!(c.username, "1000600:01020304");
+        assert!(!format!("{c:?}").contains(&c.credential), "Debug hides it");
+        // Lifetimes are clamped to a minute .. a day.
+        let long = Turn::new(vec![], b"s", 10 * 24 * 3600).credentials(now, [0; 4]);
+        assert!(
+            long.username
+                .starts_with(&format!("{}:", 1_000_000 + MAX_TTL_SECS))
+        );
+        let short = Turn::new(vec![], b"s", 1).credentials(now, [0; 4]);
+        assert!(
+            short
+                .username
+                .starts_with(&format!("{}:", 1_000_000 + MIN_TTL_SECS))
+        );
         assert_eq!(c.credential, t.credential("1000600:01020304"));
         assert_ne!(c.credential, t.credential("1000600:01020305"));
         assert_eq!(c.urls, vec!["turn:127.0.0.1:3478".to_string()]);

@@ -13,4 +13,4 @@
 pub mod forward;
 mod sfu;
 
-pub use sfu::{Output, Sfu, SfuConfig, SfuError, SfuStats, SlotView};
+pub use sfu::{Output, SLOT_REUSE_AFTER, Sfu, SfuConfig, SfuError, SfuStats, SlotView};

@@ -118,7 +118,12 @@ struct Slot {
     /// Outgoing sequence = incoming + offset (wrapping), reset when the source changes.
     seq_offset: Option<i64>,
     last_seq: u64,
+    /// When its last publisher left it.
+    freed_at: Option<Instant>,
 }
+
+/// A slot emptied by a routing change stays empty this long when another slot is free.
+pub const SLOT_REUSE_AFTER: Duration = Duration::from_secs(2);
 
 struct Peer {
     pid: ParticipantId,
@@ -259,6 +264,7 @@ impl Sfu {
                     source: None,
                     seq_offset: None,
                     last_seq: 0,
+                    freed_at: None,
                 }),
                 Direction::Inactive => {}
             }
@@ -586,6 +592,7 @@ impl Sfu {
 
     // Maps every subscriber's slots onto the publishers in its channel; announces changes.
     fn assign_slots(&mut self) {
+        let now = self.now;
         let publishes: HashMap<ParticipantId, Vec<(Mid, MediaKind)>> = self
             .peers
             .iter()
@@ -611,19 +618,20 @@ impl Sfu {
                         .collect(),
                     None => Vec::new(),
                 };
-            // Slots emptied by this change are refilled only when no slot was already empty:
-            // the subscriber learns of a slot's new publisher over signalling, which can arrive
-            // after the first packets, and a slot that goes A -> empty -> B in two announcements
-            // never has B's packets taken for A's.
-            let mut just_freed = Vec::new();
-            for (i, slot) in peer.slots.iter_mut().enumerate() {
+            // A slot emptied by a change is refilled only when no other slot of its kind is
+            // free (then the one emptied longest ago): the subscriber learns of a slot's new
+            // publisher over signalling, which can arrive after the first packets, so a slot
+            // goes A -> empty -> B in two announcements at least SLOT_REUSE_AFTER apart
+            // whenever there are slots enough, and late packets of A's (held by the client
+            // at most as long) are never taken for B's.
+            for slot in peer.slots.iter_mut() {
                 let keep = slot
                     .source
                     .as_ref()
                     .is_some_and(|(p, m)| wanted.iter().any(|(wp, wm, _)| wp == p && wm == m));
                 if !keep {
                     if slot.source.is_some() {
-                        just_freed.push(i);
+                        slot.freed_at = Some(now);
                     }
                     slot.source = None;
                     slot.seq_offset = None;
@@ -640,10 +648,13 @@ impl Sfu {
                 let pick = peer
                     .slots
                     .iter_mut()
-                    .enumerate()
-                    .filter(|(_, s)| s.source.is_none() && s.kind == kind)
-                    .min_by_key(|(i, _)| just_freed.contains(i))
-                    .map(|(_, s)| s);
+                    .filter(|s| s.source.is_none() && s.kind == kind)
+                    .min_by_key(|s| {
+                        let recent = s
+                            .freed_at
+                            .is_some_and(|t| now.saturating_duration_since(t) < SLOT_REUSE_AFTER);
+                        (recent, s.freed_at)
+                    });
                 match pick {
                     Some(slot) => {
                         slot.source = Some((p.clone(), mid));

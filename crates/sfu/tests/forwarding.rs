@@ -299,3 +299,37 @@ fn a_peer_that_vanishes_mid_stream_is_dropped_and_the_others_carry_on() {
     assert_eq!(net.clients[0].frames_from(&pid("b")).len(), m_before + 20);
     assert_eq!(net.clients[2].frames_from(&pid("m")).len(), b_before + 20);
 }
+
+#[test]
+fn a_slot_emptied_by_an_earlier_change_stays_empty_for_a_while_if_another_is_free() {
+    let mut net = MediaNet::new(12, 0.0, Duration::from_millis(5));
+    net.add_client("m", 3);
+    for p in ["a", "b", "c"] {
+        net.add_client(p, 1);
+    }
+    net.route(&[("joint", &["m", "a", "b"]), ("breakout-1", &["c"])]);
+    net.connect();
+    net.run(Duration::from_millis(50));
+    let video_mid = |net: &MediaNet, who: &str| {
+        net.clients[0]
+            .slots
+            .iter()
+            .find(|s| s.video && s.publisher == Some(pid(who)))
+            .map(|s| s.mid.clone())
+    };
+    let a_slot = video_mid(&net, "a").unwrap();
+    // a leaves m's room; 100 ms later c arrives: c gets the never-used slot, not a's.
+    net.route(&[("joint", &["m", "b"]), ("breakout-1", &["c", "a"])]);
+    net.run(Duration::from_millis(100));
+    net.route(&[("joint", &["m", "b", "c"]), ("breakout-1", &["a"])]);
+    net.run(Duration::from_millis(50));
+    assert_ne!(video_mid(&net, "c").unwrap(), a_slot);
+    // Once SLOT_REUSE_AFTER has passed, the old slot is as good as any: when b leaves and a
+    // comes back, a gets the slot emptied longest ago (its own), not b's fresh one.
+    net.run(confer_sfu::SLOT_REUSE_AFTER);
+    let b_slot = video_mid(&net, "b").unwrap();
+    net.route(&[("joint", &["m", "a", "c"]), ("breakout-1", &["b"])]);
+    net.run(Duration::from_millis(50));
+    assert_eq!(video_mid(&net, "a").unwrap(), a_slot);
+    assert_ne!(video_mid(&net, "a").unwrap(), b_slot);
+}

@@ -73,6 +73,8 @@ pub struct PeerState {
     pub media_answered: bool,
     /// The media peer connection is up.
     pub media_connected: bool,
+    /// The last sealed frames this peer sent: (room it was in, stream, frame).
+    pub sent_frames: std::collections::VecDeque<(Option<ChannelId>, u8, Vec<u8>)>,
 }
 
 impl PeerState {
@@ -203,6 +205,7 @@ impl Peer {
             publishing: false,
             media_answered: false,
             media_connected: false,
+            sent_frames: Default::default(),
         }));
         let (bump, changed) = watch::channel(0u64);
         let (cmd, mut rx) = mpsc::unbounded_channel::<Cmd>();
@@ -318,7 +321,15 @@ impl Peer {
                             let mut s = st.lock().expect("lock");
                             let s = &mut *s;
                             if s.publishing && s.media_connected {
-                                s.media.next_frames(&mut s.core, &MEDIA_STREAMS, now_us())
+                                let out = s.media.next_frames(&mut s.core, &MEDIA_STREAMS, now_us());
+                                let room = s.core.secured().cloned();
+                                for (stream, f) in &out {
+                                    if s.sent_frames.len() == 32 {
+                                        s.sent_frames.pop_front();
+                                    }
+                                    s.sent_frames.push_back((room.clone(), *stream, f.clone()));
+                                }
+                                out
                             } else {
                                 Vec::new()
                             }

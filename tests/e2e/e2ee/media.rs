@@ -221,6 +221,23 @@ async fn in_caucus_the_other_party_receives_none_of_it_and_a_return_restores_joi
                 .all(|c| *c < joint[1])
         );
     });
+    // Handed A's caucus frames anyway, B cannot open them: it holds no key they name.
+    let caucus_frames: Vec<(u8, Vec<u8>)> = p[1].with(|s| {
+        s.sent_frames
+            .iter()
+            .filter(|(room, _, _)| room.as_ref() == Some(&ChannelId::caucus(Side::A)))
+            .map(|(_, st, f)| (*st, f.clone()))
+            .collect()
+    });
+    assert!(!caucus_frames.is_empty());
+    p[2].with(|s| {
+        for (st, f) in &caucus_frames {
+            assert_eq!(
+                s.core.open_media(&a_pid, *st, f),
+                Err(confer_client::MediaRejected::NoKey)
+            );
+        }
+    });
     // The SFU forwarded each of A's caucus packets once: to the mediator, never to B.
     let forwarded = metric(&ts, "confer_media_forwarded_packets_total").await - forwarded_before;
     assert_eq!(forwarded, in_caucus, "one copy per caucus packet");

@@ -168,7 +168,22 @@ async fn media_reaches_the_sfu_through_coturn_with_credentials_from_welcome() {
                 .unwrap();
             assert_eq!(servers.len(), 1);
             assert_eq!(servers[0].urls, vec![url.clone()]);
-            assert!(!servers[0].credential.contains(&secret));
+            // user name = expiry (now + the configured 600 s) : random.
+            let expiry: u64 = servers[0]
+                .username
+                .split(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert!(
+                (now + 540..=now + 600).contains(&expiry),
+                "{expiry} vs {now}"
+            );
             // Only relay candidates, on coturn's relay ports: the SFU was reached through TURN.
             let cands = offered_candidates(s);
             assert!(!cands.is_empty());
