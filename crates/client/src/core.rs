@@ -457,12 +457,20 @@ impl<R: CryptoRng> Core<R> {
         self.members_for(ch, |m| !m.is_away())
     }
 
+    // The roster of a server channel: the head of its current chain. Every reader (sealing,
+    // the withheld and unsigned checks, the rosters shown) uses this one chain, so a room
+    // that emptied and filled again (a new chain, from epoch 1) is never judged by its old
+    // roster.
     fn head_for(&self, ch: &ChannelId) -> Option<&SignedRoster> {
+        self.current_chain(ch).and_then(|(_, s)| s.chain.head())
+    }
+
+    // The newest chain for this server channel.
+    fn current_chain(&self, ch: &ChannelId) -> Option<(&Id16, &ChainState)> {
         self.chains
-            .values()
-            .filter(|s| &s.server_channel == ch)
-            .filter_map(|s| s.chain.head())
-            .max_by_key(|h| h.roster.epoch)
+            .iter()
+            .filter(|(_, s)| &s.server_channel == ch)
+            .max_by_key(|(_, s)| s.advanced_at)
     }
 
     fn members_for(&self, ch: &ChannelId, keep: impl Fn(&Member) -> bool) -> Vec<ParticipantId> {
@@ -667,11 +675,7 @@ impl<R: CryptoRng> Core<R> {
         // The newest chain for this server channel (a room that emptied and filled again gets
         // a new chain), if it lists me as present.
         let me = self.me.as_ref()?;
-        let (cid, s) = self
-            .chains
-            .iter()
-            .filter(|(_, s)| &s.server_channel == ch)
-            .max_by_key(|(_, s)| s.advanced_at)?;
+        let (cid, s) = self.current_chain(ch)?;
         s.chain
             .head()?
             .roster
@@ -738,8 +742,17 @@ impl<R: CryptoRng> Core<R> {
                     return;
                 }
                 if self.me.is_some() {
-                    // A resume: same participant, same keys.
+                    // A resume: same participant, same keys. If I was moved while away, I left
+                    // the old room as surely as after a `channel` message.
+                    let left = self
+                        .my_channel
+                        .as_ref()
+                        .map(|c| c.id.clone())
+                        .filter(|old| channel.as_ref().is_none_or(|c| c.id != *old));
                     self.my_channel = channel;
+                    if let Some(old) = left {
+                        self.left_channel(&old, now);
+                    }
                     self.update_secured();
                     return;
                 }
@@ -1859,12 +1872,9 @@ impl<R: CryptoRng> Core<R> {
         let Some(me) = self.me.as_ref() else { return };
         let my_pid = me.pid.clone();
         let signed: BTreeSet<Id16> = self
-            .chains
-            .values()
-            .filter(|s| s.server_channel == view.id)
-            .filter_map(|s| s.chain.head())
-            .flat_map(|h| h.roster.members.iter().map(|m| m.participant_id))
-            .collect();
+            .head_for(&view.id)
+            .map(|h| h.roster.members.iter().map(|m| m.participant_id).collect())
+            .unwrap_or_default();
         let mut seen = BTreeSet::new();
         for m in &view.members {
             if m.participant_id == my_pid

@@ -365,3 +365,84 @@ fn a_chat_that_overtakes_the_roster_its_key_needs_is_held_until_the_key_installs
     assert_eq!(b.stats().decrypt_failures, 1);
     assert_eq!(b.stats().messages_received, 1);
 }
+
+#[test]
+fn a_resume_into_another_room_leaves_the_old_one_like_a_move() {
+    let (mp, ap, bp) = (pid(1), pid(2), pid(3));
+    let (mut m, mut a, mut b) = (core(true), core(false), core(false));
+    let now = Instant::now();
+    let joint = |members: Vec<ChannelMember>| ChannelView {
+        id: ChannelId::joint(),
+        kind: ChannelKind::Joint,
+        members,
+    };
+    let me = member(&mp, Role::Mediator, None);
+    m.handle(
+        welcome(&mp, Role::Mediator, None, Some(joint(vec![me.clone()]))),
+        now,
+    );
+    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
+    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
+    let waiting = |p: &ParticipantId, s| WaitingView {
+        participant_id: p.clone(),
+        role: Role::Party,
+        side: Some(s),
+        consented: true,
+        connected: true,
+    };
+    let session = |waiting: Vec<WaitingView>, members: Vec<ChannelMember>| ServerMessage::Session {
+        session: SessionView {
+            locked: false,
+            waiting,
+            channels: vec![joint(members)],
+        },
+    };
+    let w = vec![waiting(&ap, Side::A), waiting(&bp, Side::B)];
+    m.handle(session(w.clone(), vec![me.clone()]), now);
+    relay(&mut m, &mp, &mut a, &ap);
+    relay(&mut m, &mp, &mut b, &bp);
+    relay(&mut a, &ap, &mut m, &mp);
+    relay(&mut b, &bp, &mut m, &mp);
+    m.handle(session(w, vec![me.clone()]), now);
+    drain(&mut m);
+    let all = vec![
+        me,
+        member(&ap, Role::Party, Some(Side::A)),
+        member(&bp, Role::Party, Some(Side::B)),
+    ];
+    m.handle(session(vec![], all.clone()), now);
+    a.handle(
+        ServerMessage::Channel {
+            channel: joint(all.clone()),
+        },
+        now,
+    );
+    b.handle(
+        ServerMessage::Channel {
+            channel: joint(all),
+        },
+        now,
+    );
+    let from_m = drain(&mut m);
+    deliver(&from_m, &mp, &mut a, now);
+    deliver(&from_m, &mp, &mut b, now);
+    let from_b = drain(&mut b);
+    deliver(&from_b, &bp, &mut a, now);
+    assert!(a.send_chat("in joint").is_ok());
+    assert!(a.receive_keys_for(&ChannelId::joint()) > 0);
+
+    // A drops, is moved to its caucus while away, and resumes there.
+    let caucus = ChannelView {
+        id: ChannelId::caucus(Side::A),
+        kind: ChannelKind::Caucus,
+        members: vec![member(&ap, Role::Party, Some(Side::A))],
+    };
+    a.handle(welcome(&ap, Role::Party, Some(Side::A), Some(caucus)), now);
+    assert!(
+        a.send_chat("still joint?").is_err(),
+        "no longer sends in joint"
+    );
+    // Its joint receive keys go once frames in flight have had their time, as after a move.
+    a.tick(now + std::time::Duration::from_secs(11));
+    assert_eq!(a.receive_keys_for(&ChannelId::joint()), 0);
+}
