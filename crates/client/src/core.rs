@@ -145,6 +145,12 @@ pub struct Stats {
     pub frames_opened: u64,
     /// Media frames that did not open (also counted in `decrypt_failures`).
     pub media_decrypt_failures: u64,
+    /// `decrypt_failures` by reason (`chat_open`, `pairwise_replay`, `media`, ...).
+    pub failure_reasons: BTreeMap<&'static str, u64>,
+    /// Chat and media frames under a generation older than every key I hold of that sender
+    /// for that stream: sealed before I joined the room (a sender that had not seen the new
+    /// roster yet), or whose key I already deleted. Dropped unopened; not failures.
+    pub stale_frames: u64,
 }
 
 /// Not in a secured channel yet ("securing channel"): nothing was sent.
@@ -163,6 +169,9 @@ pub enum MediaRejected {
     Invalid,
     /// The session is over for me and every key is deleted: dropped, not counted.
     Ended,
+    /// Sealed under a generation older than every key I hold of that publisher for that
+    /// stream (from before I was in the room, or already deleted): dropped, counted apart.
+    Stale,
 }
 
 /// The codec of a media stream (confer/1 §8.2); `None` for stream 3 and above.
@@ -616,6 +625,7 @@ impl<R: CryptoRng> Core<R> {
         match r {
             Ok(_) => self.stats.frames_opened += 1,
             Err(MediaRejected::NoKey | MediaRejected::Ended) => {}
+            Err(MediaRejected::Stale) => self.stats.stale_frames += 1,
             Err(MediaRejected::Invalid) => self.media_failed(),
         }
         r
@@ -626,13 +636,19 @@ impl<R: CryptoRng> Core<R> {
         self.media_failed();
     }
 
+    // A message or frame that did not open, counted by why (for diagnostics; no content).
+    fn failed(&mut self, why: &'static str) {
+        self.stats.decrypt_failures += 1;
+        *self.stats.failure_reasons.entry(why).or_default() += 1;
+    }
+
     fn media_failed(&mut self) {
         // After the end every key is gone on purpose: what still arrives is not a failure.
         if self.stats.keys_deleted {
             return;
         }
         self.stats.media_decrypt_failures += 1;
-        self.stats.decrypt_failures += 1;
+        self.failed("media");
     }
 
     fn try_open_media(
@@ -650,19 +666,27 @@ impl<R: CryptoRng> Core<R> {
             .as_ref()
             .and_then(|c| self.channel_id_of(&c.id))
             .copied();
-        let holds = |o: &Opener| o.generations().contains(&generation);
+        let holds = |o: &Opener| o.holds(generation);
         let key = match here
             .map(|c| (c, sender, stream))
             .filter(|k| self.openers.get(k).is_some_and(holds))
         {
             Some(k) => k,
             None => {
-                *self
-                    .openers
-                    .iter()
-                    .find(|((_, s, st), o)| *s == sender && *st == stream && holds(o))
-                    .ok_or(MediaRejected::NoKey)?
-                    .0
+                let mine = || {
+                    self.openers
+                        .iter()
+                        .filter(|((_, s, st), _)| *s == sender && *st == stream)
+                };
+                if let Some((k, _)) = mine().find(|(_, o)| holds(o)) {
+                    *k
+                } else if mine().next().is_some()
+                    && mine().all(|(_, o)| o.oldest().is_some_and(|m| generation < m))
+                {
+                    return Err(MediaRejected::Stale);
+                } else {
+                    return Err(MediaRejected::NoKey);
+                }
             }
         };
         let opener = self.openers.get_mut(&key).ok_or(MediaRejected::NoKey)?;
@@ -952,7 +976,7 @@ impl<R: CryptoRng> Core<R> {
         now: Instant,
     ) {
         let Some(env) = Envelope::from_data(data) else {
-            self.stats.decrypt_failures += 1;
+            self.failed("envelope");
             return;
         };
         self.on_envelope(from.clone(), env, now);
@@ -1007,7 +1031,7 @@ impl<R: CryptoRng> Core<R> {
         };
         // The announcement must be for the sender's own pseudonym in this session.
         if id16(&from) != Some(pid16) || ann.verify(&me.session).is_err() {
-            self.stats.decrypt_failures += 1;
+            self.failed("announcement");
             return;
         }
         if self.is_mediator() {
@@ -1120,7 +1144,7 @@ impl<R: CryptoRng> Core<R> {
         now: Instant,
     ) {
         let (Some(msg_type), Some(enc)) = (MsgType::from_code(t), enc.array::<32>()) else {
-            self.stats.decrypt_failures += 1;
+            self.failed("pairwise_header");
             return;
         };
         let Some(ek) = self.ek_of(&from) else {
@@ -1143,7 +1167,7 @@ impl<R: CryptoRng> Core<R> {
             return;
         };
         if !self.seqs.is_fresh(&from_id, seq) {
-            self.stats.decrypt_failures += 1;
+            self.failed("pairwise_replay");
             return;
         }
         let psk = match &hint {
@@ -1156,7 +1180,7 @@ impl<R: CryptoRng> Core<R> {
             None => None,
         };
         if hint.is_some() && psk.is_none() {
-            self.stats.decrypt_failures += 1;
+            self.failed("pairwise_unknown_psk");
             return;
         }
         let pair = Pair {
@@ -1168,7 +1192,7 @@ impl<R: CryptoRng> Core<R> {
         let identity = self.identity.as_ref().expect("identity until the end");
         let Ok(pt) = pairwise::open(identity, &ek, pair, msg_type, seq, &sealed, psk.as_ref())
         else {
-            self.stats.decrypt_failures += 1;
+            self.failed("pairwise_open");
             return;
         };
         self.seqs.accept(from_id, seq);
@@ -1216,7 +1240,7 @@ impl<R: CryptoRng> Core<R> {
 
     fn on_sender_key(&mut self, from: ParticipantId, from_id: Id16, pt: &[u8], now: Instant) {
         let Ok(msg) = SenderKeyMsg::decode(pt) else {
-            self.stats.decrypt_failures += 1;
+            self.failed("sender_key_decode");
             return;
         };
         let _ = from;
@@ -1242,13 +1266,17 @@ impl<R: CryptoRng> Core<R> {
         if msg.epoch > head.roster.epoch {
             return false;
         }
-        // Only members the mediator signed into this epoch get to key this channel, and only
-        // if I am in it too. Keys for an older epoch are superseded: drop them.
+        // Only members the mediator signed into the current epoch get to key this channel, and
+        // only if I am in it too. A key for an older epoch from a sender still present comes
+        // from a sender that had not seen the newest roster yet (rosters and keys come from
+        // different senders): frames under it are in flight, so it is kept like a replaced
+        // generation (KEEP_OLD_KEYS), never as the sender's current one.
         let sender_ok = head.roster.member(&from_id).is_some_and(|m| !m.is_away());
         let me_ok = head.roster.member(&me.id).is_some();
-        if !sender_ok || !me_ok || msg.epoch != head.roster.epoch {
+        if !sender_ok || !me_ok {
             return true;
         }
+        let superseded = msg.epoch < head.roster.epoch;
         let Some(ctx) = FrameCtx::new(&me.session, msg.channel_id, from_id, msg.stream) else {
             return true;
         };
@@ -1274,9 +1302,18 @@ impl<R: CryptoRng> Core<R> {
             }
         }
         opener.add_generation(msg.generation, *msg.base_key.expose());
-        self.key_epochs.insert((msg.channel_id, from_id), msg.epoch);
         self.stats.keys_received += 1;
         self.send_ack(from_id, msg);
+        if superseded {
+            self.expiries.push((
+                now + self.cfg.keep_old_keys,
+                msg.channel_id,
+                from_id,
+                Some(msg.generation),
+            ));
+            return true;
+        }
+        self.key_epochs.insert((msg.channel_id, from_id), msg.epoch);
         // A receiver that switched to a publisher's new video key for the room it is in asks
         // for a keyframe, so its picture restarts under the new key without waiting for the
         // next periodic one; at most once a second per publisher, however many keys arrive.
@@ -1584,18 +1621,21 @@ impl<R: CryptoRng> Core<R> {
         now: Instant,
     ) {
         let (Some(cid), Some(sender)) = (cid_b.array::<16>(), id16(&from)) else {
-            self.stats.decrypt_failures += 1;
+            self.failed("chat_header");
             return;
         };
         // Malformed or oversized frames fail at once; only a well-formed one may wait.
         let Ok(g) = confer_e2ee::frame::frame_generation(Codec::Data, &f.0) else {
-            self.stats.decrypt_failures += 1;
+            self.failed("chat_malformed");
             return;
         };
-        let key_held = self
-            .openers
-            .get(&(cid, sender, STREAM_DATA))
-            .is_some_and(|o| o.generations().contains(&g));
+        let opener = self.openers.get(&(cid, sender, STREAM_DATA));
+        let key_held = opener.is_some_and(|o| o.holds(g));
+        if opener.is_some_and(|o| o.oldest().is_some_and(|m| g < m)) {
+            // Sealed before I joined (or under a key already deleted): never mine to read.
+            self.stats.stale_frames += 1;
+            return;
+        }
         if !key_held
             && f.0.len() <= MAX_HELD_CHAT_BYTES
             && now.duration_since(since) < HOLD_FOR_KEY
@@ -1619,7 +1659,10 @@ impl<R: CryptoRng> Core<R> {
                     text,
                 });
             }
-            _ => self.stats.decrypt_failures += 1,
+            (Some(Ok(_)), None) => self.failed("chat_no_room"),
+            (Some(Err(_)), _) => self.failed("chat_open"),
+            (None, _) if key_held => self.failed("chat_open"),
+            (None, _) => self.failed("chat_no_key"),
         }
     }
 

@@ -52,6 +52,9 @@ pub struct Summary {
     pub messages_verified: u64,
     /// Frames or pairwise messages that did not open.
     pub decrypt_failures: u64,
+    /// The same, by reason (omitted when there are none).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub decrypt_failure_reasons: std::collections::BTreeMap<String, u64>,
     /// Alarm codes.
     pub alarms: Vec<String>,
     /// The session code at the end.
@@ -70,6 +73,9 @@ pub struct Summary {
     pub frames_verified: u64,
     /// Media frames that did not open (also in `decrypt_failures`).
     pub media_decrypt_failures: u64,
+    /// Chat and media frames sealed under a key from before this bot joined their room (or
+    /// already deleted): dropped unopened, not failures.
+    pub stale_frames: u64,
     /// How many publishers this bot verified frames of.
     pub publishers_verified: u64,
     /// Media frames not sent because the room was still being secured (muted).
@@ -347,6 +353,12 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     summary.messages_sent = s.messages_sent;
     summary.messages_received = s.messages_received;
     summary.decrypt_failures = s.decrypt_failures;
+    summary.stale_frames = s.stale_frames;
+    summary.decrypt_failure_reasons = s
+        .failure_reasons
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v))
+        .collect();
     summary.alarms = s.alarms.clone();
     summary.keys_deleted = s.keys_deleted;
     summary.acks_received = s.acks_received;

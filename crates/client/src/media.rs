@@ -638,6 +638,7 @@ impl MediaBook {
                 self.stats.frames_dropped_at_exit += 1;
                 return;
             }
+            Err(MediaRejected::Stale) => return,
         };
         self.verified(publisher, a, &plain, now_us);
     }

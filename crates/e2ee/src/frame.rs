@@ -561,6 +561,16 @@ impl Opener {
         self.generations.keys().copied().collect()
     }
 
+    /// Whether a generation is held.
+    pub fn holds(&self, generation: u64) -> bool {
+        self.generations.contains_key(&generation)
+    }
+
+    /// The oldest generation held.
+    pub fn oldest(&self) -> Option<u64> {
+        self.generations.keys().next().copied()
+    }
+
     /// Opens a frame: the key comes from the KID (never trial decryption), the counter must
     /// pass the replay window, and on any failure the frame is dropped and counted.
     pub fn open(&mut self, codec: Codec, frame: &[u8]) -> Result<Vec<u8>, OpenError> {
