@@ -446,3 +446,107 @@ fn a_resume_into_another_room_leaves_the_old_one_like_a_move() {
     a.tick(now + std::time::Duration::from_secs(11));
     assert_eq!(a.receive_keys_for(&ChannelId::joint()), 0);
 }
+
+#[test]
+fn a_chat_sealed_before_i_joined_is_stale_not_a_failure() {
+    let (mp, ap, bp) = (pid(1), pid(2), pid(3));
+    let (mut m, mut a, mut b) = (core(true), core(false), core(false));
+    let now = Instant::now();
+    let joint = |members: Vec<ChannelMember>| ChannelView {
+        id: ChannelId::joint(),
+        kind: ChannelKind::Joint,
+        members,
+    };
+    let session = |waiting: Vec<WaitingView>, members: Vec<ChannelMember>| ServerMessage::Session {
+        session: SessionView {
+            locked: false,
+            waiting,
+            channels: vec![joint(members)],
+        },
+    };
+    let waiting = |p: &ParticipantId, s| WaitingView {
+        participant_id: p.clone(),
+        role: Role::Party,
+        side: Some(s),
+        consented: true,
+        connected: true,
+    };
+    let (me, ma, mb) = (
+        member(&mp, Role::Mediator, None),
+        member(&ap, Role::Party, Some(Side::A)),
+        member(&bp, Role::Party, Some(Side::B)),
+    );
+    m.handle(
+        welcome(&mp, Role::Mediator, None, Some(joint(vec![me.clone()]))),
+        now,
+    );
+    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
+    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
+    // A is admitted first and speaks in joint.
+    let admit = |m: &mut Core<OsRng>,
+                 p: &mut Core<OsRng>,
+                 pp: &ParticipantId,
+                 w: Vec<WaitingView>,
+                 members: Vec<ChannelMember>| {
+        m.handle(session(w.clone(), members.clone()), now);
+        relay(m, &mp, p, pp);
+        relay(p, pp, m, &mp);
+        m.handle(session(w, members), now);
+        drain(m);
+    };
+    admit(
+        &mut m,
+        &mut a,
+        &ap,
+        vec![waiting(&ap, Side::A)],
+        vec![me.clone()],
+    );
+    let two = vec![me.clone(), ma.clone()];
+    m.handle(session(vec![], two.clone()), now);
+    a.handle(
+        ServerMessage::Channel {
+            channel: joint(two.clone()),
+        },
+        now,
+    );
+    let from_m = drain(&mut m);
+    deliver(&from_m, &mp, &mut a, now);
+    assert!(a.send_chat("before B came").is_ok());
+    let before = drain(&mut a);
+    // B is admitted; the mediator signs the three of them.
+    admit(&mut m, &mut b, &bp, vec![waiting(&bp, Side::B)], two);
+    let three = vec![me, ma, mb];
+    m.handle(session(vec![], three.clone()), now);
+    b.handle(
+        ServerMessage::Channel {
+            channel: joint(three.clone()),
+        },
+        now,
+    );
+    a.handle(
+        ServerMessage::Channel {
+            channel: joint(three),
+        },
+        now,
+    );
+    let from_m = drain(&mut m);
+    deliver(&from_m, &mp, &mut b, now);
+    // A's chat from before reaches B (the server relays it to joint, which B is now in):
+    // B holds no key of A's yet, so it waits.
+    deliver(&before, &ap, &mut b, now);
+    assert_eq!(b.stats().decrypt_failures, 0);
+    // A sees the new roster and keys B. The old chat is older than any key B holds of A's:
+    // stale, dropped, not a failure; what A says now, B reads.
+    deliver(&from_m, &mp, &mut a, now);
+    assert!(a.send_chat("after B came").is_ok());
+    let after = drain(&mut a);
+    deliver(&after, &ap, &mut b, now);
+    assert_eq!(b.stats().stale_frames, 1);
+    assert_eq!(
+        b.stats().decrypt_failures,
+        0,
+        "{:?}",
+        b.stats().failure_reasons
+    );
+    assert_eq!(b.stats().messages_received, 1);
+}
