@@ -424,7 +424,8 @@ fn idle_memory(peers: usize) -> f64 {
 pub(crate) fn run() {
     println!();
     println!(
-        "SFU vs raw UDP forwarder (one thread, one socket, loopback; audio 50/s x 160 B + video 100/s x 1,000 B per publisher)"
+        "SFU vs raw UDP forwarder (one thread, one socket, loopback; audio 50/s x 160 B + video 100/s x 1,000 B per publisher; one {}-s window per row, not a median: run it several times)",
+        WINDOW.as_secs()
     );
     println!(
         "| room size | rooms | raw pkts/CPU-s | Confer pkts/CPU-s | ratio | raw added p50/p99 µs | Confer added p50/p99 µs |"

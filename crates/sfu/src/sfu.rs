@@ -159,6 +159,10 @@ pub struct Sfu {
     now: Instant,
     /// Forwarded payload observer (tests scan what the SFU handles in clear).
     tap: Option<Tap>,
+    /// Remote address -> index in `peers` of the peer that last accepted a datagram from it.
+    /// Cleared whenever `peers` changes shape; a miss falls back to asking every peer (ICE
+    /// credentials in STUN), which then refills it.
+    by_addr: HashMap<SocketAddr, usize>,
 }
 
 /// Observer of forwarded payloads.
@@ -195,6 +199,7 @@ impl Sfu {
             stats: SfuStats::default(),
             now,
             tap: None,
+            by_addr: HashMap::new(),
         }
     }
 
@@ -273,6 +278,7 @@ impl Sfu {
             return Err(SfuError::Refused("no audio or video m-line".into()));
         }
         self.remove_peer(&pid);
+        self.by_addr.clear();
         self.peers.push(Peer {
             pid,
             rtc,
@@ -291,6 +297,7 @@ impl Sfu {
     pub fn remove_peer(&mut self, pid: &ParticipantId) {
         let before = self.peers.len();
         self.peers.retain(|p| &p.pid != pid);
+        self.by_addr.clear();
         if self.peers.len() != before {
             self.throttle.forget(pid);
             self.assign_slots();
@@ -358,15 +365,24 @@ impl Sfu {
                 contents,
             },
         );
-        // Demultiplex: the peer whose ICE credentials (STUN) or remote address match.
-        let Some(i) = self
-            .peers
-            .iter()
-            .position(|p| p.alive && p.rtc.accepts(&input))
-        else {
+        // Demultiplex: the peer this address belongs to (a hash lookup), else the peer whose
+        // ICE credentials (STUN) or remote address match.
+        let cached = self.by_addr.get(&source).copied().filter(|&i| {
+            self.peers
+                .get(i)
+                .is_some_and(|p| p.alive && p.rtc.accepts(&input))
+        });
+        let Some(i) = cached.or_else(|| {
+            self.peers
+                .iter()
+                .position(|p| p.alive && p.rtc.accepts(&input))
+        }) else {
             self.stats.drop(DropReason::UnknownSource);
             return;
         };
+        if cached.is_none() {
+            self.by_addr.insert(source, i);
+        }
         let peer = &mut self.peers[i];
         let ok = catch_unwind(AssertUnwindSafe(|| peer.rtc.handle_input(input)));
         if !matches!(ok, Ok(Ok(()))) {
@@ -376,22 +392,39 @@ impl Sfu {
                 self.peers[i].alive = false;
             }
         }
-        self.drain(i);
+        self.drain_from(i);
+    }
+
+    // Drains peer `i`, then every subscriber it forwarded to (their packets go out now, not
+    // at the next timer), and so on.
+    fn drain_from(&mut self, i: usize) {
+        let mut todo = vec![i];
+        let mut done = std::collections::BTreeSet::new();
+        while let Some(k) = todo.pop() {
+            if !done.insert(k) {
+                continue;
+            }
+            todo.extend(self.drain(k));
+        }
     }
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        // Only the peers whose own timer is due.
         for i in 0..self.peers.len() {
             let peer = &mut self.peers[i];
+            if peer.timeout > now {
+                continue;
+            }
             let ok = catch_unwind(AssertUnwindSafe(|| {
                 peer.rtc.handle_input(Input::Timeout(now))
             }));
             if !matches!(ok, Ok(Ok(()))) {
                 peer.alive = false;
             }
+            self.drain_from(i);
         }
-        self.drain_all();
     }
 
     /// The next thing to do.
@@ -432,17 +465,21 @@ enum Happened {
 impl Sfu {
     fn drain_all(&mut self) {
         for i in 0..self.peers.len() {
-            self.drain(i);
+            self.drain_from(i);
         }
     }
 
     // Runs one peer's str0m until it has nothing more to say; forwards what it received.
-    fn drain(&mut self, i: usize) {
+    // Runs one peer's str0m until it has nothing more to say; forwards what it received.
+    // Returns the peers it wrote to (subscribers of its packets, publishers asked for a
+    // keyframe), which have something to send now.
+    fn drain(&mut self, i: usize) -> Vec<usize> {
         let mut happened = Vec::new();
+        let mut touched = Vec::new();
         {
             let peer = &mut self.peers[i];
             if !peer.alive {
-                return;
+                return touched;
             }
             loop {
                 let polled = catch_unwind(AssertUnwindSafe(|| peer.rtc.poll_output()));
@@ -475,7 +512,7 @@ impl Sfu {
         }
         for h in happened {
             match h {
-                Happened::Rtp(p) => self.forward(i, *p),
+                Happened::Rtp(p) => touched.extend(self.forward(i, *p)),
                 Happened::KeyframeRequest(mid, kind) => {
                     let source = self.peers[i]
                         .slots
@@ -484,13 +521,18 @@ impl Sfu {
                         .and_then(|s| s.source.clone());
                     if let Some((publisher, pub_mid)) = source {
                         self.keyframe(&publisher, pub_mid, kind);
+                        touched.extend(self.peers.iter().position(|p| p.pid == publisher));
                     }
                 }
             }
         }
+        touched
     }
 
-    fn forward(&mut self, from: usize, packet: RtpPacket) {
+    // Writes the packet into the slot of every subscriber that should get it; returns their
+    // indices.
+    fn forward(&mut self, from: usize, packet: RtpPacket) -> Vec<usize> {
+        let mut written = Vec::new();
         let publisher = self.peers[from].pid.clone();
         let Some(mid) = self.peers[from]
             .rtc
@@ -499,7 +541,7 @@ impl Sfu {
             .map(|s| s.mid())
         else {
             self.stats.drop(DropReason::Malformed);
-            return;
+            return written;
         };
         let codec = self.peers[from]
             .rtc
@@ -511,22 +553,27 @@ impl Sfu {
             Ok(s) => s.into_iter().cloned().collect(),
             Err(r) => {
                 self.stats.drop(r);
-                return;
+                return written;
             }
         };
         if let Some(tap) = self.tap.as_mut() {
             (tap.0)(&packet.payload);
         }
         for sub in subscribers {
-            let Some(peer) = self.peers.iter_mut().find(|p| p.pid == sub && p.alive) else {
+            let Some((j, peer)) = self
+                .peers
+                .iter_mut()
+                .enumerate()
+                .find(|(_, p)| p.pid == sub && p.alive)
+            else {
                 self.stats.drop(DropReason::NoSlot);
                 continue;
             };
-            let Some(slot) = peer
-                .slots
-                .iter_mut()
-                .find(|s| s.source.as_ref() == Some(&(publisher.clone(), mid)))
-            else {
+            let Some(slot) = peer.slots.iter_mut().find(|s| {
+                s.source
+                    .as_ref()
+                    .is_some_and(|(p, m)| *p == publisher && *m == mid)
+            }) else {
                 self.stats.drop(DropReason::NoSlot);
                 continue;
             };
@@ -562,9 +609,11 @@ impl Sfu {
             .marker(packet.header.marker)
             .nackable(true);
             tx.write_rtp(write);
+            written.push(j);
             self.stats.forwarded_packets += 1;
             self.stats.forwarded_bytes += packet.payload.len() as u64;
         }
+        written
     }
 
     fn keyframe(&mut self, publisher: &ParticipantId, mid: Mid, kind: KeyframeRequestKind) {
@@ -700,6 +749,7 @@ impl Sfu {
             return;
         }
         self.peers.retain(|p| p.alive);
+        self.by_addr.clear();
         for g in gone {
             self.throttle.forget(&g);
             self.out.push_back(Output::PeerGone(g));
