@@ -101,11 +101,7 @@ fn the_mediator_signs_only_placements_it_asked_for() {
     let (mp, ap, bp) = (pid(1), pid(2), pid(3));
     let (mut m, mut a, mut b) = (core(true), core(false), core(false));
     let now = Instant::now();
-    let joint = |members: Vec<ChannelMember>| ChannelView {
-        id: ChannelId::joint(),
-        kind: ChannelKind::Joint,
-        members,
-    };
+    let joint = joint_view;
     m.handle(
         welcome(
             &mp,
@@ -118,13 +114,7 @@ fn the_mediator_signs_only_placements_it_asked_for() {
     a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
     b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
     // Both arrive, consent; the mediator introduces itself and admits them.
-    let waiting = |p: &ParticipantId, s| WaitingView {
-        participant_id: p.clone(),
-        role: Role::Party,
-        side: Some(s),
-        consented: true,
-        connected: true,
-    };
+    let waiting = waiting_party;
     m.handle(
         ServerMessage::Session {
             session: SessionView {
@@ -257,94 +247,148 @@ fn deliver(out: &[ClientMessage], from: &ParticipantId, to: &mut Core<OsRng>, no
     }
 }
 
-#[test]
-fn a_chat_that_overtakes_the_roster_its_key_needs_is_held_until_the_key_installs() {
-    let (mp, ap, bp) = (pid(1), pid(2), pid(3));
-    let (mut m, mut a, mut b) = (core(true), core(false), core(false));
-    let now = Instant::now();
-    let joint = |members: Vec<ChannelMember>| ChannelView {
+fn joint_view(members: Vec<ChannelMember>) -> ChannelView {
+    ChannelView {
         id: ChannelId::joint(),
         kind: ChannelKind::Joint,
         members,
-    };
-    m.handle(
-        welcome(
-            &mp,
-            Role::Mediator,
-            None,
-            Some(joint(vec![member(&mp, Role::Mediator, None)])),
-        ),
-        now,
-    );
-    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
-    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
-    let waiting = |p: &ParticipantId, s| WaitingView {
+    }
+}
+
+fn waiting_party(p: &ParticipantId, side: Side) -> WaitingView {
+    WaitingView {
         participant_id: p.clone(),
         role: Role::Party,
-        side: Some(s),
+        side: Some(side),
         consented: true,
         connected: true,
-    };
-    let session = |waiting: Vec<WaitingView>, members: Vec<ChannelMember>| ServerMessage::Session {
+    }
+}
+
+fn session_msg(waiting: Vec<WaitingView>, members: Vec<ChannelMember>) -> ServerMessage {
+    ServerMessage::Session {
         session: SessionView {
             locked: false,
             waiting,
-            channels: vec![joint(members)],
+            channels: vec![joint_view(members)],
         },
-    };
-    let w = vec![waiting(&ap, Side::A), waiting(&bp, Side::B)];
-    m.handle(
-        session(w.clone(), vec![member(&mp, Role::Mediator, None)]),
-        now,
-    );
-    relay(&mut m, &mp, &mut a, &ap);
-    relay(&mut m, &mp, &mut b, &bp);
-    relay(&mut a, &ap, &mut m, &mp);
-    relay(&mut b, &bp, &mut m, &mp);
-    m.handle(session(w, vec![member(&mp, Role::Mediator, None)]), now);
-    drain(&mut m);
-    // The server admits both into joint; the mediator signs the roster.
-    let all = vec![
-        member(&mp, Role::Mediator, None),
-        member(&ap, Role::Party, Some(Side::A)),
-        member(&bp, Role::Party, Some(Side::B)),
-    ];
-    m.handle(session(vec![], all.clone()), now);
-    a.handle(
-        ServerMessage::Channel {
-            channel: joint(all.clone()),
-        },
-        now,
-    );
-    b.handle(
-        ServerMessage::Channel {
-            channel: joint(all),
-        },
-        now,
-    );
-    let from_m = drain(&mut m);
+    }
+}
+
+/// A mediator (alone in joint) and parties A and B (waiting), each welcomed.
+struct Trio {
+    m: Core<OsRng>,
+    a: Core<OsRng>,
+    b: Core<OsRng>,
+    mp: ParticipantId,
+    ap: ParticipantId,
+    bp: ParticipantId,
+    now: Instant,
+}
+
+impl Trio {
+    fn welcomed() -> Self {
+        let (mp, ap, bp) = (pid(1), pid(2), pid(3));
+        let (mut m, mut a, mut b) = (core(true), core(false), core(false));
+        let now = Instant::now();
+        let alone = joint_view(vec![member(&mp, Role::Mediator, None)]);
+        m.handle(welcome(&mp, Role::Mediator, None, Some(alone)), now);
+        a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
+        b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
+        Self {
+            m,
+            a,
+            b,
+            mp,
+            ap,
+            bp,
+            now,
+        }
+    }
+
+    fn members(&self, who: &[char]) -> Vec<ChannelMember> {
+        who.iter()
+            .map(|w| match w {
+                'm' => member(&self.mp, Role::Mediator, None),
+                'a' => member(&self.ap, Role::Party, Some(Side::A)),
+                _ => member(&self.bp, Role::Party, Some(Side::B)),
+            })
+            .collect()
+    }
+
+    /// Party `who` ('a' or 'b') introduces itself and consents while `in_joint` sit in joint;
+    /// the mediator admits it (its admit goes to the server, here nowhere).
+    fn admit(&mut self, who: char, in_joint: &[char]) {
+        let members = self.members(in_joint);
+        let Self {
+            m,
+            a,
+            b,
+            mp,
+            ap,
+            bp,
+            now,
+            ..
+        } = self;
+        let (p, pp, side) = if who == 'a' {
+            (a, &*ap, Side::A)
+        } else {
+            (b, &*bp, Side::B)
+        };
+        let w = vec![waiting_party(pp, side)];
+        m.handle(session_msg(w.clone(), members.clone()), *now);
+        relay(m, mp, p, pp);
+        relay(p, pp, m, mp);
+        m.handle(session_msg(w, members), *now);
+        drain(m);
+    }
+
+    /// The server seats `who` in joint and tells everyone; returns what the mediator sent
+    /// (the signed roster and its keys), delivered to nobody yet.
+    fn seat(&mut self, who: &[char]) -> Vec<ClientMessage> {
+        let members = self.members(who);
+        self.m
+            .handle(session_msg(vec![], members.clone()), self.now);
+        for (c, w) in [(&mut self.a, 'a'), (&mut self.b, 'b')] {
+            if who.contains(&w) {
+                let channel = joint_view(members.clone());
+                c.handle(ServerMessage::Channel { channel }, self.now);
+            }
+        }
+        drain(&mut self.m)
+    }
+}
+
+fn chats(c: &mut Core<OsRng>) -> usize {
+    std::iter::from_fn(|| c.poll_event())
+        .filter(|e| matches!(e, confer_client::Event::Chat { .. }))
+        .count()
+}
+
+#[test]
+fn a_chat_that_overtakes_the_roster_its_key_needs_is_held_until_the_key_installs() {
+    let mut t = Trio::welcomed();
+    t.admit('a', &['m']);
+    t.admit('b', &['m']);
+    let from_m = t.seat(&['m', 'a', 'b']);
+    let now = t.now;
     // A sees the roster first, sends B its new key and then a chat under it; both reach B
     // before the mediator's roster does (they come from different senders).
-    deliver(&from_m, &mp, &mut a, now);
-    assert!(a.send_chat("said before B saw the roster").is_ok());
-    let from_a = drain(&mut a);
-    deliver(&from_a, &ap, &mut b, now);
-    let chats = |c: &mut Core<OsRng>| {
-        std::iter::from_fn(|| c.poll_event())
-            .filter(|e| matches!(e, confer_client::Event::Chat { .. }))
-            .count()
-    };
-    assert_eq!(chats(&mut b), 0, "B cannot open it yet");
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    assert!(t.a.send_chat("said before B saw the roster").is_ok());
+    let from_a = drain(&mut t.a);
+    deliver(&from_a, &t.ap, &mut t.b, now);
+    assert_eq!(chats(&mut t.b), 0, "B cannot open it yet");
     assert_eq!(
-        b.stats().decrypt_failures,
+        t.b.stats().decrypt_failures,
         0,
         "and does not call it a failure"
     );
     // The roster arrives: the held key installs and the held chat opens.
-    deliver(&from_m, &mp, &mut b, now);
-    assert_eq!(chats(&mut b), 1);
-    assert_eq!(b.stats().messages_received, 1);
-    assert_eq!(b.stats().decrypt_failures, 0);
+    deliver(&from_m, &t.mp, &mut t.b, now);
+    assert_eq!(chats(&mut t.b), 1);
+    assert_eq!(t.b.stats().messages_received, 1);
+    assert_eq!(t.b.stats().decrypt_failures, 0);
 
     // A chat whose key never comes fails once it has waited its time.
     let chat = from_a
@@ -355,198 +399,80 @@ fn a_chat_that_overtakes_the_roster_its_key_needs_is_held_until_the_key_installs
         })
         .unwrap();
     // Relayed as from someone B holds no key of at all: held, since the key may be on its way.
-    deliver(std::slice::from_ref(chat), &pid(9), &mut b, now);
+    deliver(std::slice::from_ref(chat), &pid(9), &mut t.b, now);
     assert_eq!(
-        b.stats().decrypt_failures,
+        t.b.stats().decrypt_failures,
         0,
         "held: its key may be on its way"
     );
-    b.tick(now + confer_client::core::HOLD_FOR_KEY + std::time::Duration::from_millis(1));
-    assert_eq!(b.stats().decrypt_failures, 1);
-    assert_eq!(b.stats().messages_received, 1);
+    t.b.tick(now + confer_client::core::HOLD_FOR_KEY + std::time::Duration::from_millis(1));
+    assert_eq!(t.b.stats().decrypt_failures, 1);
+    assert_eq!(t.b.stats().messages_received, 1);
 }
 
 #[test]
 fn a_resume_into_another_room_leaves_the_old_one_like_a_move() {
-    let (mp, ap, bp) = (pid(1), pid(2), pid(3));
-    let (mut m, mut a, mut b) = (core(true), core(false), core(false));
-    let now = Instant::now();
-    let joint = |members: Vec<ChannelMember>| ChannelView {
-        id: ChannelId::joint(),
-        kind: ChannelKind::Joint,
-        members,
-    };
-    let me = member(&mp, Role::Mediator, None);
-    m.handle(
-        welcome(&mp, Role::Mediator, None, Some(joint(vec![me.clone()]))),
-        now,
-    );
-    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
-    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
-    let waiting = |p: &ParticipantId, s| WaitingView {
-        participant_id: p.clone(),
-        role: Role::Party,
-        side: Some(s),
-        consented: true,
-        connected: true,
-    };
-    let session = |waiting: Vec<WaitingView>, members: Vec<ChannelMember>| ServerMessage::Session {
-        session: SessionView {
-            locked: false,
-            waiting,
-            channels: vec![joint(members)],
-        },
-    };
-    let w = vec![waiting(&ap, Side::A), waiting(&bp, Side::B)];
-    m.handle(session(w.clone(), vec![me.clone()]), now);
-    relay(&mut m, &mp, &mut a, &ap);
-    relay(&mut m, &mp, &mut b, &bp);
-    relay(&mut a, &ap, &mut m, &mp);
-    relay(&mut b, &bp, &mut m, &mp);
-    m.handle(session(w, vec![me.clone()]), now);
-    drain(&mut m);
-    let all = vec![
-        me,
-        member(&ap, Role::Party, Some(Side::A)),
-        member(&bp, Role::Party, Some(Side::B)),
-    ];
-    m.handle(session(vec![], all.clone()), now);
-    a.handle(
-        ServerMessage::Channel {
-            channel: joint(all.clone()),
-        },
-        now,
-    );
-    b.handle(
-        ServerMessage::Channel {
-            channel: joint(all),
-        },
-        now,
-    );
-    let from_m = drain(&mut m);
-    deliver(&from_m, &mp, &mut a, now);
-    deliver(&from_m, &mp, &mut b, now);
-    let from_b = drain(&mut b);
-    deliver(&from_b, &bp, &mut a, now);
-    assert!(a.send_chat("in joint").is_ok());
-    assert!(a.receive_keys_for(&ChannelId::joint()) > 0);
+    let mut t = Trio::welcomed();
+    t.admit('a', &['m']);
+    t.admit('b', &['m']);
+    let from_m = t.seat(&['m', 'a', 'b']);
+    let now = t.now;
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    deliver(&from_m, &t.mp, &mut t.b, now);
+    let from_b = drain(&mut t.b);
+    deliver(&from_b, &t.bp, &mut t.a, now);
+    assert!(t.a.send_chat("in joint").is_ok());
+    assert!(t.a.receive_keys_for(&ChannelId::joint()) > 0);
 
     // A drops, is moved to its caucus while away, and resumes there.
     let caucus = ChannelView {
         id: ChannelId::caucus(Side::A),
         kind: ChannelKind::Caucus,
-        members: vec![member(&ap, Role::Party, Some(Side::A))],
+        members: t.members(&['a']),
     };
-    a.handle(welcome(&ap, Role::Party, Some(Side::A), Some(caucus)), now);
+    t.a.handle(
+        welcome(&t.ap, Role::Party, Some(Side::A), Some(caucus)),
+        now,
+    );
     assert!(
-        a.send_chat("still joint?").is_err(),
+        t.a.send_chat("still joint?").is_err(),
         "no longer sends in joint"
     );
     // Its joint receive keys go once frames in flight have had their time, as after a move.
-    a.tick(now + std::time::Duration::from_secs(11));
-    assert_eq!(a.receive_keys_for(&ChannelId::joint()), 0);
+    t.a.tick(now + std::time::Duration::from_secs(11));
+    assert_eq!(t.a.receive_keys_for(&ChannelId::joint()), 0);
 }
 
 #[test]
 fn a_chat_sealed_before_i_joined_is_stale_not_a_failure() {
-    let (mp, ap, bp) = (pid(1), pid(2), pid(3));
-    let (mut m, mut a, mut b) = (core(true), core(false), core(false));
-    let now = Instant::now();
-    let joint = |members: Vec<ChannelMember>| ChannelView {
-        id: ChannelId::joint(),
-        kind: ChannelKind::Joint,
-        members,
-    };
-    let session = |waiting: Vec<WaitingView>, members: Vec<ChannelMember>| ServerMessage::Session {
-        session: SessionView {
-            locked: false,
-            waiting,
-            channels: vec![joint(members)],
-        },
-    };
-    let waiting = |p: &ParticipantId, s| WaitingView {
-        participant_id: p.clone(),
-        role: Role::Party,
-        side: Some(s),
-        consented: true,
-        connected: true,
-    };
-    let (me, ma, mb) = (
-        member(&mp, Role::Mediator, None),
-        member(&ap, Role::Party, Some(Side::A)),
-        member(&bp, Role::Party, Some(Side::B)),
-    );
-    m.handle(
-        welcome(&mp, Role::Mediator, None, Some(joint(vec![me.clone()]))),
-        now,
-    );
-    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
-    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
+    let mut t = Trio::welcomed();
+    let now = t.now;
     // A is admitted first and speaks in joint.
-    let admit = |m: &mut Core<OsRng>,
-                 p: &mut Core<OsRng>,
-                 pp: &ParticipantId,
-                 w: Vec<WaitingView>,
-                 members: Vec<ChannelMember>| {
-        m.handle(session(w.clone(), members.clone()), now);
-        relay(m, &mp, p, pp);
-        relay(p, pp, m, &mp);
-        m.handle(session(w, members), now);
-        drain(m);
-    };
-    admit(
-        &mut m,
-        &mut a,
-        &ap,
-        vec![waiting(&ap, Side::A)],
-        vec![me.clone()],
-    );
-    let two = vec![me.clone(), ma.clone()];
-    m.handle(session(vec![], two.clone()), now);
-    a.handle(
-        ServerMessage::Channel {
-            channel: joint(two.clone()),
-        },
-        now,
-    );
-    let from_m = drain(&mut m);
-    deliver(&from_m, &mp, &mut a, now);
-    assert!(a.send_chat("before B came").is_ok());
-    let before = drain(&mut a);
+    t.admit('a', &['m']);
+    let from_m = t.seat(&['m', 'a']);
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    assert!(t.a.send_chat("before B came").is_ok());
+    let before = drain(&mut t.a);
     // B is admitted; the mediator signs the three of them.
-    admit(&mut m, &mut b, &bp, vec![waiting(&bp, Side::B)], two);
-    let three = vec![me, ma, mb];
-    m.handle(session(vec![], three.clone()), now);
-    b.handle(
-        ServerMessage::Channel {
-            channel: joint(three.clone()),
-        },
-        now,
-    );
-    a.handle(
-        ServerMessage::Channel {
-            channel: joint(three),
-        },
-        now,
-    );
-    let from_m = drain(&mut m);
-    deliver(&from_m, &mp, &mut b, now);
+    t.admit('b', &['m', 'a']);
+    let from_m = t.seat(&['m', 'a', 'b']);
+    deliver(&from_m, &t.mp, &mut t.b, now);
     // A's chat from before reaches B (the server relays it to joint, which B is now in):
     // B holds no key of A's yet, so it waits.
-    deliver(&before, &ap, &mut b, now);
-    assert_eq!(b.stats().decrypt_failures, 0);
+    deliver(&before, &t.ap, &mut t.b, now);
+    assert_eq!(t.b.stats().decrypt_failures, 0);
     // A sees the new roster and keys B. The old chat is older than any key B holds of A's:
     // stale, dropped, not a failure; what A says now, B reads.
-    deliver(&from_m, &mp, &mut a, now);
-    assert!(a.send_chat("after B came").is_ok());
-    let after = drain(&mut a);
-    deliver(&after, &ap, &mut b, now);
-    assert_eq!(b.stats().stale_frames, 1);
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    assert!(t.a.send_chat("after B came").is_ok());
+    let after = drain(&mut t.a);
+    deliver(&after, &t.ap, &mut t.b, now);
+    assert_eq!(t.b.stats().stale_frames, 1);
     assert_eq!(
-        b.stats().decrypt_failures,
+        t.b.stats().decrypt_failures,
         0,
         "{:?}",
-        b.stats().failure_reasons
+        t.b.stats().failure_reasons
     );
-    assert_eq!(b.stats().messages_received, 1);
+    assert_eq!(t.b.stats().messages_received, 1);
 }

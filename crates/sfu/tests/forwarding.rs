@@ -226,10 +226,9 @@ fn junk_datagrams_and_bad_sdp_are_refused_and_others_unaffected() {
     );
 }
 
-#[test]
-fn a_slot_emptied_by_a_move_is_refilled_only_when_no_other_slot_is_free() {
-    // m has three slots of each kind; a and b fill two, the third is empty.
-    let mut net = MediaNet::new(11, 0.0, Duration::from_millis(5));
+/// m with three slots of each kind, a and b in joint with it (filling two), c in a breakout.
+fn m_with_three_slots(seed: u64) -> MediaNet {
+    let mut net = MediaNet::new(seed, 0.0, Duration::from_millis(5));
     net.add_client("m", 3);
     for p in ["a", "b", "c"] {
         net.add_client(p, 1);
@@ -237,13 +236,22 @@ fn a_slot_emptied_by_a_move_is_refilled_only_when_no_other_slot_is_free() {
     net.route(&[("joint", &["m", "a", "b"]), ("breakout-1", &["c"])]);
     net.connect();
     net.run(Duration::from_millis(50));
-    let mid_of = |net: &MediaNet, who: &str, video: bool| {
-        net.clients[0]
-            .slots
-            .iter()
-            .find(|s| s.video == video && s.publisher == Some(pid(who)))
-            .map(|s| s.mid.clone())
-    };
+    net
+}
+
+/// The mid of m's slot that carries `who`'s audio or video.
+fn slot_of(net: &MediaNet, who: &str, video: bool) -> Option<String> {
+    net.clients[0]
+        .slots
+        .iter()
+        .find(|s| s.video == video && s.publisher == Some(pid(who)))
+        .map(|s| s.mid.clone())
+}
+
+#[test]
+fn a_slot_emptied_by_a_move_is_refilled_only_when_no_other_slot_is_free() {
+    let mut net = m_with_three_slots(11);
+    let mid_of = |net: &MediaNet, who: &str, video: bool| slot_of(net, who, video);
     let empty_before: Vec<String> = net.clients[0]
         .slots
         .iter()
@@ -302,21 +310,8 @@ fn a_peer_that_vanishes_mid_stream_is_dropped_and_the_others_carry_on() {
 
 #[test]
 fn a_slot_emptied_by_an_earlier_change_stays_empty_for_a_while_if_another_is_free() {
-    let mut net = MediaNet::new(12, 0.0, Duration::from_millis(5));
-    net.add_client("m", 3);
-    for p in ["a", "b", "c"] {
-        net.add_client(p, 1);
-    }
-    net.route(&[("joint", &["m", "a", "b"]), ("breakout-1", &["c"])]);
-    net.connect();
-    net.run(Duration::from_millis(50));
-    let video_mid = |net: &MediaNet, who: &str| {
-        net.clients[0]
-            .slots
-            .iter()
-            .find(|s| s.video && s.publisher == Some(pid(who)))
-            .map(|s| s.mid.clone())
-    };
+    let mut net = m_with_three_slots(12);
+    let video_mid = |net: &MediaNet, who: &str| slot_of(net, who, true);
     let a_slot = video_mid(&net, "a").unwrap();
     // a leaves m's room; 100 ms later c arrives: c gets the never-used slot, not a's.
     net.route(&[("joint", &["m", "b"]), ("breakout-1", &["c", "a"])]);

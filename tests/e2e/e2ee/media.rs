@@ -13,6 +13,18 @@ use super::harness::{Behaviour, MEDIA_STREAMS, Peer, PeerRng, PeerState, config}
 const ROUND: u64 = 40;
 
 async fn join_media(ts: &TestServer, role: Role, side: Option<Side>) -> Peer {
+    join_media_with(ts, role, side, 3, false).await
+}
+
+/// A client with a media peer (publishing streams 0 and 1 when told to, `slots` of each kind,
+/// through TURN only if `relay_only`).
+pub(super) async fn join_media_with(
+    ts: &TestServer,
+    role: Role,
+    side: Option<Side>,
+    slots: usize,
+    relay_only: bool,
+) -> Peer {
     let mut cfg = config();
     cfg.media_streams = MEDIA_STREAMS.to_vec();
     cfg.media_receive = true;
@@ -25,7 +37,8 @@ async fn join_media(ts: &TestServer, role: Role, side: Option<Side>) -> Peer {
             stamped: Default::default(),
         },
         Behaviour {
-            media_slots: Some(3),
+            media_slots: Some(slots),
+            relay_only,
             ..Behaviour::default()
         },
     )

@@ -12,7 +12,7 @@ use confer_proto::{ChannelId, Role, ServerMessage, Side};
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
 
-use super::harness::{Behaviour, MEDIA_STREAMS, Peer, PeerRng, PeerState, config};
+use super::harness::{Peer, PeerState};
 
 struct Coturn {
     _child: Child,
@@ -89,24 +89,7 @@ async fn start_coturn(secret: &str, dir: &Path) -> Coturn {
 }
 
 async fn join_relay_only(ts: &TestServer, role: Role, side: Option<Side>) -> Peer {
-    let mut cfg = config();
-    cfg.media_streams = MEDIA_STREAMS.to_vec();
-    cfg.media_receive = true;
-    Peer::join_with(
-        ts.server.addr(),
-        &ts.invite(role, side),
-        cfg,
-        PeerRng {
-            canary: false,
-            stamped: Default::default(),
-        },
-        Behaviour {
-            media_slots: Some(2),
-            relay_only: true,
-            ..Behaviour::default()
-        },
-    )
-    .await
+    super::media::join_media_with(ts, role, side, 2, true).await
 }
 
 /// The candidates in the media offer this peer sent: (type, port).
