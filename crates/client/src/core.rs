@@ -33,6 +33,8 @@ pub const STALE_KEY_AFTER: Duration = Duration::from_secs(10);
 pub const KEEP_OLD_KEYS: Duration = Duration::from_secs(10);
 /// Mediators: at most this many announced participants are remembered.
 pub const MAX_PEERS: usize = 512;
+/// A sender moves its keys one ratchet step this often (confer/1 §10).
+pub const RATCHET_EVERY: Duration = Duration::from_secs(60);
 /// How long a chat frame waits for the key it names before it counts as a failure.
 pub const HOLD_FOR_KEY: Duration = Duration::from_secs(2);
 /// Chat frames waiting for their key, at most (more fail at once).
@@ -313,8 +315,8 @@ pub struct Core<R: CryptoRng> {
     // Everyone.
     my_channel: Option<ChannelView>,
     chains: BTreeMap<Id16, ChainState>,
-    /// (channel, stream) -> my current generation and its sealer.
-    sealers: BTreeMap<(Id16, u8), (u64, Sealer)>,
+    /// (channel, stream) -> my current generation, its sealer, and when it last stepped.
+    sealers: BTreeMap<(Id16, u8), (u64, Sealer, Option<Instant>)>,
     next_generation: u64,
     /// (channel, sender, stream) -> receive keys.
     openers: BTreeMap<(Id16, Id16, u8), Opener>,
@@ -550,7 +552,7 @@ impl<R: CryptoRng> Core<R> {
         }
         let ch = self.secured.clone().ok_or(NotSecured)?;
         let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
-        let (_, sealer) = self
+        let (_, sealer, _) = self
             .sealers
             .get_mut(&(cid, STREAM_DATA))
             .ok_or(NotSecured)?;
@@ -593,7 +595,7 @@ impl<R: CryptoRng> Core<R> {
         }
         let ch = self.secured.clone().ok_or(NotSecured)?;
         let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
-        let (_, sealer) = self.sealers.get_mut(&(cid, stream)).ok_or(NotSecured)?;
+        let (_, sealer, _) = self.sealers.get_mut(&(cid, stream)).ok_or(NotSecured)?;
         let frame = sealer.seal(codec, payload).map_err(|_| NotSecured)?;
         self.stats.frames_sealed += 1;
         Ok(frame)
@@ -604,7 +606,7 @@ impl<R: CryptoRng> Core<R> {
     pub fn media_generation(&self, stream: u8) -> Option<u64> {
         let ch = self.secured.as_ref()?;
         let cid = self.channel_id_of(ch)?;
-        self.sealers.get(&(*cid, stream)).map(|(g, _)| *g)
+        self.sealers.get(&(*cid, stream)).map(|(g, _, _)| *g)
     }
 
     /// Opens a media frame that arrived from `publisher` on `stream` (the SFU slot it came in
@@ -1583,8 +1585,49 @@ impl<R: CryptoRng> Core<R> {
         // holds the key before the first frame under it.
         self.sealers.insert(
             (cid, stream),
-            (generation, Sealer::new(ctx, *base.expose(), generation)),
+            (
+                generation,
+                Sealer::new(ctx, *base.expose(), generation),
+                self.now,
+            ),
         );
+    }
+
+    // The 60 s timer (§10): each of my sealers moves one ratchet step, so what its current key
+    // reveals about earlier frames is bounded; after step 15 it starts a new generation.
+    fn ratchet_sealers(&mut self, now: Instant) {
+        let due: Vec<(Id16, u8)> = self
+            .sealers
+            .iter()
+            .filter(|(_, (_, _, at))| {
+                at.is_none_or(|at| now.saturating_duration_since(at) >= RATCHET_EVERY)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for (cid, stream) in due {
+            let Some((_, sealer, at)) = self.sealers.get_mut(&(cid, stream)) else {
+                continue;
+            };
+            if at.is_none() {
+                *at = Some(now);
+                continue;
+            }
+            if sealer.ratchet().is_ok() {
+                *at = Some(now);
+                continue;
+            }
+            let roster = self
+                .chains
+                .get(&cid)
+                .and_then(|s| s.chain.head())
+                .map(|h| h.roster.clone());
+            match roster {
+                Some(r) => self.rekey_stream(cid, &r, stream),
+                None => {
+                    self.sealers.remove(&(cid, stream));
+                }
+            }
+        }
     }
 
     // Never encrypt to `cid` again under any of my current keys for it.
@@ -1857,6 +1900,7 @@ impl<R: CryptoRng> Core<R> {
     /// Timers: expire old keys, raise unsigned-member and stale-key alarms.
     pub fn tick(&mut self, now: Instant) {
         self.now = Some(now);
+        self.ratchet_sealers(now);
         let due: Vec<_> = self
             .expiries
             .iter()

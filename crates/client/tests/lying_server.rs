@@ -476,3 +476,68 @@ fn a_chat_sealed_before_i_joined_is_stale_not_a_failure() {
     );
     assert_eq!(t.b.stats().messages_received, 1);
 }
+
+/// The ratchet step in a chat frame's KID, from the relay that carries it.
+fn chat_steps(out: &[ClientMessage]) -> Vec<(u64, u8)> {
+    out.iter()
+        .filter_map(|m| match m {
+            ClientMessage::Relay { data, .. } => match Envelope::from_data(data)? {
+                Envelope::Chat { f, .. } => {
+                    let (&hlen, rest) = f.0.split_last()?;
+                    let header = &rest[rest.len() - usize::from(hlen)..];
+                    let (kid, _) = confer_e2ee::frame::decode_header(header).ok()?;
+                    Some((kid >> 4, (kid & 0x0f) as u8))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_sender_steps_its_key_every_minute_and_renews_it_after_fifteen_steps() {
+    let mut t = Trio::welcomed();
+    t.admit('a', &['m']);
+    t.admit('b', &['m']);
+    let from_m = t.seat(&['m', 'a', 'b']);
+    let now = t.now;
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    deliver(&from_m, &t.mp, &mut t.b, now);
+    let keys = drain(&mut t.a);
+    deliver(&keys, &t.ap, &mut t.b, now);
+    let minute = confer_client::core::RATCHET_EVERY;
+    // The first tick starts the clock; each minute after it is one step.
+    t.a.tick(now);
+    assert!(t.a.send_chat("step 0").is_ok());
+    let first = drain(&mut t.a);
+    let (g0, s0) = chat_steps(&first)[0];
+    assert_eq!(s0, 0);
+    deliver(&first, &t.ap, &mut t.b, now);
+    let mut at = now;
+    for step in 1..=15u8 {
+        at += minute;
+        t.a.tick(at);
+        assert!(t.a.send_chat(&format!("step {step}")).is_ok());
+        let out = drain(&mut t.a);
+        assert_eq!(chat_steps(&out), vec![(g0, step)], "one step a minute");
+        deliver(&out, &t.ap, &mut t.b, at);
+    }
+    // After step 15 the next minute brings a new generation, sent to the others first.
+    at += minute;
+    t.a.tick(at);
+    assert!(t.a.send_chat("new generation").is_ok());
+    let out = drain(&mut t.a);
+    let steps = chat_steps(&out);
+    assert_eq!(steps.len(), 1);
+    assert!(steps[0].0 > g0 && steps[0].1 == 0, "{steps:?}");
+    deliver(&out, &t.ap, &mut t.b, at);
+    // B read every one of them, whatever the step.
+    assert_eq!(t.b.stats().messages_received, 17);
+    assert_eq!(
+        t.b.stats().decrypt_failures,
+        0,
+        "{:?}",
+        t.b.stats().failure_reasons
+    );
+}
