@@ -129,9 +129,98 @@ pub fn extension_allowed(uri: &str) -> bool {
     )
 }
 
+/// The local (our) ICE user fragment a STUN binding request names in its USERNAME attribute
+/// (`<our ufrag>:<their ufrag>`, RFC 8445 §7.2.2), read without checking anything else: the
+/// peer it points to verifies the message (MESSAGE-INTEGRITY) itself. `None` for anything
+/// that is not a well-formed STUN message with a USERNAME.
+pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    const USERNAME: u16 = 0x0006;
+    let header = datagram.get(..20)?;
+    // The top two bits of a STUN message are zero; the magic cookie is fixed.
+    if header[0] & 0xc0 != 0 || header[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let body = datagram.get(20..20 + len)?;
+    let mut at = 0;
+    while let Some(tl) = body.get(at..at + 4) {
+        let kind = u16::from_be_bytes([tl[0], tl[1]]);
+        let n = usize::from(u16::from_be_bytes([tl[2], tl[3]]));
+        let value = body.get(at + 4..at + 4 + n)?;
+        if kind == USERNAME {
+            let name = std::str::from_utf8(value).ok()?;
+            return name.split(':').next().filter(|u| !u.is_empty());
+        }
+        at += 4 + n.div_ceil(4) * 4;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stun(attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (kind, v) in attrs {
+            body.extend_from_slice(&kind.to_be_bytes());
+            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            body.extend_from_slice(v);
+            body.resize(body.len().div_ceil(4) * 4, 0);
+        }
+        let mut m = vec![0x00, 0x01];
+        m.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        m.extend_from_slice(&[7; 12]);
+        m.extend(body);
+        m
+    }
+
+    #[test]
+    fn stun_username_names_our_ufrag() {
+        // PRIORITY first (odd-length padding exercised by a 5-byte attribute), then USERNAME.
+        let m = stun(&[
+            (0x0024, &[0, 0, 0, 1]),
+            (0x8029, b"12345"),
+            (0x0006, b"sfuU:cliU"),
+        ]);
+        assert_eq!(stun_local_ufrag(&m), Some("sfuU"));
+        assert_eq!(stun_local_ufrag(&stun(&[(0x0024, &[1, 2, 3, 4])])), None);
+        assert_eq!(stun_local_ufrag(&stun(&[(0x0006, b":x")])), None);
+        // Not STUN: RTP (top bits 10), DTLS, short, a lying length.
+        let mut rtp = m.clone();
+        rtp[0] = 0x80;
+        assert_eq!(stun_local_ufrag(&rtp), None);
+        assert_eq!(stun_local_ufrag(&[22, 254, 253]), None);
+        assert_eq!(stun_local_ufrag(&m[..19]), None);
+        let mut long = m.clone();
+        long[3] = 0xff;
+        assert_eq!(stun_local_ufrag(&long), None);
+        let mut attr = m;
+        attr[22] = 0xff; // the first attribute claims more than there is
+        assert_eq!(stun_local_ufrag(&attr), None);
+    }
+
+    #[test]
+    fn stun_parsing_never_panics_on_junk() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..600 {
+            let mut d: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            if len >= 8 {
+                d[0] &= 0x3f;
+                d[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+            }
+            let _ = stun_local_ufrag(&d);
+        }
+    }
 
     fn p(s: &str) -> ParticipantId {
         ParticipantId::new(s).unwrap()

@@ -101,6 +101,9 @@ pub struct SfuStats {
     pub keyframe_requests: u64,
     /// Keyframe requests swallowed by the throttle.
     pub keyframe_requests_throttled: u64,
+    /// Datagrams neither the address map nor the ICE user-fragment map placed, so every peer
+    /// was asked (none, for well-behaved peers; junk and strangers land here).
+    pub demux_scans: u64,
 }
 
 impl SfuStats {
@@ -163,6 +166,9 @@ pub struct Sfu {
     /// Cleared whenever `peers` changes shape; a miss falls back to asking every peer (ICE
     /// credentials in STUN), which then refills it.
     by_addr: HashMap<SocketAddr, usize>,
+    /// Local ICE user fragment -> index in `peers`: where a STUN check from an address not
+    /// seen yet goes. Rebuilt whenever `peers` changes shape.
+    by_ufrag: HashMap<String, usize>,
 }
 
 /// Observer of forwarded payloads.
@@ -200,7 +206,19 @@ impl Sfu {
             now,
             tap: None,
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
         }
+    }
+
+    // The peer tables keyed by address and by ICE user fragment, after `peers` changed.
+    fn reindex(&mut self) {
+        self.by_addr.clear();
+        self.by_ufrag = self
+            .peers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| (p.rtc.direct_api().local_ice_credentials().ufrag, i))
+            .collect();
     }
 
     /// Observes every payload forwarded (for canary tests).
@@ -278,7 +296,6 @@ impl Sfu {
             return Err(SfuError::Refused("no audio or video m-line".into()));
         }
         self.remove_peer(&pid);
-        self.by_addr.clear();
         self.peers.push(Peer {
             pid,
             rtc,
@@ -288,6 +305,7 @@ impl Sfu {
             timeout: now,
             view: Vec::new(),
         });
+        self.reindex();
         self.assign_slots();
         self.drain_all();
         Ok(answer.to_sdp_string())
@@ -297,7 +315,7 @@ impl Sfu {
     pub fn remove_peer(&mut self, pid: &ParticipantId) {
         let before = self.peers.len();
         self.peers.retain(|p| &p.pid != pid);
-        self.by_addr.clear();
+        self.reindex();
         if self.peers.len() != before {
             self.throttle.forget(pid);
             self.assign_slots();
@@ -352,6 +370,7 @@ impl Sfu {
         contents: &[u8],
     ) {
         self.now = now;
+        let contents_bytes = contents;
         let Ok(contents) = contents.try_into() else {
             self.stats.drop(DropReason::Malformed);
             return;
@@ -372,7 +391,21 @@ impl Sfu {
                 .get(i)
                 .is_some_and(|p| p.alive && p.rtc.accepts(&input))
         });
-        let Some(i) = cached.or_else(|| {
+        // A STUN check names the peer in its USERNAME (`<our ufrag>:<theirs>`).
+        let by_name = || {
+            forward::stun_local_ufrag(contents_bytes)
+                .and_then(|u| self.by_ufrag.get(u).copied())
+                .filter(|&i| {
+                    self.peers
+                        .get(i)
+                        .is_some_and(|p| p.alive && p.rtc.accepts(&input))
+                })
+        };
+        let found = cached.or_else(by_name);
+        if found.is_none() {
+            self.stats.demux_scans += 1;
+        }
+        let Some(i) = found.or_else(|| {
             self.peers
                 .iter()
                 .position(|p| p.alive && p.rtc.accepts(&input))
@@ -749,7 +782,7 @@ impl Sfu {
             return;
         }
         self.peers.retain(|p| p.alive);
-        self.by_addr.clear();
+        self.reindex();
         for g in gone {
             self.throttle.forget(&g);
             self.out.push_back(Output::PeerGone(g));
