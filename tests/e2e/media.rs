@@ -236,13 +236,7 @@ async fn media_follows_the_room_through_the_real_server() {
     // The SFU's work shows in the metrics (no ids in them).
     let (status, body) = confer_testkit::ws::http_get(ts.server.metrics_addr(), "/metrics").await;
     assert_eq!(status, 200);
-    let value = |name: &str| -> f64 {
-        body.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let value = |name: &str| -> f64 { confer_testkit::ws::metric(&body, name).unwrap_or(0.0) };
     assert!(
         value("confer_media_forwarded_packets_total") >= 40.0,
         "{body}"

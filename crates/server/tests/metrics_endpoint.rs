@@ -22,10 +22,7 @@ async fn metrics_count_relays_and_errors_without_ids() {
     let (status, body) = http_get(serve.metrics, "/metrics").await;
     assert_eq!(status, 200);
     let value = |name: &str| -> f64 {
-        body.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        confer_testkit::ws::metric(&body, name)
             .unwrap_or_else(|| panic!("{name} missing in\n{body}"))
     };
     assert_eq!(value("confer_relayed_messages_total"), 1.0);

@@ -147,11 +147,7 @@ fn assert_clean(p: &Peer) {
 async fn metric(ts: &TestServer, name: &str) -> u64 {
     let (status, body) = confer_testkit::ws::http_get(ts.server.metrics_addr(), "/metrics").await;
     assert_eq!(status, 200);
-    body.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    confer_testkit::ws::metric(&body, name).unwrap_or(0.0) as u64
 }
 
 #[tokio::test]
