@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use confer_proto::{ChannelId, ParticipantId};
 use confer_sfu::forward::Routing;
 use confer_sfu::{Output, Sfu, SfuConfig};
+use confer_testkit::media::ClientOffer;
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
+use str0m::{Event, Input, Output as RtcOutput, Rtc};
 
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const VIDEO_EVERY: Duration = Duration::from_millis(10);
@@ -222,20 +223,13 @@ fn run_sfu(rooms: usize, size: usize) -> (Measured, u64) {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket.set_nonblocking(true).ok();
         let addr = socket.local_addr().expect("addr");
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(start);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-        let mut api = rtc.sdp_api();
-        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        for _ in 1..size {
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        }
-        let (offer, pending) = api.apply().expect("offer");
+        let ClientOffer {
+            mut rtc,
+            offer,
+            pending,
+            audio,
+            video,
+        } = ClientOffer::new(addr, size - 1, start);
         let answer = sfu
             .accept_offer(pid(i), &offer.to_sdp_string(), start)
             .expect("answer");
@@ -399,20 +393,7 @@ fn idle_memory(peers: usize) -> f64 {
     let mut sfu = Sfu::new(SfuConfig::new(addr), now);
     let before = rss_kib();
     for i in 0..peers {
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-        let mut api = rtc.sdp_api();
-        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        for _ in 0..5 {
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        }
-        let (offer, _) = api.apply().expect("offer");
+        let offer = ClientOffer::new(addr, 5, now).offer;
         sfu.accept_offer(pid(i), &offer.to_sdp_string(), now)
             .expect("answer");
     }

@@ -1288,7 +1288,7 @@ impl<R: CryptoRng> Core<R> {
         let held = self
             .openers
             .get(&key)
-            .is_some_and(|o| o.generations().contains(&msg.generation));
+            .is_some_and(|o| o.holds(msg.generation));
         if msg.generation > confer_e2ee::frame::MAX_GENERATION || held {
             return true;
         }

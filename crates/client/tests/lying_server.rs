@@ -359,6 +359,18 @@ impl Trio {
     }
 }
 
+impl Trio {
+    /// Both parties admitted and seated in joint with the mediator; returns what the mediator
+    /// sent (the signed roster and its keys), delivered to nobody yet.
+    fn all_in_joint() -> (Self, Vec<ClientMessage>) {
+        let mut t = Self::welcomed();
+        t.admit('a', &['m']);
+        t.admit('b', &['m']);
+        let from_m = t.seat(&['m', 'a', 'b']);
+        (t, from_m)
+    }
+}
+
 fn chats(c: &mut Core<OsRng>) -> usize {
     std::iter::from_fn(|| c.poll_event())
         .filter(|e| matches!(e, confer_client::Event::Chat { .. }))
@@ -367,10 +379,7 @@ fn chats(c: &mut Core<OsRng>) -> usize {
 
 #[test]
 fn a_chat_that_overtakes_the_roster_its_key_needs_is_held_until_the_key_installs() {
-    let mut t = Trio::welcomed();
-    t.admit('a', &['m']);
-    t.admit('b', &['m']);
-    let from_m = t.seat(&['m', 'a', 'b']);
+    let (mut t, from_m) = Trio::all_in_joint();
     let now = t.now;
     // A sees the roster first, sends B its new key and then a chat under it; both reach B
     // before the mediator's roster does (they come from different senders).
@@ -412,10 +421,7 @@ fn a_chat_that_overtakes_the_roster_its_key_needs_is_held_until_the_key_installs
 
 #[test]
 fn a_resume_into_another_room_leaves_the_old_one_like_a_move() {
-    let mut t = Trio::welcomed();
-    t.admit('a', &['m']);
-    t.admit('b', &['m']);
-    let from_m = t.seat(&['m', 'a', 'b']);
+    let (mut t, from_m) = Trio::all_in_joint();
     let now = t.now;
     deliver(&from_m, &t.mp, &mut t.a, now);
     deliver(&from_m, &t.mp, &mut t.b, now);
@@ -497,10 +503,7 @@ fn chat_steps(out: &[ClientMessage]) -> Vec<(u64, u8)> {
 
 #[test]
 fn a_sender_steps_its_key_every_minute_and_renews_it_after_fifteen_steps() {
-    let mut t = Trio::welcomed();
-    t.admit('a', &['m']);
-    t.admit('b', &['m']);
-    let from_m = t.seat(&['m', 'a', 'b']);
+    let (mut t, from_m) = Trio::all_in_joint();
     let now = t.now;
     deliver(&from_m, &t.mp, &mut t.a, now);
     deliver(&from_m, &t.mp, &mut t.b, now);

@@ -431,12 +431,14 @@ impl Sfu {
     // Drains peer `i`, then every subscriber it forwarded to (their packets go out now, not
     // at the next timer), and so on.
     fn drain_from(&mut self, i: usize) {
+        // A handful of peers per datagram: a short list beats a set on this path.
         let mut todo = vec![i];
-        let mut done = std::collections::BTreeSet::new();
+        let mut done: Vec<usize> = Vec::with_capacity(8);
         while let Some(k) = todo.pop() {
-            if !done.insert(k) {
+            if done.contains(&k) {
                 continue;
             }
+            done.push(k);
             todo.extend(self.drain(k));
         }
     }

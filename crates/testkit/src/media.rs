@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use confer_proto::{ChannelId, ParticipantId};
 use confer_sfu::forward::Routing;
 use confer_sfu::{Output, Sfu, SfuConfig, SlotView};
-use str0m::change::SdpAnswer;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -85,6 +85,58 @@ struct Packet {
     contents: Vec<u8>,
 }
 
+/// A str0m client peer as the SFU expects one: Opus and VP8, one host candidate, a microphone
+/// and a camera it sends, and `slots` receive slots of each kind; its offer made, not yet
+/// answered.
+pub struct ClientOffer {
+    /// The peer.
+    pub rtc: Rtc,
+    /// Its offer, for `Sfu::accept_offer`.
+    pub offer: SdpOffer,
+    /// What `accept_answer` needs.
+    pub pending: SdpPendingOffer,
+    /// Its microphone's m-line.
+    pub audio: Mid,
+    /// Its camera's m-line.
+    pub video: Mid,
+}
+
+impl std::fmt::Debug for ClientOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOffer")
+            .field("audio", &self.audio)
+            .field("video", &self.video)
+            .finish()
+    }
+}
+
+impl ClientOffer {
+    /// A peer at `addr`.
+    pub fn new(addr: SocketAddr, slots: usize, now: Instant) -> Self {
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        for _ in 0..slots {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api.apply().expect("an offer");
+        Self {
+            rtc,
+            offer,
+            pending,
+            audio,
+            video,
+        }
+    }
+}
+
 /// The simulated network.
 pub struct MediaNet {
     /// The clock.
@@ -147,20 +199,13 @@ impl MediaNet {
         let now = self.clock.now();
         let i = self.clients.len();
         let a = addr(10 + i as u8, 5000);
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(now);
-        rtc.add_local_candidate(Candidate::host(a, "udp").expect("candidate"));
-        let mut api = rtc.sdp_api();
-        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        for _ in 0..slots {
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        }
-        let (offer, pending) = api.apply().expect("an offer");
+        let ClientOffer {
+            mut rtc,
+            offer,
+            pending,
+            audio,
+            video,
+        } = ClientOffer::new(a, slots, now);
         let pid = ParticipantId::new(pid).expect("id");
         let answer = self
             .sfu
