@@ -10,6 +10,9 @@ use confer_e2ee::frame::{
     SenderKeyMsg,
 };
 use confer_e2ee::identity::{Announcement, Identity, role_code, role_from_code, verify};
+use confer_e2ee::messages::{
+    ATTEST_ALL, ConsentAck, NameMsg, SenderKeyAck, consent_signed_bytes, psk_hint,
+};
 use confer_e2ee::pairwise::{self, MsgType, Pair, Sequences};
 use confer_e2ee::roster::{
     Accepted, Chain, FLAG_AWAY, Kind, Member, Roster, RosterError, SignedRoster,
@@ -18,35 +21,22 @@ use confer_e2ee::secret::Secret32;
 use confer_e2ee::{CryptoRng, Id16};
 use confer_proto::{
     AgreementHash, ChannelId, ChannelKind, ChannelView, ClientMessage, ParticipantId, RelayTarget,
-    Role, ServerMessage, SessionView,
+    Role, ServerMessage, SessionView, Side,
 };
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::envelope::{Bytes, Envelope};
 use crate::link::Invite;
 
-/// How long a member of my channel may go without a roster signature before it is an alarm.
-pub const UNSIGNED_GRACE: Duration = Duration::from_secs(5);
-/// How long after a roster change a member may take to send its new sender key.
-pub const STALE_KEY_AFTER: Duration = Duration::from_secs(10);
-/// How long old generations are kept for frames in flight.
-pub const KEEP_OLD_KEYS: Duration = Duration::from_secs(10);
-/// Mediators: at most this many announced participants are remembered.
-pub const MAX_PEERS: usize = 512;
-/// A sender moves its keys one ratchet step this often (confer/1 §10).
-pub const RATCHET_EVERY: Duration = Duration::from_secs(60);
-/// How long a chat frame waits for the key it names before it counts as a failure.
-pub const HOLD_FOR_KEY: Duration = Duration::from_secs(2);
-/// Chat frames waiting for their key, at most (more fail at once).
-const MAX_EARLY_CHATS: usize = 256;
-/// The largest chat frame held for its key: a padded 64 KiB message plus header and tag.
-const MAX_HELD_CHAT_BYTES: usize = 66 * 1024;
-/// At most one keyframe request per publisher this often.
-const KEYFRAME_REQUEST_EVERY: Duration = Duration::from_secs(1);
-/// Consent attestation bits: "I will not record", "nobody else is present".
-pub const ATTEST_NO_RECORDING: u8 = 1;
-/// See [`ATTEST_NO_RECORDING`].
-pub const ATTEST_NOBODY_ELSE: u8 = 2;
+pub use confer_e2ee::codes::{
+    HOLD_FOR_KEY, KEEP_OLD_KEYS, MAX_PEERS, RATCHET_EVERY, STALE_KEY_AFTER, UNSIGNED_GRACE,
+};
+use confer_e2ee::codes::{
+    AlarmCode, FailureReason, KEYFRAME_REQUEST_EVERY, MAX_ALARMS, MAX_CHAIN_HISTORY,
+    MAX_EARLY_CHATS, MAX_HELD_CHAT_BYTES, MAX_HELD_KEYS, MAX_OLD_GENERATIONS,
+};
+pub use confer_e2ee::messages::{ATTEST_NO_RECORDING, ATTEST_NOBODY_ELSE};
 
 /// Something the user must see: the protocol detected misbehaviour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,25 +55,57 @@ pub enum Alarm {
     IdentityMismatch,
     /// Someone left my channel (per the server) but no new roster came: I stop sending there.
     RosterWithheld,
+    /// A roster of a chain that a newer chain of the same room replaced (an old chain
+    /// delivered late).
+    ChainRevived,
+    /// A new chain for a room that does not link to the chain I hold for that room.
+    ChainUnlinked,
+    /// A roster lists my participant id with keys that are not mine: I am not in it.
+    WrongSelfKey,
+    /// Mediators: a participant that left, timed out or was kicked is listed again.
+    RemovedRelisted(ParticipantId),
+    /// Mediators: a second, different announcement for a participant already announced.
+    AnnouncementChanged(ParticipantId),
+    /// Mediators: an arrival announced another role than its invite was made for.
+    InviteRoleMismatch(ParticipantId),
+    /// Mediators: a second arrival under an invite secret that already admitted someone.
+    InviteReused(ParticipantId),
+    /// Mediators: the server's breakouts do not match the breakout commands sent.
+    BreakoutMismatch,
 }
 
 impl Alarm {
+    /// The alarm's kind, one of the codes every implementation shares.
+    pub fn kind(&self) -> AlarmCode {
+        match self {
+            Alarm::Roster(RosterError::Fork) => AlarmCode::RosterFork,
+            Alarm::Roster(RosterError::Rollback) => AlarmCode::RosterRollback,
+            Alarm::Roster(RosterError::Gap) => AlarmCode::RosterGap,
+            Alarm::Roster(RosterError::BadSignature) => AlarmCode::RosterBadSignature,
+            Alarm::Roster(RosterError::WrongChannel) => AlarmCode::RosterWrongChannel,
+            Alarm::Roster(RosterError::Malformed | RosterError::SignerNotMember) => {
+                AlarmCode::RosterInvalid
+            }
+            Alarm::UnsignedMember(_) => AlarmCode::UnsignedMember,
+            Alarm::StaleKey(_) => AlarmCode::StaleKey,
+            Alarm::MediatorKeyMismatch => AlarmCode::MediatorKeyMismatch,
+            Alarm::RosterFromNonMediator => AlarmCode::RosterFromNonMediator,
+            Alarm::IdentityMismatch => AlarmCode::IdentityMismatch,
+            Alarm::RosterWithheld => AlarmCode::RosterWithheld,
+            Alarm::ChainRevived => AlarmCode::RosterChainRevived,
+            Alarm::ChainUnlinked => AlarmCode::RosterChainUnlinked,
+            Alarm::WrongSelfKey => AlarmCode::RosterWrongSelfKey,
+            Alarm::RemovedRelisted(_) => AlarmCode::RemovedRelisted,
+            Alarm::AnnouncementChanged(_) => AlarmCode::AnnouncementChanged,
+            Alarm::InviteRoleMismatch(_) => AlarmCode::InviteRoleMismatch,
+            Alarm::InviteReused(_) => AlarmCode::InviteReused,
+            Alarm::BreakoutMismatch => AlarmCode::BreakoutMismatch,
+        }
+    }
+
     /// A stable short code for summaries.
     pub fn code(&self) -> &'static str {
-        match self {
-            Alarm::Roster(RosterError::Fork) => "roster_fork",
-            Alarm::Roster(RosterError::Rollback) => "roster_rollback",
-            Alarm::Roster(RosterError::Gap) => "roster_gap",
-            Alarm::Roster(RosterError::BadSignature) => "roster_bad_signature",
-            Alarm::Roster(RosterError::WrongChannel) => "roster_wrong_channel",
-            Alarm::Roster(_) => "roster_invalid",
-            Alarm::UnsignedMember(_) => "unsigned_member",
-            Alarm::StaleKey(_) => "stale_key",
-            Alarm::MediatorKeyMismatch => "mediator_key_mismatch",
-            Alarm::RosterFromNonMediator => "roster_from_non_mediator",
-            Alarm::IdentityMismatch => "identity_mismatch",
-            Alarm::RosterWithheld => "roster_withheld",
-        }
+        self.kind().code()
     }
 }
 
@@ -110,6 +132,14 @@ pub enum Event {
     },
     /// The session code changed (JOINT roster identities changed).
     SessionCode(String),
+    /// A participant's display name, verified against its name commitment in a signed roster
+    /// (mediators: as the participant sent it, before they commit to it in a roster).
+    Name {
+        /// Who.
+        participant_id: ParticipantId,
+        /// The name.
+        name: String,
+    },
     /// An alarm.
     Alarm(Alarm),
     /// A server error frame.
@@ -149,6 +179,12 @@ pub struct Stats {
     pub media_decrypt_failures: u64,
     /// `decrypt_failures` by reason (`chat_open`, `pairwise_replay`, `media`, ...).
     pub failure_reasons: BTreeMap<&'static str, u64>,
+    /// Display names received that matched the sender's roster commitment.
+    pub names_verified: u64,
+    /// Display names received that did not match the sender's roster commitment.
+    pub names_rejected: u64,
+    /// Alarms beyond the distinct ones remembered (`MAX_ALARMS`): counted only.
+    pub alarms_dropped: u64,
     /// Chat and media frames under a generation older than every key I hold of that sender
     /// for that stream: sealed before I joined the room (a sender that had not seen the new
     /// roster yet), or whose key I already deleted. Dropped unopened; not failures.
@@ -192,8 +228,9 @@ pub struct CoreConfig {
     pub agreement_hash: [u8; 32],
     /// Invite secrets (psk, pinned mediator key), if the client joined through a link.
     pub invite: Option<Invite>,
-    /// Mediators: invite secrets of links they made, by hint.
-    pub issued_psks: Vec<Secret32>,
+    /// My display name, if I give one: sent only end to end (pairwise type 4), committed to
+    /// in rosters. At most `MAX_NAME_BYTES` of UTF-8; a longer one is not sent.
+    pub display_name: Option<String>,
     /// Mediators: admit every arrival whose consent verifies.
     pub auto_admit: bool,
     /// How long a member of my channel may go unsigned before the alarm.
@@ -206,7 +243,8 @@ pub struct CoreConfig {
     pub expected_role: Option<Role>,
     /// Mediators: also admit arrivals whose acknowledgment was not bound to an invite secret
     /// (a bare token from `confer token create`). The server can mint such tokens itself, so
-    /// this is off by default: those arrivals wait for a person to admit them.
+    /// this is off by default: those arrivals wait for a person to admit them. With it on, such
+    /// an arrival's side is the one the server reports (there is no invite to bind it).
     pub admit_without_invite_secret: bool,
     /// The media streams I send (0 microphone, 1 camera, 2 screen): each gets its own sender
     /// key in every channel I am present in. Stream 3 (chat) is always keyed.
@@ -221,7 +259,7 @@ impl CoreConfig {
         Self {
             agreement_hash,
             invite: None,
-            issued_psks: Vec::new(),
+            display_name: None,
             auto_admit: true,
             unsigned_grace: UNSIGNED_GRACE,
             stale_key_after: STALE_KEY_AFTER,
@@ -239,11 +277,14 @@ pub fn agreement_hash(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
-fn psk_hint(psk: &Secret32) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(b"confer/1 psk-hint");
-    h.update(psk.expose());
-    h.finalize()[..8].to_vec()
+/// An invite secret this (mediator's) client made, bound to the role and side it was made
+/// for, and to the one arrival it admitted.
+struct IssuedInvite {
+    psk: Secret32,
+    hint: [u8; 8],
+    role: Role,
+    side: u8,
+    used_by: Option<ParticipantId>,
 }
 
 fn id16(p: &ParticipantId) -> Option<Id16> {
@@ -267,8 +308,39 @@ fn pid_of(id: &Id16) -> Option<ParticipantId> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Intent {
     In(ChannelId),
-    /// A breakout the server is creating (its name is not known yet).
-    NewBreakout,
+    /// A breakout the server is creating for the `create_breakout` command with this index
+    /// (its name is not known yet).
+    NewBreakout(usize),
+}
+
+/// A `create_breakout` the mediator's client sent: satisfied only by one breakout that did
+/// not exist before the command, the same for all its members, claimed by no other command.
+struct BreakoutCmd {
+    members: Vec<ParticipantId>,
+    /// Every breakout seen before the command.
+    known_before: BTreeSet<ChannelId>,
+    /// The breakout it created, once every member was seen in it.
+    room: Option<ChannelId>,
+    /// The server's breakouts did not match: never satisfied.
+    failed: bool,
+}
+
+/// Why the mediator's client holds a participant out of every roster for good.
+struct Removal {
+    at: Instant,
+    /// How many session views had arrived then: only a later view can list it "again".
+    view: u64,
+    /// By this client's own `kick` (the server may list it for a moment longer).
+    by_me: bool,
+}
+
+/// A room's chains, as this client knows them: the current one and those it replaced.
+#[derive(Default)]
+struct RoomChains {
+    current: Option<Id16>,
+    retired: BTreeSet<Id16>,
+    /// Mediators: the last hash of the room's previous chain, for the next chain's genesis.
+    link: Option<[u8; 32]>,
 }
 
 struct Me {
@@ -283,14 +355,23 @@ struct Me {
 struct Peer {
     ann: Announcement,
     consent_ok: bool,
-    /// The acknowledgment verified but came without an invite secret: a person decides.
+    /// The acknowledgment verified but came without an invite secret (or under one already
+    /// used, or for another role): a person decides.
     held: bool,
+    /// The side this participant was bound to: by its invite, or by the person who admitted
+    /// it. Never taken from the server (except with `admit_without_invite_secret`).
+    side: Option<u8>,
+    /// Its display name as it sent it (committed to in the rosters).
+    name: Option<[u8; 32]>,
 }
 
 struct ChainState {
     chain: Chain,
     server_channel: ChannelId,
     advanced_at: Instant,
+    /// Managers: every roster of this chain (at most `MAX_CHAIN_HISTORY`), to hand a
+    /// newcomer the chain from its genesis.
+    history: Vec<SignedRoster>,
 }
 
 /// The confer/1 client state machine.
@@ -305,16 +386,37 @@ pub struct Core<R: CryptoRng> {
     peers: BTreeMap<ParticipantId, Peer>,
     contacted: BTreeSet<ParticipantId>,
     admit_sent: BTreeSet<ParticipantId>,
+    /// Mediators: invite secrets made, bound to role and side, single use.
+    invites: Vec<IssuedInvite>,
+    /// Mediators: participants that left, timed out or were kicked: never signed again.
+    removed: BTreeMap<ParticipantId, Removal>,
     /// Mediators: where this client told the server to put each participant. The server's
     /// views are only believed where they agree with it.
     intents: BTreeMap<ParticipantId, Intent>,
     /// Mediators: the last location where view and intent agreed.
     confirmed: BTreeMap<ParticipantId, ChannelId>,
-    channel_ids: BTreeMap<ChannelId, Id16>,
+    /// Mediators: the `create_breakout` commands sent, in order.
+    breakouts: Vec<BreakoutCmd>,
+    /// Mediators: every breakout the server ever listed.
+    seen_breakouts: BTreeSet<ChannelId>,
     last_session: Option<SessionView>,
+    /// Mediators: session views received so far.
+    views: u64,
     // Everyone.
     my_channel: Option<ChannelView>,
     chains: BTreeMap<Id16, ChainState>,
+    /// Per server room: its current chain and the chains it replaced.
+    rooms: BTreeMap<ChannelId, RoomChains>,
+    /// Display names received, before or after the roster that commits to them.
+    name_claims: BTreeMap<Id16, NameMsg>,
+    /// Names shown (verified), so each is announced once.
+    names_shown: BTreeMap<Id16, [u8; 32]>,
+    /// My name message (fresh salt), if I give a name.
+    my_name: Option<NameMsg>,
+    /// Whom I sent my name to.
+    named: BTreeSet<Id16>,
+    /// Per (channel, sender, stream): the newest epoch I acknowledged a key for.
+    acked: BTreeMap<(Id16, Id16, u8), u64>,
     /// (channel, stream) -> my current generation, its sealer, and when it last stepped.
     sealers: BTreeMap<(Id16, u8), (u64, Sealer, Option<Instant>)>,
     next_generation: u64,
@@ -358,6 +460,10 @@ impl<R: CryptoRng> Core<R> {
     /// A client that has not connected yet.
     pub fn new(mut rng: R, cfg: CoreConfig) -> Self {
         let identity = Identity::generate(&mut rng);
+        let my_name = cfg
+            .display_name
+            .as_deref()
+            .and_then(|n| NameMsg::new(n, &mut rng));
         Self {
             rng,
             cfg,
@@ -368,12 +474,22 @@ impl<R: CryptoRng> Core<R> {
             peers: BTreeMap::new(),
             contacted: BTreeSet::new(),
             admit_sent: BTreeSet::new(),
+            invites: Vec::new(),
+            removed: BTreeMap::new(),
             intents: BTreeMap::new(),
             confirmed: BTreeMap::new(),
-            channel_ids: BTreeMap::new(),
+            breakouts: Vec::new(),
+            seen_breakouts: BTreeSet::new(),
             last_session: None,
+            views: 0,
             my_channel: None,
             chains: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            name_claims: BTreeMap::new(),
+            names_shown: BTreeMap::new(),
+            my_name,
+            named: BTreeSet::new(),
+            acked: BTreeMap::new(),
             sealers: BTreeMap::new(),
             next_generation: 0,
             openers: BTreeMap::new(),
@@ -416,21 +532,40 @@ impl<R: CryptoRng> Core<R> {
             .collect()
     }
 
-    /// Mediators: a person admits a held arrival (after checking who it is, e.g. by voice).
-    /// Returns false if nobody with that id is held.
-    pub fn admit_held(&mut self, p: &ParticipantId) -> bool {
-        let Some(peer) = self.peers.get_mut(p).filter(|x| x.held) else {
+    /// Mediators: a person admits a held arrival (after checking who it is, e.g. by voice),
+    /// choosing the role and side it is admitted as: the announced role must be that role.
+    /// Returns false if nobody with that id is held, it was removed, or the role differs.
+    pub fn admit_held(&mut self, p: &ParticipantId, role: Role, side: Option<Side>) -> bool {
+        if self.removed.contains_key(p) {
+            return false;
+        }
+        let Some(peer) = self
+            .peers
+            .get_mut(p)
+            .filter(|x| x.held && x.ann.role == role)
+        else {
             return false;
         };
         peer.held = false;
         peer.consent_ok = true;
+        peer.side = Some(side.map_or(0, |s| s.number()));
         self.admit_ready();
         true
     }
 
-    /// Mediators: remember the invite secret of a link just made.
-    pub fn add_issued_psk(&mut self, psk: Secret32) {
-        self.cfg.issued_psks.push(psk);
+    /// Mediators: makes the invite secret for a link to be sent to someone invited as
+    /// `role` (and `side`). The secret admits one arrival only, and only as that role; its
+    /// side comes from here, never from the server. Put it in the link's `k=`.
+    pub fn issue_invite(&mut self, role: Role, side: Option<Side>) -> Secret32 {
+        let psk = Secret32::random(&mut self.rng);
+        self.invites.push(IssuedInvite {
+            hint: psk_hint(&psk),
+            psk: psk.clone(),
+            role,
+            side: side.map_or(0, |s| s.number()),
+            used_by: None,
+        });
+        psk
     }
 
     /// My identity (to sign things in tests of the mediator's own misbehaviour).
@@ -476,12 +611,21 @@ impl<R: CryptoRng> Core<R> {
         self.current_chain(ch).and_then(|(_, s)| s.chain.head())
     }
 
-    // The newest chain for this server channel.
+    // The current chain of this server channel: the one that replaced every other chain of
+    // that room (§7.6), never merely the one that advanced last.
     fn current_chain(&self, ch: &ChannelId) -> Option<(&Id16, &ChainState)> {
-        self.chains
-            .iter()
-            .filter(|(_, s)| &s.server_channel == ch)
-            .max_by_key(|(_, s)| s.advanced_at)
+        let cid = self.rooms.get(ch)?.current.as_ref()?;
+        self.chains.get_key_value(cid)
+    }
+
+    // My entry in a roster, only if it carries my own keys: an entry under my id with other
+    // keys is someone else's, and I am not in that roster (§7.5).
+    fn my_entry<'a>(&self, roster: &'a Roster) -> Option<&'a Member> {
+        let me = self.me.as_ref()?;
+        let id = self.identity.as_ref()?;
+        roster
+            .member(&me.id)
+            .filter(|m| m.ik_pub == id.ik_pub() && m.ek_pub == id.ek_pub())
     }
 
     fn members_for(&self, ch: &ChannelId, keep: impl Fn(&Member) -> bool) -> Vec<ParticipantId> {
@@ -532,6 +676,11 @@ impl<R: CryptoRng> Core<R> {
     }
 
     fn alarm(&mut self, a: Alarm, key: String) {
+        // Each distinct alarm once; a server that invents ids cannot grow this without bound.
+        if self.alarmed.len() >= MAX_ALARMS {
+            self.stats.alarms_dropped += 1;
+            return;
+        }
         if self.alarmed.insert((a.code().to_owned(), key)) {
             self.stats.alarms.push(a.code().to_owned());
             self.events.push_back(Event::Alarm(a));
@@ -639,9 +788,9 @@ impl<R: CryptoRng> Core<R> {
     }
 
     // A message or frame that did not open, counted by why (for diagnostics; no content).
-    fn failed(&mut self, why: &'static str) {
+    fn failed(&mut self, why: FailureReason) {
         self.stats.decrypt_failures += 1;
-        *self.stats.failure_reasons.entry(why).or_default() += 1;
+        *self.stats.failure_reasons.entry(why.code()).or_default() += 1;
     }
 
     fn media_failed(&mut self) {
@@ -650,7 +799,7 @@ impl<R: CryptoRng> Core<R> {
             return;
         }
         self.stats.media_decrypt_failures += 1;
-        self.failed("media");
+        self.failed(FailureReason::Media);
     }
 
     fn try_open_media(
@@ -698,14 +847,10 @@ impl<R: CryptoRng> Core<R> {
     }
 
     fn channel_id_of(&self, ch: &ChannelId) -> Option<&Id16> {
-        // The newest chain for this server channel (a room that emptied and filled again gets
-        // a new chain), if it lists me as present.
-        let me = self.me.as_ref()?;
+        // The current chain of this server channel (a room that emptied and filled again gets
+        // a new chain), if it lists me, with my own keys, as present.
         let (cid, s) = self.current_chain(ch)?;
-        s.chain
-            .head()?
-            .roster
-            .member(&me.id)
+        self.my_entry(&s.chain.head()?.roster)
             .filter(|m| !m.is_away())
             .map(|_| cid)
     }
@@ -804,14 +949,20 @@ impl<R: CryptoRng> Core<R> {
                             ann,
                             consent_ok: true,
                             held: false,
+                            side: Some(0),
+                            name: self.my_name.as_ref().map(NameMsg::commit),
                         },
                     );
+                    if let Some(n) = self.my_name.clone() {
+                        self.name_claims.insert(id, n);
+                    }
                 }
                 self.my_channel = channel;
                 self.reconcile(now);
             }
             ServerMessage::Session { session } => {
                 self.last_session = Some(session);
+                self.views += 1;
                 self.contact_waiting();
                 self.admit_ready();
                 self.reconcile(now);
@@ -837,9 +988,17 @@ impl<R: CryptoRng> Core<R> {
             } => {
                 self.stats_relayed(&from, channel.as_ref(), &data, now);
             }
-            ServerMessage::ParticipantLeft { .. }
-            | ServerMessage::ConsentRecorded
-            | ServerMessage::Pong => {}
+            // The server's word that someone left is believed (it could stop routing them
+            // anyway); its word that they are back is not: removals are final.
+            ServerMessage::ParticipantLeft { participant_id, .. }
+                if self.is_mediator()
+                    && Some(&participant_id) != self.me.as_ref().map(|m| &m.pid) =>
+            {
+                self.remove(participant_id, now, false);
+                self.reconcile(now);
+            }
+            ServerMessage::ParticipantLeft { .. } => {}
+            ServerMessage::ConsentRecorded | ServerMessage::Pong => {}
             ServerMessage::Error { code, .. } => self
                 .events
                 .push_back(Event::ServerError(code.as_str().to_owned())),
@@ -898,7 +1057,7 @@ impl<R: CryptoRng> Core<R> {
             .waiting
             .iter()
             .map(|w| w.participant_id.clone())
-            .filter(|p| !self.contacted.contains(p))
+            .filter(|p| !self.contacted.contains(p) && !self.removed.contains_key(p))
             .collect();
         for p in new {
             let env = self.announce_envelope();
@@ -916,18 +1075,19 @@ impl<R: CryptoRng> Core<R> {
         let Some(session) = &self.last_session else {
             return;
         };
+        // The role the server shows must be the announced one (§5.2); the side is the invite's
+        // (or the admitting person's), never the server's.
         let ready: Vec<ParticipantId> = session
             .waiting
             .iter()
             .filter(|w| {
                 w.consented
-                    && self
-                        .peers
-                        .get(&w.participant_id)
-                        .is_some_and(|p| p.consent_ok)
+                    && self.peers.get(&w.participant_id).is_some_and(|p| {
+                        p.consent_ok && p.side.is_some() && p.ann.role == w.role
+                    })
             })
             .map(|w| w.participant_id.clone())
-            .filter(|p| !self.admit_sent.contains(p))
+            .filter(|p| !self.admit_sent.contains(p) && !self.removed.contains_key(p))
             .collect();
         for p in ready {
             self.intents
@@ -943,10 +1103,21 @@ impl<R: CryptoRng> Core<R> {
     /// client signs rosters only for placements it asked for, never for what the server merely
     /// reports.
     pub fn command(&mut self, m: ClientMessage) {
+        let now = self.now;
         match &m {
             ClientMessage::Admit { participant_id } => {
                 self.intents
                     .insert(participant_id.clone(), Intent::In(ChannelId::joint()));
+            }
+            ClientMessage::Kick { participant_id } if self.is_mediator() => {
+                // Final at once: re-sign every room without the target, without waiting for
+                // the server to agree.
+                if let Some(now) = now {
+                    self.remove(participant_id.clone(), now, true);
+                    self.out.push_back(m);
+                    self.reconcile(now);
+                    return;
+                }
             }
             ClientMessage::Move {
                 participant_id,
@@ -956,8 +1127,24 @@ impl<R: CryptoRng> Core<R> {
                     .insert(participant_id.clone(), Intent::In(channel_id.clone()));
             }
             ClientMessage::CreateBreakout { members } => {
+                let idx = self.breakouts.len();
+                let mut known_before = self.seen_breakouts.clone();
+                if let Some(v) = &self.last_session {
+                    known_before.extend(
+                        v.channels
+                            .iter()
+                            .filter(|c| c.kind == ChannelKind::Breakout)
+                            .map(|c| c.id.clone()),
+                    );
+                }
+                self.breakouts.push(BreakoutCmd {
+                    members: members.clone(),
+                    known_before,
+                    room: None,
+                    failed: false,
+                });
                 for p in members {
-                    self.intents.insert(p.clone(), Intent::NewBreakout);
+                    self.intents.insert(p.clone(), Intent::NewBreakout(idx));
                 }
             }
             ClientMessage::ReturnAll => {
@@ -978,7 +1165,7 @@ impl<R: CryptoRng> Core<R> {
         now: Instant,
     ) {
         let Some(env) = Envelope::from_data(data) else {
-            self.failed("envelope");
+            self.failed(FailureReason::Envelope);
             return;
         };
         self.on_envelope(from.clone(), env, now);
@@ -1033,25 +1220,45 @@ impl<R: CryptoRng> Core<R> {
         };
         // The announcement must be for the sender's own pseudonym in this session.
         if id16(&from) != Some(pid16) || ann.verify(&me.session).is_err() {
-            self.failed("announcement");
+            self.failed(FailureReason::Announcement);
             return;
         }
         if self.is_mediator() {
-            // Only someone the server lists in this session (bounded), not any id it invents.
+            // Only someone the server lists in this session (bounded), not any id it invents,
+            // and never someone removed for good.
             let listed = self.last_session.as_ref().is_some_and(|v| {
                 v.waiting.iter().any(|w| w.participant_id == from)
                     || v.channels
                         .iter()
                         .any(|c| c.members.iter().any(|m| m.participant_id == from))
             });
-            if !listed || self.peers.len() >= MAX_PEERS {
+            if !listed || self.removed.contains_key(&from) {
                 return;
             }
-            self.peers.entry(from).or_insert(Peer {
-                ann,
-                consent_ok: false,
-                held: false,
-            });
+            if let Some(known) = self.peers.get(&from) {
+                // One participant id, one set of keys: a second, different announcement is
+                // someone else claiming that id. The first one stands.
+                if known.ann != ann {
+                    self.alarm(
+                        Alarm::AnnouncementChanged(from.clone()),
+                        from.as_str().to_owned(),
+                    );
+                }
+                return;
+            }
+            if self.peers.len() >= MAX_PEERS {
+                return;
+            }
+            self.peers.insert(
+                from,
+                Peer {
+                    ann,
+                    consent_ok: false,
+                    held: false,
+                    side: None,
+                    name: None,
+                },
+            );
             return;
         }
         if role != Role::Mediator {
@@ -1072,46 +1279,77 @@ impl<R: CryptoRng> Core<R> {
         }
     }
 
-    fn send_consent(&mut self, mediator: &ParticipantId, mediator_ek: [u8; 32]) {
-        let env = self.announce_envelope();
-        self.relay(RelayTarget::Participant(mediator.clone()), &env);
-        let Some(me) = self.me.as_ref() else { return };
-        let Some(m_id) = id16(mediator) else { return };
-        let attest = ATTEST_NO_RECORDING | ATTEST_NOBODY_ELSE;
-        let hash = self.cfg.agreement_hash;
-        let signed = consent_bytes(&me.session, &me.id, &hash, attest);
-        let identity = self.identity.as_ref().expect("identity until the end");
-        let sig = identity.sign(&signed);
-        let mut pt = hash.to_vec();
-        pt.push(attest);
-        pt.extend_from_slice(&sig);
+    // Seals `pt` to `to` (pairwise, §6) and relays it; with an invite secret in auth_psk.
+    fn send_pairwise(
+        &mut self,
+        to_id: Id16,
+        to_ek: &[u8; 32],
+        msg_type: MsgType,
+        pt: &[u8],
+        psk: Option<&Secret32>,
+    ) {
+        let (Some(me), Some(to)) = (self.me.as_ref(), pid_of(&to_id)) else {
+            return;
+        };
+        let Some(identity) = self.identity.as_ref() else {
+            return;
+        };
+        let seq = self.seqs.next_send(to_id);
         let pair = Pair {
             session_id: &me.session,
             from: me.id,
-            to: m_id,
+            to: to_id,
         };
-        let seq = self.seqs.next_send(m_id);
-        let psk = self.cfg.invite.as_ref().and_then(|i| i.psk.clone());
         let Ok(sealed) = pairwise::seal(
             &mut self.rng,
             identity,
-            &mediator_ek,
+            to_ek,
             pair,
-            MsgType::Consent,
+            msg_type,
             seq,
-            &pt,
-            psk.as_ref(),
+            pt,
+            psk,
         ) else {
             return;
         };
         let env = Envelope::Pw {
-            t: MsgType::Consent as u8,
+            t: msg_type as u8,
             seq,
             enc: Bytes(sealed.enc.to_vec()),
             ct: Bytes(sealed.ct),
-            hint: psk.as_ref().map(|p| Bytes(psk_hint(p))),
+            hint: psk.map(|p| Bytes(psk_hint(p).to_vec())),
         };
+        self.relay(RelayTarget::Participant(to), &env);
+    }
+
+    fn send_consent(&mut self, mediator: &ParticipantId, mediator_ek: [u8; 32]) {
+        let env = self.announce_envelope();
         self.relay(RelayTarget::Participant(mediator.clone()), &env);
+        let (Some(me), Some(identity)) = (self.me.as_ref(), self.identity.as_ref()) else {
+            return;
+        };
+        let Some(m_id) = id16(mediator) else { return };
+        let hash = self.cfg.agreement_hash;
+        let signed = consent_signed_bytes(&me.session, &me.id, &hash, ATTEST_ALL);
+        let ack = ConsentAck {
+            agreement_hash: hash,
+            attestations: ATTEST_ALL,
+            signature: identity.sign(&signed),
+        };
+        let psk = self.cfg.invite.as_ref().and_then(|i| i.psk.clone());
+        self.send_pairwise(
+            m_id,
+            &mediator_ek,
+            MsgType::Consent,
+            &ack.encode(),
+            psk.as_ref(),
+        );
+        // My name goes to the mediator with my consent (under the same invite secret), so
+        // the mediator can commit to it in the roster that admits me.
+        if let Some(n) = self.my_name.as_ref().map(NameMsg::encode) {
+            self.send_pairwise(m_id, &mediator_ek, MsgType::Name, &n, psk.as_ref());
+            self.named.insert(m_id);
+        }
         if let Ok(h) = AgreementHash::new(hex::encode(hash)) {
             self.out
                 .push_back(ClientMessage::Consent { agreement_hash: h });
@@ -1146,12 +1384,12 @@ impl<R: CryptoRng> Core<R> {
         now: Instant,
     ) {
         let (Some(msg_type), Some(enc)) = (MsgType::from_code(t), enc.array::<32>()) else {
-            self.failed("pairwise_header");
+            self.failed(FailureReason::PairwiseHeader);
             return;
         };
         let Some(ek) = self.ek_of(&from) else {
             // A key may arrive before the roster that names its sender.
-            if self.pending.len() < 256 {
+            if self.pending.len() < MAX_HELD_KEYS {
                 self.pending.push_back((
                     from,
                     Envelope::Pw {
@@ -1169,95 +1407,211 @@ impl<R: CryptoRng> Core<R> {
             return;
         };
         if !self.seqs.is_fresh(&from_id, seq) {
-            self.failed("pairwise_replay");
+            self.failed(FailureReason::PairwiseReplay);
             return;
         }
-        let psk = match &hint {
-            Some(h) => self
-                .cfg
-                .issued_psks
-                .iter()
-                .find(|p| psk_hint(p) == h.0)
-                .cloned(),
+        // The hint names the invite secret; no trial decryption.
+        let invite = match &hint {
+            Some(h) => match self.invites.iter().position(|i| i.hint[..] == h.0[..]) {
+                Some(i) => Some(i),
+                None => {
+                    self.failed(FailureReason::PairwiseUnknownPsk);
+                    return;
+                }
+            },
             None => None,
         };
-        if hint.is_some() && psk.is_none() {
-            self.failed("pairwise_unknown_psk");
-            return;
-        }
         let pair = Pair {
             session_id: &me.session,
             from: from_id,
             to: me.id,
         };
         let sealed = pairwise::Sealed { enc, ct: ct.0 };
-        let identity = self.identity.as_ref().expect("identity until the end");
-        let Ok(pt) = pairwise::open(identity, &ek, pair, msg_type, seq, &sealed, psk.as_ref())
-        else {
-            self.failed("pairwise_open");
+        let Some(identity) = self.identity.as_ref() else {
             return;
         };
+        let psk = invite.map(|i| &self.invites[i].psk);
+        let Ok(pt) = pairwise::open(identity, &ek, pair, msg_type, seq, &sealed, psk) else {
+            self.failed(FailureReason::PairwiseOpen);
+            return;
+        };
+        // Plaintexts may hold keys: wiped when dropped.
+        let pt = Zeroizing::new(pt);
         self.seqs.accept(from_id, seq);
         match msg_type {
-            MsgType::Consent => self.on_consent(from, &pt, psk.is_some()),
-            MsgType::SenderKey => self.on_sender_key(from, from_id, &pt, now),
-            MsgType::SenderKeyAck => self.stats.acks_received += 1,
-            MsgType::Name => {}
+            MsgType::Consent => self.on_consent(from, &pt, invite),
+            MsgType::SenderKey => self.on_sender_key(from_id, &pt, now),
+            MsgType::SenderKeyAck => {
+                if SenderKeyAck::decode(&pt).is_ok() {
+                    self.stats.acks_received += 1;
+                } else {
+                    self.failed(FailureReason::PairwiseDecode);
+                }
+            }
+            MsgType::Name => self.on_name(from, from_id, &pt),
         }
     }
 
-    fn on_consent(&mut self, from: ParticipantId, pt: &[u8], with_invite_secret: bool) {
-        if !self.is_mediator() || pt.len() != 32 + 1 + 64 {
+    fn on_consent(&mut self, from: ParticipantId, pt: &[u8], invite: Option<usize>) {
+        if !self.is_mediator() || self.removed.contains_key(&from) {
             return;
         }
         let Some(me) = self.me.as_ref() else { return };
         let Some(peer) = self.peers.get(&from) else {
             return;
         };
-        let hash: [u8; 32] = pt[..32].try_into().expect("length checked");
-        let attest = pt[32];
-        let sig: [u8; 64] = pt[33..].try_into().expect("length checked");
-        let signed = consent_bytes(&me.session, &peer.ann.participant_id, &hash, attest);
-        let ok = hash == self.cfg.agreement_hash
-            && attest & (ATTEST_NO_RECORDING | ATTEST_NOBODY_ELSE)
-                == (ATTEST_NO_RECORDING | ATTEST_NOBODY_ELSE)
-            && verify(&peer.ann.ik_pub, &signed, &sig).is_ok();
+        let Ok(ack) = ConsentAck::decode(pt) else {
+            self.stats.consents_rejected += 1;
+            return;
+        };
+        let signed = consent_signed_bytes(
+            &me.session,
+            &peer.ann.participant_id,
+            &ack.agreement_hash,
+            ack.attestations,
+        );
+        let ok = ack.agreement_hash == self.cfg.agreement_hash
+            && ack.attestations == ATTEST_ALL
+            && verify(&peer.ann.ik_pub, &signed, &ack.signature).is_ok();
         if !ok {
             self.stats.consents_rejected += 1;
             return;
         }
         self.stats.consents_verified += 1;
-        if !with_invite_secret && !self.cfg.admit_without_invite_secret {
-            self.stats.consents_held += 1;
-            if let Some(p) = self.peers.get_mut(&from) {
-                p.held = true;
+        let announced = peer.ann.role;
+        let bound = match invite {
+            // An invite secret admits one arrival, only as the role it was made for; its
+            // side comes from the invite.
+            Some(i) => {
+                let inv = &self.invites[i];
+                if inv.used_by.as_ref().is_some_and(|u| *u != from) {
+                    self.alarm(Alarm::InviteReused(from.clone()), from.as_str().to_owned());
+                    None
+                } else if inv.role != announced {
+                    self.alarm(
+                        Alarm::InviteRoleMismatch(from.clone()),
+                        from.as_str().to_owned(),
+                    );
+                    None
+                } else {
+                    let side = inv.side;
+                    self.invites[i].used_by = Some(from.clone());
+                    Some(side)
+                }
             }
-            return;
-        }
-        if let Some(p) = self.peers.get_mut(&from) {
-            p.consent_ok = true;
-        }
-        self.admit_ready();
-    }
-
-    fn on_sender_key(&mut self, from: ParticipantId, from_id: Id16, pt: &[u8], now: Instant) {
-        let Ok(msg) = SenderKeyMsg::decode(pt) else {
-            self.failed("sender_key_decode");
+            // A bare token: the server could have minted it. Held for a person, unless this
+            // client was told to admit those too (then the server's side is all there is).
+            None if self.cfg.admit_without_invite_secret => Some(
+                self.last_session
+                    .as_ref()
+                    .and_then(|v| v.waiting.iter().find(|w| w.participant_id == from))
+                    .and_then(|w| w.side)
+                    .map_or(0, |s| s.number()),
+            ),
+            None => None,
+        };
+        let Some(p) = self.peers.get_mut(&from) else {
             return;
         };
-        let _ = from;
-        if !self.install_key(from_id, &msg, now) && self.early_keys.len() < 256 {
+        match bound {
+            Some(side) => {
+                p.consent_ok = true;
+                p.side = Some(side);
+                self.admit_ready();
+            }
+            None => {
+                if !p.held {
+                    p.held = true;
+                    self.stats.consents_held += 1;
+                }
+            }
+        }
+    }
+
+    fn on_sender_key(&mut self, from_id: Id16, pt: &[u8], now: Instant) {
+        let Ok(msg) = SenderKeyMsg::decode(pt) else {
+            self.failed(FailureReason::PairwiseDecode);
+            return;
+        };
+        if !self.install_key(from_id, &msg, now) && self.early_keys.len() < MAX_HELD_KEYS {
             // The sender saw the roster before I did (rosters and keys come from different
             // senders, so their order is not guaranteed): keep the key until my roster arrives.
             self.early_keys.push((now, from_id, msg));
         }
     }
 
+    // A display name (type 4): shown only when it matches the sender's commitment in a
+    // signed roster; kept (one per sender) until such a roster arrives.
+    fn on_name(&mut self, from: ParticipantId, from_id: Id16, pt: &[u8]) {
+        let Ok(n) = NameMsg::decode(pt) else {
+            self.failed(FailureReason::PairwiseDecode);
+            return;
+        };
+        if self.is_mediator() {
+            // The mediator commits to what the participant sent (in its next rosters).
+            if let Some(p) = self.peers.get_mut(&from) {
+                p.name = Some(n.commit());
+            } else {
+                return;
+            }
+        }
+        if self.name_claims.len() < MAX_PEERS || self.name_claims.contains_key(&from_id) {
+            self.name_claims.insert(from_id, n);
+        }
+        self.check_names();
+    }
+
+    // Shows each claimed name that the newest roster listing its sender commits to.
+    fn check_names(&mut self) {
+        let mut shown = Vec::new();
+        for (id, n) in &self.name_claims {
+            let commit = n.commit();
+            if self.names_shown.get(id) == Some(&commit) {
+                continue;
+            }
+            let listed: Vec<[u8; 32]> = self
+                .rooms
+                .values()
+                .filter_map(|r| r.current.as_ref())
+                .filter_map(|c| self.chains.get(c)?.chain.head())
+                .filter_map(|h| h.roster.member(id).map(|m| m.name_commit))
+                .collect();
+            if listed.is_empty() {
+                continue;
+            }
+            shown.push((*id, commit, listed.contains(&commit), n.name.clone()));
+        }
+        for (id, commit, ok, name) in shown {
+            if !ok {
+                self.stats.names_rejected += 1;
+                self.name_claims.remove(&id);
+                continue;
+            }
+            self.names_shown.insert(id, commit);
+            self.stats.names_verified += 1;
+            if let Some(participant_id) = pid_of(&id) {
+                self.events
+                    .push_back(Event::Name { participant_id, name });
+            }
+        }
+    }
+
+    /// The display names verified so far (against signed rosters), by participant.
+    pub fn names(&self) -> Vec<(ParticipantId, String)> {
+        self.names_shown
+            .iter()
+            .filter_map(|(id, c)| {
+                let n = self.name_claims.get(id).filter(|n| n.commit() == *c)?;
+                Some((pid_of(id)?, n.name.clone()))
+            })
+            .collect()
+    }
+
     /// Installs a sender key; `false` if it is for an epoch I have not seen yet.
     fn install_key(&mut self, from_id: Id16, msg: &SenderKeyMsg, now: Instant) -> bool {
-        let Some(me) = self.me.as_ref() else {
+        if self.me.is_none() {
             return true;
-        };
+        }
         let Some(head) = self
             .chains
             .get(&msg.channel_id)
@@ -1269,46 +1623,74 @@ impl<R: CryptoRng> Core<R> {
             return false;
         }
         // Only members the mediator signed into the current epoch get to key this channel, and
-        // only if I am in it too. A key for an older epoch from a sender still present comes
-        // from a sender that had not seen the newest roster yet (rosters and keys come from
-        // different senders): frames under it are in flight, so it is kept like a replaced
-        // generation (KEEP_OLD_KEYS), never as the sender's current one.
+        // only if I am in it too (with my own keys). A key for an older epoch from a sender
+        // still present comes from a sender that had not seen the newest roster yet (rosters
+        // and keys come from different senders): frames under it are in flight, so it is kept
+        // like a replaced generation (KEEP_OLD_KEYS), never as the sender's current one.
         let sender_ok = head.roster.member(&from_id).is_some_and(|m| !m.is_away());
-        let me_ok = head.roster.member(&me.id).is_some();
+        let me_ok = self.my_entry(&head.roster).is_some();
+        let head_epoch = head.roster.epoch;
         if !sender_ok || !me_ok {
             return true;
         }
-        let superseded = msg.epoch < head.roster.epoch;
+        let superseded = msg.epoch < head_epoch;
+        let Some(me) = self.me.as_ref() else {
+            return true;
+        };
         let Some(ctx) = FrameCtx::new(&me.session, msg.channel_id, from_id, msg.stream) else {
             return true;
         };
-        // A generation beyond the KID range, or one already held, is refused: installing it
-        // again would reset its replay windows.
+        // A generation beyond the KID range, one already held, or one older than the newest
+        // held is refused without an acknowledgment: a sender numbers its generations from one
+        // rising counter and the relay keeps its order, so such a key could never be used
+        // (and installing one again would reset its replay windows).
         let key = (msg.channel_id, from_id, msg.stream);
-        let held = self
-            .openers
-            .get(&key)
-            .is_some_and(|o| o.holds(msg.generation));
-        if msg.generation > confer_e2ee::frame::MAX_GENERATION || held {
+        let stale = self.openers.get(&key).is_some_and(|o| {
+            o.holds(msg.generation) || o.generations().iter().any(|g| *g > msg.generation)
+        });
+        if msg.generation > confer_e2ee::frame::MAX_GENERATION || stale {
             return true;
         }
+        let keep = self.cfg.keep_old_keys;
         let opener = self.openers.entry(key).or_insert_with(|| Opener::new(ctx));
-        for g in opener.generations() {
-            if g < msg.generation {
-                self.expiries.push((
-                    now + self.cfg.keep_old_keys,
-                    msg.channel_id,
-                    from_id,
-                    Some(g),
-                ));
+        opener.add_generation(msg.generation, *msg.base_key.expose());
+        // Bounded: the current generation and at most MAX_OLD_GENERATIONS replaced ones.
+        let mut held = opener.generations();
+        held.sort_unstable();
+        let excess = held.len().saturating_sub(1 + MAX_OLD_GENERATIONS);
+        let dropped: Vec<u64> = held[..excess].to_vec();
+        for g in &dropped {
+            opener.remove_generation(*g);
+        }
+        let older: Vec<u64> = held[excess..]
+            .iter()
+            .copied()
+            .filter(|g| *g < msg.generation)
+            .collect();
+        self.expiries.retain(|(_, c, s, g)| {
+            !(*c == msg.channel_id && *s == from_id && g.is_some_and(|g| dropped.contains(&g)))
+        });
+        for g in older {
+            let e = (now + keep, msg.channel_id, from_id, Some(g));
+            if !self
+                .expiries
+                .iter()
+                .any(|x| (x.1, x.2, x.3) == (e.1, e.2, e.3))
+            {
+                self.expiries.push(e);
             }
         }
-        opener.add_generation(msg.generation, *msg.base_key.expose());
         self.stats.keys_received += 1;
-        self.send_ack(from_id, msg);
+        // At most one acknowledgment per sender, room, stream and epoch: a member that floods
+        // me with keys cannot make me flood it back.
+        let acked = self.acked.get(&key).is_some_and(|e| *e >= msg.epoch);
+        if !acked {
+            self.acked.insert(key, msg.epoch);
+            self.send_ack(from_id, msg);
+        }
         if superseded {
             self.expiries.push((
-                now + self.cfg.keep_old_keys,
+                now + keep,
                 msg.channel_id,
                 from_id,
                 Some(msg.generation),
@@ -1343,45 +1725,17 @@ impl<R: CryptoRng> Core<R> {
 
     // Acknowledges a sender key (msg type 2): counted by the sender, not waited for.
     fn send_ack(&mut self, to_id: Id16, msg: &SenderKeyMsg) {
-        let (Some(me), Some(to), Some(ek)) =
-            (self.me.as_ref(), pid_of(&to_id), self.ek_of_id(&to_id))
-        else {
+        let Some(ek) = self.ek_of_id(&to_id) else {
             return;
         };
-        let mut w = confer_e2ee::enc::Writer::label(b"confer/1 sender-key-ack");
-        w.lp(&msg.channel_id)
-            .u64(msg.epoch)
-            .u8(msg.stream)
-            .u64(msg.generation);
-        let pt = w.into_bytes();
-        let session = me.session.clone();
-        let my_id = me.id;
-        let seq = self.seqs.next_send(to_id);
-        let pair = Pair {
-            session_id: &session,
-            from: my_id,
-            to: to_id,
-        };
-        let identity = self.identity.as_ref().expect("identity until the end");
-        if let Ok(sealed) = pairwise::seal(
-            &mut self.rng,
-            identity,
-            &ek,
-            pair,
-            MsgType::SenderKeyAck,
-            seq,
-            &pt,
-            None,
-        ) {
-            let env = Envelope::Pw {
-                t: MsgType::SenderKeyAck as u8,
-                seq,
-                enc: Bytes(sealed.enc.to_vec()),
-                ct: Bytes(sealed.ct),
-                hint: None,
-            };
-            self.relay(RelayTarget::Participant(to), &env);
+        let pt = SenderKeyAck {
+            channel_id: msg.channel_id,
+            epoch: msg.epoch,
+            stream: msg.stream,
+            generation: msg.generation,
         }
+        .encode();
+        self.send_pairwise(to_id, &ek, MsgType::SenderKeyAck, &pt, None);
     }
 
     fn ek_of_id(&self, id: &Id16) -> Option<[u8; 32]> {
@@ -1408,6 +1762,15 @@ impl<R: CryptoRng> Core<R> {
         };
         let Some(me) = self.me.as_ref() else { return };
         let cid = sr.roster.channel_id;
+        // A chain that a newer chain of its room replaced stays closed (§7.6).
+        if self
+            .rooms
+            .values()
+            .any(|r| r.retired.contains(&cid))
+        {
+            self.alarm(Alarm::ChainRevived, hex::encode(cid));
+            return;
+        }
         // The envelope's room label is not signed: the signed kind must fit it, and a chain
         // stays bound to the room it was first seen for.
         let fits = match sr.roster.kind {
@@ -1425,18 +1788,25 @@ impl<R: CryptoRng> Core<R> {
         }
         // A chain (and its room binding) exists only once a roster for it was accepted: a
         // refused first roster binds nothing.
+        let fresh = !self.chains.contains_key(&cid);
         let mut chain = match self.chains.get(&cid) {
             Some(st) => st.chain.clone(),
             None => Chain::new(&me.session, m_ik),
         };
+        let (epoch, prev_hash) = (sr.roster.epoch, sr.roster.prev_hash);
         match chain.accept(sr) {
             Ok(Accepted::Advanced) => {
+                if fresh && !self.adopt_chain(&server_channel, cid, epoch, prev_hash) {
+                    self.alarm(Alarm::ChainUnlinked, hex::encode(cid));
+                    return;
+                }
                 self.chains.insert(
                     cid,
                     ChainState {
                         chain,
                         server_channel,
                         advanced_at: now,
+                        history: Vec::new(),
                     },
                 );
                 self.after_roster(cid, now);
@@ -1447,6 +1817,31 @@ impl<R: CryptoRng> Core<R> {
                 self.alarm(Alarm::Roster(e), key);
             }
         }
+    }
+
+    // A new chain `cid` for a room: it becomes the room's current chain if it links to the
+    // chain I hold for that room (its first roster's prev_hash is that chain's head hash), or
+    // if I hold none, or if I am not in the head I hold (I left that chain and cannot know its
+    // later rosters; the new chain must still be a successor: epoch 1, non-zero link). The
+    // chain it replaces is closed for good (§7.6).
+    fn adopt_chain(&mut self, room: &ChannelId, cid: Id16, epoch: u64, prev: [u8; 32]) -> bool {
+        let current = self.rooms.get(room).and_then(|r| r.current);
+        if let Some(cur) = current {
+            let head = self.chains.get(&cur).and_then(|s| s.chain.head());
+            let linked = head.is_some_and(|h| epoch == 1 && prev == h.hash);
+            let outside = head.is_none_or(|h| self.my_entry(&h.roster).is_none())
+                && epoch == 1
+                && prev != [0; 32];
+            if !linked && !outside {
+                return false;
+            }
+        }
+        let r = self.rooms.entry(room.clone()).or_default();
+        if let Some(cur) = current {
+            r.retired.insert(cur);
+        }
+        r.current = Some(cid);
+        true
     }
 
     // A roster advanced: rekey if I am present, drop keys of members who left, retry keys that
@@ -1472,8 +1867,19 @@ impl<R: CryptoRng> Core<R> {
                     .push((now + self.cfg.keep_old_keys, c, sender, None));
             }
         }
-        if present.contains(&my_id) {
+        // My id with keys that are not mine: that entry is someone else, and I am not in this
+        // roster (no keys sent, "securing" stays on).
+        let mine = self.my_entry(&head.roster).is_some_and(|m| !m.is_away());
+        if !mine && head.roster.member(&my_id).is_some() && self.my_entry(&head.roster).is_none()
+        {
+            self.alarm(
+                Alarm::WrongSelfKey,
+                format!("{}:{}", hex::encode(cid), head.roster.epoch),
+            );
+        }
+        if mine && present.contains(&my_id) {
             self.rekey(cid, &head.roster);
+            self.send_name(&head.roster);
         } else {
             // Away or gone from this channel: never encrypt to it again under an old key.
             self.drop_sealers(cid);
@@ -1503,7 +1909,27 @@ impl<R: CryptoRng> Core<R> {
                 self.events.push_back(Event::SessionCode(code));
             }
         }
+        self.check_names();
         self.update_secured();
+    }
+
+    // My display name, once, to each other present member of a roster I am present in.
+    fn send_name(&mut self, roster: &Roster) {
+        let Some(pt) = self.my_name.as_ref().map(|n| Zeroizing::new(n.encode())) else {
+            return;
+        };
+        let my_id = self.me.as_ref().map(|m| m.id);
+        let to: Vec<(Id16, [u8; 32])> = roster
+            .members
+            .iter()
+            .filter(|m| !m.is_away() && Some(m.participant_id) != my_id)
+            .filter(|m| !self.named.contains(&m.participant_id))
+            .map(|m| (m.participant_id, m.ek_pub))
+            .collect();
+        for (id, ek) in to {
+            self.send_pairwise(id, &ek, MsgType::Name, &pt, None);
+            self.named.insert(id);
+        }
     }
 
     // A fresh generation for each stream I send in `cid` (chat, and my media streams), sent
@@ -1540,46 +1966,16 @@ impl<R: CryptoRng> Core<R> {
             generation,
             base_key: base.clone(),
         };
-        let pt = msg.encode();
-        let session = me.session.clone();
+        let pt = Zeroizing::new(msg.encode());
         let my_id = me.id;
-        let recipients: Vec<Member> = roster
+        let recipients: Vec<(Id16, [u8; 32])> = roster
             .members
             .iter()
             .filter(|m| !m.is_away() && m.participant_id != my_id)
-            .cloned()
+            .map(|m| (m.participant_id, m.ek_pub))
             .collect();
-        for m in recipients {
-            let Some(to) = pid_of(&m.participant_id) else {
-                continue;
-            };
-            let seq = self.seqs.next_send(m.participant_id);
-            let pair = Pair {
-                session_id: &session,
-                from: my_id,
-                to: m.participant_id,
-            };
-            let identity = self.identity.as_ref().expect("identity until the end");
-            let Ok(sealed) = pairwise::seal(
-                &mut self.rng,
-                identity,
-                &m.ek_pub,
-                pair,
-                MsgType::SenderKey,
-                seq,
-                &pt,
-                None,
-            ) else {
-                continue;
-            };
-            let env = Envelope::Pw {
-                t: MsgType::SenderKey as u8,
-                seq,
-                enc: Bytes(sealed.enc.to_vec()),
-                ct: Bytes(sealed.ct),
-                hint: None,
-            };
-            self.relay(RelayTarget::Participant(to), &env);
+        for (id, ek) in recipients {
+            self.send_pairwise(id, &ek, MsgType::SenderKey, &pt, None);
         }
         // Switch at once: the relay keeps each sender's messages in order, so every recipient
         // holds the key before the first frame under it.
@@ -1664,12 +2060,12 @@ impl<R: CryptoRng> Core<R> {
         now: Instant,
     ) {
         let (Some(cid), Some(sender)) = (cid_b.array::<16>(), id16(&from)) else {
-            self.failed("chat_header");
+            self.failed(FailureReason::ChatHeader);
             return;
         };
         // Malformed or oversized frames fail at once; only a well-formed one may wait.
         let Ok(g) = confer_e2ee::frame::frame_generation(Codec::Data, &f.0) else {
-            self.failed("chat_malformed");
+            self.failed(FailureReason::ChatMalformed);
             return;
         };
         let opener = self.openers.get(&(cid, sender, STREAM_DATA));
@@ -1702,11 +2098,114 @@ impl<R: CryptoRng> Core<R> {
                     text,
                 });
             }
-            (Some(Ok(_)), None) => self.failed("chat_no_room"),
-            (Some(Err(_)), _) => self.failed("chat_open"),
-            (None, _) if key_held => self.failed("chat_open"),
-            (None, _) => self.failed("chat_no_key"),
+            (Some(Ok(_)), None) => self.failed(FailureReason::ChatNoRoom),
+            (Some(Err(_)), _) => self.failed(FailureReason::ChatOpen),
+            (None, _) if key_held => self.failed(FailureReason::ChatOpen),
+            (None, _) => self.failed(FailureReason::ChatNoKey),
         }
+    }
+
+    // Mediators: `p` left, timed out or was kicked: out of every roster for good.
+    fn remove(&mut self, p: ParticipantId, now: Instant, by_me: bool) {
+        // Only someone this client knows of (bounded by MAX_PEERS): an id the server invents
+        // was never signed and costs nothing to forget.
+        if !self.peers.contains_key(&p) {
+            return;
+        }
+        self.confirmed.remove(&p);
+        self.intents.remove(&p);
+        if let Some(peer) = self.peers.get_mut(&p) {
+            peer.consent_ok = false;
+            peer.held = false;
+        }
+        let view = self.views;
+        self.removed.entry(p).or_insert(Removal {
+            at: now,
+            by_me,
+            view,
+        });
+    }
+
+    // Mediators: a removed participant that a view received after the removal still lists is
+    // an alarm (after my own kick, once the grace has passed: a view may have been in flight).
+    fn check_relisted(&mut self, now: Instant) {
+        let Some(v) = &self.last_session else { return };
+        let listed: Vec<ParticipantId> = v
+            .waiting
+            .iter()
+            .map(|w| &w.participant_id)
+            .chain(
+                v.channels
+                    .iter()
+                    .flat_map(|c| c.members.iter().map(|m| &m.participant_id)),
+            )
+            .filter(|p| {
+                self.removed.get(*p).is_some_and(|r| {
+                    self.views > r.view
+                        && (!r.by_me
+                            || now.saturating_duration_since(r.at) >= self.cfg.unsigned_grace)
+                })
+            })
+            .cloned()
+            .collect();
+        for p in listed {
+            let key = p.as_str().to_owned();
+            self.alarm(Alarm::RemovedRelisted(p), key);
+        }
+    }
+
+    // Mediators: a `create_breakout` is satisfied by exactly one breakout that did not exist
+    // before it, the same for all its members and claimed by no other command; anything else
+    // is refused with an alarm and its members stay where they were last agreed.
+    fn resolve_breakouts(&mut self, session: &SessionView) {
+        let mut room_of: BTreeMap<&ParticipantId, &ChannelId> = BTreeMap::new();
+        for c in session
+            .channels
+            .iter()
+            .filter(|c| c.kind == ChannelKind::Breakout)
+        {
+            for m in &c.members {
+                room_of.insert(&m.participant_id, &c.id);
+            }
+        }
+        for idx in 0..self.breakouts.len() {
+            let cmd = &self.breakouts[idx];
+            if cmd.room.is_some() || cmd.failed {
+                continue;
+            }
+            // Only new breakouts count: a member still in an old one is a move in flight.
+            let rooms: BTreeSet<&ChannelId> = cmd
+                .members
+                .iter()
+                .filter_map(|p| room_of.get(p).copied())
+                .filter(|r| !cmd.known_before.contains(*r))
+                .collect();
+            let claimed = rooms.iter().any(|r| {
+                self.breakouts
+                    .iter()
+                    .enumerate()
+                    .any(|(j, b)| j != idx && b.room.as_ref() == Some(*r))
+            });
+            if rooms.len() > 1 || claimed {
+                self.breakouts[idx].failed = true;
+                self.alarm(Alarm::BreakoutMismatch, idx.to_string());
+                continue;
+            }
+            let Some(room) = rooms.first().map(|r| (*r).clone()) else {
+                continue;
+            };
+            if !cmd.members.iter().all(|p| room_of.get(p) == Some(&&room)) {
+                continue;
+            }
+            for p in cmd.members.clone() {
+                if self.intents.get(&p) == Some(&Intent::NewBreakout(idx)) {
+                    self.intents.insert(p, Intent::In(room.clone()));
+                }
+            }
+            self.breakouts[idx].room = Some(room);
+        }
+        self.seen_breakouts
+            .extend(room_of.values().map(|c| (*c).clone()));
     }
 
     /// Mediator: make the signed rosters match who is where, as far as the mediator verified them.
@@ -1719,37 +2218,39 @@ impl<R: CryptoRng> Core<R> {
         };
         let Some(me) = self.me.as_ref() else { return };
         let my_pid = me.pid.clone();
+        self.check_relisted(now);
+        self.resolve_breakouts(&session);
         // Where each admitted, verified participant is.
         // Only where the server's view agrees with what this client asked for; elsewhere the
         // last agreed place stands (a move in flight, or a server that lies).
         let mut location: BTreeMap<ParticipantId, (ChannelId, Role, u8)> = BTreeMap::new();
         for ch in &session.channels {
             for m in &ch.members {
+                if self.removed.contains_key(&m.participant_id) {
+                    continue;
+                }
                 let Some(peer) = self.peers.get(&m.participant_id) else {
                     continue;
                 };
                 let verified = peer.consent_ok || m.participant_id == my_pid;
-                // The role the server reports must be the one the participant announced.
-                if !verified || peer.ann.role != m.role {
+                // The role the server reports must be the one the participant announced, and
+                // the side the one its invite (or a person) bound it to; otherwise the view is
+                // not believed.
+                let Some(side) = peer.side else { continue };
+                if !verified
+                    || peer.ann.role != m.role
+                    || m.side.map_or(0, |s| s.number()) != side
+                {
                     continue;
                 }
-                let side = m.side.map(|s| s.number()).unwrap_or(0);
                 // A caucus holds only its own side (and the mediators).
                 let fits = match ch.id.as_str().strip_prefix("caucus-") {
                     Some(x) => m.role.is_manager() || m.side.is_some_and(|s| s.to_string() == x),
                     None => true,
                 };
                 let agreed = fits
-                    && match self.intents.get(&m.participant_id) {
-                        Some(Intent::In(c)) => *c == ch.id,
-                        Some(Intent::NewBreakout) => ch.kind == ChannelKind::Breakout,
-                        None => false,
-                    };
+                    && matches!(self.intents.get(&m.participant_id), Some(Intent::In(c)) if *c == ch.id);
                 if agreed {
-                    if self.intents.get(&m.participant_id) == Some(&Intent::NewBreakout) {
-                        self.intents
-                            .insert(m.participant_id.clone(), Intent::In(ch.id.clone()));
-                    }
                     self.confirmed
                         .insert(m.participant_id.clone(), ch.id.clone());
                 }
@@ -1758,13 +2259,31 @@ impl<R: CryptoRng> Core<R> {
                 }
             }
         }
-        // Whoever the server no longer lists is gone.
-        let listed: BTreeSet<ParticipantId> = session
+        // Whoever the server no longer lists is gone for good; someone sent back to the waiting
+        // room is only unplaced.
+        let in_rooms: BTreeSet<ParticipantId> = session
             .channels
             .iter()
             .flat_map(|c| c.members.iter().map(|m| m.participant_id.clone()))
             .collect();
-        self.confirmed.retain(|p, _| listed.contains(p));
+        let waiting: BTreeSet<ParticipantId> = session
+            .waiting
+            .iter()
+            .map(|w| w.participant_id.clone())
+            .collect();
+        let unplaced: Vec<ParticipantId> = self
+            .confirmed
+            .keys()
+            .filter(|p| !in_rooms.contains(*p) && **p != my_pid)
+            .cloned()
+            .collect();
+        for p in unplaced {
+            if waiting.contains(&p) {
+                self.confirmed.remove(&p);
+            } else {
+                self.remove(p, now, false);
+            }
+        }
         let mut channels: Vec<(ChannelId, ChannelKind)> = session
             .channels
             .iter()
@@ -1774,17 +2293,29 @@ impl<R: CryptoRng> Core<R> {
             channels.push((ChannelId::joint(), ChannelKind::Joint));
         }
         // A room that emptied is gone: if it fills again it gets a new chain and new keys
-        // (its last roster is stale, and everyone deleted its keys when they left).
-        let live: Vec<ChannelId> = channels.iter().map(|(c, _)| c.clone()).collect();
-        let gone: Vec<Id16> = self
-            .channel_ids
+        // (its last roster is stale, and everyone deleted its keys when they left). The new
+        // chain's first roster links to the old chain's last roster (§7.6).
+        let live: BTreeSet<ChannelId> = channels.iter().map(|(c, _)| c.clone()).collect();
+        let gone: Vec<(ChannelId, Id16)> = self
+            .rooms
             .iter()
-            .filter(|(c, _)| !live.contains(c))
-            .map(|(_, id)| *id)
+            .filter(|(c, _)| !live.contains(*c))
+            .filter_map(|(c, r)| Some((c.clone(), r.current?)))
             .collect();
-        self.channel_ids.retain(|c, _| live.contains(c));
-        for cid in gone {
-            self.chains.remove(&cid);
+        for (room, cid) in gone {
+            let last = self
+                .chains
+                .get(&cid)
+                .and_then(|s| s.chain.head())
+                .map(|h| h.hash);
+            if let Some(r) = self.rooms.get_mut(&room) {
+                r.current = None;
+                r.retired.insert(cid);
+                r.link = last;
+            }
+            if let Some(s) = self.chains.get_mut(&cid) {
+                s.history.clear();
+            }
             self.drop_sealers(cid);
         }
         for (ch, kind) in channels {
@@ -1803,7 +2334,7 @@ impl<R: CryptoRng> Core<R> {
                         role: role_code(*role),
                         side: *side,
                         flags: if at == &ch { 0 } else { FLAG_AWAY },
-                        name_commit: [0; 32],
+                        name_commit: peer.name.unwrap_or([0; 32]),
                     })
                 })
                 .collect();
@@ -1823,62 +2354,101 @@ impl<R: CryptoRng> Core<R> {
         members: Vec<Member>,
         now: Instant,
     ) {
-        let cid = *self.channel_ids.entry(ch.clone()).or_insert_with(|| {
-            let mut c = [0u8; 16];
-            self.rng.fill_bytes(&mut c);
-            c
-        });
+        let (Some(me), Some(identity)) = (self.me.as_ref(), self.identity.as_ref()) else {
+            return;
+        };
+        let (my_id, m_ik, session) = (me.id, identity.ik_pub(), me.session.clone());
+        let room = self.rooms.entry(ch.clone()).or_default();
+        let (cid, genesis_link) = match room.current {
+            Some(c) => (c, [0; 32]),
+            None => {
+                let mut c = [0u8; 16];
+                self.rng.fill_bytes(&mut c);
+                (c, room.link.unwrap_or([0; 32]))
+            }
+        };
         let head = self.chains.get(&cid).and_then(|s| s.chain.head()).cloned();
         if head.as_ref().is_some_and(|h| h.roster.members == members) {
             return;
         }
-        let Some(me) = self.me.as_ref() else { return };
+        let epoch = match &head {
+            Some(h) => match h.roster.epoch.checked_add(1) {
+                Some(e) => e,
+                None => return,
+            },
+            None => 1,
+        };
         let roster = Roster {
-            session_id: me.session.clone(),
+            session_id: session.clone(),
             channel_id: cid,
             kind: match kind {
                 ChannelKind::Joint => Kind::Joint,
                 ChannelKind::Caucus => Kind::Caucus,
                 ChannelKind::Breakout => Kind::Breakout,
             },
-            epoch: head.as_ref().map_or(1, |h| h.roster.epoch + 1),
-            prev_hash: head.as_ref().map_or([0; 32], |h| h.hash),
+            epoch,
+            prev_hash: head.as_ref().map_or(genesis_link, |h| h.hash),
             members,
         };
-        let identity = self.identity.as_ref().expect("identity until the end");
+        let Some(identity) = self.identity.as_ref() else {
+            return;
+        };
         let Ok(signed) = roster.sign(identity) else {
             return;
         };
-        let env = Envelope::Roster {
-            ch: ch.as_str().to_owned(),
-            enc: Bytes(signed.encoded.clone()),
-            sig: Bytes(signed.signature.to_vec()),
-        };
-        let my_id = me.id;
-        let m_ik = identity.ik_pub();
-        let session = me.session.clone();
-        let recipients: Vec<Id16> = signed
+        // Checked as every member will check it before anyone is sent it.
+        let mut chain = self
+            .chains
+            .get(&cid)
+            .map(|s| s.chain.clone())
+            .unwrap_or_else(|| Chain::new(&session, m_ik));
+        if chain.accept(signed.clone()) != Ok(Accepted::Advanced) {
+            return;
+        }
+        let room = self.rooms.entry(ch.clone()).or_default();
+        room.current = Some(cid);
+        let state = self.chains.entry(cid).or_insert_with(|| ChainState {
+            chain: chain.clone(),
+            server_channel: ch.clone(),
+            advanced_at: now,
+            history: Vec::new(),
+        });
+        state.chain = chain;
+        state.advanced_at = now;
+        if state.history.len() < MAX_CHAIN_HISTORY {
+            state.history.push(signed.clone());
+        }
+        // Every member gets the new roster; a newcomer to the chain gets the chain from its
+        // genesis (so it can check the link to the room's previous chain, §7.6); a member it
+        // removes gets the roster that removed it.
+        let before: BTreeSet<Id16> = head
+            .as_ref()
+            .map(|h| h.roster.members.iter().map(|m| m.participant_id).collect())
+            .unwrap_or_default();
+        let after: BTreeSet<Id16> = signed
             .roster
             .members
             .iter()
             .map(|m| m.participant_id)
-            .filter(|p| *p != my_id)
             .collect();
-        for r in recipients {
-            if let Some(to) = pid_of(&r) {
-                self.relay(RelayTarget::Participant(to), &env);
+        let history = state.history.clone();
+        let env = |s: &SignedRoster| Envelope::Roster {
+            ch: ch.as_str().to_owned(),
+            enc: Bytes(s.encoded.clone()),
+            sig: Bytes(s.signature.to_vec()),
+        };
+        for r in before.union(&after).filter(|r| **r != my_id) {
+            let Some(to) = pid_of(r) else { continue };
+            let send: &[SignedRoster] = if before.contains(r) {
+                std::slice::from_ref(&signed)
+            } else {
+                &history
+            };
+            for s in send {
+                self.relay(RelayTarget::Participant(to.clone()), &env(s));
             }
         }
-        let state = self.chains.entry(cid).or_insert_with(|| ChainState {
-            chain: Chain::new(&session, m_ik),
-            server_channel: ch.clone(),
-            advanced_at: now,
-        });
-        if state.chain.accept(signed).is_ok() {
-            state.advanced_at = now;
-            state.server_channel = ch.clone();
-            self.after_roster(cid, now);
-        }
+        self.after_roster(cid, now);
     }
 
     // I am no longer in `ch`: stop sending under its keys now, and forget its receive keys once
@@ -1948,6 +2518,9 @@ impl<R: CryptoRng> Core<R> {
             }
         }
         self.retry_early_chats(now);
+        if self.is_mediator() {
+            self.check_relisted(now);
+        }
         self.check_unsigned(now);
         self.check_stale(now);
     }
@@ -2060,7 +2633,9 @@ impl<R: CryptoRng> Core<R> {
         self.early_chats.clear();
         self.identity = None;
         self.secured = None;
-        self.cfg.issued_psks.clear();
+        self.invites.clear();
+        self.name_claims.clear();
+        self.my_name = None;
         if let Some(i) = self.cfg.invite.as_mut() {
             i.psk = None;
         }

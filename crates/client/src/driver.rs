@@ -154,6 +154,10 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     let mut winding_down = false;
     let mut role = None;
     let mut pending_invites = opts.invites.clone();
+    // Invites asked for and not answered yet, in order: each link is bound to the role and
+    // side this bot asked for, never to what the server's answer says.
+    let mut requested: std::collections::VecDeque<(confer_proto::Role, Option<confer_proto::Side>)> =
+        std::collections::VecDeque::new();
     let mut media: Option<crate::media::MediaPeer> = None;
     let mut book = crate::media::MediaBook::default();
     let publish: Vec<u8> = match &opts.media {
@@ -281,8 +285,15 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             ..
         } = &msg
         {
-            let psk = confer_e2ee::secret::Secret32::random(&mut crate::os_rng());
-            core.add_issued_psk(psk.clone());
+            let Some((want_role, want_side)) = requested.pop_front() else {
+                eprintln!("confer-bot: an invite nobody asked for; ignored");
+                continue;
+            };
+            if (want_role, want_side) != (*r, *side) {
+                eprintln!("confer-bot: the server answered an invite for another role or side; ignored");
+                continue;
+            }
+            let psk = core.issue_invite(want_role, want_side);
             let link = crate::link::Invite {
                 token: token.clone(),
                 psk: Some(psk),
@@ -315,6 +326,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             }
             if r == confer_proto::Role::Mediator {
                 for (role, side) in pending_invites.drain(..) {
+                    requested.push_back((role, side));
                     let m = ClientMessage::CreateInvite {
                         role,
                         side,

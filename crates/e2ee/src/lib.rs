@@ -10,7 +10,9 @@
 //! - [`pairwise`]: HPKE (auth / auth_psk) messages between two participants, with sequence numbers;
 //! - [`roster`]: signed channel rosters and their hash chains (fork, rollback, bad signature);
 //! - [`frame`]: sender keys, the ratchet, SFrame-style frames, the replay window, padding;
-//! - [`code`]: the session security code.
+//! - [`code`]: the session security code;
+//! - [`codes`]: the client rules' constants, alarm codes and failure reasons;
+//! - [`messages`]: consent, sender-key acknowledgment and display-name plaintexts, the psk hint.
 //!
 //! ```
 //! use confer_e2ee::frame::{Codec, FrameCtx, Sealer, Opener};
@@ -23,9 +25,11 @@
 //! ```
 
 pub mod code;
+pub mod codes;
 pub mod enc;
 pub mod frame;
 pub mod identity;
+pub mod messages;
 pub mod pairwise;
 pub mod roster;
 pub mod secret;

@@ -83,7 +83,8 @@ pub struct Roster {
     pub kind: Kind,
     /// 1 for a channel's first roster, then +1 each change.
     pub epoch: u64,
-    /// Hash of the previous roster of this channel (zeros at epoch 1).
+    /// Hash of the previous roster of this channel. At epoch 1: zeros for a room's first chain,
+    /// or the hash of the last roster of the room's previous chain (a successor chain, §7.6).
     pub prev_hash: [u8; 32],
     /// Members in ascending order of participant id.
     pub members: Vec<Member>,
@@ -150,9 +151,6 @@ impl Roster {
 
     fn check(&self) -> Result<(), RosterError> {
         if self.session_id.is_empty() || self.session_id.len() > 64 || self.epoch == 0 {
-            return Err(RosterError::Malformed);
-        }
-        if self.epoch == 1 && self.prev_hash != [0; 32] {
             return Err(RosterError::Malformed);
         }
         for w in self.members.windows(2) {

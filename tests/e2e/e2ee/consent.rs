@@ -130,8 +130,7 @@ async fn invite_links_bind_consent_to_the_invite_secret_and_pin_the_mediator() {
             })
         })
         .await;
-    let psk = Secret32::random(&mut confer_client::os_rng());
-    m.with(|s| s.core.add_issued_psk(psk.clone()));
+    let psk: Secret32 = m.with(|s| s.core.issue_invite(Role::Party, Some(Side::A)));
 
     // Through the link: consent sealed with the invite secret, mediator key pinned: admitted.
     let mut good = config();
@@ -183,7 +182,7 @@ async fn invite_links_bind_consent_to_the_invite_secret_and_pin_the_mediator() {
     assert_eq!(m.with(|s| s.core.stats().consents_verified), 2);
     // A person checks who B is and admits B by hand: then B is keyed like anyone else.
     assert_eq!(m.with(|s| s.core.held()), vec![b.pid.clone()]);
-    m.admit_held(&b.pid);
+    m.admit_held(&b.pid, Role::Party, Some(Side::B));
     b.secured_in("joint").await;
     a.until_true(|s| s.core.roster_members(&ChannelId::joint()).len() == 3)
         .await;

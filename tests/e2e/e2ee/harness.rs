@@ -11,7 +11,7 @@ use confer_client::envelope::Envelope;
 use confer_client::media::{MediaBook, MediaEvent, MediaOptions, MediaPeer, now_us};
 use confer_client::{Core, CoreConfig, Event, NotSecured};
 use confer_e2ee::frame::{STREAM_AUDIO, STREAM_CAMERA};
-use confer_proto::{ChannelId, ClientMessage, ParticipantId, ServerMessage};
+use confer_proto::{ChannelId, ClientMessage, ParticipantId, Role, ServerMessage, Side};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -141,7 +141,7 @@ const FRAME_EVERY: Duration = Duration::from_millis(20);
 
 enum Cmd {
     Publish(bool),
-    AdmitHeld(ParticipantId),
+    AdmitHeld(ParticipantId, Role, Option<Side>),
     Send(ClientMessage),
     Chat(String, oneshot::Sender<Result<(), NotSecured>>),
 }
@@ -301,8 +301,8 @@ impl Peer {
                             // Through the core: a mediator signs only placements it asked for.
                             Some(Cmd::Send(m)) => s.core.command(m),
                             Some(Cmd::Publish(on)) => s.publishing = on,
-                            Some(Cmd::AdmitHeld(p)) => {
-                                s.core.admit_held(&p);
+                            Some(Cmd::AdmitHeld(p, role, side)) => {
+                                s.core.admit_held(&p, role, side);
                             }
                             Some(Cmd::Chat(text, reply)) => {
                                 let _ = reply.send(s.core.send_chat(&text));
@@ -418,8 +418,8 @@ impl Peer {
     }
 
     /// Mediators: a person admits a held arrival.
-    pub fn admit_held(&self, p: &ParticipantId) {
-        let _ = self.cmd.send(Cmd::AdmitHeld(p.clone()));
+    pub fn admit_held(&self, p: &ParticipantId, role: Role, side: Option<Side>) {
+        let _ = self.cmd.send(Cmd::AdmitHeld(p.clone(), role, side));
     }
 
     /// Media peers: start or stop publishing frames.
