@@ -655,6 +655,17 @@ impl<R: CryptoRng> Core<R> {
             .count()
     }
 
+    /// How many generations of `from`'s key for `stream` I hold in the current chain of a
+    /// server channel (bounded: the current one and `MAX_OLD_GENERATIONS` replaced ones).
+    pub fn held_generations(&self, ch: &ChannelId, from: &ParticipantId, stream: u8) -> usize {
+        let (Some((cid, _)), Some(sender)) = (self.current_chain(ch), id16(from)) else {
+            return 0;
+        };
+        self.openers
+            .get(&(*cid, sender, stream))
+            .map_or(0, |o| o.generations().len())
+    }
+
     /// My role, once a welcome was accepted.
     pub fn role(&self) -> Option<Role> {
         self.me.as_ref().map(|m| m.role)
@@ -1484,14 +1495,14 @@ impl<R: CryptoRng> Core<R> {
             // side comes from the invite.
             Some(i) => {
                 let inv = &self.invites[i];
-                if inv.used_by.as_ref().is_some_and(|u| *u != from) {
-                    self.alarm(Alarm::InviteReused(from.clone()), from.as_str().to_owned());
-                    None
-                } else if inv.role != announced {
+                if inv.role != announced {
                     self.alarm(
                         Alarm::InviteRoleMismatch(from.clone()),
                         from.as_str().to_owned(),
                     );
+                    None
+                } else if inv.used_by.as_ref().is_some_and(|u| *u != from) {
+                    self.alarm(Alarm::InviteReused(from.clone()), from.as_str().to_owned());
                     None
                 } else {
                     let side = inv.side;
