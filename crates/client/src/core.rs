@@ -1575,8 +1575,12 @@ impl<R: CryptoRng> Core<R> {
     // Shows each claimed name that the newest roster listing its sender commits to.
     fn check_names(&mut self) {
         let mut shown = Vec::new();
+        let my_id = self.me.as_ref().map(|m| m.id);
         for (id, n) in &self.name_claims {
             let commit = n.commit();
+            if Some(*id) == my_id {
+                continue;
+            }
             if self.names_shown.get(id) == Some(&commit) {
                 continue;
             }

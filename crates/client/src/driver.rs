@@ -63,6 +63,12 @@ pub struct Summary {
     pub keys_deleted: bool,
     /// Acknowledgments received for the sender keys this bot sent.
     pub acks_received: u64,
+    /// Display names received that matched their sender's commitment in a signed roster.
+    pub names_verified: u64,
+    /// Display names received that did not match (never shown).
+    pub names_rejected: u64,
+    /// The verified names (other participants'), sorted.
+    pub names: Vec<String>,
     /// Mediators: arrivals whose acknowledgment verified but had no invite secret (not admitted).
     pub consents_held: u64,
     /// Media frames sealed and sent (microphone and camera).
@@ -178,6 +184,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                     summary.messages_verified += 1;
                 }
                 Event::Alarm(a) => eprintln!("confer-bot: ALARM {}", a.code()),
+                Event::Name { name, .. } => summary.names.push(name),
                 Event::ServerError(code) => eprintln!("confer-bot: server error {code}"),
                 Event::Welcome { .. } => {}
                 _ => {}
@@ -374,6 +381,10 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     summary.alarms = s.alarms.clone();
     summary.keys_deleted = s.keys_deleted;
     summary.acks_received = s.acks_received;
+    summary.names_verified = s.names_verified;
+    summary.names_rejected = s.names_rejected;
+    summary.names.sort();
+    summary.names.dedup();
     summary.consents_held = s.consents_held;
     summary.session_code = core.session_code().map(str::to_owned);
     Ok(summary)

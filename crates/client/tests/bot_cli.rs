@@ -43,6 +43,7 @@ async fn a_mediator_bot_and_two_party_bots_chat_and_exchange_media_end_to_end() 
             "200",
         ])
         .args(["--invite", "party:A", "--invite", "party:B", "--publish"])
+        .args(["--name", "Mediator Mo"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -61,15 +62,25 @@ async fn a_mediator_bot_and_two_party_bots_chat_and_exchange_media_end_to_end() 
         }
     }
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The first party reads its link from a file (secrets stay out of `ps`).
+    let link_file = dir.join("link-a");
+    std::fs::write(&link_file, format!("{}\n", links[0])).unwrap();
+    let names = ["Party Ada", "Party Bé"];
     let parties: Vec<_> = links
         .iter()
-        .map(|link| {
+        .enumerate()
+        .map(|(i, link)| {
+            let token: [&str; 2] = if i == 0 {
+                ["--token-file", link_file.to_str().unwrap()]
+            } else {
+                ["--token", link]
+            };
             Command::new(BOT)
+                .args(token)
+                .args(["--name", names[i]])
                 .args([
                     "--url",
                     &url,
-                    "--token",
-                    link,
                     "--role",
                     "party",
                     "--seconds",
@@ -89,7 +100,8 @@ async fn a_mediator_bot_and_two_party_bots_chat_and_exchange_media_end_to_end() 
         summaries.push(p.wait_with_output().await.unwrap());
     }
     summaries.push(mediator.wait_with_output().await.unwrap());
-    for out in &summaries {
+    let all = ["Party Ada", "Party Bé", "Mediator Mo"];
+    for (i, out) in summaries.iter().enumerate() {
         assert!(out.status.success());
         let line = String::from_utf8_lossy(&out.stdout);
         let v: serde_json::Value =
@@ -100,6 +112,16 @@ async fn a_mediator_bot_and_two_party_bots_chat_and_exchange_media_end_to_end() 
         assert!(v["messages_verified"].as_u64().unwrap() > 0, "{v}");
         assert_eq!(v["messages_received"], v["messages_verified"], "{v}");
         assert_eq!(v["keys_deleted"], true, "{v}");
+        // Display names: each bot saw the other two, each matching its roster commitment.
+        let mut want: Vec<&str> = all
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| *n)
+            .collect();
+        want.sort();
+        assert_eq!(v["names"], serde_json::json!(want), "{v}");
+        assert_eq!(v["names_rejected"], 0, "{v}");
         // Media: each bot sent frames and verified, byte for byte, frames of the other two.
         assert!(v["frames_sent"].as_u64().unwrap() > 20, "{v}");
         assert!(v["frames_verified"].as_u64().unwrap() > 20, "{v}");

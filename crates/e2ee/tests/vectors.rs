@@ -4,25 +4,80 @@
 //! `generate()` is deterministic. The test fails when the checked-in files differ from a fresh
 //! generation; `CONFER_WRITE_VECTORS=1 cargo test -p confer-e2ee --test vectors` rewrites them.
 //! A second test reads the files back as an independent implementation would and checks every
-//! case, so the TypeScript client can run the same checks.
+//! case, so the TypeScript client can run the same checks. It reads the directory named by
+//! `CONFER_VECTORS_DIR` (default: the checked-in `tests/vectors/v1`), so any vector set can be
+//! checked, and fails on a file or a case it does not recognise.
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{TestRng, add_l, hex, unhex, unhex_n};
+use confer_e2ee::OpenError;
 use confer_e2ee::code::session_code;
+use confer_e2ee::codes::{self, AlarmCode, FailureReason};
 use confer_e2ee::frame::{self, Codec, FrameCtx, ReplayWindow, SenderKeyMsg};
-use confer_e2ee::identity::{self, Identity, SCOPE_ROSTERS, name_commit};
+use confer_e2ee::identity::{
+    self, Announcement, Identity, SCOPE_ROSTERS, name_commit, role_code, role_from_code,
+};
+use confer_e2ee::messages::{
+    self, ATTEST_ALL, ConsentAck, NameMsg, SenderKeyAck, consent_signed_bytes, psk_hint,
+};
 use confer_e2ee::pairwise::{self, MsgType, PSK_ID, Pair};
-use confer_e2ee::roster::{Chain, Kind, Member, Roster, SignedRoster};
+use confer_e2ee::roster::{
+    self, Chain, Kind, Member, Roster, RosterError, SignedRoster, roster_hash,
+};
 use confer_e2ee::secret::Secret32;
-use confer_proto::Role;
+use confer_proto::{ErrorCode, Role};
 use serde_json::{Value, json};
 
+/// Where the generator writes, and what the first test compares with.
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/v1")
+}
+
+/// What the reader checks: `CONFER_VECTORS_DIR`, else the checked-in vectors.
+fn vectors_dir() -> PathBuf {
+    std::env::var_os("CONFER_VECTORS_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(dir, PathBuf::from)
+}
+
+/// Every file of a vector set; the reader refuses a directory with any other.
+const FILES: [&str; 8] = [
+    "code.json",
+    "constants.json",
+    "frame.json",
+    "messages.json",
+    "negative.json",
+    "pairwise.json",
+    "replay.json",
+    "roster.json",
+];
+
+/// The refusals a negative roster case may name in `error`.
+const ROSTER_ERRORS: [&str; 7] = [
+    "rollback",
+    "fork",
+    "gap",
+    "bad_signature",
+    "signer_not_member",
+    "malformed",
+    "wrong_channel",
+];
+
+fn roster_error_name(e: RosterError) -> &'static str {
+    match e {
+        RosterError::Rollback => "rollback",
+        RosterError::Fork => "fork",
+        RosterError::Gap => "gap",
+        RosterError::BadSignature => "bad_signature",
+        RosterError::SignerNotMember => "signer_not_member",
+        RosterError::Malformed => "malformed",
+        RosterError::WrongChannel => "wrong_channel",
+    }
 }
 
 fn file(cases: Vec<Value>) -> Value {
@@ -31,6 +86,10 @@ fn file(cases: Vec<Value>) -> Value {
 
 fn u64s(v: u64) -> String {
     v.to_string()
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap()
 }
 
 const SESSION: &str = "mediation-42";
@@ -71,6 +130,29 @@ fn roster_json(name: &str, seed: &[u8; 32], sr: &SignedRoster) -> Value {
            "channel_id": hex(&r.channel_id), "kind": r.kind as u8, "epoch": u64s(r.epoch), "prev_hash": hex(&r.prev_hash),
            "members": r.members.iter().map(member_json).collect::<Vec<_>>(),
            "encoded": hex(&sr.encoded), "signature": hex(&sr.signature), "hash": hex(&sr.hash)})
+}
+
+/// A roster case of `negative.json` that the receiver refuses with `error`.
+fn negative_roster(name: &str, seed: &[u8; 32], sr: &SignedRoster, error: &str) -> Value {
+    assert!(ROSTER_ERRORS.contains(&error), "{error}");
+    let mut v = roster_json(name, seed, sr);
+    v["shape"] = json!("roster");
+    v["expect"] = json!("reject");
+    v["error"] = json!(error);
+    v["hash"] = json!(hex(&roster_hash(&sr.encoded, &sr.signature)));
+    v
+}
+
+/// Signs bytes that `Roster::encode` would refuse to produce (malformed vectors).
+fn sign_raw(roster: Roster, encoded: Vec<u8>, signer: &Identity) -> SignedRoster {
+    let signature = signer.sign(&encoded);
+    let hash = roster_hash(&encoded, &signature);
+    SignedRoster {
+        roster,
+        encoded,
+        signature,
+        hash,
+    }
 }
 
 struct People {
@@ -124,6 +206,68 @@ fn roster(
         prev_hash: prev,
         members,
     }
+}
+
+
+/// `constants.json`: the numbers and codes every implementation must share. Constants of Rust
+/// type u64 are decimal strings (§14); durations are milliseconds, named `<name>_ms`.
+fn constants() -> Value {
+    json!({
+        "suite": "confer/1",
+        "constants": {
+            // frame
+            "suite": frame::SUITE,
+            "max_step": frame::MAX_STEP,
+            "window": u64s(frame::WINDOW),
+            "max_ctr_jump": u64s(frame::MAX_CTR_JUMP),
+            "max_generation": u64s(frame::MAX_GENERATION),
+            "stream_audio": frame::STREAM_AUDIO,
+            "stream_camera": frame::STREAM_CAMERA,
+            "stream_screen": frame::STREAM_SCREEN,
+            "stream_data": frame::STREAM_DATA,
+            // identity
+            "scope_rosters": SCOPE_ROSTERS,
+            "max_name_bytes": identity::MAX_NAME_BYTES,
+            // roster
+            "flag_away": roster::FLAG_AWAY,
+            "max_side": roster::MAX_SIDE,
+            "kind_joint": Kind::Joint as u8,
+            "kind_caucus": Kind::Caucus as u8,
+            "kind_breakout": Kind::Breakout as u8,
+            "role_mediator": role_code(Role::Mediator),
+            "role_co_mediator": role_code(Role::CoMediator),
+            "role_party": role_code(Role::Party),
+            "role_counsel": role_code(Role::Counsel),
+            "role_observer": role_code(Role::Observer),
+            // messages
+            "attest_no_recording": messages::ATTEST_NO_RECORDING,
+            "attest_nobody_else": messages::ATTEST_NOBODY_ELSE,
+            "attest_all": ATTEST_ALL,
+            // pairwise
+            "msg_type_sender_key": MsgType::SenderKey as u8,
+            "msg_type_sender_key_ack": MsgType::SenderKeyAck as u8,
+            "msg_type_consent": MsgType::Consent as u8,
+            "msg_type_name": MsgType::Name as u8,
+            "psk_id": hex(PSK_ID),
+            // codes: the client rules
+            "unsigned_grace_ms": ms(codes::UNSIGNED_GRACE),
+            "stale_key_after_ms": ms(codes::STALE_KEY_AFTER),
+            "keep_old_keys_ms": ms(codes::KEEP_OLD_KEYS),
+            "ratchet_every_ms": ms(codes::RATCHET_EVERY),
+            "hold_for_key_ms": ms(codes::HOLD_FOR_KEY),
+            "keyframe_request_every_ms": ms(codes::KEYFRAME_REQUEST_EVERY),
+            "max_peers": codes::MAX_PEERS,
+            "max_early_chats": codes::MAX_EARLY_CHATS,
+            "max_held_chat_bytes": codes::MAX_HELD_CHAT_BYTES,
+            "max_held_keys": codes::MAX_HELD_KEYS,
+            "max_old_generations": codes::MAX_OLD_GENERATIONS,
+            "max_chain_history": codes::MAX_CHAIN_HISTORY,
+            "max_alarms": codes::MAX_ALARMS,
+        },
+        "alarm_codes": AlarmCode::ALL.iter().map(|a| a.code()).collect::<Vec<_>>(),
+        "failure_reasons": FailureReason::ALL.iter().map(|f| f.code()).collect::<Vec<_>>(),
+        "error_codes": ErrorCode::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+    })
 }
 
 /// Every vector file, deterministically.
@@ -273,24 +417,22 @@ fn generate() -> BTreeMap<&'static str, Value> {
     )
     .sign(m)
     .unwrap();
-    out.insert(
-        "roster.json",
-        file(vec![
-            roster_json("joint epoch 1: mediator and party A", &m_seed, &j1),
-            roster_json(
-                "joint epoch 2: party B and counsel A admitted",
-                &m_seed,
-                &j2,
-            ),
-            roster_json(
-                "joint epoch 3: side A in caucus (flagged away)",
-                &m_seed,
-                &j3,
-            ),
-            roster_json("caucus A epoch 1", &m_seed, &c1),
-            roster_json("caucus A epoch 2: counsel leaves", &m_seed, &c2),
-        ]),
-    );
+    // Written at the end: the successor chain below draws from `rng` after everything else.
+    let mut rosters = vec![
+        roster_json("joint epoch 1: mediator and party A", &m_seed, &j1),
+        roster_json(
+            "joint epoch 2: party B and counsel A admitted",
+            &m_seed,
+            &j2,
+        ),
+        roster_json(
+            "joint epoch 3: side A in caucus (flagged away)",
+            &m_seed,
+            &j3,
+        ),
+        roster_json("caucus A epoch 1", &m_seed, &c1),
+        roster_json("caucus A epoch 2: counsel leaves", &m_seed, &c2),
+    ];
 
     // pairwise.json: open-only vectors (sealing is randomised).
     let mut pw = Vec::new();

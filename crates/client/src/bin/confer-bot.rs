@@ -27,9 +27,16 @@ struct Args {
     /// Signalling URL, e.g. ws://127.0.0.1:7880/ws.
     #[arg(long)]
     url: String,
-    /// An invite token, or an invite link (`.../join#t=...&k=...&m=...`).
+    /// An invite token, or an invite link (`.../join#t=...&k=...&m=...`). A link holds
+    /// secrets: prefer `--token-file`, which keeps it out of the process list.
+    #[arg(long, required_unless_present = "token_file", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// Read the token or invite link from this file (`-` for standard input).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
+    /// The display name to give (sent only end to end; the server sees a commitment).
     #[arg(long)]
-    token: String,
+    name: Option<String>,
     /// The role the token is for: mediator, party or counsel (the token decides; this checks it).
     #[arg(long)]
     role: Role,
@@ -90,8 +97,38 @@ fn media_bind(url: &str) -> std::net::IpAddr {
     }
 }
 
+fn read_token(args: &Args) -> Result<String, String> {
+    if let Some(t) = &args.token {
+        return Ok(t.clone());
+    }
+    let Some(path) = &args.token_file else {
+        return Err("give --token or --token-file".into());
+    };
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
+        s
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+    };
+    let t = text.trim().to_owned();
+    if t.is_empty() {
+        return Err(format!("the token file {} is empty", path.display()));
+    }
+    Ok(t)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    let token = match read_token(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("confer-bot: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let invites: Result<Vec<_>, _> = args.invites.iter().map(|s| parse_invite(s)).collect();
     let invites = match invites {
         Ok(i) => i,
@@ -104,6 +141,11 @@ fn main() -> ExitCode {
     config.auto_admit = args.role == Role::Mediator;
     config.admit_without_invite_secret = args.admit_bare_tokens;
     config.expected_role = Some(args.role);
+    config.display_name = Some(
+        args.name
+            .clone()
+            .unwrap_or_else(|| format!("{} bot", args.role.as_str())),
+    );
     let link_base = args
         .url
         .replace("ws://", "http://")
@@ -113,7 +155,7 @@ fn main() -> ExitCode {
     let bind = media_bind(&args.url);
     let opts = BotOptions {
         url: args.url,
-        token: args.token,
+        token,
         config,
         seconds: args.seconds,
         chat_every: Duration::from_millis(args.chat_every_ms.max(10)),
