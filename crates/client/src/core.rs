@@ -191,6 +191,15 @@ pub struct Stats {
     pub stale_frames: u64,
 }
 
+/// Why [`Core::try_open_chat`] did not open a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatRefused {
+    /// I hold no key of that sender for that channel at all.
+    NoKey,
+    /// I hold that sender's keys for that channel, and the frame does not open under them.
+    DoesNotOpen,
+}
+
 /// Not in a secured channel yet ("securing channel"): nothing was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotSecured;
@@ -666,6 +675,11 @@ impl<R: CryptoRng> Core<R> {
             .map_or(0, |o| o.generations().len())
     }
 
+    /// The confer/1 channel id of a server channel's current chain, if I hold one.
+    pub fn channel_id(&self, ch: &ChannelId) -> Option<Id16> {
+        self.current_chain(ch).map(|(c, _)| *c)
+    }
+
     /// My role, once a welcome was accepted.
     pub fn role(&self) -> Option<Role> {
         self.me.as_ref().map(|m| m.role)
@@ -731,17 +745,23 @@ impl<R: CryptoRng> Core<R> {
     }
 
     /// Decrypts a chat frame as if it came from `from` in channel `cid` (for tests that hand a
-    /// non-member a ciphertext it was never sent).
+    /// non-member a ciphertext it was never sent), saying precisely why it does not open.
+    /// Nothing is counted.
     pub fn try_open_chat(
         &mut self,
         from: &ParticipantId,
         cid: &Id16,
         frame: &[u8],
-    ) -> Option<String> {
-        let sender = id16(from)?;
-        let opener = self.openers.get_mut(&(*cid, sender, STREAM_DATA))?;
-        let pt = opener.open(Codec::Data, frame).ok()?;
-        String::from_utf8(pt).ok()
+    ) -> Result<String, ChatRefused> {
+        let sender = id16(from).ok_or(ChatRefused::NoKey)?;
+        let opener = self
+            .openers
+            .get_mut(&(*cid, sender, STREAM_DATA))
+            .ok_or(ChatRefused::NoKey)?;
+        let pt = opener
+            .open(Codec::Data, frame)
+            .map_err(|_| ChatRefused::DoesNotOpen)?;
+        String::from_utf8(pt).map_err(|_| ChatRefused::DoesNotOpen)
     }
 
     /// Seals one media frame (the whole payload, VP8 frame tag included) for the room I am in,

@@ -208,14 +208,12 @@ fn roster(
     }
 }
 
-
 /// `constants.json`: the numbers and codes every implementation must share. Constants of Rust
 /// type u64 are decimal strings (§14); durations are milliseconds, named `<name>_ms`.
 fn constants() -> Value {
-    json!({
-        "suite": "confer/1",
-        "constants": {
-            // frame
+    // One group per module (a single `json!` this large exceeds the macro recursion limit).
+    let groups = [
+        json!({
             "suite": frame::SUITE,
             "max_step": frame::MAX_STEP,
             "window": u64s(frame::WINDOW),
@@ -225,10 +223,12 @@ fn constants() -> Value {
             "stream_camera": frame::STREAM_CAMERA,
             "stream_screen": frame::STREAM_SCREEN,
             "stream_data": frame::STREAM_DATA,
-            // identity
+        }),
+        json!({
             "scope_rosters": SCOPE_ROSTERS,
             "max_name_bytes": identity::MAX_NAME_BYTES,
-            // roster
+        }),
+        json!({
             "flag_away": roster::FLAG_AWAY,
             "max_side": roster::MAX_SIDE,
             "kind_joint": Kind::Joint as u8,
@@ -239,17 +239,20 @@ fn constants() -> Value {
             "role_party": role_code(Role::Party),
             "role_counsel": role_code(Role::Counsel),
             "role_observer": role_code(Role::Observer),
-            // messages
+        }),
+        json!({
             "attest_no_recording": messages::ATTEST_NO_RECORDING,
             "attest_nobody_else": messages::ATTEST_NOBODY_ELSE,
             "attest_all": ATTEST_ALL,
-            // pairwise
+        }),
+        json!({
             "msg_type_sender_key": MsgType::SenderKey as u8,
             "msg_type_sender_key_ack": MsgType::SenderKeyAck as u8,
             "msg_type_consent": MsgType::Consent as u8,
             "msg_type_name": MsgType::Name as u8,
             "psk_id": hex(PSK_ID),
-            // codes: the client rules
+        }),
+        json!({
             "unsigned_grace_ms": ms(codes::UNSIGNED_GRACE),
             "stale_key_after_ms": ms(codes::STALE_KEY_AFTER),
             "keep_old_keys_ms": ms(codes::KEEP_OLD_KEYS),
@@ -263,7 +266,17 @@ fn constants() -> Value {
             "max_old_generations": codes::MAX_OLD_GENERATIONS,
             "max_chain_history": codes::MAX_CHAIN_HISTORY,
             "max_alarms": codes::MAX_ALARMS,
-        },
+        }),
+    ];
+    let mut all = serde_json::Map::new();
+    for g in groups {
+        for (k, v) in g.as_object().unwrap() {
+            assert!(all.insert(k.clone(), v.clone()).is_none(), "{k} twice");
+        }
+    }
+    json!({
+        "suite": "confer/1",
+        "constants": all,
         "alarm_codes": AlarmCode::ALL.iter().map(|a| a.code()).collect::<Vec<_>>(),
         "failure_reasons": FailureReason::ALL.iter().map(|f| f.code()).collect::<Vec<_>>(),
         "error_codes": ErrorCode::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
@@ -577,6 +590,34 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let mut t = f;
     *t.last_mut().unwrap() = 0;
     neg.push(with("header length 0", t, &|_| {}));
+    // Frames that open under the held key with `open_with` alone: only the receive checks
+    // refuse them (the codec must fit the stream, the KID must name the key held).
+    let held = Secret32::new(unhex_n(s(&good, "step_key")));
+    let keys = frame::derive(&held, 4, &ctx_of(&good));
+    let data = frame::seal_with(&keys, 4, 4, Codec::Data, b"chat on the camera stream").unwrap();
+    neg.push(with("data frame on the camera stream", data, &|v| {
+        v["codec"] = json!("data");
+        v["plaintext"] = json!(hex(b"chat on the camera stream"));
+    }));
+    let opus = frame::seal_with(&keys, 4, 4, Codec::Opus, &[0x78; 40]).unwrap();
+    neg.push(with("opus frame on the camera stream", opus, &|v| {
+        v["codec"] = json!("opus");
+        v["plaintext"] = json!(hex(&[0x78; 40]));
+    }));
+    let other_gen = frame::kid(1, 4);
+    let unheld = frame::seal_with(
+        &frame::derive(&held, other_gen, &ctx_of(&good)),
+        other_gen,
+        4,
+        Codec::Vp8,
+        &[vec![0x00; 10], vec![0x33; 30]].concat(),
+    )
+    .unwrap();
+    neg.push(with(
+        "kid names a generation the receiver does not hold",
+        unheld,
+        &|_| {},
+    ));
     neg.push(json!({"name": "non-minimal header (kid 5 extended)", "shape": "header", "header": "8005", "expect": "reject"}));
     neg.push(json!({"name": "non-minimal header (leading zero ctr byte)", "shape": "header", "header": "090010", "expect": "reject"}));
     let j2_rolled = roster(
@@ -589,11 +630,12 @@ fn generate() -> BTreeMap<&'static str, Value> {
     )
     .sign(m)
     .unwrap();
-    let mut v = roster_json("rolled-back epoch (2 after 3)", &m_seed, &j2_rolled);
-    v["shape"] = json!("roster");
-    v["expect"] = json!("reject");
-    v["error"] = json!("rollback");
-    neg.push(v);
+    neg.push(negative_roster(
+        "rolled-back epoch (2 after 3)",
+        &m_seed,
+        &j2_rolled,
+        "rollback",
+    ));
     let j4_fork = roster(
         &p,
         joint,
@@ -604,15 +646,13 @@ fn generate() -> BTreeMap<&'static str, Value> {
     )
     .sign(m)
     .unwrap();
-    let mut v = roster_json(
+    neg.push(negative_roster(
         "broken prev_hash (epoch 4 links to epoch 2)",
         &m_seed,
         &j4_fork,
-    );
-    v["shape"] = json!("roster");
-    v["expect"] = json!("reject");
-    v["error"] = json!("fork");
-    neg.push(v);
+        "fork",
+    ));
+    // Epoch 4 of the joint chain, linked to its head: each case below spoils one thing.
     let j4 = roster(
         &p,
         joint,
@@ -623,26 +663,115 @@ fn generate() -> BTreeMap<&'static str, Value> {
     );
     let mut bad_sig = j4.clone().sign(m).unwrap();
     bad_sig.signature[10] ^= 1;
-    let mut v = roster_json("bad signature", &m_seed, &bad_sig);
-    v["shape"] = json!("roster");
-    v["expect"] = json!("reject");
-    v["error"] = json!("bad_signature");
-    v["hash"] = json!(hex(&confer_e2ee::roster::roster_hash(
-        &bad_sig.encoded,
-        &bad_sig.signature
-    )));
-    neg.push(v);
-    let mut nc = j4.sign(m).unwrap();
+    neg.push(negative_roster(
+        "bad signature",
+        &m_seed,
+        &bad_sig,
+        "bad_signature",
+    ));
+    let mut nc = j4.clone().sign(m).unwrap();
     add_l(&mut nc.signature[32..]);
-    let mut v = roster_json("non-canonical signature (S + L)", &m_seed, &nc);
-    v["shape"] = json!("roster");
-    v["expect"] = json!("reject");
-    v["error"] = json!("bad_signature");
-    v["hash"] = json!(hex(&confer_e2ee::roster::roster_hash(
-        &nc.encoded,
-        &nc.signature
-    )));
+    neg.push(negative_roster(
+        "non-canonical signature (S + L)",
+        &m_seed,
+        &nc,
+        "bad_signature",
+    ));
+    neg.push(negative_roster(
+        "signed by party B, not the mediator",
+        &m_seed,
+        &j4.clone().sign(&p.ids[2]).unwrap(),
+        "bad_signature",
+    ));
+    let j4_signed = j4.clone().sign(m).unwrap();
+    let j5 = roster(
+        &p,
+        joint,
+        Kind::Joint,
+        5,
+        j4_signed.hash,
+        vec![member(&p, 0, 0, 0, 0), member(&p, 2, 2, 2, 0)],
+    )
+    .sign(m)
+    .unwrap();
+    neg.push(negative_roster(
+        "gap (epoch 5 after 3, epoch 4 withheld)",
+        &m_seed,
+        &j5,
+        "gap",
+    ));
+    let as_co = roster(
+        &p,
+        joint,
+        Kind::Joint,
+        4,
+        j3.hash,
+        vec![member(&p, 0, 1, 0, 0), member(&p, 2, 2, 2, 0)],
+    )
+    .sign(m)
+    .unwrap();
+    neg.push(negative_roster(
+        "signer not a member (mediator listed with role 1)",
+        &m_seed,
+        &as_co,
+        "signer_not_member",
+    ));
+    let without_m = roster(
+        &p,
+        joint,
+        Kind::Joint,
+        4,
+        j3.hash,
+        vec![member(&p, 2, 2, 2, 0), member(&p, 3, 3, 1, 0)],
+    )
+    .sign(m)
+    .unwrap();
+    neg.push(negative_roster(
+        "signer not a member (mediator left out)",
+        &m_seed,
+        &without_m,
+        "signer_not_member",
+    ));
+    // Malformed encodings, validly signed by the mediator: members swapped, a byte appended.
+    let record = 2 + 16 + 32 + 32 + 3 + 32;
+    let mut unsorted = j4.encode().unwrap();
+    let at = unsorted.len() - 2 * record;
+    unsorted[at..].rotate_left(record);
+    let mut swapped = j4.clone();
+    swapped.members.swap(0, 1);
+    neg.push(negative_roster(
+        "malformed: members not in ascending order",
+        &m_seed,
+        &sign_raw(swapped, unsorted, m),
+        "malformed",
+    ));
+    let mut trailing = j4.encode().unwrap();
+    trailing.push(0);
+    neg.push(negative_roster(
+        "malformed: a byte after the last member",
+        &m_seed,
+        &sign_raw(j4.clone(), trailing, m),
+        "malformed",
+    ));
+    let mut other_session = j4.clone();
+    other_session.session_id = b"mediation-43".to_vec();
+    let mut v = negative_roster(
+        "wrong channel: a roster of another session",
+        &m_seed,
+        &other_session.sign(m).unwrap(),
+        "wrong_channel",
+    );
+    // Judged against the joint chain of this session, not a chain of its own session.
+    v["chain"] = json!({"session_id": SESSION, "channel_id": hex(&joint)});
     neg.push(v);
+    let mut other_kind = j4;
+    other_kind.kind = Kind::Caucus;
+    neg.push(negative_roster(
+        "wrong channel: the joint channel_id with kind caucus",
+        &m_seed,
+        &other_kind.sign(m).unwrap(),
+        "wrong_channel",
+    ));
     let msg = b"confer/1 announce test".to_vec();
     let mut sig = p.ids[2].sign(&msg);
     add_l(&mut sig[32..]);
@@ -673,7 +802,6 @@ fn generate() -> BTreeMap<&'static str, Value> {
         "msg_type": 4, "seq": "1", "recipient_sk": hex(&p.seeds[0].1), "sender_pk": hex(&p.ids[1].ek_pub()), "enc": hex(&ok.enc),
         "info": hex(&pair.info()), "aad": hex(&pair.aad(MsgType::Name, 1)), "ciphertext": hex(&ok.ct),
         "psk": "", "psk_id": "", "plaintext": hex(b"x"), "expect": "reject"}));
-    out.insert("negative.json", file(neg));
 
     // messages.json: announcement, delegation, sender-key message, name commitment encodings.
     let mut msgs = Vec::new();
@@ -681,6 +809,15 @@ fn generate() -> BTreeMap<&'static str, Value> {
     msgs.push(json!({"name": "announcement of party A", "type": "announcement", "ik_seed": hex(&p.seeds[1].0),
         "ek_secret": hex(&p.seeds[1].1), "session_id": SESSION, "participant_id": hex(&p.pids[1]), "role": 2,
         "ik_pub": hex(&a.ik_pub), "ek_pub": hex(&a.ek_pub), "encoded": hex(&a.signed_bytes(SESSION.as_bytes())), "signature": hex(&a.signature)}));
+    for (name, i, role) in [
+        ("announcement of the mediator", 0, Role::Mediator),
+        ("announcement of counsel A", 3, Role::Counsel),
+    ] {
+        let a = p.ids[i].announce(SESSION.as_bytes(), p.pids[i], role);
+        msgs.push(json!({"name": name, "type": "announcement", "ik_seed": hex(&p.seeds[i].0),
+            "ek_secret": hex(&p.seeds[i].1), "session_id": SESSION, "participant_id": hex(&p.pids[i]), "role": role_code(role),
+            "ik_pub": hex(&a.ik_pub), "ek_pub": hex(&a.ek_pub), "encoded": hex(&a.signed_bytes(SESSION.as_bytes())), "signature": hex(&a.signature)}));
+    }
     let d = m.delegate(SESSION.as_bytes(), &p.ids[3].ik_pub(), SCOPE_ROSTERS);
     msgs.push(json!({"name": "delegation to a co-mediator", "type": "delegation", "mediator_seed": hex(&m_seed),
         "session_id": SESSION, "co_ik_pub": hex(&p.ids[3].ik_pub()), "scope": SCOPE_ROSTERS,
@@ -697,7 +834,121 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let salt: [u8; 16] = rng.bytes();
     msgs.push(json!({"name": "name commitment", "type": "name_commit", "salt": hex(&salt), "display_name": "Ana María",
         "name_commit": hex(&name_commit(&salt, "Ana María").unwrap())}));
+
+    // Additions drawn from `rng` after everything above, so the earlier cases keep their bytes.
+
+    // roster.json: a successor chain. Caucus A empties and fills again: its new chain starts
+    // at epoch 1 and links to the last roster of the first caucus A chain.
+    let caucus2: [u8; 16] = rng.bytes();
+    let s1 = roster(
+        &p,
+        caucus2,
+        Kind::Caucus,
+        1,
+        c2.hash,
+        vec![member(&p, 0, 0, 0, 0), member(&p, 1, 2, 1, 0)],
+    )
+    .sign(m)
+    .unwrap();
+    let s2 = roster(
+        &p,
+        caucus2,
+        Kind::Caucus,
+        2,
+        s1.hash,
+        vec![
+            member(&p, 0, 0, 0, 0),
+            member(&p, 1, 2, 1, 0),
+            member(&p, 3, 3, 1, 0),
+        ],
+    )
+    .sign(m)
+    .unwrap();
+    let mut v = roster_json(
+        "caucus A, second chain, epoch 1: links to the first chain's last roster",
+        &m_seed,
+        &s1,
+    );
+    v["links_to"] = json!(hex(&caucus));
+    rosters.push(v);
+    rosters.push(roster_json(
+        "caucus A, second chain, epoch 2: counsel joins",
+        &m_seed,
+        &s2,
+    ));
+
+    // negative.json: a pairwise message opened in a mode or under a secret it was not sealed in.
+    let invite = Secret32::new(rng.bytes());
+    let other_invite = Secret32::new(rng.bytes());
+    let sealed = pairwise::seal(
+        &mut rng,
+        &p.ids[1],
+        &p.ids[0].ek_pub(),
+        pair,
+        MsgType::Consent,
+        0,
+        b"consent",
+        Some(&invite),
+    )
+    .unwrap();
+    for (name, mode, psk) in [
+        (
+            "pairwise: auth_psk message opened in mode auth",
+            "auth",
+            None,
+        ),
+        (
+            "pairwise: auth_psk message opened under another invite secret",
+            "auth_psk",
+            Some(&other_invite),
+        ),
+    ] {
+        neg.push(json!({"name": name, "shape": "pairwise", "mode": mode,
+            "msg_type": 3, "seq": "0", "recipient_sk": hex(&p.seeds[0].1), "sender_pk": hex(&p.ids[1].ek_pub()), "enc": hex(&sealed.enc),
+            "info": hex(&pair.info()), "aad": hex(&pair.aad(MsgType::Consent, 0)), "ciphertext": hex(&sealed.ct),
+            "psk": psk.map(|s| hex(s.expose())).unwrap_or_default(),
+            "psk_id": if psk.is_some() { hex(PSK_ID) } else { String::new() }, "plaintext": hex(b"consent"), "expect": "reject"}));
+    }
+
+    // messages.json: consent, sender-key acknowledgment, display name, psk hint.
+    let agreement_hash: [u8; 32] = rng.bytes();
+    let signed = consent_signed_bytes(SESSION.as_bytes(), &p.pids[1], &agreement_hash, ATTEST_ALL);
+    let consent = ConsentAck {
+        agreement_hash,
+        attestations: ATTEST_ALL,
+        signature: p.ids[1].sign(&signed),
+    };
+    msgs.push(
+        json!({"name": "consent of party A", "type": "consent", "ik_seed": hex(&p.seeds[1].0),
+        "ik_pub": hex(&p.ids[1].ik_pub()), "session_id": SESSION, "participant_id": hex(&p.pids[1]),
+        "agreement_hash": hex(&agreement_hash), "attestations": ATTEST_ALL, "encoded": hex(&signed),
+        "signature": hex(&consent.signature), "plaintext": hex(&consent.encode())}),
+    );
+    let ack = SenderKeyAck {
+        channel_id: joint,
+        epoch: 3,
+        stream: 1,
+        generation: (1 << 53) + 1,
+    };
+    msgs.push(json!({"name": "sender-key ack for joint camera, generation 2^53 + 1", "type": "sender_key_ack",
+        "channel_id": hex(&ack.channel_id), "epoch": u64s(ack.epoch), "stream": ack.stream,
+        "generation": u64s(ack.generation), "encoded": hex(&ack.encode())}));
+    let name = NameMsg {
+        salt: rng.bytes(),
+        name: "Zoë Łukasiewicz-Ørsted 李明".to_owned(),
+    };
+    msgs.push(json!({"name": "display name, non-ASCII", "type": "name", "salt": hex(&name.salt),
+        "display_name": name.name, "encoded": hex(&name.encode()), "name_commit": hex(&name.commit())}));
+    let psk = Secret32::new(rng.bytes());
+    msgs.push(
+        json!({"name": "psk hint of an invite secret", "type": "psk_hint", "psk": hex(psk.expose()),
+        "hint": hex(&psk_hint(&psk))}),
+    );
+
+    out.insert("roster.json", file(rosters));
+    out.insert("negative.json", file(neg));
     out.insert("messages.json", file(msgs));
+    out.insert("constants.json", constants());
     out
 }
 
@@ -705,6 +956,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
 fn checked_in_vectors_match_a_fresh_generation() {
     let fresh = generate();
     assert_eq!(generate(), fresh, "the generator is deterministic");
+    assert_eq!(fresh.keys().copied().collect::<Vec<_>>(), FILES);
     let write = std::env::var("CONFER_WRITE_VECTORS").is_ok_and(|v| v == "1");
     if write {
         std::fs::create_dir_all(dir()).unwrap();
@@ -728,11 +980,76 @@ fn checked_in_vectors_match_a_fresh_generation() {
     }
 }
 
-fn load(name: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(dir().join(name)).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["suite"], "confer/1");
-    v["cases"].as_array().unwrap().clone()
+/// Every top-level `pub const` of the crate is in `constants.json`, under its lowercase name
+/// (with `_ms` for a Duration), so a new constant cannot be left out of the shared list.
+#[test]
+fn constants_json_lists_every_public_constant() {
+    let c = constants();
+    let listed = c["constants"].as_object().unwrap();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let Some(rest) = line.strip_prefix("pub const ") else {
+                continue;
+            };
+            let (name, ty) = rest.split_once(':').unwrap();
+            let key = if ty.trim_start().starts_with("Duration") {
+                format!("{}_ms", name.to_lowercase())
+            } else {
+                name.to_lowercase()
+            };
+            assert!(
+                listed.contains_key(&key),
+                "constants.json lacks {key} ({})",
+                path.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 30, "only {seen} constants found");
+}
+
+fn load(dir: &Path, name: &str) -> Value {
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(v["suite"], "confer/1", "{name}");
+    v
+}
+
+/// Judges every case of a case file; fails unless the judge recognised and judged each one.
+fn judge_cases(dir: &Path, name: &str, mut judge: impl FnMut(&Value) -> bool) {
+    let v = load(dir, name);
+    assert_eq!(
+        v.as_object().unwrap().len(),
+        2,
+        "{name}: a case file has `suite` and `cases` only"
+    );
+    let cases = v["cases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: no cases"));
+    let mut names = BTreeSet::new();
+    let mut unjudged = Vec::new();
+    let mut judged = 0;
+    for c in cases {
+        let n = s(c, "name");
+        assert!(names.insert(n), "{name}: two cases named {n}");
+        if judge(c) {
+            judged += 1;
+        } else {
+            unjudged.push(n);
+        }
+    }
+    assert_eq!(
+        judged,
+        cases.len(),
+        "{name}: cases not recognised: {unjudged:?}"
+    );
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -740,8 +1057,21 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{k} missing in {}", v["name"]))
 }
 
+/// A u64: a decimal string without leading zeros (§14).
 fn num(v: &Value, k: &str) -> u64 {
-    s(v, k).parse().unwrap()
+    let t = s(v, k);
+    let n: u64 = t
+        .parse()
+        .unwrap_or_else(|_| panic!("{k} of {} is not a u64", v["name"]));
+    assert_eq!(n.to_string(), t, "{k} of {}: not canonical", v["name"]);
+    n
+}
+
+/// A u8: a JSON number.
+fn byte(v: &Value, k: &str) -> u8 {
+    v[k].as_u64()
+        .and_then(|n| u8::try_from(n).ok())
+        .unwrap_or_else(|| panic!("{k} of {} is not a u8", v["name"]))
 }
 
 fn ctx_of(c: &Value) -> FrameCtx {
@@ -749,7 +1079,7 @@ fn ctx_of(c: &Value) -> FrameCtx {
         s(c, "session_id").as_bytes(),
         unhex_n(s(c, "channel_id")),
         unhex_n(s(c, "sender_id")),
-        c["stream"].as_u64().unwrap() as u8,
+        byte(c, "stream"),
     )
     .unwrap()
 }
@@ -759,240 +1089,452 @@ fn member_of(m: &Value) -> Member {
         participant_id: unhex_n(s(m, "participant_id")),
         ik_pub: unhex_n(s(m, "ik_pub")),
         ek_pub: unhex_n(s(m, "ek_pub")),
-        role: m["role"].as_u64().unwrap() as u8,
-        side: m["side"].as_u64().unwrap() as u8,
-        flags: m["flags"].as_u64().unwrap() as u8,
+        role: byte(m, "role"),
+        side: byte(m, "side"),
+        flags: byte(m, "flags"),
         name_commit: unhex_n(s(m, "name_commit")),
     }
 }
 
+/// The codec a receiver expects on a stream (§8.2): 0 Opus, 1 and 2 VP8, 3 data.
+fn codec_of_stream(stream: u8) -> Option<Codec> {
+    match stream {
+        frame::STREAM_AUDIO => Some(Codec::Opus),
+        frame::STREAM_CAMERA | frame::STREAM_SCREEN => Some(Codec::Vp8),
+        frame::STREAM_DATA => Some(Codec::Data),
+        _ => None,
+    }
+}
+
+/// Receives a frame as a receiver does (§9) that holds one key: the case's step key for its
+/// `kid`, in its ctx. The codec must fit the stream; the trailer and header must parse; the
+/// header's KID must name the key held (generation and step: no other key is ever tried); the
+/// counter must pass the (fresh) replay window; then the frame must open.
+fn receive_frame(c: &Value) -> Result<Vec<u8>, OpenError> {
+    let ctx = ctx_of(c);
+    let codec =
+        Codec::from_name(s(c, "codec")).unwrap_or_else(|| panic!("unknown codec in {}", c["name"]));
+    if codec_of_stream(ctx.stream) != Some(codec) {
+        return Err(OpenError);
+    }
+    let f = unhex(s(c, "frame"));
+    let (&hlen, rest) = f.split_last().ok_or(OpenError)?;
+    let hlen = usize::from(hlen);
+    if hlen == 0 || hlen > 17 || hlen > rest.len() {
+        return Err(OpenError);
+    }
+    let (kid, ctr) = frame::decode_header(&rest[rest.len() - hlen..])?;
+    if kid != num(c, "kid") || !ReplayWindow::default().check(ctr) {
+        return Err(OpenError);
+    }
+    let keys = frame::derive(&Secret32::new(unhex_n(s(c, "step_key"))), kid, &ctx);
+    frame::open_with(&keys, codec, &f)
+}
+
+/// A `frame.json` frame case: the derivations, then a receive that yields the plaintext.
+fn judge_frame(c: &Value) -> bool {
+    if c.get("frame").is_none() {
+        return false;
+    }
+    let (kid, ctr) = (num(c, "kid"), num(c, "ctr"));
+    let keys = frame::derive(&Secret32::new(unhex_n(s(c, "step_key"))), kid, &ctx_of(c));
+    assert_eq!(hex(keys.key.expose()), s(c, "key"), "{}", c["name"]);
+    assert_eq!(hex(&keys.salt), s(c, "salt"), "{}", c["name"]);
+    assert_eq!(hex(&frame::nonce(&keys.salt, ctr)), s(c, "nonce"));
+    let header = frame::encode_header(kid, ctr);
+    assert_eq!(hex(&header), s(c, "header"), "{}", c["name"]);
+    let trailer = [header.clone(), vec![header.len() as u8]].concat();
+    assert!(unhex(s(c, "frame")).ends_with(&trailer), "{}", c["name"]);
+    let pt = receive_frame(c).unwrap_or_else(|_| panic!("{} does not open", c["name"]));
+    assert_eq!(hex(&pt), s(c, "plaintext"), "{}", c["name"]);
+    true
+}
+
+/// A `frame.json` ratchet case: `steps[i] = step_key(i)` for i = 0..19.
+fn judge_ratchet(c: &Value) -> bool {
+    let ctx = ctx_of(c);
+    let steps = c["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 20, "{}", c["name"]);
+    let mut k = Secret32::new(unhex_n(s(c, "base_key")));
+    for (i, st) in steps.iter().enumerate() {
+        assert_eq!(
+            hex(k.expose()),
+            st.as_str().unwrap(),
+            "{} step {i}",
+            c["name"]
+        );
+        k = frame::ratchet(&k, &ctx);
+    }
+    true
+}
+
+/// Chains are keyed by (session_id, channel_id).
+fn chain_key(c: &Value) -> (String, String) {
+    (s(c, "session_id").to_owned(), s(c, "channel_id").to_owned())
+}
+
+/// A `roster.json` case: its fields encode to `encoded`, which decodes back to them, and it
+/// extends the chain of its (session_id, channel_id), in file order. A case with `links_to`
+/// starts a successor chain: epoch 1, linked to the head of the chain `links_to` names (same
+/// session and kind); it is accepted as a fresh chain.
+fn judge_roster(c: &Value, chains: &mut BTreeMap<(String, String), Chain>) -> bool {
+    let Some(members) = c["members"].as_array() else {
+        return false;
+    };
+    let name = &c["name"];
+    let r = Roster {
+        session_id: s(c, "session_id").as_bytes().to_vec(),
+        channel_id: unhex_n(s(c, "channel_id")),
+        kind: Kind::from_code(byte(c, "kind")).unwrap(),
+        epoch: num(c, "epoch"),
+        prev_hash: unhex_n(s(c, "prev_hash")),
+        members: members.iter().map(member_of).collect(),
+    };
+    assert_eq!(hex(&r.encode().unwrap()), s(c, "encoded"), "{name}");
+    let sr = SignedRoster::from_parts(&unhex(s(c, "encoded")), unhex_n(s(c, "signature"))).unwrap();
+    assert_eq!(sr.roster, r, "{name}");
+    assert_eq!(hex(&sr.hash), s(c, "hash"), "{name}");
+    let key = chain_key(c);
+    let first = !chains.contains_key(&key);
+    match c.get("links_to") {
+        Some(l) => {
+            let l = l.as_str().unwrap().to_owned();
+            assert!(first && r.epoch == 1, "{name}: links_to starts a chain");
+            let earlier = chains
+                .get(&(key.0.clone(), l))
+                .unwrap_or_else(|| panic!("{name}: links_to names no earlier chain"))
+                .head()
+                .unwrap();
+            assert_eq!(earlier.roster.kind, r.kind, "{name}");
+            assert_eq!(r.prev_hash, earlier.hash, "{name}: prev_hash");
+        }
+        None => assert!(
+            !(first && r.epoch == 1 && r.prev_hash != [0; 32]),
+            "{name}: a chain linked to another names it in links_to"
+        ),
+    }
+    let seed: [u8; 32] = unhex_n(s(c, "mediator_seed"));
+    let m = Identity::from_secrets(&seed, &[1; 32]).unwrap();
+    chains
+        .entry(key)
+        .or_insert_with(|| Chain::new(s(c, "session_id").as_bytes(), m.ik_pub()))
+        .accept(sr)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    true
+}
+
+/// Opens a pairwise case in the mode it names, with the aad a receiver builds itself from the
+/// pair (the ids in `info`), `msg_type` and `seq`.
+fn open_pairwise(c: &Value) -> Result<Vec<u8>, OpenError> {
+    let name = &c["name"];
+    let psk = unhex(s(c, "psk"));
+    let psk_id = unhex(s(c, "psk_id"));
+    let mode = match s(c, "mode") {
+        "auth" => {
+            assert!(psk.is_empty() && psk_id.is_empty(), "{name}");
+            None
+        }
+        "auth_psk" => {
+            assert_eq!((psk.len(), psk_id.as_slice()), (32, PSK_ID), "{name}");
+            Some((psk.as_slice(), psk_id.as_slice()))
+        }
+        other => panic!("{name}: unknown mode {other}"),
+    };
+    let msg_type = byte(c, "msg_type");
+    assert!(MsgType::from_code(msg_type).is_some(), "{name}");
+    let info = unhex(s(c, "info"));
+    let ids = info
+        .strip_prefix(b"confer/1 hpke".as_slice())
+        .unwrap_or_else(|| panic!("{name}: info"));
+    let aad = [
+        b"confer/1 pairwise".as_slice(),
+        ids,
+        &[msg_type],
+        &num(c, "seq").to_be_bytes(),
+    ]
+    .concat();
+    assert_eq!(hex(&aad), s(c, "aad"), "{name}");
+    pairwise::open_raw(
+        &unhex_n(s(c, "recipient_sk")),
+        &unhex_n(s(c, "sender_pk")),
+        &unhex_n(s(c, "enc")),
+        &info,
+        &aad,
+        &unhex(s(c, "ciphertext")),
+        mode,
+    )
+}
+
+fn judge_pairwise(c: &Value) -> bool {
+    let pt = open_pairwise(c).unwrap_or_else(|_| panic!("{} does not open", c["name"]));
+    assert_eq!(hex(&pt), s(c, "plaintext"), "{}", c["name"]);
+    true
+}
+
+fn judge_code(c: &Value) -> bool {
+    let members: Vec<([u8; 16], [u8; 32])> = c["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (unhex_n(s(m, "participant_id")), unhex_n(s(m, "ik_pub"))))
+        .collect();
+    let (d, code) = session_code(s(c, "session_id").as_bytes(), &members);
+    assert_eq!(
+        (hex(&d), code.as_str()),
+        (s(c, "digest").to_owned(), s(c, "code"))
+    );
+    true
+}
+
+fn judge_replay(c: &Value) -> bool {
+    assert_eq!(c["window"], frame::WINDOW);
+    let mut w = ReplayWindow::default();
+    for st in c["steps"].as_array().unwrap() {
+        let ctr = num(st, "ctr");
+        let ok = w.check(ctr);
+        assert_eq!(
+            ok,
+            st["accept"].as_bool().unwrap(),
+            "{} ctr {ctr}",
+            c["name"]
+        );
+        if ok {
+            w.commit(ctr);
+        }
+    }
+    true
+}
+
+/// A negative roster case: refused, by the chain of its (session_id, channel_id) in
+/// `roster.json` (or the chain `chain` names), with exactly the refusal `error` names.
+fn judge_negative_roster(c: &Value, chains: &BTreeMap<(String, String), Chain>) -> bool {
+    let name = &c["name"];
+    let error = s(c, "error");
+    assert!(
+        ROSTER_ERRORS.contains(&error),
+        "{name}: unknown error {error}"
+    );
+    let key = c.get("chain").map_or_else(|| chain_key(c), chain_key);
+    let chain = chains
+        .get(&key)
+        .unwrap_or_else(|| panic!("{name}: no chain {key:?} in roster.json"));
+    let encoded = unhex(s(c, "encoded"));
+    let signature = unhex_n(s(c, "signature"));
+    assert_eq!(
+        hex(&roster_hash(&encoded, &signature)),
+        s(c, "hash"),
+        "{name}"
+    );
+    let refusal = SignedRoster::from_parts(&encoded, signature)
+        .and_then(|sr| chain.clone().accept(sr))
+        .expect_err(&format!("{name} was accepted"));
+    assert_eq!(roster_error_name(refusal), error, "{name}");
+    true
+}
+
+/// A `negative.json` case: judged by its `shape` as a receiver would, and refused.
+fn judge_negative(c: &Value, chains: &BTreeMap<(String, String), Chain>) -> bool {
+    assert_eq!(c["expect"], "reject", "{}", c["name"]);
+    let rejected = match s(c, "shape") {
+        "frame" => receive_frame(c).is_err(),
+        "header" => frame::decode_header(&unhex(s(c, "header"))).is_err(),
+        "signature" => identity::verify(
+            &unhex_n(s(c, "ik_pub")),
+            &unhex(s(c, "message")),
+            &unhex_n(s(c, "signature")),
+        )
+        .is_err(),
+        "pairwise" => open_pairwise(c).is_err(),
+        "roster" => judge_negative_roster(c, chains),
+        _ => return false,
+    };
+    assert!(rejected, "{} was accepted", c["name"]);
+    true
+}
+
+/// An announcement, verified with the role the case names, as a receiver reads it from its
+/// fields; the secrets give the same keys and signature.
+fn judge_announcement(c: &Value) {
+    let sid = s(c, "session_id").as_bytes();
+    let code = byte(c, "role");
+    let a = Announcement {
+        participant_id: unhex_n(s(c, "participant_id")),
+        role: role_from_code(code).unwrap(),
+        ik_pub: unhex_n(s(c, "ik_pub")),
+        ek_pub: unhex_n(s(c, "ek_pub")),
+        signature: unhex_n(s(c, "signature")),
+    };
+    assert_eq!(hex(&a.signed_bytes(sid)), s(c, "encoded"), "{}", c["name"]);
+    assert!(a.verify(sid).is_ok(), "{}", c["name"]);
+    // The role is signed: read with any other role, the announcement does not verify.
+    for other in (0..=4).filter(|r| *r != code) {
+        let mut b = a.clone();
+        b.role = role_from_code(other).unwrap();
+        assert!(b.verify(sid).is_err(), "{} as role {other}", c["name"]);
+    }
+    let id =
+        Identity::from_secrets(&unhex_n(s(c, "ik_seed")), &unhex_n(s(c, "ek_secret"))).unwrap();
+    assert_eq!(id.announce(sid, a.participant_id, a.role), a);
+}
+
+fn judge_delegation(c: &Value) {
+    let sid = s(c, "session_id").as_bytes();
+    let co_ik = unhex_n(s(c, "co_ik_pub"));
+    let scope = byte(c, "scope");
+    let signature = unhex_n(s(c, "signature"));
+    let m = Identity::from_secrets(&unhex_n(s(c, "mediator_seed")), &[1; 32]).unwrap();
+    assert_eq!(
+        hex(&identity::delegation_bytes(sid, &co_ik, scope)),
+        s(c, "encoded")
+    );
+    assert_eq!(m.delegate(sid, &co_ik, scope), signature);
+    Chain::new(sid, m.ik_pub())
+        .add_delegate(co_ik, scope, &signature)
+        .unwrap();
+}
+
+fn judge_sender_key(c: &Value) {
+    let encoded = unhex(s(c, "encoded"));
+    let m = SenderKeyMsg::decode(&encoded).unwrap();
+    assert_eq!(
+        (
+            hex(&m.channel_id),
+            m.epoch,
+            m.stream,
+            m.generation,
+            hex(m.base_key.expose())
+        ),
+        (
+            s(c, "channel_id").to_owned(),
+            num(c, "epoch"),
+            byte(c, "stream"),
+            num(c, "generation"),
+            s(c, "base_key").to_owned()
+        )
+    );
+    assert_eq!(m.encode(), encoded);
+}
+
+fn judge_name_commit(c: &Value) {
+    assert_eq!(
+        hex(&name_commit(&unhex_n(s(c, "salt")), s(c, "display_name")).unwrap()),
+        s(c, "name_commit")
+    );
+}
+
+/// A consent: the signed bytes, the signature (verified under `ik_pub`, and re-made from the
+/// seed), and the 97-byte type 3 plaintext, encoded and decoded.
+fn judge_consent(c: &Value) {
+    let ik_pub: [u8; 32] = unhex_n(s(c, "ik_pub"));
+    let agreement_hash = unhex_n(s(c, "agreement_hash"));
+    let attestations = byte(c, "attestations");
+    let signed = consent_signed_bytes(
+        s(c, "session_id").as_bytes(),
+        &unhex_n(s(c, "participant_id")),
+        &agreement_hash,
+        attestations,
+    );
+    assert_eq!(hex(&signed), s(c, "encoded"));
+    let signature = unhex_n(s(c, "signature"));
+    identity::verify(&ik_pub, &signed, &signature).unwrap();
+    let id = Identity::from_secrets(&unhex_n(s(c, "ik_seed")), &[1; 32]).unwrap();
+    assert_eq!((id.ik_pub(), id.sign(&signed)), (ik_pub, signature));
+    let ack = ConsentAck {
+        agreement_hash,
+        attestations,
+        signature,
+    };
+    let plaintext = unhex(s(c, "plaintext"));
+    assert_eq!(plaintext.len(), 97);
+    assert_eq!(ack.encode(), plaintext);
+    assert_eq!(ConsentAck::decode(&plaintext).unwrap(), ack);
+}
+
+fn judge_sender_key_ack(c: &Value) {
+    let ack = SenderKeyAck {
+        channel_id: unhex_n(s(c, "channel_id")),
+        epoch: num(c, "epoch"),
+        stream: byte(c, "stream"),
+        generation: num(c, "generation"),
+    };
+    let encoded = unhex(s(c, "encoded"));
+    assert_eq!(ack.encode(), encoded);
+    assert_eq!(SenderKeyAck::decode(&encoded).unwrap(), ack);
+}
+
+/// A display name: the type 4 plaintext, encoded and decoded, and its roster commitment.
+fn judge_name(c: &Value) {
+    let msg = NameMsg {
+        salt: unhex_n(s(c, "salt")),
+        name: s(c, "display_name").to_owned(),
+    };
+    let encoded = unhex(s(c, "encoded"));
+    assert_eq!(msg.encode(), encoded);
+    assert_eq!(NameMsg::decode(&encoded).unwrap(), msg);
+    assert_eq!(hex(&msg.commit()), s(c, "name_commit"));
+    assert_eq!(
+        name_commit(&msg.salt, &msg.name),
+        Some(msg.commit()),
+        "the roster's commitment"
+    );
+}
+
+fn judge_psk_hint(c: &Value) {
+    let psk = Secret32::new(unhex_n(s(c, "psk")));
+    assert_eq!(hex(&psk_hint(&psk)), s(c, "hint"));
+}
+
+fn judge_message(c: &Value) -> bool {
+    match s(c, "type") {
+        "announcement" => judge_announcement(c),
+        "delegation" => judge_delegation(c),
+        "sender_key" => judge_sender_key(c),
+        "name_commit" => judge_name_commit(c),
+        "consent" => judge_consent(c),
+        "sender_key_ack" => judge_sender_key_ack(c),
+        "name" => judge_name(c),
+        "psk_hint" => judge_psk_hint(c),
+        _ => return false,
+    }
+    true
+}
+
 #[test]
 fn every_vector_checks_out_as_a_reader_would_check_it() {
-    // frame.json
-    for c in load("frame.json") {
-        let ctx = ctx_of(&c);
-        if let Some(steps) = c["steps"].as_array() {
-            let mut k = Secret32::new(unhex_n(s(&c, "base_key")));
-            for (i, st) in steps.iter().enumerate() {
-                assert_eq!(
-                    hex(k.expose()),
-                    st.as_str().unwrap(),
-                    "{} step {i}",
-                    c["name"]
-                );
-                k = frame::ratchet(&k, &ctx);
-            }
-            continue;
+    let dir = vectors_dir();
+    let mut present = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            entry.file_type().unwrap().is_file() && FILES.contains(&name.as_str()),
+            "{}: {name} is not a vector file",
+            dir.display()
+        );
+        present.insert(name);
+    }
+    let missing: Vec<_> = FILES.iter().filter(|f| !present.contains(**f)).collect();
+    assert!(missing.is_empty(), "{}: missing {missing:?}", dir.display());
+
+    judge_cases(&dir, "frame.json", |c| {
+        if c.get("steps").is_some() {
+            judge_ratchet(c)
+        } else {
+            judge_frame(c)
         }
-        let keys = frame::derive(
-            &Secret32::new(unhex_n(s(&c, "step_key"))),
-            num(&c, "kid"),
-            &ctx,
-        );
-        assert_eq!(hex(keys.key.expose()), s(&c, "key"));
-        assert_eq!(hex(&keys.salt), s(&c, "salt"));
-        assert_eq!(
-            hex(&frame::nonce(&keys.salt, num(&c, "ctr"))),
-            s(&c, "nonce")
-        );
-        assert_eq!(
-            hex(&frame::encode_header(num(&c, "kid"), num(&c, "ctr"))),
-            s(&c, "header")
-        );
-        let codec = Codec::from_name(s(&c, "codec")).unwrap();
-        let pt = frame::open_with(&keys, codec, &unhex(s(&c, "frame"))).unwrap();
-        assert_eq!(hex(&pt), s(&c, "plaintext"), "{}", c["name"]);
-    }
-    // roster.json: chains per channel in file order.
-    let mut chains: BTreeMap<String, Chain> = BTreeMap::new();
-    for c in load("roster.json") {
-        let seed: [u8; 32] = unhex_n(s(&c, "mediator_seed"));
-        let m = Identity::from_secrets(&seed, &[1; 32]).unwrap();
-        let r = Roster {
-            session_id: s(&c, "session_id").as_bytes().to_vec(),
-            channel_id: unhex_n(s(&c, "channel_id")),
-            kind: Kind::from_code(c["kind"].as_u64().unwrap() as u8).unwrap(),
-            epoch: num(&c, "epoch"),
-            prev_hash: unhex_n(s(&c, "prev_hash")),
-            members: c["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(member_of)
-                .collect(),
-        };
-        assert_eq!(hex(&r.encode().unwrap()), s(&c, "encoded"), "{}", c["name"]);
-        let sr = SignedRoster::from_parts(&unhex(s(&c, "encoded")), unhex_n(s(&c, "signature")))
-            .unwrap();
-        assert_eq!(hex(&sr.hash), s(&c, "hash"));
-        let chain = chains
-            .entry(s(&c, "channel_id").to_owned())
-            .or_insert_with(|| Chain::new(s(&c, "session_id").as_bytes(), m.ik_pub()));
-        chain
-            .accept(sr)
-            .unwrap_or_else(|e| panic!("{}: {e}", c["name"]));
-    }
-    // pairwise.json
-    for c in load("pairwise.json") {
-        let psk = unhex(s(&c, "psk"));
-        let psk_id = unhex(s(&c, "psk_id"));
-        let arg = (s(&c, "mode") == "auth_psk").then_some((psk.as_slice(), psk_id.as_slice()));
-        let pt = pairwise::open_raw(
-            &unhex_n(s(&c, "recipient_sk")),
-            &unhex_n(s(&c, "sender_pk")),
-            &unhex_n(s(&c, "enc")),
-            &unhex(s(&c, "info")),
-            &unhex(s(&c, "aad")),
-            &unhex(s(&c, "ciphertext")),
-            arg,
-        )
-        .unwrap();
-        assert_eq!(hex(&pt), s(&c, "plaintext"), "{}", c["name"]);
-    }
-    // code.json
-    for c in load("code.json") {
-        let members: Vec<([u8; 16], [u8; 32])> = c["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| (unhex_n(s(m, "participant_id")), unhex_n(s(m, "ik_pub"))))
-            .collect();
-        let (d, code) = session_code(s(&c, "session_id").as_bytes(), &members);
-        assert_eq!(
-            (hex(&d), code.as_str()),
-            (s(&c, "digest").to_owned(), s(&c, "code"))
-        );
-    }
-    // replay.json
-    for c in load("replay.json") {
-        assert_eq!(c["window"], 128);
-        let mut w = ReplayWindow::default();
-        for st in c["steps"].as_array().unwrap() {
-            let ctr = num(st, "ctr");
-            let ok = w.check(ctr);
-            assert_eq!(
-                ok,
-                st["accept"].as_bool().unwrap(),
-                "{} ctr {ctr}",
-                c["name"]
-            );
-            if ok {
-                w.commit(ctr);
-            }
-        }
-    }
-    // negative.json: every case is rejected.
-    for c in load("negative.json") {
-        assert_eq!(c["expect"], "reject");
-        let rejected = match s(&c, "shape") {
-            "frame" => {
-                let keys = frame::derive(
-                    &Secret32::new(unhex_n(s(&c, "step_key"))),
-                    num(&c, "kid"),
-                    &ctx_of(&c),
-                );
-                frame::open_with(
-                    &keys,
-                    Codec::from_name(s(&c, "codec")).unwrap(),
-                    &unhex(s(&c, "frame")),
-                )
-                .is_err()
-            }
-            "header" => frame::decode_header(&unhex(s(&c, "header"))).is_err(),
-            "signature" => identity::verify(
-                &unhex_n(s(&c, "ik_pub")),
-                &unhex(s(&c, "message")),
-                &unhex_n(s(&c, "signature")),
-            )
-            .is_err(),
-            "pairwise" => pairwise::open_raw(
-                &unhex_n(s(&c, "recipient_sk")),
-                &unhex_n(s(&c, "sender_pk")),
-                &unhex_n(s(&c, "enc")),
-                &unhex(s(&c, "info")),
-                &unhex(s(&c, "aad")),
-                &unhex(s(&c, "ciphertext")),
-                None,
-            )
-            .is_err(),
-            "roster" => {
-                let chain = chains.get_mut(s(&c, "channel_id")).unwrap();
-                let mut probe = chain.clone();
-                match SignedRoster::from_parts(
-                    &unhex(s(&c, "encoded")),
-                    unhex_n(s(&c, "signature")),
-                ) {
-                    Err(_) => true,
-                    Ok(sr) => probe.accept(sr).is_err(),
-                }
-            }
-            other => panic!("unknown kind {other}"),
-        };
-        assert!(rejected, "{} was accepted", c["name"]);
-    }
-    // messages.json
-    for c in load("messages.json") {
-        match s(&c, "type") {
-            "announcement" => {
-                let id = Identity::from_secrets(
-                    &unhex_n(s(&c, "ik_seed")),
-                    &unhex_n(s(&c, "ek_secret")),
-                )
-                .unwrap();
-                let a = id.announce(
-                    s(&c, "session_id").as_bytes(),
-                    unhex_n(s(&c, "participant_id")),
-                    Role::Party,
-                );
-                assert_eq!(
-                    hex(&a.signed_bytes(s(&c, "session_id").as_bytes())),
-                    s(&c, "encoded")
-                );
-                assert_eq!(hex(&a.signature), s(&c, "signature"));
-                assert_eq!(hex(&a.ek_pub), s(&c, "ek_pub"));
-                assert!(a.verify(s(&c, "session_id").as_bytes()).is_ok());
-            }
-            "delegation" => {
-                let m = Identity::from_secrets(&unhex_n(s(&c, "mediator_seed")), &[1; 32]).unwrap();
-                let mut chain = Chain::new(s(&c, "session_id").as_bytes(), m.ik_pub());
-                chain
-                    .add_delegate(
-                        unhex_n(s(&c, "co_ik_pub")),
-                        c["scope"].as_u64().unwrap() as u8,
-                        &unhex_n(s(&c, "signature")),
-                    )
-                    .unwrap();
-                assert_eq!(
-                    hex(&identity::delegation_bytes(
-                        s(&c, "session_id").as_bytes(),
-                        &unhex_n(s(&c, "co_ik_pub")),
-                        SCOPE_ROSTERS
-                    )),
-                    s(&c, "encoded")
-                );
-            }
-            "sender_key" => {
-                let m = SenderKeyMsg::decode(&unhex(s(&c, "encoded"))).unwrap();
-                assert_eq!(
-                    (
-                        hex(&m.channel_id),
-                        m.epoch,
-                        m.generation,
-                        hex(m.base_key.expose())
-                    ),
-                    (
-                        s(&c, "channel_id").to_owned(),
-                        num(&c, "epoch"),
-                        num(&c, "generation"),
-                        s(&c, "base_key").to_owned()
-                    )
-                );
-            }
-            "name_commit" => assert_eq!(
-                hex(&name_commit(&unhex_n(s(&c, "salt")), s(&c, "display_name")).unwrap()),
-                s(&c, "name_commit")
-            ),
-            other => panic!("unknown message type {other}"),
-        }
-    }
+    });
+    // Chains per (session_id, channel_id) in file order; negative rosters are judged against
+    // their last rosters.
+    let mut chains = BTreeMap::new();
+    judge_cases(&dir, "roster.json", |c| judge_roster(c, &mut chains));
+    judge_cases(&dir, "pairwise.json", judge_pairwise);
+    judge_cases(&dir, "code.json", judge_code);
+    judge_cases(&dir, "replay.json", judge_replay);
+    judge_cases(&dir, "negative.json", |c| judge_negative(c, &chains));
+    judge_cases(&dir, "messages.json", judge_message);
+    assert_eq!(
+        load(&dir, "constants.json"),
+        constants(),
+        "constants.json differs from confer_e2ee's constants"
+    );
 }

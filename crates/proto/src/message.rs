@@ -190,7 +190,9 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
 }
 
 // Only on the error path: find out whether the frame was bad JSON, an unknown type, or a
-// known type with bad fields. Never echo the frame itself (it may hold a token).
+// known type with bad fields. Never echo the frame itself (it may hold a token): every detail
+// below is built from this file's static strings only, never from serde's message (which
+// quotes the value: `invalid type: string "eyJ…", expected u32`) nor from the frame's keys.
 fn classify(text: &str, err: &serde_json::Error) -> DecodeError {
     #[derive(Deserialize)]
     struct Envelope<'a> {
@@ -206,33 +208,119 @@ fn classify(text: &str, err: &serde_json::Error) -> DecodeError {
             code: ErrorCode::UnknownType,
             detail: "the \"type\" field is missing".to_owned(),
         },
-        Ok(Envelope { ty: Some(ty) }) if !CLIENT_TYPES.contains(&ty.as_ref()) => DecodeError {
-            code: ErrorCode::UnknownType,
-            detail: "this server knows no message of that type".to_owned(),
-        },
-        Ok(Envelope { ty: Some(ty) })
-            if ty == "consent" && field_error(err).contains("agreement_hash must") =>
-        {
-            DecodeError {
-                code: ErrorCode::InvalidConsent,
-                detail: "agreement_hash".to_owned(),
+        Ok(Envelope { ty: Some(ty) }) => match FIELDS.iter().find(|(t, _)| *t == ty) {
+            None => DecodeError {
+                code: ErrorCode::UnknownType,
+                detail: "this server knows no message of that type".to_owned(),
+            },
+            // serde's message is only inspected here, never passed on.
+            Some(("consent", _)) if err.to_string().contains("agreement_hash must") => {
+                DecodeError {
+                    code: ErrorCode::InvalidConsent,
+                    detail: "agreement_hash".to_owned(),
+                }
             }
-        }
-        Ok(Envelope { ty: Some(ty) }) => DecodeError {
-            code: ErrorCode::InvalidMessage,
-            // serde's message names the field and the expectation, not the value.
-            detail: format!("{ty}: {}", field_error(err)),
+            Some((ty, fields)) => DecodeError {
+                code: ErrorCode::InvalidMessage,
+                detail: format!("{ty}: {}", field_detail(text, fields)),
+            },
         },
     }
 }
 
-fn field_error(err: &serde_json::Error) -> String {
-    let s = err.to_string();
-    // Drop serde_json's " at line X column Y" suffix; keep the field description.
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
+/// What each field of a client message must hold, as told to a client whose message was
+/// refused. One entry per [`CLIENT_TYPES`] entry, in the same order; tests keep it in step with
+/// [`ClientMessage`].
+const FIELDS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "hello",
+        &[("version", "a whole number"), ("token", "a string")],
+    ),
+    ("consent", &[("agreement_hash", HASH)]),
+    ("admit", &[("participant_id", ID)]),
+    ("move", &[("participant_id", ID), ("channel_id", ID)]),
+    (
+        "create_breakout",
+        &[("members", "an array of participant ids")],
+    ),
+    ("return_all", &[]),
+    ("lock", &[]),
+    ("unlock", &[]),
+    ("kick", &[("participant_id", ID)]),
+    ("end", &[]),
+    ("leave", &[]),
+    (
+        "relay",
+        &[
+            ("to", "an object {\"channel\": id} or {\"participant\": id}"),
+            ("data", "a string"),
+        ],
+    ),
+    (
+        "create_invite",
+        &[
+            (
+                "role",
+                "one of mediator, co_mediator, party, counsel, observer",
+            ),
+            ("side", "one letter A to Z"),
+            ("ttl_secs", "a whole number"),
+        ],
+    ),
+    ("ping", &[]),
+    ("media_offer", &[("sdp", "a string")]),
+    ("keyframe_request", &[("publisher", ID)]),
+];
+
+const ID: &str = "a string of 1 to 64 characters A-Z a-z 0-9 _ -";
+const HASH: &str = "a string of 64 lowercase hex characters";
+
+/// Which field of a message of a known type is wrong, and what it must hold. Only static text.
+fn field_detail(text: &str, fields: &[(&'static str, &'static str)]) -> String {
+    let names = || {
+        let list: Vec<String> = fields.iter().map(|(f, _)| format!("`{f}`")).collect();
+        if list.is_empty() {
+            "this message has no other fields".to_owned()
+        } else {
+            format!("its fields are {}", list.join(", "))
+        }
+    };
+    let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) else {
+        return format!("expected one JSON object ({})", names());
+    };
+    // A key this message does not have: say so without repeating it.
+    if map
+        .keys()
+        .any(|k| k != "type" && !fields.iter().any(|(f, _)| f == k))
+    {
+        return format!("unknown field ({})", names());
     }
+    let decode = |m: serde_json::Map<String, serde_json::Value>| {
+        serde_json::from_value::<ClientMessage>(serde_json::Value::Object(m))
+            .map_err(|e| e.to_string())
+    };
+    // The map keeps one value per key: if it decodes, the frame repeated a key.
+    let baseline = match decode(map.clone()) {
+        Ok(_) => return format!("a field appears more than once ({})", names()),
+        Err(e) => e,
+    };
+    for (f, _) in fields {
+        if baseline == format!("missing field `{f}`") {
+            return format!("missing field `{f}`");
+        }
+    }
+    // serde stops at the first bad field: the field whose removal changes the outcome is it.
+    // At most three decodes (the most fields of any message), whatever the frame holds.
+    for (f, expected) in fields {
+        if map.contains_key(*f) {
+            let mut without = map.clone();
+            without.remove(*f);
+            if decode(without).err().as_ref() != Some(&baseline) {
+                return format!("`{f}` must be {expected}");
+            }
+        }
+    }
+    format!("a field is malformed ({})", names())
 }
 
 /// One member of a channel as the server knows it (the routing view, not a signed roster).
@@ -509,6 +597,119 @@ mod tests {
     }
 
     #[test]
+    fn invalid_message_details_name_the_field_and_type() {
+        let cases = [
+            (
+                r#"{"type":"admit"}"#,
+                "admit: missing field `participant_id`",
+            ),
+            (
+                r#"{"type":"hello","version":"1","token":"t"}"#,
+                "hello: `version` must be a whole number",
+            ),
+            (
+                r#"{"type":"hello","version":1,"token":7}"#,
+                "hello: `token` must be a string",
+            ),
+            (
+                r#"{"type":"create_invite","role":"judge"}"#,
+                "create_invite: `role` must be one of mediator, co_mediator, party, counsel, observer",
+            ),
+            (
+                r#"{"type":"create_invite","role":"party","side":"AB"}"#,
+                "create_invite: `side` must be one letter A to Z",
+            ),
+            (
+                r#"{"type":"move","participant_id":"p1","channel_id":"../x"}"#,
+                "move: `channel_id` must be a string of 1 to 64 characters A-Z a-z 0-9 _ -",
+            ),
+            (
+                r#"{"type":"kick","participant_id":"p1","extra":1}"#,
+                "kick: unknown field (its fields are `participant_id`)",
+            ),
+            (
+                r#"{"type":"hello","version":1,"version":1,"token":"t"}"#,
+                "hello: a field appears more than once (its fields are `version`, `token`)",
+            ),
+            (
+                r#"{"type":"consent","agreement_hash":5}"#,
+                "consent: `agreement_hash` must be a string of 64 lowercase hex characters",
+            ),
+        ];
+        for (frame, detail) in cases {
+            let e = decode_client(frame).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidMessage, "{frame}");
+            assert_eq!(e.detail, detail, "{frame}");
+        }
+    }
+
+    /// A token pasted into the wrong field, of whatever type, never comes back in the error.
+    #[test]
+    fn a_secret_in_a_wrongly_typed_field_is_not_echoed() {
+        const SECRET: &str = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.Sig-7f3a9c";
+        let s = format!("{SECRET:?}");
+        let frames = [
+            format!(r#"{{"type":"hello","version":{s},"token":"t"}}"#),
+            format!(r#"{{"type":"hello","version":1,"token":[{s}]}}"#),
+            format!(r#"{{"type":"admit","participant_id":{s}}}"#),
+            format!(r#"{{"type":"move","participant_id":"p1","channel_id":{s}}}"#),
+            format!(r#"{{"type":"create_breakout","members":{s}}}"#),
+            format!(r#"{{"type":"create_breakout","members":["p1",{s}]}}"#),
+            format!(r#"{{"type":"relay","to":{s},"data":"x"}}"#),
+            format!(r#"{{"type":"relay","to":{{{s}:"x"}},"data":"x"}}"#),
+            format!(r#"{{"type":"relay","to":{{"channel":{s}}},"data":"x"}}"#),
+            format!(r#"{{"type":"create_invite","role":{s}}}"#),
+            format!(r#"{{"type":"create_invite","role":"party","side":{s}}}"#),
+            format!(r#"{{"type":"create_invite","role":"observer","ttl_secs":{s}}}"#),
+            format!(r#"{{"type":"keyframe_request","publisher":{s}}}"#),
+            format!(r#"{{"type":"media_offer","sdp":{{"v":{s}}}}}"#),
+            format!(r#"{{"type":"kick","participant_id":"p1",{s}:1}}"#),
+            format!(r#"{{"type":"consent","agreement_hash":{s}}}"#),
+            format!(r#"{{"type":"consent","agreement_hash":[{s}]}}"#),
+        ];
+        for frame in &frames {
+            let e = decode_client(frame).unwrap_err();
+            let shown = e.to_string();
+            for part in SECRET.split('.') {
+                assert!(!shown.contains(part), "{frame} gave {shown}");
+            }
+        }
+        // Numbers too (a PIN, a card number): serde would print `integer 4111111111111111`.
+        for frame in [
+            r#"{"type":"create_invite","role":"observer","ttl_secs":-4111111111111111}"#,
+            r#"{"type":"hello","version":4111111111111111,"token":"t"}"#,
+            r#"{"type":"admit","participant_id":4111111111111111}"#,
+        ] {
+            let e = decode_client(frame).unwrap_err();
+            assert!(!e.to_string().contains("4111111111111111"), "{frame}: {e}");
+        }
+    }
+
+    /// FIELDS lists every client type, in CLIENT_TYPES order, with exactly the fields serde
+    /// knows for it.
+    #[test]
+    fn the_field_table_matches_the_message_types() {
+        let types: Vec<&str> = FIELDS.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, CLIENT_TYPES);
+        for (ty, fields) in FIELDS {
+            let mut ours: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
+            ours.sort_unstable();
+            let probe = format!(r#"{{"type":"{ty}","\u0001":0}}"#);
+            match serde_json::from_str::<ClientMessage>(&probe) {
+                // A message without fields ignores unknown keys.
+                Ok(_) => assert!(ours.is_empty(), "{ty}"),
+                Err(e) => {
+                    let e = e.to_string();
+                    let expected = &e[e.find("expected").expect("serde names the fields")..];
+                    let mut theirs: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+                    theirs.sort_unstable();
+                    assert_eq!(ours, theirs, "{ty}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn relay_target_forms() {
         let m = decode_client(r#"{"type":"relay","to":{"channel":"joint"},"data":"x"}"#).unwrap();
         assert!(matches!(
@@ -563,6 +764,27 @@ mod tests {
             body in r#"[ -~]{0,80}"#,
         ) {
             let _ = decode_client(&format!(r#"{{"type":"{ty}",{body}}}"#));
+        }
+
+        // Whatever value lands in whatever field (or as a key), the error never repeats it.
+        #[test]
+        fn error_details_never_contain_the_value_sent(
+            i in 0..FIELDS.len(),
+            j in 0usize..3,
+            v in "[A-Za-z0-9]{16,40}",
+            shape in 0u8..4,
+        ) {
+            let (ty, fields) = FIELDS[i];
+            let field = fields.get(j % fields.len().max(1)).map_or("x", |(f, _)| *f);
+            let frame = match shape {
+                0 => format!(r#"{{"type":"{ty}","{field}":"{v}"}}"#),
+                1 => format!(r#"{{"type":"{ty}","{field}":["{v}"]}}"#),
+                2 => format!(r#"{{"type":"{ty}","{field}":{{"{v}":"{v}"}}}}"#),
+                _ => format!(r#"{{"type":"{ty}","{v}":1}}"#),
+            };
+            if let Err(e) = decode_client(&frame) {
+                prop_assert!(!e.to_string().contains(&v), "{} gave {}", frame, e);
+            }
         }
 
         #[test]

@@ -42,6 +42,20 @@ pub struct Claims {
     pub pid: Option<ParticipantId>,
 }
 
+/// A token that passed [`Tokens::verify`], by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// An invite: joins the session as a new participant (once).
+    Invite(Claims),
+    /// A resume token: comes back as this participant.
+    Resume {
+        /// Its claims.
+        claims: Claims,
+        /// The participant it resumes.
+        pid: ParticipantId,
+    },
+}
+
 /// Why a token was refused. All of these reach the client as `unauthorized`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -179,8 +193,11 @@ impl Tokens {
         (self.mint(&claims), claims)
     }
 
-    /// Checks signature, expiry and the role/side fit. Does not spend it.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Checks a token of either kind: its algorithm (HS256 only: `none`, the other HMAC sizes
+    /// and every public-key algorithm are refused), signature, expiry (no leeway) and the
+    /// role/side fit, and that its kind and participant agree (a resume token names one, an
+    /// invite none). Does not spend it.
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -190,10 +207,29 @@ impl Tokens {
         if c.role.needs_side() != c.side.is_some() {
             return Err(TokenError::BadRole);
         }
-        if (c.kind == TokenKind::Resume) != c.pid.is_some() {
-            return Err(TokenError::Invalid);
+        match (c.kind, c.pid.clone()) {
+            (TokenKind::Invite, None) => Ok(Verified::Invite(c)),
+            (TokenKind::Resume, Some(pid)) => Ok(Verified::Resume { claims: c, pid }),
+            _ => Err(TokenError::Invalid),
         }
-        Ok(c)
+    }
+
+    /// An invite token, checked as by [`verify`](Self::verify). A resume token is refused
+    /// (`Invalid`): it can never join anyone anew.
+    pub fn verify_invite(&self, token: &str) -> Result<Claims, TokenError> {
+        match self.verify(token)? {
+            Verified::Invite(c) => Ok(c),
+            Verified::Resume { .. } => Err(TokenError::Invalid),
+        }
+    }
+
+    /// A resume token, checked as by [`verify`](Self::verify), and the participant it resumes.
+    /// An invite is refused (`Invalid`): it can never take over a participant.
+    pub fn verify_resume(&self, token: &str) -> Result<(Claims, ParticipantId), TokenError> {
+        match self.verify(token)? {
+            Verified::Resume { claims, pid } => Ok((claims, pid)),
+            Verified::Invite(_) => Err(TokenError::Invalid),
+        }
     }
 
     /// Reserves an invite's `jti`; `Err(Used)` if it was spent or is being used right now.
@@ -252,7 +288,7 @@ mod tests {
     fn mint_verify_and_spend_once() {
         let t = Tokens::new(&[7; 32]);
         let (tok, claims) = t.invite(&sid(), Role::Party, Some(Side::A), 60);
-        let c = t.verify(&tok).unwrap();
+        let c = t.verify_invite(&tok).unwrap();
         assert_eq!(c, claims);
         t.reserve(&c).unwrap();
         assert_eq!(t.reserve(&c), Err(TokenError::Used));

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::metrics as m;
 use crate::session::{self, Conn, Outbound, SessionCmd, SessionHandle};
 use crate::state::AppState;
-use crate::token::{Claims, TokenError, TokenKind, random_id, unix_now};
+use crate::token::{Claims, TokenError, TokenKind, Verified, random_id, unix_now};
 
 const OUTBOUND_QUEUE: usize = 1024;
 
@@ -224,13 +224,12 @@ impl Connection {
         if version != PROTOCOL_VERSION {
             return self.error(ErrorCode::UnsupportedVersion, None, Some("hello"));
         }
-        let claims = match self.state.tokens.verify(&token) {
-            Ok(c) => c,
-            Err(e) => return self.unauthorized(e),
-        };
-        match claims.kind {
-            TokenKind::Invite => self.join(claims).await,
-            TokenKind::Resume => self.resume(claims).await,
+        // The token's own (signed) kind decides: a resume token never joins anyone anew, an
+        // invite never takes over a participant.
+        match self.state.tokens.verify(&token) {
+            Ok(Verified::Invite(claims)) => self.join(claims).await,
+            Ok(Verified::Resume { claims, pid }) => self.resume(claims, pid).await,
+            Err(e) => self.unauthorized(e),
         }
     }
 
@@ -324,10 +323,7 @@ impl Connection {
         })
     }
 
-    async fn resume(&mut self, claims: Claims) -> Flow {
-        let Some(pid) = claims.pid.clone() else {
-            return self.unauthorized(TokenError::Invalid);
-        };
+    async fn resume(&mut self, claims: Claims, pid: ParticipantId) -> Flow {
         let Some(handle) = self.state.sessions.get(&claims.session).map(|h| h.clone()) else {
             return self.unauthorized(TokenError::Used);
         };

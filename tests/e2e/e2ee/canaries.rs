@@ -1,5 +1,8 @@
 //! Canaries: a plaintext marker in chat and a marker inside every key never appear in any
-//! byte the server receives, logs, or writes to its data directory.
+//! byte the server receives, logs, or writes to its data directory. The key marker is stamped
+//! by [`PeerRng`] into every identity seed, session secret, HPKE ephemeral secret, sender base
+//! key and invite secret the three clients draw (see its doc); the plaintext marker is sent
+//! as chat in joint and in a caucus.
 
 use std::io::Write;
 use std::sync::atomic::Ordering;

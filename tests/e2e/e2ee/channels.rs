@@ -62,8 +62,18 @@ async fn joint_and_caucus_chat_reach_exactly_their_members() {
             s.chat_frames_from(&a_pid).iter().all(|(c, _)| *c != cid),
             "B was never sent a caucus frame"
         );
-        // Handed the ciphertext anyway, B cannot open it: it never held a caucus key.
-        assert_eq!(s.core.try_open_chat(&a_pid, &cid, &frame), None);
+        // Handed the ciphertext anyway, B cannot open it: it never held a caucus key of A's,
+        assert_eq!(
+            s.core.try_open_chat(&a_pid, &cid, &frame),
+            Err(confer_client::ChatRefused::NoKey)
+        );
+        // and relabelled as a joint frame, A's joint keys (which B holds) do not open it.
+        let (joint_cid, _) = s.chat_frames_from(&a_pid).first().cloned().unwrap();
+        assert_ne!(joint_cid, cid);
+        assert_eq!(
+            s.core.try_open_chat(&a_pid, &joint_cid, &frame),
+            Err(confer_client::ChatRefused::DoesNotOpen)
+        );
     });
     // The plain-text marker is the only thing B could not open: no frame failed.
     assert_eq!(p[2].with(|s| s.core.stats().decrypt_failures), 1);
@@ -138,7 +148,13 @@ async fn a_breakout_has_its_own_keys_and_only_its_members_read_it() {
         p[i].with(|s| {
             assert!(!s.has_chat("breakout: 40 is fine"));
             assert!(s.chat_frames_from(&ca_pid).iter().all(|(c, _)| *c != cid));
-            assert_eq!(s.core.try_open_chat(&ca_pid, &cid, &frame), None);
+            assert_eq!(
+                s.core.try_open_chat(&ca_pid, &cid, &frame),
+                Err(confer_client::ChatRefused::NoKey)
+            );
+            // The refusal is the precise one: no key of the counsel's for that room at all
+            // (the breakout's chain is not even known here).
+            assert!(s.core.channel_id(&ChannelId::new("breakout-1").unwrap()).is_none());
         });
     }
 }

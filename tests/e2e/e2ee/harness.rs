@@ -24,6 +24,12 @@ pub const KEY_MARKER: &[u8; 16] = b"KEY-CANARY-7f3a!";
 
 /// The OS RNG, optionally stamping [`KEY_MARKER`] at the start of every 32-byte draw.
 #[derive(Debug, Clone)]
+/// A peer's RNG. With `canary`, every 32-byte draw starts with [`KEY_MARKER`]: in
+/// `confer-client` and `confer-e2ee` exactly the secrets are drawn 32 bytes at a time, so the
+/// marker is stamped into each identity seed (Ed25519, `IK`), each session secret (X25519,
+/// `EK`), each HPKE ephemeral secret of a pairwise message, each sender base key (every stream,
+/// room and generation) and each invite secret. Non-secret draws (16-byte channel ids and
+/// name salts) are not stamped. `stamped` counts the stamped draws.
 pub struct PeerRng {
     pub canary: bool,
     pub stamped: Arc<AtomicU64>,

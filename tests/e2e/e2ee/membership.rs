@@ -56,8 +56,8 @@ async fn a_departed_member_cannot_read_after_rotation_nor_a_newcomer_before_join
         );
         assert_eq!(
             s.core.try_open_chat(&a_pid, &cid, &after),
-            None,
-            "old keys do not open post-rotation frames"
+            Err(confer_client::ChatRefused::DoesNotOpen),
+            "old keys (still held) do not open post-rotation frames"
         );
     });
 
@@ -71,8 +71,10 @@ async fn a_departed_member_cannot_read_after_rotation_nor_a_newcomer_before_join
     p[1].chat("welcome").await.unwrap();
     c.until_true(|s| s.has_chat("welcome")).await;
     c.with(|s| {
-        assert_eq!(s.core.try_open_chat(&a_pid, &cid, &before), None);
-        assert_eq!(s.core.try_open_chat(&a_pid, &cid, &after), None);
+        // The newcomer holds A's current joint key; it opens neither earlier frame.
+        let refused = Err(confer_client::ChatRefused::DoesNotOpen);
+        assert_eq!(s.core.try_open_chat(&a_pid, &cid, &before), refused);
+        assert_eq!(s.core.try_open_chat(&a_pid, &cid, &after), refused);
     });
 }
 
