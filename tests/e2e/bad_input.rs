@@ -1,7 +1,7 @@
 //! Bad input: a clear error code, the connection handled deliberately, others unaffected.
 
 use confer_e2e::TestServer;
-use confer_proto::{CloseCode, Role, ServerMessage, Side};
+use confer_proto::{CloseCode, ParticipantId, Role, ServerMessage, Side};
 use confer_server::token::{Claims, TokenKind};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -210,4 +210,142 @@ async fn a_member_that_stops_reading_is_dropped_and_then_removed_like_any_lost_c
         }
     }
     drop(b);
+}
+
+/// Unsigned tokens and tokens of the wrong kind: each gets `unauthorized` and 4401, and lets
+/// nobody in or back. (Algorithms and edits are unit-tested in the server's `token.rs`.)
+#[tokio::test]
+async fn alg_none_and_tokens_of_the_wrong_kind_get_unauthorized_and_4401() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let unb64 = |s: &str| {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    };
+    let ts = TestServer::start(|_| {}).await;
+    let mut m = mediator(&ts).await;
+    let a = admitted(&ts, &mut m, Role::Party, Some(Side::A)).await;
+    // B joins with an invite we keep, then its connection drops: B may resume, within grace.
+    let b_invite = ts.invite(Role::Party, Some(Side::B));
+    let (b, w) = WsClient::join(ts.server.addr(), &b_invite).await;
+    let (b_id, b_resume) = welcome(&w);
+    b.kill();
+    m.c.recv_until(|x| matches!(x, ServerMessage::Session { session } if session.waiting.iter().any(|p| p.participant_id == b_id && !p.connected)))
+        .await;
+    m.c.sync().await;
+
+    let key = confer_server::token::Tokens::load_or_create(&ts.server.config().signing_key_path())
+        .unwrap();
+    let claims = |session: &confer_proto::SessionId, kind, pid: Option<&ParticipantId>| Claims {
+        session: session.clone(),
+        role: if pid.is_some() {
+            Role::Party
+        } else {
+            Role::Mediator
+        },
+        side: pid.map(|_| Side::A),
+        exp: confer_server::token::unix_now() + 600,
+        jti: confer_server::token::random_id(),
+        kind,
+        pid: pid.cloned(),
+    };
+    let unsigned = |c: &Claims| {
+        format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&serde_json::to_string(c).unwrap())
+        )
+    };
+    let new_session = confer_proto::SessionId::new("s-never-started").unwrap();
+    // A's resume token, relabelled an invite under its old signature.
+    let relabelled = {
+        let [h, p, s] = a.resume.split('.').collect::<Vec<_>>()[..] else {
+            panic!("a JWT")
+        };
+        let from = format!(r#""kind":"resume","pid":"{}""#, a.id.as_str());
+        let payload = unb64(p);
+        assert!(payload.contains(&from), "{payload}");
+        format!(
+            "{h}.{}.{s}",
+            b64(&payload.replace(&from, r#""kind":"invite""#))
+        )
+    };
+    let cases = [
+        // alg none: a mediator invite that would start a session, and a resume of A.
+        (
+            "alg none invite",
+            unsigned(&claims(&new_session, TokenKind::Invite, None)),
+        ),
+        (
+            "alg none resume",
+            unsigned(&claims(&ts.session, TokenKind::Resume, Some(&a.id))),
+        ),
+        ("resume token relabelled as an invite", relabelled),
+        // Signed with the server's own key, kind and participant at odds.
+        (
+            "invite naming a participant",
+            key.mint(&claims(&ts.session, TokenKind::Invite, Some(&a.id))),
+        ),
+        (
+            "resume token naming nobody",
+            key.mint(&claims(&ts.session, TokenKind::Resume, None)),
+        ),
+        // B's spent invite, used to come back instead of B's resume token.
+        ("invite used as a resume token", b_invite.clone()),
+    ];
+    for (what, token) in cases {
+        let (mut c, first) = WsClient::join(ts.server.addr(), &token).await;
+        assert_eq!(error_code(&first), "unauthorized", "{what}");
+        assert_eq!(c.closed().await, 4401, "{what}");
+    }
+    // Nobody arrived, nobody came back, no session started.
+    assert_eq!(m.c.sync().await, vec![]);
+    assert_eq!(ts.server.session_count(), 1);
+    // B's own resume token still brings B back: the refusals did not touch B.
+    let (_b2, w) = WsClient::join(ts.server.addr(), &b_resume).await;
+    assert!(
+        matches!(&w, ServerMessage::Welcome { participant_id, resumed: true, .. } if *participant_id == b_id),
+        "{w:?}"
+    );
+
+    // A resume token is never an invite: the mediator's, once the session ended, does not
+    // start it again.
+    m.c.send(json!({"type": "end"})).await;
+    assert_eq!(m.c.closed().await, 4000);
+    while ts.server.session_count() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (mut c, first) = WsClient::join(ts.server.addr(), &m.resume).await;
+    assert_eq!(error_code(&first), "unauthorized");
+    assert_eq!(c.closed().await, 4401);
+    assert_eq!(ts.server.session_count(), 0);
+}
+
+/// A token pasted into a field of the wrong type does not come back in the error.
+#[tokio::test]
+async fn invalid_message_errors_do_not_echo_what_was_sent() {
+    const SECRET: &str = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.Sig-7f3a9c";
+    let ts = TestServer::start(|_| {}).await;
+    let mut c = WsClient::connect(ts.server.addr()).await;
+    c.send(json!({"type": "hello", "version": SECRET, "token": "t"}))
+        .await;
+    let mut m = mediator(&ts).await;
+    m.c.send(json!({"type": "create_invite", "role": SECRET}))
+        .await;
+    for (client, field) in [(&mut c, "`version`"), (&mut m.c, "`role`")] {
+        let e = client
+            .recv_until(|x| matches!(x, ServerMessage::Error { .. }))
+            .await;
+        let ServerMessage::Error { code, message, .. } = &e else {
+            unreachable!()
+        };
+        assert_eq!(code.as_str(), "invalid_message");
+        assert!(message.contains(field), "{message}");
+        let frame = confer_proto::encode_server(&e);
+        for part in SECRET.split('.') {
+            assert!(!frame.contains(part), "{frame}");
+        }
+    }
 }

@@ -72,6 +72,8 @@ pub enum Alarm {
     InviteReused(ParticipantId),
     /// Mediators: the server's breakouts do not match the breakout commands sent.
     BreakoutMismatch,
+    /// A delegation that does not verify under the mediator's key.
+    DelegationInvalid,
 }
 
 impl Alarm {
@@ -100,6 +102,7 @@ impl Alarm {
             Alarm::InviteRoleMismatch(_) => AlarmCode::InviteRoleMismatch,
             Alarm::InviteReused(_) => AlarmCode::InviteReused,
             Alarm::BreakoutMismatch => AlarmCode::BreakoutMismatch,
+            Alarm::DelegationInvalid => AlarmCode::DelegationInvalid,
         }
     }
 
@@ -424,6 +427,11 @@ pub struct Core<R: CryptoRng> {
     my_name: Option<NameMsg>,
     /// Whom I sent my name to.
     named: BTreeSet<Id16>,
+    /// Delegations of roster signing verified under the mediator's key: (co-mediator IK,
+    /// signature). Applied to every chain.
+    delegations: Vec<([u8; 32], [u8; 64])>,
+    /// Co-mediators: the mediator's delegation of my own identity key, once received.
+    my_delegation: Option<[u8; 64]>,
     /// Per (channel, sender, stream): the newest epoch I acknowledged a key for.
     acked: BTreeMap<(Id16, Id16, u8), u64>,
     /// (channel, stream) -> my current generation, its sealer, and when it last stepped.
@@ -499,6 +507,8 @@ impl<R: CryptoRng> Core<R> {
             my_name,
             named: BTreeSet::new(),
             acked: BTreeMap::new(),
+            delegations: Vec::new(),
+            my_delegation: None,
             sealers: BTreeMap::new(),
             next_generation: 0,
             openers: BTreeMap::new(),
@@ -1076,6 +1086,71 @@ impl<R: CryptoRng> Core<R> {
         self.me.as_ref().is_some_and(|m| m.role == Role::Mediator)
     }
 
+    // Mediators, and co-mediators holding the mediator's delegation: they sign rosters.
+    fn is_manager(&self) -> bool {
+        self.is_mediator()
+            || (self.me.as_ref().is_some_and(|m| m.role == Role::CoMediator)
+                && self.my_delegation.is_some())
+    }
+
+    // A chain verified against the mediator's key and every delegation I accepted.
+    fn new_chain(&self, session: &[u8], m_ik: [u8; 32]) -> Chain {
+        let mut c = Chain::new(session, m_ik);
+        for (ik, sig) in &self.delegations {
+            // Each was verified when it was added; adding it again cannot fail.
+            let _ = c.add_delegate(*ik, confer_e2ee::identity::SCOPE_ROSTERS, sig);
+        }
+        c
+    }
+
+    // A delegation that verifies under the mediator's key: remembered, applied to every chain.
+    fn add_delegation(&mut self, ik: [u8; 32], sig: [u8; 64]) -> bool {
+        let Some((_, m_ik, _)) = self.mediator else {
+            return false;
+        };
+        let Some(me) = self.me.as_ref() else {
+            return false;
+        };
+        let msg = confer_e2ee::identity::delegation_bytes(
+            &me.session,
+            &ik,
+            confer_e2ee::identity::SCOPE_ROSTERS,
+        );
+        if verify(&m_ik, &msg, &sig).is_err() {
+            return false;
+        }
+        if !self.delegations.iter().any(|(i, _)| *i == ik) {
+            if self.delegations.len() >= MAX_PEERS {
+                return false;
+            }
+            self.delegations.push((ik, sig));
+            for s in self.chains.values_mut() {
+                let _ = s
+                    .chain
+                    .add_delegate(ik, confer_e2ee::identity::SCOPE_ROSTERS, &sig);
+            }
+        }
+        true
+    }
+
+    // Co-mediators: the mediator delegated roster signing to me.
+    fn on_delegate(&mut self, from: &ParticipantId, ik: Bytes, sig: Bytes, now: Instant) {
+        let from_mediator = self.mediator.as_ref().is_some_and(|m| m.0 == *from);
+        let mine = self.identity.as_ref().map(Identity::ik_pub);
+        let (Some(ik), Some(sig)) = (ik.array::<32>(), sig.array::<64>()) else {
+            return;
+        };
+        if !from_mediator || Some(ik) != mine || self.me.as_ref().map(|m| m.role) != Some(Role::CoMediator) {
+            return;
+        }
+        if !self.add_delegation(ik, sig) {
+            self.alarm(Alarm::DelegationInvalid, String::new());
+            return;
+        }
+        self.my_delegation = Some(sig);
+        self.reconcile(now);
+    }
+
     // Mediator: introduce myself to everyone in the waiting room (once each).
     fn contact_waiting(&mut self) {
         if !self.is_mediator() {
@@ -1084,10 +1159,21 @@ impl<R: CryptoRng> Core<R> {
         let Some(session) = &self.last_session else {
             return;
         };
+        // Everyone in the waiting room, and co-mediators (the server seats managers in joint
+        // at once; they still announce and consent before they are signed in).
+        let me = self.me.as_ref().map(|m| m.pid.clone());
+        let co: Vec<ParticipantId> = session
+            .channels
+            .iter()
+            .flat_map(|c| c.members.iter())
+            .filter(|m| m.role == Role::CoMediator && Some(&m.participant_id) != me.as_ref())
+            .map(|m| m.participant_id.clone())
+            .collect();
         let new: Vec<ParticipantId> = session
             .waiting
             .iter()
             .map(|w| w.participant_id.clone())
+            .chain(co)
             .filter(|p| !self.contacted.contains(p) && !self.removed.contains_key(p))
             .collect();
         for p in new {
@@ -1140,7 +1226,7 @@ impl<R: CryptoRng> Core<R> {
                 self.intents
                     .insert(participant_id.clone(), Intent::In(ChannelId::joint()));
             }
-            ClientMessage::Kick { participant_id } if self.is_mediator() => {
+            ClientMessage::Kick { participant_id } if self.is_manager() => {
                 // Final at once: re-sign every room without the target, without waiting for
                 // the server to agree.
                 if let Some(now) = now {
@@ -1218,7 +1304,17 @@ impl<R: CryptoRng> Core<R> {
                 ct,
                 hint,
             } => self.on_pairwise(from, t, seq, enc, ct, hint, now),
-            Envelope::Roster { ch, enc, sig } => self.on_roster(from, ch, enc, sig, now),
+            Envelope::Roster {
+                ch,
+                enc,
+                sig,
+                dik,
+                dsig,
+            } => {
+                let del = dik.and_then(|i| i.array::<32>()).zip(dsig.and_then(|s| s.array::<64>()));
+                self.on_roster(from, ch, enc, sig, del, now)
+            }
+            Envelope::Delegate { ik, sig } => self.on_delegate(&from, ik, sig, now),
             Envelope::Chat { cid, f } => self.on_chat(from, cid, f, now),
         }
     }
@@ -1381,7 +1477,12 @@ impl<R: CryptoRng> Core<R> {
             self.send_pairwise(m_id, &mediator_ek, MsgType::Name, &n, psk.as_ref());
             self.named.insert(m_id);
         }
-        if let Ok(h) = AgreementHash::new(hex::encode(hash)) {
+        // Managers are seated by the server without a waiting room: the acknowledgment to
+        // the mediator is all there is.
+        let manager = self.me.as_ref().is_some_and(|m| m.role.is_manager());
+        if let Ok(h) = AgreementHash::new(hex::encode(hash))
+            && !manager
+        {
             self.out
                 .push_back(ClientMessage::Consent { agreement_hash: h });
         }
@@ -1548,7 +1649,11 @@ impl<R: CryptoRng> Core<R> {
             Some(side) => {
                 p.consent_ok = true;
                 p.side = Some(side);
-                self.admit_ready();
+                if announced == Role::CoMediator {
+                    self.delegate_to(&from);
+                } else {
+                    self.admit_ready();
+                }
             }
             None => {
                 if !p.held {
@@ -1556,6 +1661,33 @@ impl<R: CryptoRng> Core<R> {
                     self.stats.consents_held += 1;
                 }
             }
+        }
+    }
+
+    // Mediators: a co-mediator whose consent verified under its invite is seated in joint by
+    // the server already: sign it in there, and delegate roster signing to its key (§5.3).
+    fn delegate_to(&mut self, co: &ParticipantId) {
+        let (Some(me), Some(identity), Some(peer)) =
+            (self.me.as_ref(), self.identity.as_ref(), self.peers.get(co))
+        else {
+            return;
+        };
+        let ik = peer.ann.ik_pub;
+        let sig = identity.delegate(&me.session, &ik, confer_e2ee::identity::SCOPE_ROSTERS);
+        self.intents
+            .insert(co.clone(), Intent::In(ChannelId::joint()));
+        if !self.add_delegation(ik, sig) {
+            return;
+        }
+        self.relay(
+            RelayTarget::Participant(co.clone()),
+            &Envelope::Delegate {
+                ik: Bytes(ik.to_vec()),
+                sig: Bytes(sig.to_vec()),
+            },
+        );
+        if let Some(now) = self.now {
+            self.reconcile(now);
         }
     }
 
@@ -1777,13 +1909,30 @@ impl<R: CryptoRng> Core<R> {
         pid_of(id).and_then(|p| self.ek_of(&p))
     }
 
-    fn on_roster(&mut self, from: ParticipantId, ch: String, enc: Bytes, sig: Bytes, now: Instant) {
+    fn on_roster(
+        &mut self,
+        from: ParticipantId,
+        ch: String,
+        enc: Bytes,
+        sig: Bytes,
+        del: Option<([u8; 32], [u8; 64])>,
+        now: Instant,
+    ) {
         let Some((m_pid, m_ik, _)) = self.mediator.clone() else {
             return;
         };
+        // From the mediator, or from a co-mediator whose delegation comes with the roster
+        // (verified under the mediator's key; the chain then checks the roster is signed by
+        // that very key, listed with role 1).
         if from != m_pid {
-            self.alarm(Alarm::RosterFromNonMediator, from.as_str().to_owned());
-            return;
+            let Some((dik, dsig)) = del else {
+                self.alarm(Alarm::RosterFromNonMediator, from.as_str().to_owned());
+                return;
+            };
+            if !self.add_delegation(dik, dsig) {
+                self.alarm(Alarm::DelegationInvalid, from.as_str().to_owned());
+                return;
+            }
         }
         let (Some(sig), Ok(server_channel)) = (sig.array::<64>(), ChannelId::new(ch)) else {
             return;
@@ -1826,7 +1975,7 @@ impl<R: CryptoRng> Core<R> {
         let fresh = !self.chains.contains_key(&cid);
         let mut chain = match self.chains.get(&cid) {
             Some(st) => st.chain.clone(),
-            None => Chain::new(&me.session, m_ik),
+            None => self.new_chain(&me.session, m_ik),
         };
         let (epoch, prev_hash) = (sr.roster.epoch, sr.roster.prev_hash);
         match chain.accept(sr) {
@@ -1835,15 +1984,28 @@ impl<R: CryptoRng> Core<R> {
                     self.alarm(Alarm::ChainUnlinked, hex::encode(cid));
                     return;
                 }
+                // Managers keep every roster of a chain, to hand newcomers the whole chain.
+                let mut history = self
+                    .chains
+                    .get(&cid)
+                    .map(|s| s.history.clone())
+                    .unwrap_or_default();
+                if self.is_manager()
+                    && history.len() < MAX_CHAIN_HISTORY
+                    && let Some(h) = chain.head()
+                {
+                    history.push(h.clone());
+                }
                 self.chains.insert(
                     cid,
                     ChainState {
                         chain,
                         server_channel,
                         advanced_at: now,
-                        history: Vec::new(),
+                        history,
                     },
                 );
+                self.adopt_placements(cid);
                 self.after_roster(cid, now);
             }
             Ok(Accepted::Unchanged) => {}
@@ -1852,6 +2014,57 @@ impl<R: CryptoRng> Core<R> {
                 self.alarm(Alarm::Roster(e), key);
             }
         }
+    }
+
+    // Managers: a roster another manager signed is a placement decision, taken as if I had
+    // asked for it (so two managers never undo each other's moves).
+    fn adopt_placements(&mut self, cid: Id16) {
+        if !self.is_manager() {
+            return;
+        }
+        let Some(s) = self.chains.get(&cid) else { return };
+        let Some(head) = s.chain.head() else { return };
+        let room = s.server_channel.clone();
+        let present: Vec<ParticipantId> = head
+            .roster
+            .members
+            .iter()
+            .filter(|m| !m.is_away())
+            .filter_map(|m| pid_of(&m.participant_id))
+            .filter(|p| !self.removed.contains_key(p))
+            .collect();
+        for p in present {
+            self.intents.insert(p.clone(), Intent::In(room.clone()));
+            self.confirmed.insert(p, room.clone());
+        }
+    }
+
+    // Managers: the roster entry (keys, role, side, name commitment) for a participant I may
+    // sign: the mediator takes it from the verified announcement and the invite (or person)
+    // that bound it; a co-mediator from the current JOINT roster, which the mediator signed.
+    fn known_member(&self, p: &ParticipantId) -> Option<Member> {
+        if let Some(peer) = self.peers.get(p)
+            && (peer.consent_ok || Some(p) == self.me.as_ref().map(|m| &m.pid))
+            && let Some(side) = peer.side
+        {
+            return Some(Member {
+                participant_id: peer.ann.participant_id,
+                ik_pub: peer.ann.ik_pub,
+                ek_pub: peer.ann.ek_pub,
+                role: role_code(peer.ann.role),
+                side,
+                flags: 0,
+                name_commit: peer.name.unwrap_or([0; 32]),
+            });
+        }
+        if self.is_mediator() {
+            return None;
+        }
+        let id = id16(p)?;
+        let (_, joint) = self.current_chain(&ChannelId::joint())?;
+        let mut m = joint.chain.head()?.roster.member(&id)?.clone();
+        m.flags = 0;
+        Some(m)
     }
 
     // A new chain `cid` for a room: it becomes the room's current chain if it links to the
@@ -2243,9 +2456,10 @@ impl<R: CryptoRng> Core<R> {
             .extend(room_of.values().map(|c| (*c).clone()));
     }
 
-    /// Mediator: make the signed rosters match who is where, as far as the mediator verified them.
+    /// Managers: make the signed rosters match who is where, as far as the manager verified
+    /// them.
     fn reconcile(&mut self, now: Instant) {
-        if !self.is_mediator() {
+        if !self.is_manager() {
             return;
         }
         let Some(session) = self.last_session.clone() else {
@@ -2264,18 +2478,14 @@ impl<R: CryptoRng> Core<R> {
                 if self.removed.contains_key(&m.participant_id) {
                     continue;
                 }
-                let Some(peer) = self.peers.get(&m.participant_id) else {
-                    continue;
-                };
-                let verified = peer.consent_ok || m.participant_id == my_pid;
                 // The role the server reports must be the one the participant announced, and
                 // the side the one its invite (or a person) bound it to; otherwise the view is
                 // not believed.
-                let Some(side) = peer.side else { continue };
-                if !verified
-                    || peer.ann.role != m.role
-                    || m.side.map_or(0, |s| s.number()) != side
-                {
+                let Some(known) = self.known_member(&m.participant_id) else {
+                    continue;
+                };
+                let side = known.side;
+                if known.role != role_code(m.role) || m.side.map_or(0, |s| s.number()) != side {
                     continue;
                 }
                 // A caucus holds only its own side (and the mediators).
@@ -2355,22 +2565,18 @@ impl<R: CryptoRng> Core<R> {
         }
         for (ch, kind) in channels {
             let joint = kind == ChannelKind::Joint;
-            // The mediator signs every roster, so it is listed in every one: present where it
-            // is, flagged away elsewhere (and then sent no keys there).
+            // Managers sign rosters, so every manager is listed in every one: present where
+            // it is, flagged away elsewhere (and then sent no keys there). Every manager
+            // computes the same list, so they never undo each other.
             let mut members: Vec<Member> = location
                 .iter()
-                .filter(|(pid, (at, _, _))| joint || at == &ch || **pid == my_pid)
-                .filter_map(|(pid, (at, role, side))| {
-                    let peer = self.peers.get(pid)?;
-                    Some(Member {
-                        participant_id: peer.ann.participant_id,
-                        ik_pub: peer.ann.ik_pub,
-                        ek_pub: peer.ann.ek_pub,
-                        role: role_code(*role),
-                        side: *side,
-                        flags: if at == &ch { 0 } else { FLAG_AWAY },
-                        name_commit: peer.name.unwrap_or([0; 32]),
-                    })
+                .filter(|(pid, (at, role, _))| {
+                    joint || at == &ch || role.is_manager() || **pid == my_pid
+                })
+                .filter_map(|(pid, (at, _, _))| {
+                    let mut m = self.known_member(pid)?;
+                    m.flags = if at == &ch { 0 } else { FLAG_AWAY };
+                    Some(m)
                 })
                 .collect();
             members.sort_by_key(|m| m.participant_id);
@@ -2432,11 +2638,12 @@ impl<R: CryptoRng> Core<R> {
             return;
         };
         // Checked as every member will check it before anyone is sent it.
+        let mediator_ik = self.mediator.as_ref().map_or(m_ik, |m| m.1);
         let mut chain = self
             .chains
             .get(&cid)
             .map(|s| s.chain.clone())
-            .unwrap_or_else(|| Chain::new(&session, m_ik));
+            .unwrap_or_else(|| self.new_chain(&session, mediator_ik));
         if chain.accept(signed.clone()) != Ok(Accepted::Advanced) {
             return;
         }
@@ -2467,10 +2674,17 @@ impl<R: CryptoRng> Core<R> {
             .map(|m| m.participant_id)
             .collect();
         let history = state.history.clone();
+        // A co-mediator's rosters carry the mediator's delegation of its key.
+        let del = self
+            .my_delegation
+            .filter(|_| !self.is_mediator())
+            .map(|d| (Bytes(m_ik.to_vec()), Bytes(d.to_vec())));
         let env = |s: &SignedRoster| Envelope::Roster {
             ch: ch.as_str().to_owned(),
             enc: Bytes(s.encoded.clone()),
             sig: Bytes(s.signature.to_vec()),
+            dik: del.as_ref().map(|d| d.0.clone()),
+            dsig: del.as_ref().map(|d| d.1.clone()),
         };
         for r in before.union(&after).filter(|r| **r != my_id) {
             let Some(to) = pid_of(r) else { continue };

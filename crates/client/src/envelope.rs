@@ -71,6 +71,19 @@ pub enum Envelope {
         enc: Bytes,
         /// Signature.
         sig: Bytes,
+        /// A co-mediator's roster: its identity key, delegated by the mediator (§5.3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dik: Option<Bytes>,
+        /// The mediator's delegation signature over `dik` (scope 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dsig: Option<Bytes>,
+    },
+    /// The mediator's delegation of roster signing to a co-mediator (§5.3), sent to it.
+    Delegate {
+        /// The co-mediator's identity key.
+        ik: Bytes,
+        /// The delegation signature (scope 1).
+        sig: Bytes,
     },
     /// A chat frame (stream 3).
     Chat {

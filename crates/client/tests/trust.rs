@@ -43,7 +43,7 @@ fn rosters(out: &[ClientMessage]) -> Vec<(String, SignedRoster)> {
     let mut v: Vec<(String, SignedRoster)> = Vec::new();
     for m in out {
         if let ClientMessage::Relay { data, .. } = m
-            && let Some(Envelope::Roster { ch, enc, sig }) = Envelope::from_data(data)
+            && let Some(Envelope::Roster { ch, enc, sig, .. }) = Envelope::from_data(data)
         {
             let sr = SignedRoster::from_parts(&enc.0, sig.array().unwrap()).unwrap();
             if !v.iter().any(|(_, x)| x.hash == sr.hash) {
@@ -572,4 +572,263 @@ fn ten_thousand_keys_from_one_member_leave_bounded_state_and_acknowledgments() {
     assert!(acks <= 1, "{acks} acknowledgments for one epoch");
     // Nothing failed to open on the way (every key was a well-formed message from B).
     assert_eq!(t.a.stats().decrypt_failures, 0);
+}
+
+/// Four in-process cores and a server that routes honestly: relays to a participant go to it,
+/// relays to a room go to whoever the server has in that room.
+struct Net {
+    cores: Vec<(ParticipantId, Core<OsRng>)>,
+    rooms: std::collections::BTreeMap<ParticipantId, ChannelId>,
+    now: Instant,
+}
+
+impl Net {
+    fn core(&mut self, p: &ParticipantId) -> &mut Core<OsRng> {
+        &mut self.cores.iter_mut().find(|(q, _)| q == p).unwrap().1
+    }
+
+    /// Delivers every queued relay until nobody has anything more to say; returns the
+    /// non-relay messages (commands to the server) each sent.
+    fn pump(&mut self) -> Vec<(ParticipantId, ClientMessage)> {
+        let mut commands = Vec::new();
+        loop {
+            let mut moved = false;
+            for i in 0..self.cores.len() {
+                let from = self.cores[i].0.clone();
+                let out = drain(&mut self.cores[i].1);
+                for m in out {
+                    let ClientMessage::Relay { to, data } = &m else {
+                        commands.push((from.clone(), m));
+                        continue;
+                    };
+                    moved = true;
+                    let (targets, channel): (Vec<ParticipantId>, _) = match to {
+                        RelayTarget::Participant(p) => (vec![p.clone()], None),
+                        RelayTarget::Channel(c) => (
+                            self.rooms
+                                .iter()
+                                .filter(|(p, r)| *r == c && **p != from)
+                                .map(|(p, _)| p.clone())
+                                .collect(),
+                            Some(c.clone()),
+                        ),
+                    };
+                    for t in targets {
+                        let now = self.now;
+                        let msg = ServerMessage::Relayed {
+                            from: from.clone(),
+                            channel: channel.clone(),
+                            data: data.clone(),
+                        };
+                        if let Some((_, c)) = self.cores.iter_mut().find(|(q, _)| *q == t) {
+                            c.handle(msg, now);
+                        }
+                    }
+                }
+            }
+            if !moved {
+                return commands;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_co_mediator_runs_a_caucus_under_the_mediators_delegation() {
+    let now = Instant::now();
+    let (mp, ap, bp, cp) = (pid(1), pid(2), pid(3), pid(4));
+    let managers = vec![
+        member(&mp, Role::Mediator, None),
+        member(&cp, Role::CoMediator, None),
+    ];
+    let mut m = core(true);
+    let mut c = core(false);
+    m.handle(
+        welcome(&mp, Role::Mediator, None, Some(joint_view(managers[..1].to_vec()))),
+        now,
+    );
+    c.handle(
+        welcome(&cp, Role::CoMediator, None, Some(joint_view(managers.clone()))),
+        now,
+    );
+    let mut a = core(false);
+    let mut b = core(false);
+    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
+    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
+    let mut net = Net {
+        cores: vec![(mp.clone(), m), (cp.clone(), c), (ap.clone(), a), (bp.clone(), b)],
+        rooms: Default::default(),
+        now,
+    };
+    // The server seats the co-mediator in joint at once; it still announces and consents to
+    // the mediator, which signs it in and delegates roster signing to its key.
+    net.core(&mp).handle(view(vec![joint_view(managers.clone())]), now);
+    net.pump();
+    assert!(net.core(&cp).roster_present(&joint()).contains(&cp));
+    // The parties arrive, consent and are admitted by the mediator.
+    let w = vec![waiting_party(&ap, Side::A), waiting_party(&bp, Side::B)];
+    let waiting_view = ServerMessage::Session {
+        session: SessionView {
+            locked: false,
+            waiting: w,
+            channels: vec![joint_view(managers.clone())],
+        },
+    };
+    net.core(&mp).handle(waiting_view.clone(), now);
+    let mut admitted = net.pump();
+    net.core(&mp).handle(waiting_view, now);
+    admitted.extend(net.pump());
+    assert_eq!(
+        admitted
+            .iter()
+            .filter(|(_, m)| matches!(m, ClientMessage::Admit { .. }))
+            .count(),
+        2
+    );
+    let everyone = vec![
+        member(&mp, Role::Mediator, None),
+        member(&ap, Role::Party, Some(Side::A)),
+        member(&bp, Role::Party, Some(Side::B)),
+        member(&cp, Role::CoMediator, None),
+    ];
+    for p in [&mp, &ap, &bp, &cp] {
+        net.rooms.insert(p.clone(), joint());
+    }
+    for p in [mp.clone(), cp.clone()] {
+        net.core(&p).handle(view(vec![joint_view(everyone.clone())]), now);
+    }
+    for p in [ap.clone(), bp.clone()] {
+        let channel = joint_view(everyone.clone());
+        net.core(&p).handle(ServerMessage::Channel { channel }, now);
+    }
+    net.pump();
+    for p in [&mp, &ap, &bp, &cp] {
+        assert_eq!(
+            net.core(p).roster_present(&joint()).len(),
+            4,
+            "{p:?} sees the four of them"
+        );
+    }
+    let code = net.core(&ap).session_code().unwrap().to_owned();
+    let joint_epoch = net.core(&mp).roster_epoch(&joint()).unwrap();
+
+    // The co-mediator takes party A into A's caucus; the mediator stays in joint with B.
+    let caucus = ChannelId::caucus(Side::A);
+    for p in [ap.clone(), cp.clone()] {
+        net.core(&cp).command(ClientMessage::Move {
+            participant_id: p,
+            channel_id: caucus.clone(),
+        });
+    }
+    net.pump();
+    net.rooms.insert(ap.clone(), caucus.clone());
+    net.rooms.insert(cp.clone(), caucus.clone());
+    let in_caucus = vec![
+        member(&ap, Role::Party, Some(Side::A)),
+        member(&cp, Role::CoMediator, None),
+    ];
+    let after = view(vec![
+        joint_view(vec![
+            member(&mp, Role::Mediator, None),
+            member(&bp, Role::Party, Some(Side::B)),
+        ]),
+        room(caucus.clone(), ChannelKind::Caucus, in_caucus.clone()),
+    ]);
+    // The mediator sees the server's view first (it asked for no such move: it does nothing),
+    // then the co-mediator's rosters arrive.
+    net.core(&mp).handle(after.clone(), now);
+    net.core(&cp).handle(after, now);
+    for p in [ap.clone(), cp.clone()] {
+        let channel = room(caucus.clone(), ChannelKind::Caucus, in_caucus.clone());
+        net.core(&p).handle(ServerMessage::Channel { channel }, now);
+    }
+    net.pump();
+    let mut want = vec![ap.clone(), cp.clone()];
+    want.sort();
+    for p in [&mp, &ap, &cp] {
+        let mut got = net.core(p).roster_present(&caucus);
+        got.sort();
+        assert_eq!(got, want, "{p:?}: the caucus holds the co-mediator and A");
+    }
+    assert!(net.core(&ap).secured() == Some(&caucus));
+    assert!(net.core(&cp).secured() == Some(&caucus));
+    assert_eq!(
+        net.core(&mp).roster_epoch(&joint()),
+        Some(joint_epoch + 1),
+        "one joint roster (A and the co-mediator away), signed by the co-mediator; the \
+         mediator took it as its own and signed nothing over it"
+    );
+    // A speaks in the caucus: the co-mediator reads it; B neither receives it nor could
+    // open it.
+    net.core(&ap).send_chat("caucus: we could accept 40").unwrap();
+    net.pump();
+    let heard = |c: &mut Core<OsRng>| {
+        std::iter::from_fn(|| c.poll_event())
+            .any(|e| matches!(e, confer_client::Event::Chat { text, .. } if text == "caucus: we could accept 40"))
+    };
+    assert!(heard(net.core(&cp)));
+    assert!(!heard(net.core(&bp)));
+    assert!(!heard(net.core(&mp)), "the mediator is away from the caucus");
+    // Nobody saw a fork, a bad signature or anything else: the two managers agree.
+    for p in [&mp, &ap, &bp, &cp] {
+        assert!(
+            net.core(p).stats().alarms.is_empty(),
+            "{p:?}: {:?}",
+            net.core(p).stats().alarms
+        );
+        assert_eq!(net.core(p).session_code(), Some(code.as_str()));
+    }
+
+    // The mediator brings everyone back; the co-mediator follows the mediator's roster.
+    net.core(&mp).command(ClientMessage::ReturnAll);
+    net.pump();
+    for p in [&ap, &cp] {
+        net.rooms.insert(p.clone(), joint());
+    }
+    for p in [mp.clone(), cp.clone()] {
+        net.core(&p).handle(view(vec![joint_view(everyone.clone())]), now);
+    }
+    for p in [ap.clone(), cp.clone()] {
+        let channel = joint_view(everyone.clone());
+        net.core(&p).handle(ServerMessage::Channel { channel }, now);
+    }
+    net.pump();
+    for p in [&mp, &ap, &bp, &cp] {
+        assert_eq!(net.core(p).roster_present(&joint()).len(), 4, "{p:?}");
+        assert!(net.core(p).stats().alarms.is_empty(), "{p:?}");
+    }
+}
+
+#[test]
+fn a_roster_from_a_co_mediator_without_a_valid_delegation_is_refused() {
+    let (mut t, from_m) = Trio::all_in_joint();
+    let now = t.now;
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    // B signs a roster of its own and claims a delegation it made up.
+    let (_, joint_roster) = rosters(&from_m)
+        .into_iter()
+        .find(|(ch, _)| ch == "joint")
+        .unwrap();
+    let mut next = joint_roster.roster.clone();
+    next.epoch += 1;
+    next.prev_hash = joint_roster.hash;
+    let forged = next.sign(t.b.identity().unwrap()).unwrap();
+    let env = Envelope::Roster {
+        ch: "joint".into(),
+        enc: Bytes(forged.encoded.clone()),
+        sig: Bytes(forged.signature.to_vec()),
+        dik: Some(Bytes(t.b.identity().unwrap().ik_pub().to_vec())),
+        dsig: Some(Bytes(vec![7; 64])),
+    };
+    let epoch = t.a.roster_epoch(&joint());
+    t.a.handle(
+        ServerMessage::Relayed {
+            from: t.bp.clone(),
+            channel: None,
+            data: env.to_data(),
+        },
+        now,
+    );
+    assert!(alarmed(&t.a, "delegation_invalid"));
+    assert_eq!(t.a.roster_epoch(&joint()), epoch);
 }

@@ -6,7 +6,8 @@
 //! A second test reads the files back as an independent implementation would and checks every
 //! case, so the TypeScript client can run the same checks. It reads the directory named by
 //! `CONFER_VECTORS_DIR` (default: the checked-in `tests/vectors/v1`), so any vector set can be
-//! checked, and fails on a file or a case it does not recognise.
+//! checked, and fails on a file or a case it does not recognise. (A run that writes may let the
+//! reader see a file being written; run it again without `CONFER_WRITE_VECTORS`.)
 
 mod common;
 
@@ -590,8 +591,8 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let mut t = f;
     *t.last_mut().unwrap() = 0;
     neg.push(with("header length 0", t, &|_| {}));
-    // Frames that open under the held key with `open_with` alone: only the receive checks
-    // refuse them (the codec must fit the stream, the KID must name the key held).
+    // The next two open under the held key with `open_with` alone: only the receive checks
+    // refuse them (the codec must fit the stream). The third names a key not held.
     let held = Secret32::new(unhex_n(s(&good, "step_key")));
     let keys = frame::derive(&held, 4, &ctx_of(&good));
     let data = frame::seal_with(&keys, 4, 4, Codec::Data, b"chat on the camera stream").unwrap();

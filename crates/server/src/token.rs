@@ -311,6 +311,206 @@ mod tests {
         assert_eq!(t.verify("not.a.token"), Err(TokenError::Invalid));
     }
 
+    const SECRET: [u8; 32] = [7; 32];
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn unb64(text: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .unwrap()
+    }
+
+    /// A JWT with any header and payload, its signature an HMAC under `SECRET` (the server's
+    /// own key): only what the test changes can make it fail.
+    fn signed(
+        header: &serde_json::Value,
+        payload: &serde_json::Value,
+        mac: hmac::Algorithm,
+    ) -> String {
+        let message = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(payload.to_string().as_bytes())
+        );
+        let tag = hmac::sign(&hmac::Key::new(mac, &SECRET), message.as_bytes());
+        format!("{message}.{}", b64(tag.as_ref()))
+    }
+
+    fn party_invite(t: &Tokens) -> (String, Claims) {
+        t.invite(&sid(), Role::Party, Some(Side::A), 60)
+    }
+
+    fn resume_claims() -> Claims {
+        Claims {
+            session: sid(),
+            role: Role::Party,
+            side: Some(Side::A),
+            exp: unix_now() + 60,
+            jti: random_id(),
+            kind: TokenKind::Resume,
+            pid: Some(ParticipantId::new("p1").unwrap()),
+        }
+    }
+
+    use aws_lc_rs::hmac;
+    use serde_json::json;
+
+    #[test]
+    fn the_test_signer_makes_tokens_the_server_accepts() {
+        // The control for the refusals below: HS256 through `signed` is accepted.
+        let t = Tokens::new(&SECRET);
+        let (_, claims) = party_invite(&t);
+        let header = json!({"alg": "HS256", "typ": "JWT"});
+        let tok = signed(&header, &json!(claims), hmac::HMAC_SHA256);
+        assert_eq!(t.verify_invite(&tok), Ok(claims));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let t = Tokens::new(&SECRET);
+        let (_, claims) = t.invite(&sid(), Role::Mediator, None, 60);
+        let payload = b64(json!(claims).to_string().as_bytes());
+        for alg in ["none", "None", "NONE", "nOnE", ""] {
+            let header = json!({"alg": alg, "typ": "JWT"});
+            let unsigned = format!("{}.{payload}.", b64(header.to_string().as_bytes()));
+            assert_eq!(t.verify(&unsigned), Err(TokenError::Invalid), "{alg}");
+            assert_eq!(
+                t.verify_invite(&unsigned),
+                Err(TokenError::Invalid),
+                "{alg}"
+            );
+            // Even carrying a signature the key really made.
+            let with_sig = signed(&header, &json!(claims), hmac::HMAC_SHA256);
+            assert_eq!(t.verify(&with_sig), Err(TokenError::Invalid), "{alg}");
+        }
+        // No header algorithm at all.
+        let tok = signed(&json!({"typ": "JWT"}), &json!(claims), hmac::HMAC_SHA256);
+        assert_eq!(t.verify(&tok), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn hs512_hs384_and_rs256_headers_are_refused_even_signed_with_the_key() {
+        let t = Tokens::new(&SECRET);
+        let (_, claims) = party_invite(&t);
+        for (alg, mac) in [
+            (Algorithm::HS512, hmac::HMAC_SHA512),
+            (Algorithm::HS384, hmac::HMAC_SHA384),
+        ] {
+            // Through jsonwebtoken itself, and through our own signer.
+            let tok = jsonwebtoken::encode(
+                &Header::new(alg),
+                &claims,
+                &EncodingKey::from_secret(&SECRET),
+            )
+            .unwrap();
+            assert_eq!(t.verify(&tok), Err(TokenError::Invalid), "{alg:?}");
+            let header = json!({"alg": format!("{alg:?}"), "typ": "JWT"});
+            let tok = signed(&header, &json!(claims), mac);
+            assert_eq!(t.verify(&tok), Err(TokenError::Invalid), "{alg:?}");
+        }
+        // Public-key algorithms, with an HMAC under the shared secret as their "signature"
+        // (the key-confusion attack), and the HS256 header over an HS512 tag.
+        for alg in ["RS256", "RS512", "PS256", "ES256", "EdDSA"] {
+            let header = json!({"alg": alg, "typ": "JWT"});
+            for mac in [hmac::HMAC_SHA256, hmac::HMAC_SHA512] {
+                let tok = signed(&header, &json!(claims), mac);
+                assert_eq!(t.verify(&tok), Err(TokenError::Invalid), "{alg}");
+            }
+        }
+        let tok = signed(&json!({"alg": "HS256"}), &json!(claims), hmac::HMAC_SHA512);
+        assert_eq!(t.verify(&tok), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_payload_edited_under_the_old_signature_is_refused() {
+        let t = Tokens::new(&SECRET);
+        let (tok, claims) = party_invite(&t);
+        let parts: Vec<&str> = tok.split('.').collect();
+        let [header, payload, sig] = parts[..] else {
+            panic!("three parts")
+        };
+        let original = String::from_utf8(unb64(payload)).unwrap();
+        let edit = |from: &str, to: &str| {
+            assert!(original.contains(from), "{original} lacks {from}");
+            let edited = original.replacen(from, to, 1);
+            format!("{header}.{}.{sig}", b64(edited.as_bytes()))
+        };
+        // The unedited payload, re-encoded, still verifies: only the edits below fail.
+        assert!(t.verify(&edit("{", "{")).is_ok());
+        let exp = format!("\"exp\":{}", claims.exp);
+        let later = format!("\"exp\":{}", unix_now() + 10 * 365 * 86400);
+        let edits = [
+            (r#""role":"party","side":"A""#, r#""role":"mediator""#),
+            (r#""side":"A""#, r#""side":"B""#),
+            (r#""session":"s1""#, r#""session":"s2""#),
+            (exp.as_str(), later.as_str()),
+            (r#""kind":"invite""#, r#""kind":"resume","pid":"p1""#),
+            // The same JSON, other bytes.
+            ("{", "{ "),
+        ];
+        for (from, to) in edits {
+            assert_eq!(t.verify(&edit(from, to)), Err(TokenError::Invalid), "{to}");
+        }
+        // The signature of another token of the same key does not fit either.
+        let (other, _) = party_invite(&t);
+        let other_sig = other.rsplit('.').next().unwrap();
+        assert_eq!(
+            t.verify(&format!("{header}.{payload}.{other_sig}")),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_of_the_other_kind_is_refused() {
+        let t = Tokens::new(&SECRET);
+        let resume = t.mint(&resume_claims());
+        let (invite, invite_claims) = party_invite(&t);
+        // A resume token used as an invite, and an invite used as a resume token.
+        assert_eq!(t.verify_invite(&resume), Err(TokenError::Invalid));
+        assert_eq!(t.verify_resume(&invite), Err(TokenError::Invalid));
+        // Each is good for its own kind.
+        assert_eq!(t.verify_invite(&invite), Ok(invite_claims.clone()));
+        let (c, pid) = t.verify_resume(&resume).unwrap();
+        assert_eq!((c.kind, pid.as_str()), (TokenKind::Resume, "p1"));
+        assert_eq!(
+            t.verify(&invite),
+            Ok(Verified::Invite(invite_claims.clone()))
+        );
+        // Signed by the key but with kind and participant at odds: an invite naming a
+        // participant, a resume token naming none.
+        let mut invite_with_pid = invite_claims.clone();
+        invite_with_pid.pid = Some(ParticipantId::new("p1").unwrap());
+        assert_eq!(
+            t.verify(&t.mint(&invite_with_pid)),
+            Err(TokenError::Invalid)
+        );
+        let mut resume_without_pid = resume_claims();
+        resume_without_pid.pid = None;
+        assert_eq!(
+            t.verify(&t.mint(&resume_without_pid)),
+            Err(TokenError::Invalid)
+        );
+        // A kind that does not exist, or none at all.
+        let header = json!({"alg": "HS256", "typ": "JWT"});
+        for kind in [json!("admin"), json!(null), json!(["invite"])] {
+            let mut p = json!(invite_claims);
+            p["kind"] = kind.clone();
+            let tok = signed(&header, &p, hmac::HMAC_SHA256);
+            assert_eq!(t.verify(&tok), Err(TokenError::Invalid), "{kind}");
+        }
+        let mut p = json!(invite_claims);
+        p.as_object_mut().unwrap().remove("kind");
+        assert_eq!(
+            t.verify(&signed(&header, &p, hmac::HMAC_SHA256)),
+            Err(TokenError::Invalid)
+        );
+    }
+
     #[test]
     fn key_file_is_created_private_and_reloaded() {
         let dir = std::env::temp_dir().join(format!("confer-key-{}", random_id()));

@@ -18,7 +18,7 @@ fn rosters_from_mediator(
             .into_iter()
             .filter(|(f, _)| f == m)
             .filter_map(|(_, e)| match e {
-                Envelope::Roster { ch, enc, sig } => Some((ch, enc.0, sig.0)),
+                Envelope::Roster { ch, enc, sig, .. } => Some((ch, enc.0, sig.0)),
                 _ => None,
             })
             .collect()
@@ -33,6 +33,8 @@ fn resign(enc: &[u8], signer: &Identity, edit: impl FnOnce(&mut Roster)) -> Stri
         ch: "joint".into(),
         enc: Bytes(sr.encoded),
         sig: Bytes(sr.signature.to_vec()),
+        dik: None,
+        dsig: None,
     }
     .to_data()
 }
@@ -60,6 +62,8 @@ async fn the_client_alarms_on_replay_rollback_fork_gap_and_forgery() {
         ch: first.0.clone(),
         enc: Bytes(first.1.clone()),
         sig: Bytes(first.2.clone()),
+        dik: None,
+        dsig: None,
     }
     .to_data();
     p[0].relay_raw(&a_pid, old);
@@ -103,6 +107,8 @@ async fn the_client_alarms_on_replay_rollback_fork_gap_and_forgery() {
         ch: latest.0.clone(),
         enc: Bytes(latest.1.clone()),
         sig: Bytes(latest.2.clone()),
+        dik: None,
+        dsig: None,
     }
     .to_data();
     p[2].relay_raw(&a_pid, from_b);
