@@ -162,8 +162,10 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     let mut pending_invites = opts.invites.clone();
     // Invites asked for and not answered yet, in order: each link is bound to the role and
     // side this bot asked for, never to what the server's answer says.
-    let mut requested: std::collections::VecDeque<(confer_proto::Role, Option<confer_proto::Side>)> =
-        std::collections::VecDeque::new();
+    let mut requested: std::collections::VecDeque<(
+        confer_proto::Role,
+        Option<confer_proto::Side>,
+    )> = std::collections::VecDeque::new();
     let mut media: Option<crate::media::MediaPeer> = None;
     let mut book = crate::media::MediaBook::default();
     let publish: Vec<u8> = match &opts.media {
@@ -297,7 +299,9 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                 continue;
             };
             if (want_role, want_side) != (*r, *side) {
-                eprintln!("confer-bot: the server answered an invite for another role or side; ignored");
+                eprintln!(
+                    "confer-bot: the server answered an invite for another role or side; ignored"
+                );
                 continue;
             }
             let psk = core.issue_invite(want_role, want_side);

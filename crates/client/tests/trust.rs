@@ -135,8 +135,9 @@ fn a_kick_is_final_at_once_and_a_server_that_ignores_it_raises_an_alarm() {
     assert!(!t.m.roster_members(&joint()).contains(&t.bp));
     let out = drain(&mut t.m);
     assert!(
-        out.iter()
-            .any(|m| matches!(m, ClientMessage::Kick { participant_id } if *participant_id == t.bp))
+        out.iter().any(
+            |m| matches!(m, ClientMessage::Kick { participant_id } if *participant_id == t.bp)
+        )
     );
     assert_eq!(pairwise_to(&out, &t.bp, 1), 0, "no new key for B");
     assert!(pairwise_to(&out, &t.ap, 1) > 0, "A gets the new keys");
@@ -225,10 +226,7 @@ fn an_invite_secret_admits_one_arrival_only_as_its_role_and_binds_its_side() {
     let (mp, ap, xp, yp, cp) = (pid(1), pid(2), pid(4), pid(5), pid(6));
     let mut m = strict_mediator();
     let alone = joint_view(vec![member(&mp, Role::Mediator, None)]);
-    m.handle(
-        welcome(&mp, Role::Mediator, None, Some(alone.clone())),
-        now,
-    );
+    m.handle(welcome(&mp, Role::Mediator, None, Some(alone)), now);
     let m_ik = m.identity().unwrap().ik_pub();
     let psk_a = m.issue_invite(Role::Party, Some(Side::A));
     let psk_cb = m.issue_invite(Role::Counsel, Some(Side::B));
@@ -482,7 +480,11 @@ fn an_old_chain_delivered_late_is_refused() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(cid, Bytes(c2.roster.channel_id.to_vec()), "sealed under the second chain");
+    assert_eq!(
+        cid,
+        Bytes(c2.roster.channel_id.to_vec()),
+        "sealed under the second chain"
+    );
 }
 
 /// `n` sender keys from `from` to `to` for (joint `cid`, `epoch`, chat), generations in the
@@ -644,11 +646,21 @@ fn a_co_mediator_runs_a_caucus_under_the_mediators_delegation() {
     let mut m = core(true);
     let mut c = core(false);
     m.handle(
-        welcome(&mp, Role::Mediator, None, Some(joint_view(managers[..1].to_vec()))),
+        welcome(
+            &mp,
+            Role::Mediator,
+            None,
+            Some(joint_view(managers[..1].to_vec())),
+        ),
         now,
     );
     c.handle(
-        welcome(&cp, Role::CoMediator, None, Some(joint_view(managers.clone()))),
+        welcome(
+            &cp,
+            Role::CoMediator,
+            None,
+            Some(joint_view(managers.clone())),
+        ),
         now,
     );
     let mut a = core(false);
@@ -656,13 +668,19 @@ fn a_co_mediator_runs_a_caucus_under_the_mediators_delegation() {
     a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
     b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
     let mut net = Net {
-        cores: vec![(mp.clone(), m), (cp.clone(), c), (ap.clone(), a), (bp.clone(), b)],
+        cores: vec![
+            (mp.clone(), m),
+            (cp.clone(), c),
+            (ap.clone(), a),
+            (bp.clone(), b),
+        ],
         rooms: Default::default(),
         now,
     };
     // The server seats the co-mediator in joint at once; it still announces and consents to
     // the mediator, which signs it in and delegates roster signing to its key.
-    net.core(&mp).handle(view(vec![joint_view(managers.clone())]), now);
+    net.core(&mp)
+        .handle(view(vec![joint_view(managers.clone())]), now);
     net.pump();
     assert!(net.core(&cp).roster_present(&joint()).contains(&cp));
     // The parties arrive, consent and are admitted by the mediator.
@@ -671,7 +689,7 @@ fn a_co_mediator_runs_a_caucus_under_the_mediators_delegation() {
         session: SessionView {
             locked: false,
             waiting: w,
-            channels: vec![joint_view(managers.clone())],
+            channels: vec![joint_view(managers)],
         },
     };
     net.core(&mp).handle(waiting_view.clone(), now);
@@ -695,7 +713,8 @@ fn a_co_mediator_runs_a_caucus_under_the_mediators_delegation() {
         net.rooms.insert(p.clone(), joint());
     }
     for p in [mp.clone(), cp.clone()] {
-        net.core(&p).handle(view(vec![joint_view(everyone.clone())]), now);
+        net.core(&p)
+            .handle(view(vec![joint_view(everyone.clone())]), now);
     }
     for p in [ap.clone(), bp.clone()] {
         let channel = joint_view(everyone.clone());
@@ -760,7 +779,9 @@ fn a_co_mediator_runs_a_caucus_under_the_mediators_delegation() {
     );
     // A speaks in the caucus: the co-mediator reads it; B neither receives it nor could
     // open it.
-    net.core(&ap).send_chat("caucus: we could accept 40").unwrap();
+    net.core(&ap)
+        .send_chat("caucus: we could accept 40")
+        .unwrap();
     net.pump();
     let heard = |c: &mut Core<OsRng>| {
         std::iter::from_fn(|| c.poll_event())
@@ -768,7 +789,10 @@ fn a_co_mediator_runs_a_caucus_under_the_mediators_delegation() {
     };
     assert!(heard(net.core(&cp)));
     assert!(!heard(net.core(&bp)));
-    assert!(!heard(net.core(&mp)), "the mediator is away from the caucus");
+    assert!(
+        !heard(net.core(&mp)),
+        "the mediator is away from the caucus"
+    );
     // Nobody saw a fork, a bad signature or anything else: the two managers agree.
     for p in [&mp, &ap, &bp, &cp] {
         assert!(
@@ -786,7 +810,8 @@ fn a_co_mediator_runs_a_caucus_under_the_mediators_delegation() {
         net.rooms.insert(p.clone(), joint());
     }
     for p in [mp.clone(), cp.clone()] {
-        net.core(&p).handle(view(vec![joint_view(everyone.clone())]), now);
+        net.core(&p)
+            .handle(view(vec![joint_view(everyone.clone())]), now);
     }
     for p in [ap.clone(), cp.clone()] {
         let channel = joint_view(everyone.clone());

@@ -29,7 +29,11 @@ struct Args {
     url: String,
     /// An invite token, or an invite link (`.../join#t=...&k=...&m=...`). A link holds
     /// secrets: prefer `--token-file`, which keeps it out of the process list.
-    #[arg(long, required_unless_present = "token_file", conflicts_with = "token_file")]
+    #[arg(
+        long,
+        required_unless_present = "token_file",
+        conflicts_with = "token_file"
+    )]
     token: Option<String>,
     /// Read the token or invite link from this file (`-` for standard input).
     #[arg(long, value_name = "PATH")]

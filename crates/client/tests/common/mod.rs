@@ -250,4 +250,3 @@ pub fn chats(c: &mut Core<OsRng>) -> usize {
         .filter(|e| matches!(e, confer_client::Event::Chat { .. }))
         .count()
 }
-

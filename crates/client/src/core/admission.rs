@@ -1,0 +1,451 @@
+//! admission.rs: arrivals, announcements, consent, bound invites, delegation (TS twin: core/admission.ts).
+
+use super::*;
+
+/// An invite secret this (mediator's) client made, bound to the role and side it was made
+/// for, and to the one arrival it admitted.
+pub(super) struct IssuedInvite {
+    pub(super) psk: Secret32,
+    pub(super) hint: [u8; 8],
+    pub(super) role: Role,
+    pub(super) side: u8,
+    pub(super) used_by: Option<ParticipantId>,
+}
+
+/// A verified announcement (mediator side: candidates for rosters).
+#[derive(Clone)]
+pub(super) struct Peer {
+    pub(super) ann: Announcement,
+    pub(super) consent_ok: bool,
+    /// The acknowledgment verified but came without an invite secret (or under one already
+    /// used, or for another role): a person decides.
+    pub(super) held: bool,
+    /// The side this participant was bound to: by its invite, or by the person who admitted
+    /// it. Never taken from the server (except with `admit_without_invite_secret`).
+    pub(super) side: Option<u8>,
+    /// Its display name as it sent it (committed to in the rosters).
+    pub(super) name: Option<[u8; 32]>,
+}
+
+impl<R: CryptoRng> Core<R> {
+    /// Mediators: arrivals whose acknowledgment verified without an invite secret, waiting for
+    /// a person's decision.
+    pub fn held(&self) -> Vec<ParticipantId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.held)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Mediators: a person admits a held arrival (after checking who it is, e.g. by voice),
+    /// choosing the role and side it is admitted as: the announced role must be that role.
+    /// Returns false if nobody with that id is held, it was removed, or the role differs.
+    pub fn admit_held(&mut self, p: &ParticipantId, role: Role, side: Option<Side>) -> bool {
+        if self.removed.contains_key(p) {
+            return false;
+        }
+        let Some(peer) = self
+            .peers
+            .get_mut(p)
+            .filter(|x| x.held && x.ann.role == role)
+        else {
+            return false;
+        };
+        peer.held = false;
+        peer.consent_ok = true;
+        peer.side = Some(side.map_or(0, |s| s.number()));
+        self.admit_ready();
+        true
+    }
+
+    /// Mediators: makes the invite secret for a link to be sent to someone invited as
+    /// `role` (and `side`). The secret admits one arrival only, and only as that role; its
+    /// side comes from here, never from the server. Put it in the link's `k=`.
+    pub fn issue_invite(&mut self, role: Role, side: Option<Side>) -> Secret32 {
+        let psk = Secret32::random(&mut self.rng);
+        self.invites.push(IssuedInvite {
+            hint: psk_hint(&psk),
+            psk: psk.clone(),
+            role,
+            side: side.map_or(0, |s| s.number()),
+            used_by: None,
+        });
+        psk
+    }
+
+    pub(super) fn announcement(&self) -> Announcement {
+        let me = self.me.as_ref().expect("announce after welcome");
+        self.identity
+            .as_ref()
+            .expect("identity until the end")
+            .announce(&me.session, me.id, me.role)
+    }
+
+    pub(super) fn announce_envelope(&self) -> Envelope {
+        let a = self.announcement();
+        Envelope::Announce {
+            pid: Bytes(a.participant_id.to_vec()),
+            role: role_code(a.role),
+            ik: Bytes(a.ik_pub.to_vec()),
+            ek: Bytes(a.ek_pub.to_vec()),
+            sig: Bytes(a.signature.to_vec()),
+        }
+    }
+
+    // A delegation that verifies under the mediator's key: remembered, applied to every chain.
+    pub(super) fn add_delegation(&mut self, ik: [u8; 32], sig: [u8; 64]) -> bool {
+        let Some((_, m_ik, _)) = self.mediator else {
+            return false;
+        };
+        let Some(me) = self.me.as_ref() else {
+            return false;
+        };
+        let msg = confer_e2ee::identity::delegation_bytes(
+            &me.session,
+            &ik,
+            confer_e2ee::identity::SCOPE_ROSTERS,
+        );
+        if verify(&m_ik, &msg, &sig).is_err() {
+            return false;
+        }
+        if !self.delegations.iter().any(|(i, _)| *i == ik) {
+            if self.delegations.len() >= MAX_PEERS {
+                return false;
+            }
+            self.delegations.push((ik, sig));
+            for s in self.chains.values_mut() {
+                let _ = s
+                    .chain
+                    .add_delegate(ik, confer_e2ee::identity::SCOPE_ROSTERS, &sig);
+            }
+        }
+        true
+    }
+
+    // Co-mediators: the mediator delegated roster signing to me.
+    pub(super) fn on_delegate(
+        &mut self,
+        from: &ParticipantId,
+        ik: Bytes,
+        sig: Bytes,
+        now: Instant,
+    ) {
+        let from_mediator = self.mediator.as_ref().is_some_and(|m| m.0 == *from);
+        let mine = self.identity.as_ref().map(Identity::ik_pub);
+        let (Some(ik), Some(sig)) = (ik.array::<32>(), sig.array::<64>()) else {
+            return;
+        };
+        if !from_mediator
+            || Some(ik) != mine
+            || self.me.as_ref().map(|m| m.role) != Some(Role::CoMediator)
+        {
+            return;
+        }
+        if !self.add_delegation(ik, sig) {
+            self.alarm(Alarm::DelegationInvalid, String::new());
+            return;
+        }
+        self.my_delegation = Some(sig);
+        self.reconcile(now);
+    }
+
+    // Mediator: introduce myself to everyone in the waiting room (once each).
+    pub(super) fn contact_waiting(&mut self) {
+        if !self.is_mediator() {
+            return;
+        }
+        let Some(session) = &self.last_session else {
+            return;
+        };
+        // Everyone in the waiting room, and co-mediators (the server seats managers in joint
+        // at once; they still announce and consent before they are signed in).
+        let me = self.me.as_ref().map(|m| m.pid.clone());
+        let co: Vec<ParticipantId> = session
+            .channels
+            .iter()
+            .flat_map(|c| c.members.iter())
+            .filter(|m| m.role == Role::CoMediator && Some(&m.participant_id) != me.as_ref())
+            .map(|m| m.participant_id.clone())
+            .collect();
+        let new: Vec<ParticipantId> = session
+            .waiting
+            .iter()
+            .map(|w| w.participant_id.clone())
+            .chain(co)
+            .filter(|p| !self.contacted.contains(p) && !self.removed.contains_key(p))
+            .collect();
+        for p in new {
+            let env = self.announce_envelope();
+            self.relay(RelayTarget::Participant(p.clone()), &env);
+            self.contacted.insert(p);
+        }
+    }
+
+    // Mediator: admit each waiting participant whose consent verified and whose hash the
+    // server recorded.
+    pub(super) fn admit_ready(&mut self) {
+        if !self.is_mediator() || !self.cfg.auto_admit {
+            return;
+        }
+        let Some(session) = &self.last_session else {
+            return;
+        };
+        // The role the server shows must be the announced one (§5.2); the side is the invite's
+        // (or the admitting person's), never the server's.
+        let ready: Vec<ParticipantId> = session
+            .waiting
+            .iter()
+            .filter(|w| {
+                w.consented
+                    && self
+                        .peers
+                        .get(&w.participant_id)
+                        .is_some_and(|p| p.consent_ok && p.side.is_some() && p.ann.role == w.role)
+            })
+            .map(|w| w.participant_id.clone())
+            .filter(|p| !self.admit_sent.contains(p) && !self.removed.contains_key(p))
+            .collect();
+        for p in ready {
+            self.intents
+                .insert(p.clone(), Intent::In(ChannelId::joint()));
+            self.out.push_back(ClientMessage::Admit {
+                participant_id: p.clone(),
+            });
+            self.admit_sent.insert(p);
+        }
+    }
+
+    pub(super) fn on_announce(
+        &mut self,
+        from: ParticipantId,
+        pid: Bytes,
+        role: u8,
+        ik: Bytes,
+        ek: Bytes,
+        sig: Bytes,
+    ) {
+        let (Some(me), Some(pid16), Some(role), Some(ik), Some(ek), Some(sig)) = (
+            self.me.as_ref(),
+            pid.array::<16>(),
+            role_from_code(role),
+            ik.array::<32>(),
+            ek.array::<32>(),
+            sig.array::<64>(),
+        ) else {
+            return;
+        };
+        let ann = Announcement {
+            participant_id: pid16,
+            role,
+            ik_pub: ik,
+            ek_pub: ek,
+            signature: sig,
+        };
+        // The announcement must be for the sender's own pseudonym in this session.
+        if id16(&from) != Some(pid16) || ann.verify(&me.session).is_err() {
+            self.failed(FailureReason::Announcement);
+            return;
+        }
+        if self.is_mediator() {
+            // Only someone the server lists in this session (bounded), not any id it invents,
+            // and never someone removed for good.
+            let listed = self.last_session.as_ref().is_some_and(|v| {
+                v.waiting.iter().any(|w| w.participant_id == from)
+                    || v.channels
+                        .iter()
+                        .any(|c| c.members.iter().any(|m| m.participant_id == from))
+            });
+            if !listed || self.removed.contains_key(&from) {
+                return;
+            }
+            if let Some(known) = self.peers.get(&from) {
+                // One participant id, one set of keys: a second, different announcement is
+                // someone else claiming that id. The first one stands.
+                if known.ann != ann {
+                    self.alarm(
+                        Alarm::AnnouncementChanged(from.clone()),
+                        from.as_str().to_owned(),
+                    );
+                }
+                return;
+            }
+            if self.peers.len() >= MAX_PEERS {
+                return;
+            }
+            self.peers.insert(
+                from,
+                Peer {
+                    ann,
+                    consent_ok: false,
+                    held: false,
+                    side: None,
+                    name: None,
+                },
+            );
+            return;
+        }
+        if role != Role::Mediator {
+            return;
+        }
+        if let Some(pinned) = self.cfg.invite.as_ref().and_then(|i| i.mediator_ik)
+            && pinned != ik
+        {
+            self.alarm(Alarm::MediatorKeyMismatch, String::new());
+            return;
+        }
+        if self.mediator.is_none() {
+            self.mediator = Some((from.clone(), ik, ek));
+        }
+        if !self.consent_sent && self.mediator.as_ref().is_some_and(|m| m.0 == from) {
+            self.consent_sent = true;
+            self.send_consent(&from, ek);
+        }
+    }
+
+    pub(super) fn send_consent(&mut self, mediator: &ParticipantId, mediator_ek: [u8; 32]) {
+        let env = self.announce_envelope();
+        self.relay(RelayTarget::Participant(mediator.clone()), &env);
+        let (Some(me), Some(identity)) = (self.me.as_ref(), self.identity.as_ref()) else {
+            return;
+        };
+        let Some(m_id) = id16(mediator) else { return };
+        let hash = self.cfg.agreement_hash;
+        let signed = consent_signed_bytes(&me.session, &me.id, &hash, ATTEST_ALL);
+        let ack = ConsentAck {
+            agreement_hash: hash,
+            attestations: ATTEST_ALL,
+            signature: identity.sign(&signed),
+        };
+        let psk = self.cfg.invite.as_ref().and_then(|i| i.psk.clone());
+        self.send_pairwise(
+            m_id,
+            &mediator_ek,
+            MsgType::Consent,
+            &ack.encode(),
+            psk.as_ref(),
+        );
+        // My name goes to the mediator with my consent (under the same invite secret), so
+        // the mediator can commit to it in the roster that admits me.
+        if let Some(n) = self.my_name.as_ref().map(NameMsg::encode) {
+            self.send_pairwise(m_id, &mediator_ek, MsgType::Name, &n, psk.as_ref());
+            self.named.insert(m_id);
+        }
+        // Managers are seated by the server without a waiting room: the acknowledgment to
+        // the mediator is all there is.
+        let manager = self.me.as_ref().is_some_and(|m| m.role.is_manager());
+        if let Ok(h) = AgreementHash::new(hex::encode(hash))
+            && !manager
+        {
+            self.out
+                .push_back(ClientMessage::Consent { agreement_hash: h });
+        }
+    }
+
+    pub(super) fn on_consent(&mut self, from: ParticipantId, pt: &[u8], invite: Option<usize>) {
+        if !self.is_mediator() || self.removed.contains_key(&from) {
+            return;
+        }
+        let Some(me) = self.me.as_ref() else { return };
+        let Some(peer) = self.peers.get(&from) else {
+            return;
+        };
+        let Ok(ack) = ConsentAck::decode(pt) else {
+            self.stats.consents_rejected += 1;
+            return;
+        };
+        let signed = consent_signed_bytes(
+            &me.session,
+            &peer.ann.participant_id,
+            &ack.agreement_hash,
+            ack.attestations,
+        );
+        let ok = ack.agreement_hash == self.cfg.agreement_hash
+            && ack.attestations == ATTEST_ALL
+            && verify(&peer.ann.ik_pub, &signed, &ack.signature).is_ok();
+        if !ok {
+            self.stats.consents_rejected += 1;
+            return;
+        }
+        self.stats.consents_verified += 1;
+        let announced = peer.ann.role;
+        let bound = match invite {
+            // An invite secret admits one arrival, only as the role it was made for; its
+            // side comes from the invite.
+            Some(i) => {
+                let inv = &self.invites[i];
+                if inv.role != announced {
+                    self.alarm(
+                        Alarm::InviteRoleMismatch(from.clone()),
+                        from.as_str().to_owned(),
+                    );
+                    None
+                } else if inv.used_by.as_ref().is_some_and(|u| *u != from) {
+                    self.alarm(Alarm::InviteReused(from.clone()), from.as_str().to_owned());
+                    None
+                } else {
+                    let side = inv.side;
+                    self.invites[i].used_by = Some(from.clone());
+                    Some(side)
+                }
+            }
+            // A bare token: the server could have minted it. Held for a person, unless this
+            // client was told to admit those too (then the server's side is all there is).
+            None if self.cfg.admit_without_invite_secret => Some(
+                self.last_session
+                    .as_ref()
+                    .and_then(|v| v.waiting.iter().find(|w| w.participant_id == from))
+                    .and_then(|w| w.side)
+                    .map_or(0, |s| s.number()),
+            ),
+            None => None,
+        };
+        let Some(p) = self.peers.get_mut(&from) else {
+            return;
+        };
+        match bound {
+            Some(side) => {
+                p.consent_ok = true;
+                p.side = Some(side);
+                if announced == Role::CoMediator {
+                    self.delegate_to(&from);
+                } else {
+                    self.admit_ready();
+                }
+            }
+            None => {
+                if !p.held {
+                    p.held = true;
+                    self.stats.consents_held += 1;
+                }
+            }
+        }
+    }
+
+    // Mediators: a co-mediator whose consent verified under its invite is seated in joint by
+    // the server already: sign it in there, and delegate roster signing to its key (§5.3).
+    pub(super) fn delegate_to(&mut self, co: &ParticipantId) {
+        let (Some(me), Some(identity), Some(peer)) =
+            (self.me.as_ref(), self.identity.as_ref(), self.peers.get(co))
+        else {
+            return;
+        };
+        let ik = peer.ann.ik_pub;
+        let sig = identity.delegate(&me.session, &ik, confer_e2ee::identity::SCOPE_ROSTERS);
+        self.intents
+            .insert(co.clone(), Intent::In(ChannelId::joint()));
+        if !self.add_delegation(ik, sig) {
+            return;
+        }
+        self.relay(
+            RelayTarget::Participant(co.clone()),
+            &Envelope::Delegate {
+                ik: Bytes(ik.to_vec()),
+                sig: Bytes(sig.to_vec()),
+            },
+        );
+        if let Some(now) = self.now {
+            self.reconcile(now);
+        }
+    }
+}
