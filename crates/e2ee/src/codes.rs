@@ -139,12 +139,18 @@ mod tests {
     fn codes_are_unique_snake_case() {
         let mut seen = std::collections::BTreeSet::new();
         for c in AlarmCode::ALL.iter().map(|a| a.code()) {
-            assert!(c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{c}");
+            assert!(
+                c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{c}"
+            );
             assert!(seen.insert(c), "{c} twice");
         }
         let mut seen = std::collections::BTreeSet::new();
         for c in FailureReason::ALL.iter().map(|a| a.code()) {
-            assert!(c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{c}");
+            assert!(
+                c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{c}"
+            );
             assert!(seen.insert(c), "{c} twice");
         }
     }
