@@ -300,9 +300,8 @@ fn field_detail(text: &str, fields: &[(&'static str, &'static str)]) -> String {
             .map_err(|e| e.to_string())
     };
     // The map keeps one value per key: if it decodes, the frame repeated a key.
-    let baseline = match decode(map.clone()) {
-        Ok(_) => return format!("a field appears more than once ({})", names()),
-        Err(e) => e,
+    let Err(baseline) = decode(map.clone()) else {
+        return format!("a field appears more than once ({})", names());
     };
     for (f, _) in fields {
         if baseline == format!("missing field `{f}`") {
