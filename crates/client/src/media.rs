@@ -463,6 +463,8 @@ pub const HOLD_US: u64 = 2_000_000;
 const WAITING_MAX: usize = 256;
 /// Latency samples kept (the first ones).
 const MAX_LATENCY_SAMPLES: usize = 100_000;
+/// Publishers counted per id in the summary, at most (the server names them).
+const MAX_PUBLISHERS: usize = 64;
 /// Media events queued between the peer connection and the application.
 const EVENT_QUEUE: usize = 4096;
 
@@ -610,8 +612,15 @@ impl MediaBook {
         let Some(publisher) = self.slots.get(&a.mid).cloned() else {
             return;
         };
-        let entry = self.stats.from.entry(publisher.clone()).or_default();
-        entry.received += 1;
+        // Per-publisher counters for at most MAX_PUBLISHERS ids: the server names the
+        // publishers, and may not grow this without bound.
+        if self.stats.from.len() < MAX_PUBLISHERS || self.stats.from.contains_key(&publisher) {
+            self.stats
+                .from
+                .entry(publisher.clone())
+                .or_default()
+                .received += 1;
+        }
         self.open(core, since, publisher, a, now_us);
     }
 
@@ -647,6 +656,12 @@ impl MediaBook {
     fn verified(&mut self, publisher: ParticipantId, a: &Arrival, plain: &[u8], now_us: u64) {
         match frames::verify(&publisher, a.stream, plain) {
             Some(info) => {
+                if self.stats.from.len() >= MAX_PUBLISHERS
+                    && !self.stats.from.contains_key(&publisher)
+                {
+                    self.stats.frames_verified += 1;
+                    return;
+                }
                 let entry = self.stats.from.entry(publisher).or_default();
                 entry.verified += 1;
                 entry

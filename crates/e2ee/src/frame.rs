@@ -409,7 +409,12 @@ pub struct NeedNewGeneration;
 impl Sealer {
     /// Starts generation `generation` at step 0 with `base_key`.
     pub fn new(ctx: FrameCtx, base_key: [u8; 32], generation: u64) -> Self {
-        let step_key = Secret32::new(base_key);
+        Self::with_key(ctx, &Secret32::new(base_key), generation)
+    }
+
+    /// [`Sealer::new`] from a key held as a secret (no plain copy of it is made).
+    pub fn with_key(ctx: FrameCtx, base_key: &Secret32, generation: u64) -> Self {
+        let step_key = base_key.clone();
         let keys = derive(&step_key, kid(generation, 0), &ctx);
         Self {
             ctx,
@@ -532,10 +537,15 @@ impl Opener {
 
     /// Installs a generation's base key (ignored above [`MAX_GENERATION`]).
     pub fn add_generation(&mut self, generation: u64, base_key: [u8; 32]) {
+        self.add_generation_key(generation, &Secret32::new(base_key));
+    }
+
+    /// [`Opener::add_generation`] from a key held as a secret (no plain copy of it is made).
+    pub fn add_generation_key(&mut self, generation: u64, base_key: &Secret32) {
         if generation > MAX_GENERATION {
             return;
         }
-        let base = Secret32::new(base_key);
+        let base = base_key.clone();
         let keys = derive(&base, kid(generation, 0), &self.ctx);
         self.generations.insert(
             generation,

@@ -141,8 +141,11 @@ pub fn open(
     psk: Option<&Secret32>,
 ) -> Result<Vec<u8>, OpenError> {
     let psk_bytes = psk.map(|p| (p.expose().as_slice(), PSK_ID));
+    // The secret's bytes for the raw call, wiped when it returns.
+    let sk: zeroize::Zeroizing<[u8; 32]> =
+        zeroize::Zeroizing::new(recipient.ek_secret().to_bytes().into());
     open_raw(
-        &recipient.ek_secret().to_bytes().into(),
+        &sk,
         sender_ek,
         &sealed.enc,
         &pair.info(),

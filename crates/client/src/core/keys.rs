@@ -218,7 +218,7 @@ impl<R: CryptoRng> Core<R> {
         }
         let keep = self.cfg.keep_old_keys;
         let opener = self.openers.entry(key).or_insert_with(|| Opener::new(ctx));
-        opener.add_generation(msg.generation, *msg.base_key.expose());
+        opener.add_generation_key(msg.generation, &msg.base_key);
         // Bounded: the current generation and at most MAX_OLD_GENERATIONS replaced ones.
         let mut held = opener.generations();
         held.sort_unstable();
@@ -354,7 +354,7 @@ impl<R: CryptoRng> Core<R> {
             (cid, stream),
             (
                 generation,
-                Sealer::new(ctx, *base.expose(), generation),
+                Sealer::with_key(ctx, &base, generation),
                 self.now,
             ),
         );
