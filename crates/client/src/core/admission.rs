@@ -31,7 +31,8 @@ impl<R: CryptoRng> Core<R> {
     /// Mediators: arrivals whose acknowledgment verified without an invite secret, waiting for
     /// a person's decision.
     pub fn held(&self) -> Vec<ParticipantId> {
-        self.peers
+        self.manager
+            .peers
             .iter()
             .filter(|(_, p)| p.held)
             .map(|(id, _)| id.clone())
@@ -42,10 +43,11 @@ impl<R: CryptoRng> Core<R> {
     /// choosing the role and side it is admitted as: the announced role must be that role.
     /// Returns false if nobody with that id is held, it was removed, or the role differs.
     pub fn admit_held(&mut self, p: &ParticipantId, role: Role, side: Option<Side>) -> bool {
-        if self.removed.contains_key(p) {
+        if self.manager.removed.contains_key(p) {
             return false;
         }
         let Some(peer) = self
+            .manager
             .peers
             .get_mut(p)
             .filter(|x| x.held && x.ann.role == role)
@@ -64,7 +66,7 @@ impl<R: CryptoRng> Core<R> {
     /// side comes from here, never from the server. Put it in the link's `k=`.
     pub fn issue_invite(&mut self, role: Role, side: Option<Side>) -> Secret32 {
         let psk = Secret32::random(&mut self.rng);
-        self.invites.push(IssuedInvite {
+        self.manager.invites.push(IssuedInvite {
             hint: psk_hint(&psk),
             psk: psk.clone(),
             role,
@@ -155,7 +157,7 @@ impl<R: CryptoRng> Core<R> {
         if !self.is_mediator() {
             return;
         }
-        let Some(session) = &self.last_session else {
+        let Some(session) = &self.manager.last_session else {
             return;
         };
         // Everyone in the waiting room, and co-mediators (the server seats managers in joint
@@ -173,12 +175,14 @@ impl<R: CryptoRng> Core<R> {
             .iter()
             .map(|w| w.participant_id.clone())
             .chain(co)
-            .filter(|p| !self.contacted.contains(p) && !self.removed.contains_key(p))
+            .filter(|p| {
+                !self.manager.contacted.contains(p) && !self.manager.removed.contains_key(p)
+            })
             .collect();
         for p in new {
             let env = self.announce_envelope();
             self.relay(RelayTarget::Participant(p.clone()), &env);
-            self.contacted.insert(p);
+            self.manager.contacted.insert(p);
         }
     }
 
@@ -188,31 +192,34 @@ impl<R: CryptoRng> Core<R> {
         if !self.is_mediator() || !self.cfg.auto_admit {
             return;
         }
-        let Some(session) = &self.last_session else {
+        let Some(session) = &self.manager.last_session else {
             return;
         };
         // The role the server shows must be the announced one (§5.2); the side is the invite's
         // (or the admitting person's), never the server's.
-        let ready: Vec<ParticipantId> = session
-            .waiting
-            .iter()
-            .filter(|w| {
-                w.consented
-                    && self
-                        .peers
-                        .get(&w.participant_id)
-                        .is_some_and(|p| p.consent_ok && p.side.is_some() && p.ann.role == w.role)
-            })
-            .map(|w| w.participant_id.clone())
-            .filter(|p| !self.admit_sent.contains(p) && !self.removed.contains_key(p))
-            .collect();
+        let ready: Vec<ParticipantId> =
+            session
+                .waiting
+                .iter()
+                .filter(|w| {
+                    w.consented
+                        && self.manager.peers.get(&w.participant_id).is_some_and(|p| {
+                            p.consent_ok && p.side.is_some() && p.ann.role == w.role
+                        })
+                })
+                .map(|w| w.participant_id.clone())
+                .filter(|p| {
+                    !self.manager.admit_sent.contains(p) && !self.manager.removed.contains_key(p)
+                })
+                .collect();
         for p in ready {
-            self.intents
+            self.manager
+                .intents
                 .insert(p.clone(), Intent::In(ChannelId::joint()));
             self.out.push_back(ClientMessage::Admit {
                 participant_id: p.clone(),
             });
-            self.admit_sent.insert(p);
+            self.manager.admit_sent.insert(p);
         }
     }
 
@@ -250,16 +257,16 @@ impl<R: CryptoRng> Core<R> {
         if self.is_mediator() {
             // Only someone the server lists in this session (bounded), not any id it invents,
             // and never someone removed for good.
-            let listed = self.last_session.as_ref().is_some_and(|v| {
+            let listed = self.manager.last_session.as_ref().is_some_and(|v| {
                 v.waiting.iter().any(|w| w.participant_id == from)
                     || v.channels
                         .iter()
                         .any(|c| c.members.iter().any(|m| m.participant_id == from))
             });
-            if !listed || self.removed.contains_key(&from) {
+            if !listed || self.manager.removed.contains_key(&from) {
                 return;
             }
-            if let Some(known) = self.peers.get(&from) {
+            if let Some(known) = self.manager.peers.get(&from) {
                 // One participant id, one set of keys: a second, different announcement is
                 // someone else claiming that id. The first one stands.
                 if known.ann != ann {
@@ -270,10 +277,10 @@ impl<R: CryptoRng> Core<R> {
                 }
                 return;
             }
-            if self.peers.len() >= MAX_PEERS {
+            if self.manager.peers.len() >= MAX_PEERS {
                 return;
             }
-            self.peers.insert(
+            self.manager.peers.insert(
                 from,
                 Peer {
                     ann,
@@ -343,11 +350,11 @@ impl<R: CryptoRng> Core<R> {
     }
 
     pub(super) fn on_consent(&mut self, from: ParticipantId, pt: &[u8], invite: Option<usize>) {
-        if !self.is_mediator() || self.removed.contains_key(&from) {
+        if !self.is_mediator() || self.manager.removed.contains_key(&from) {
             return;
         }
         let Some(me) = self.me.as_ref() else { return };
-        let Some(peer) = self.peers.get(&from) else {
+        let Some(peer) = self.manager.peers.get(&from) else {
             return;
         };
         let Ok(ack) = ConsentAck::decode(pt) else {
@@ -373,7 +380,7 @@ impl<R: CryptoRng> Core<R> {
             // An invite secret admits one arrival, only as the role it was made for; its
             // side comes from the invite.
             Some(i) => {
-                let inv = &self.invites[i];
+                let inv = &self.manager.invites[i];
                 if inv.role != announced {
                     self.alarm(
                         Alarm::InviteRoleMismatch(from.clone()),
@@ -385,14 +392,15 @@ impl<R: CryptoRng> Core<R> {
                     None
                 } else {
                     let side = inv.side;
-                    self.invites[i].used_by = Some(from.clone());
+                    self.manager.invites[i].used_by = Some(from.clone());
                     Some(side)
                 }
             }
             // A bare token: the server could have minted it. Held for a person, unless this
             // client was told to admit those too (then the server's side is all there is).
             None if self.cfg.admit_without_invite_secret => Some(
-                self.last_session
+                self.manager
+                    .last_session
                     .as_ref()
                     .and_then(|v| v.waiting.iter().find(|w| w.participant_id == from))
                     .and_then(|w| w.side)
@@ -400,7 +408,7 @@ impl<R: CryptoRng> Core<R> {
             ),
             None => None,
         };
-        let Some(p) = self.peers.get_mut(&from) else {
+        let Some(p) = self.manager.peers.get_mut(&from) else {
             return;
         };
         match bound {
@@ -425,14 +433,17 @@ impl<R: CryptoRng> Core<R> {
     // Mediators: a co-mediator whose consent verified under its invite is seated in joint by
     // the server already: sign it in there, and delegate roster signing to its key (§5.3).
     pub(super) fn delegate_to(&mut self, co: &ParticipantId) {
-        let (Some(me), Some(identity), Some(peer)) =
-            (self.me.as_ref(), self.identity.as_ref(), self.peers.get(co))
-        else {
+        let (Some(me), Some(identity), Some(peer)) = (
+            self.me.as_ref(),
+            self.identity.as_ref(),
+            self.manager.peers.get(co),
+        ) else {
             return;
         };
         let ik = peer.ann.ik_pub;
         let sig = identity.delegate(&me.session, &ik, confer_e2ee::identity::SCOPE_ROSTERS);
-        self.intents
+        self.manager
+            .intents
             .insert(co.clone(), Intent::In(ChannelId::joint()));
         if !self.add_delegation(ik, sig) {
             return;

@@ -163,6 +163,7 @@ impl<R: CryptoRng> Core<R> {
                 .filter(|m| !m.is_away() && m.participant_id != my_id)
             {
                 let fresh = self
+                    .keys
                     .key_epochs
                     .get(&(*cid, m.participant_id))
                     .is_some_and(|e| *e >= head.roster.epoch);

@@ -234,10 +234,11 @@ impl<R: CryptoRng> Core<R> {
             .map(|m| m.participant_id)
             .collect();
         let senders: BTreeSet<(Id16, Id16)> =
-            self.openers.keys().map(|(c, s, _)| (*c, *s)).collect();
+            self.keys.openers.keys().map(|(c, s, _)| (*c, *s)).collect();
         for (c, sender) in senders {
             if c == cid && !present.contains(&sender) {
-                self.expiries
+                self.keys
+                    .expiries
                     .push((now + self.cfg.keep_old_keys, c, sender, None));
             }
         }
@@ -261,12 +262,12 @@ impl<R: CryptoRng> Core<R> {
         for (from, env) in pending {
             self.on_envelope(from, env, now);
         }
-        let early = std::mem::take(&mut self.early_keys);
+        let early = std::mem::take(&mut self.keys.early_keys);
         for (at, from_id, msg) in early {
             if !self.install_key(from_id, &msg, now)
                 && now.duration_since(at) < self.cfg.stale_key_after
             {
-                self.early_keys.push((at, from_id, msg));
+                self.keys.early_keys.push((at, from_id, msg));
             }
         }
         if head.roster.kind == Kind::Joint {
@@ -289,7 +290,7 @@ impl<R: CryptoRng> Core<R> {
     pub(super) fn update_secured(&mut self) {
         let now_secured = self.my_channel.as_ref().map(|c| c.id.clone()).filter(|ch| {
             self.channel_id_of(ch)
-                .is_some_and(|cid| self.sealers.contains_key(&(*cid, STREAM_DATA)))
+                .is_some_and(|cid| self.keys.sealers.contains_key(&(*cid, STREAM_DATA)))
         });
         if now_secured != self.secured {
             self.secured = now_secured.clone();
@@ -310,7 +311,8 @@ impl<R: CryptoRng> Core<R> {
             .collect();
         for cid in cids {
             self.drop_sealers(cid);
-            self.channel_expiries
+            self.keys
+                .channel_expiries
                 .push((now + self.cfg.keep_old_keys, cid, ch.clone()));
         }
     }

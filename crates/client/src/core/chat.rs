@@ -11,6 +11,7 @@ impl<R: CryptoRng> Core<R> {
         let ch = self.secured.clone().ok_or(NotSecured)?;
         let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
         let (_, sealer, _) = self
+            .keys
             .sealers
             .get_mut(&(cid, STREAM_DATA))
             .ok_or(NotSecured)?;
@@ -39,6 +40,7 @@ impl<R: CryptoRng> Core<R> {
     ) -> Result<String, ChatRefused> {
         let sender = id16(from).ok_or(ChatRefused::NoKey)?;
         let opener = self
+            .keys
             .openers
             .get_mut(&(*cid, sender, STREAM_DATA))
             .ok_or(ChatRefused::NoKey)?;
@@ -82,7 +84,7 @@ impl<R: CryptoRng> Core<R> {
             self.failed(FailureReason::ChatMalformed);
             return;
         };
-        let opener = self.openers.get(&(cid, sender, STREAM_DATA));
+        let opener = self.keys.openers.get(&(cid, sender, STREAM_DATA));
         let key_held = opener.is_some_and(|o| o.holds(g));
         if opener.is_some_and(|o| o.oldest().is_some_and(|m| g < m)) {
             // Sealed before I joined (or under a key already deleted): never mine to read.
@@ -99,6 +101,7 @@ impl<R: CryptoRng> Core<R> {
         }
         let channel = self.chains.get(&cid).map(|s| s.server_channel.clone());
         let opened = self
+            .keys
             .openers
             .get_mut(&(cid, sender, STREAM_DATA))
             .map(|o| o.open(Codec::Data, &f.0));

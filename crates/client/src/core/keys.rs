@@ -2,6 +2,24 @@
 
 use super::*;
 
+/// Sender keys: my sealers per (room, stream), others' openers, and what expires when.
+#[derive(Default)]
+pub(super) struct KeyState {
+    /// Per (channel, sender, stream): the newest epoch I acknowledged a key for.
+    pub(super) acked: BTreeMap<(Id16, Id16, u8), u64>,
+    /// (channel, stream) -> my current generation, its sealer, and when it last stepped.
+    pub(super) sealers: BTreeMap<(Id16, u8), (u64, Sealer, Option<Instant>)>,
+    pub(super) next_generation: u64,
+    /// (channel, sender, stream) -> receive keys.
+    pub(super) openers: BTreeMap<(Id16, Id16, u8), Opener>,
+    pub(super) key_epochs: BTreeMap<(Id16, Id16), u64>,
+    pub(super) expiries: Vec<(Instant, Id16, Id16, Option<u64>)>,
+    pub(super) early_keys: Vec<(Instant, Id16, SenderKeyMsg)>,
+    /// When I last asked each publisher for a keyframe.
+    pub(super) keyframe_asked: BTreeMap<Id16, Instant>,
+    pub(super) channel_expiries: Vec<(Instant, Id16, ChannelId)>,
+}
+
 impl<R: CryptoRng> Core<R> {
     /// How many senders' receive keys I hold for a server channel.
     pub fn receive_keys_for(&self, ch: &ChannelId) -> usize {
@@ -11,7 +29,8 @@ impl<R: CryptoRng> Core<R> {
             .filter(|(_, s)| &s.server_channel == ch)
             .map(|(c, _)| *c)
             .collect();
-        self.openers
+        self.keys
+            .openers
             .keys()
             .filter(|(c, _, s)| cids.contains(c) && *s == STREAM_DATA)
             .count()
@@ -23,7 +42,8 @@ impl<R: CryptoRng> Core<R> {
         let (Some((cid, _)), Some(sender)) = (self.current_chain(ch), id16(from)) else {
             return 0;
         };
-        self.openers
+        self.keys
+            .openers
             .get(&(*cid, sender, stream))
             .map_or(0, |o| o.generations().len())
     }
@@ -66,7 +86,7 @@ impl<R: CryptoRng> Core<R> {
 
     /// The sender's EK: from its announcement (mediator side) or from any roster I hold.
     pub(super) fn ek_of(&self, p: &ParticipantId) -> Option<[u8; 32]> {
-        if let Some(peer) = self.peers.get(p) {
+        if let Some(peer) = self.manager.peers.get(p) {
             return Some(peer.ann.ek_pub);
         }
         if let Some((m, _, ek)) = &self.mediator
@@ -120,7 +140,12 @@ impl<R: CryptoRng> Core<R> {
         }
         // The hint names the invite secret; no trial decryption.
         let invite = match &hint {
-            Some(h) => match self.invites.iter().position(|i| i.hint[..] == h.0[..]) {
+            Some(h) => match self
+                .manager
+                .invites
+                .iter()
+                .position(|i| i.hint[..] == h.0[..])
+            {
                 Some(i) => Some(i),
                 None => {
                     self.failed(FailureReason::PairwiseUnknownPsk);
@@ -138,7 +163,7 @@ impl<R: CryptoRng> Core<R> {
         let Some(identity) = self.identity.as_ref() else {
             return;
         };
-        let psk = invite.map(|i| &self.invites[i].psk);
+        let psk = invite.map(|i| &self.manager.invites[i].psk);
         let Ok(pt) = pairwise::open(identity, &ek, pair, msg_type, seq, &sealed, psk) else {
             self.failed(FailureReason::PairwiseOpen);
             return;
@@ -165,10 +190,10 @@ impl<R: CryptoRng> Core<R> {
             self.failed(FailureReason::PairwiseDecode);
             return;
         };
-        if !self.install_key(from_id, &msg, now) && self.early_keys.len() < MAX_HELD_KEYS {
+        if !self.install_key(from_id, &msg, now) && self.keys.early_keys.len() < MAX_HELD_KEYS {
             // The sender saw the roster before I did (rosters and keys come from different
             // senders, so their order is not guaranteed): keep the key until my roster arrives.
-            self.early_keys.push((now, from_id, msg));
+            self.keys.early_keys.push((now, from_id, msg));
         }
     }
 
@@ -210,14 +235,18 @@ impl<R: CryptoRng> Core<R> {
         // rising counter and the relay keeps its order, so such a key could never be used
         // (and installing one again would reset its replay windows).
         let key = (msg.channel_id, from_id, msg.stream);
-        let stale = self.openers.get(&key).is_some_and(|o| {
+        let stale = self.keys.openers.get(&key).is_some_and(|o| {
             o.holds(msg.generation) || o.generations().iter().any(|g| *g > msg.generation)
         });
         if msg.generation > confer_e2ee::frame::MAX_GENERATION || stale {
             return true;
         }
         let keep = self.cfg.keep_old_keys;
-        let opener = self.openers.entry(key).or_insert_with(|| Opener::new(ctx));
+        let opener = self
+            .keys
+            .openers
+            .entry(key)
+            .or_insert_with(|| Opener::new(ctx));
         opener.add_generation_key(msg.generation, &msg.base_key);
         // Bounded: the current generation and at most MAX_OLD_GENERATIONS replaced ones.
         let mut held = opener.generations();
@@ -232,33 +261,37 @@ impl<R: CryptoRng> Core<R> {
             .copied()
             .filter(|g| *g < msg.generation)
             .collect();
-        self.expiries.retain(|(_, c, s, g)| {
+        self.keys.expiries.retain(|(_, c, s, g)| {
             !(*c == msg.channel_id && *s == from_id && g.is_some_and(|g| dropped.contains(&g)))
         });
         for g in older {
             let e = (now + keep, msg.channel_id, from_id, Some(g));
             if !self
+                .keys
                 .expiries
                 .iter()
                 .any(|x| (x.1, x.2, x.3) == (e.1, e.2, e.3))
             {
-                self.expiries.push(e);
+                self.keys.expiries.push(e);
             }
         }
         self.stats.keys_received += 1;
         // At most one acknowledgment per sender, room, stream and epoch: a member that floods
         // me with keys cannot make me flood it back.
-        let acked = self.acked.get(&key).is_some_and(|e| *e >= msg.epoch);
+        let acked = self.keys.acked.get(&key).is_some_and(|e| *e >= msg.epoch);
         if !acked {
-            self.acked.insert(key, msg.epoch);
+            self.keys.acked.insert(key, msg.epoch);
             self.send_ack(from_id, msg);
         }
         if superseded {
-            self.expiries
+            self.keys
+                .expiries
                 .push((now + keep, msg.channel_id, from_id, Some(msg.generation)));
             return true;
         }
-        self.key_epochs.insert((msg.channel_id, from_id), msg.epoch);
+        self.keys
+            .key_epochs
+            .insert((msg.channel_id, from_id), msg.epoch);
         // A receiver that switched to a publisher's new video key for the room it is in asks
         // for a keyframe, so its picture restarts under the new key without waiting for the
         // next periodic one; at most once a second per publisher, however many keys arrive.
@@ -268,6 +301,7 @@ impl<R: CryptoRng> Core<R> {
             .and_then(|c| self.channel_id_of(&c.id))
             .is_some_and(|c| *c == msg.channel_id);
         let due = self
+            .keys
             .keyframe_asked
             .get(&from_id)
             .is_none_or(|t| now.saturating_duration_since(*t) >= KEYFRAME_REQUEST_EVERY);
@@ -277,7 +311,7 @@ impl<R: CryptoRng> Core<R> {
             && (msg.stream == STREAM_CAMERA || msg.stream == STREAM_SCREEN)
             && let Some(publisher) = pid_of(&from_id)
         {
-            self.keyframe_asked.insert(from_id, now);
+            self.keys.keyframe_asked.insert(from_id, now);
             self.out
                 .push_back(ClientMessage::KeyframeRequest { publisher });
         }
@@ -327,8 +361,8 @@ impl<R: CryptoRng> Core<R> {
             return;
         };
         // One counter for every (channel, stream): a generation names one key of mine.
-        let generation = self.next_generation;
-        self.next_generation += 1;
+        let generation = self.keys.next_generation;
+        self.keys.next_generation += 1;
         let base = Secret32::random(&mut self.rng);
         let msg = SenderKeyMsg {
             channel_id: cid,
@@ -350,7 +384,7 @@ impl<R: CryptoRng> Core<R> {
         }
         // Switch at once: the relay keeps each sender's messages in order, so every recipient
         // holds the key before the first frame under it.
-        self.sealers.insert(
+        self.keys.sealers.insert(
             (cid, stream),
             (
                 generation,
@@ -364,6 +398,7 @@ impl<R: CryptoRng> Core<R> {
     // reveals about earlier frames is bounded; after step 15 it starts a new generation.
     pub(super) fn ratchet_sealers(&mut self, now: Instant) {
         let due: Vec<(Id16, u8)> = self
+            .keys
             .sealers
             .iter()
             .filter(|(_, (_, _, at))| {
@@ -372,7 +407,7 @@ impl<R: CryptoRng> Core<R> {
             .map(|(k, _)| *k)
             .collect();
         for (cid, stream) in due {
-            let Some((_, sealer, at)) = self.sealers.get_mut(&(cid, stream)) else {
+            let Some((_, sealer, at)) = self.keys.sealers.get_mut(&(cid, stream)) else {
                 continue;
             };
             if at.is_none() {
@@ -391,7 +426,7 @@ impl<R: CryptoRng> Core<R> {
             match roster {
                 Some(r) => self.rekey_stream(cid, &r, stream),
                 None => {
-                    self.sealers.remove(&(cid, stream));
+                    self.keys.sealers.remove(&(cid, stream));
                 }
             }
         }
@@ -399,6 +434,6 @@ impl<R: CryptoRng> Core<R> {
 
     // Never encrypt to `cid` again under any of my current keys for it.
     pub(super) fn drop_sealers(&mut self, cid: Id16) {
-        self.sealers.retain(|(c, _), _| *c != cid);
+        self.keys.sealers.retain(|(c, _), _| *c != cid);
     }
 }

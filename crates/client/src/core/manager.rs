@@ -2,6 +2,32 @@
 
 use super::*;
 
+/// What the managers (the mediator and delegated co-mediators) keep to place people and sign
+/// rosters.
+#[derive(Default)]
+pub(super) struct ManagerState {
+    // Mediator side.
+    pub(super) peers: BTreeMap<ParticipantId, Peer>,
+    pub(super) contacted: BTreeSet<ParticipantId>,
+    pub(super) admit_sent: BTreeSet<ParticipantId>,
+    /// Mediators: invite secrets made, bound to role and side, single use.
+    pub(super) invites: Vec<IssuedInvite>,
+    /// Mediators: participants that left, timed out or were kicked: never signed again.
+    pub(super) removed: BTreeMap<ParticipantId, Removal>,
+    /// Mediators: where this client told the server to put each participant. The server's
+    /// views are only believed where they agree with it.
+    pub(super) intents: BTreeMap<ParticipantId, Intent>,
+    /// Mediators: the last location where view and intent agreed.
+    pub(super) confirmed: BTreeMap<ParticipantId, ChannelId>,
+    /// Mediators: the `create_breakout` commands sent, in order.
+    pub(super) breakouts: Vec<BreakoutCmd>,
+    /// Mediators: every breakout the server ever listed.
+    pub(super) seen_breakouts: BTreeSet<ChannelId>,
+    pub(super) last_session: Option<SessionView>,
+    /// Mediators: session views received so far.
+    pub(super) views: u64,
+}
+
 /// Where the mediator's client sent someone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Intent {
@@ -40,7 +66,8 @@ impl<R: CryptoRng> Core<R> {
         let now = self.now;
         match &m {
             ClientMessage::Admit { participant_id } => {
-                self.intents
+                self.manager
+                    .intents
                     .insert(participant_id.clone(), Intent::In(ChannelId::joint()));
             }
             ClientMessage::Kick { participant_id } if self.is_manager() => {
@@ -57,13 +84,14 @@ impl<R: CryptoRng> Core<R> {
                 participant_id,
                 channel_id,
             } => {
-                self.intents
+                self.manager
+                    .intents
                     .insert(participant_id.clone(), Intent::In(channel_id.clone()));
             }
             ClientMessage::CreateBreakout { members } => {
-                let idx = self.breakouts.len();
-                let mut known_before = self.seen_breakouts.clone();
-                if let Some(v) = &self.last_session {
+                let idx = self.manager.breakouts.len();
+                let mut known_before = self.manager.seen_breakouts.clone();
+                if let Some(v) = &self.manager.last_session {
                     known_before.extend(
                         v.channels
                             .iter()
@@ -71,18 +99,20 @@ impl<R: CryptoRng> Core<R> {
                             .map(|c| c.id.clone()),
                     );
                 }
-                self.breakouts.push(BreakoutCmd {
+                self.manager.breakouts.push(BreakoutCmd {
                     members: members.clone(),
                     known_before,
                     room: None,
                     failed: false,
                 });
                 for p in members {
-                    self.intents.insert(p.clone(), Intent::NewBreakout(idx));
+                    self.manager
+                        .intents
+                        .insert(p.clone(), Intent::NewBreakout(idx));
                 }
             }
             ClientMessage::ReturnAll => {
-                for i in self.intents.values_mut() {
+                for i in self.manager.intents.values_mut() {
                     *i = Intent::In(ChannelId::joint());
                 }
             }
@@ -108,11 +138,13 @@ impl<R: CryptoRng> Core<R> {
             .iter()
             .filter(|m| !m.is_away())
             .filter_map(|m| pid_of(&m.participant_id))
-            .filter(|p| !self.removed.contains_key(p))
+            .filter(|p| !self.manager.removed.contains_key(p))
             .collect();
         for p in present {
-            self.intents.insert(p.clone(), Intent::In(room.clone()));
-            self.confirmed.insert(p, room.clone());
+            self.manager
+                .intents
+                .insert(p.clone(), Intent::In(room.clone()));
+            self.manager.confirmed.insert(p, room.clone());
         }
     }
 
@@ -120,7 +152,7 @@ impl<R: CryptoRng> Core<R> {
     // sign: the mediator takes it from the verified announcement and the invite (or person)
     // that bound it; a co-mediator from the current JOINT roster, which the mediator signed.
     pub(super) fn known_member(&self, p: &ParticipantId) -> Option<Member> {
-        if let Some(peer) = self.peers.get(p)
+        if let Some(peer) = self.manager.peers.get(p)
             && (peer.consent_ok || Some(p) == self.me.as_ref().map(|m| &m.pid))
             && let Some(side) = peer.side
         {
@@ -148,17 +180,17 @@ impl<R: CryptoRng> Core<R> {
     pub(super) fn remove(&mut self, p: ParticipantId, now: Instant, by_me: bool) {
         // Only someone this client knows of (bounded by MAX_PEERS): an id the server invents
         // was never signed and costs nothing to forget.
-        if !self.peers.contains_key(&p) {
+        if !self.manager.peers.contains_key(&p) {
             return;
         }
-        self.confirmed.remove(&p);
-        self.intents.remove(&p);
-        if let Some(peer) = self.peers.get_mut(&p) {
+        self.manager.confirmed.remove(&p);
+        self.manager.intents.remove(&p);
+        if let Some(peer) = self.manager.peers.get_mut(&p) {
             peer.consent_ok = false;
             peer.held = false;
         }
-        let view = self.views;
-        self.removed.entry(p).or_insert(Removal {
+        let view = self.manager.views;
+        self.manager.removed.entry(p).or_insert(Removal {
             at: now,
             by_me,
             view,
@@ -168,7 +200,9 @@ impl<R: CryptoRng> Core<R> {
     // Mediators: a removed participant that a view received after the removal still lists is
     // an alarm (after my own kick, once the grace has passed: a view may have been in flight).
     pub(super) fn check_relisted(&mut self, now: Instant) {
-        let Some(v) = &self.last_session else { return };
+        let Some(v) = &self.manager.last_session else {
+            return;
+        };
         let listed: Vec<ParticipantId> = v
             .waiting
             .iter()
@@ -179,8 +213,8 @@ impl<R: CryptoRng> Core<R> {
                     .flat_map(|c| c.members.iter().map(|m| &m.participant_id)),
             )
             .filter(|p| {
-                self.removed.get(*p).is_some_and(|r| {
-                    self.views > r.view
+                self.manager.removed.get(*p).is_some_and(|r| {
+                    self.manager.views > r.view
                         && (!r.by_me
                             || now.saturating_duration_since(r.at) >= self.cfg.unsigned_grace)
                 })
@@ -207,8 +241,8 @@ impl<R: CryptoRng> Core<R> {
                 room_of.insert(&m.participant_id, &c.id);
             }
         }
-        for idx in 0..self.breakouts.len() {
-            let cmd = &self.breakouts[idx];
+        for idx in 0..self.manager.breakouts.len() {
+            let cmd = &self.manager.breakouts[idx];
             if cmd.room.is_some() || cmd.failed {
                 continue;
             }
@@ -220,13 +254,14 @@ impl<R: CryptoRng> Core<R> {
                 .filter(|r| !cmd.known_before.contains(*r))
                 .collect();
             let claimed = rooms.iter().any(|r| {
-                self.breakouts
+                self.manager
+                    .breakouts
                     .iter()
                     .enumerate()
                     .any(|(j, b)| j != idx && b.room.as_ref() == Some(*r))
             });
             if rooms.len() > 1 || claimed {
-                self.breakouts[idx].failed = true;
+                self.manager.breakouts[idx].failed = true;
                 self.alarm(Alarm::BreakoutMismatch, idx.to_string());
                 continue;
             }
@@ -237,13 +272,14 @@ impl<R: CryptoRng> Core<R> {
                 continue;
             }
             for p in cmd.members.clone() {
-                if self.intents.get(&p) == Some(&Intent::NewBreakout(idx)) {
-                    self.intents.insert(p, Intent::In(room.clone()));
+                if self.manager.intents.get(&p) == Some(&Intent::NewBreakout(idx)) {
+                    self.manager.intents.insert(p, Intent::In(room.clone()));
                 }
             }
-            self.breakouts[idx].room = Some(room);
+            self.manager.breakouts[idx].room = Some(room);
         }
-        self.seen_breakouts
+        self.manager
+            .seen_breakouts
             .extend(room_of.values().map(|c| (*c).clone()));
     }
 
@@ -253,7 +289,7 @@ impl<R: CryptoRng> Core<R> {
         if !self.is_manager() {
             return;
         }
-        let Some(session) = self.last_session.clone() else {
+        let Some(session) = self.manager.last_session.clone() else {
             return;
         };
         let Some(me) = self.me.as_ref() else { return };
@@ -266,7 +302,7 @@ impl<R: CryptoRng> Core<R> {
         let mut location: BTreeMap<ParticipantId, (ChannelId, Role, u8)> = BTreeMap::new();
         for ch in &session.channels {
             for m in &ch.members {
-                if self.removed.contains_key(&m.participant_id) {
+                if self.manager.removed.contains_key(&m.participant_id) {
                     continue;
                 }
                 // The role the server reports must be the one the participant announced, and
@@ -285,12 +321,13 @@ impl<R: CryptoRng> Core<R> {
                     None => true,
                 };
                 let agreed = fits
-                    && matches!(self.intents.get(&m.participant_id), Some(Intent::In(c)) if *c == ch.id);
+                    && matches!(self.manager.intents.get(&m.participant_id), Some(Intent::In(c)) if *c == ch.id);
                 if agreed {
-                    self.confirmed
+                    self.manager
+                        .confirmed
                         .insert(m.participant_id.clone(), ch.id.clone());
                 }
-                if let Some(c) = self.confirmed.get(&m.participant_id) {
+                if let Some(c) = self.manager.confirmed.get(&m.participant_id) {
                     location.insert(m.participant_id.clone(), (c.clone(), m.role, side));
                 }
             }
@@ -308,6 +345,7 @@ impl<R: CryptoRng> Core<R> {
             .map(|w| w.participant_id.clone())
             .collect();
         let unplaced: Vec<ParticipantId> = self
+            .manager
             .confirmed
             .keys()
             .filter(|p| !in_rooms.contains(*p) && **p != my_pid)
@@ -315,7 +353,7 @@ impl<R: CryptoRng> Core<R> {
             .collect();
         for p in unplaced {
             if waiting.contains(&p) {
-                self.confirmed.remove(&p);
+                self.manager.confirmed.remove(&p);
             } else {
                 self.remove(p, now, false);
             }

@@ -14,7 +14,11 @@ impl<R: CryptoRng> Core<R> {
         }
         let ch = self.secured.clone().ok_or(NotSecured)?;
         let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
-        let (_, sealer, _) = self.sealers.get_mut(&(cid, stream)).ok_or(NotSecured)?;
+        let (_, sealer, _) = self
+            .keys
+            .sealers
+            .get_mut(&(cid, stream))
+            .ok_or(NotSecured)?;
         let frame = sealer.seal(codec, payload).map_err(|_| NotSecured)?;
         self.stats.frames_sealed += 1;
         Ok(frame)
@@ -25,7 +29,7 @@ impl<R: CryptoRng> Core<R> {
     pub fn media_generation(&self, stream: u8) -> Option<u64> {
         let ch = self.secured.as_ref()?;
         let cid = self.channel_id_of(ch)?;
-        self.sealers.get(&(*cid, stream)).map(|(g, _, _)| *g)
+        self.keys.sealers.get(&(*cid, stream)).map(|(g, _, _)| *g)
     }
 
     /// Opens a media frame that arrived from `publisher` on `stream` (the SFU slot it came in
@@ -84,12 +88,13 @@ impl<R: CryptoRng> Core<R> {
         let holds = |o: &Opener| o.holds(generation);
         let key = match here
             .map(|c| (c, sender, stream))
-            .filter(|k| self.openers.get(k).is_some_and(holds))
+            .filter(|k| self.keys.openers.get(k).is_some_and(holds))
         {
             Some(k) => k,
             None => {
                 let mine = || {
-                    self.openers
+                    self.keys
+                        .openers
                         .iter()
                         .filter(|((_, s, st), _)| *s == sender && *st == stream)
                 };
@@ -104,7 +109,11 @@ impl<R: CryptoRng> Core<R> {
                 }
             }
         };
-        let opener = self.openers.get_mut(&key).ok_or(MediaRejected::NoKey)?;
+        let opener = self
+            .keys
+            .openers
+            .get_mut(&key)
+            .ok_or(MediaRejected::NoKey)?;
         opener
             .open(codec, frame)
             .map_err(|_| MediaRejected::Invalid)

@@ -34,7 +34,8 @@ mod timers;
 
 use admission::{IssuedInvite, Peer};
 pub use alarms::Alarm;
-use manager::{BreakoutCmd, Intent, Removal};
+use keys::KeyState;
+use manager::{Intent, ManagerState};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -300,26 +301,6 @@ pub struct Core<R: CryptoRng> {
     me: Option<Me>,
     mediator: Option<(ParticipantId, [u8; 32], [u8; 32])>,
     consent_sent: bool,
-    // Mediator side.
-    peers: BTreeMap<ParticipantId, Peer>,
-    contacted: BTreeSet<ParticipantId>,
-    admit_sent: BTreeSet<ParticipantId>,
-    /// Mediators: invite secrets made, bound to role and side, single use.
-    invites: Vec<IssuedInvite>,
-    /// Mediators: participants that left, timed out or were kicked: never signed again.
-    removed: BTreeMap<ParticipantId, Removal>,
-    /// Mediators: where this client told the server to put each participant. The server's
-    /// views are only believed where they agree with it.
-    intents: BTreeMap<ParticipantId, Intent>,
-    /// Mediators: the last location where view and intent agreed.
-    confirmed: BTreeMap<ParticipantId, ChannelId>,
-    /// Mediators: the `create_breakout` commands sent, in order.
-    breakouts: Vec<BreakoutCmd>,
-    /// Mediators: every breakout the server ever listed.
-    seen_breakouts: BTreeSet<ChannelId>,
-    last_session: Option<SessionView>,
-    /// Mediators: session views received so far.
-    views: u64,
     // Everyone.
     my_channel: Option<ChannelView>,
     chains: BTreeMap<Id16, ChainState>,
@@ -338,23 +319,10 @@ pub struct Core<R: CryptoRng> {
     delegations: Vec<([u8; 32], [u8; 64])>,
     /// Co-mediators: the mediator's delegation of my own identity key, once received.
     my_delegation: Option<[u8; 64]>,
-    /// Per (channel, sender, stream): the newest epoch I acknowledged a key for.
-    acked: BTreeMap<(Id16, Id16, u8), u64>,
-    /// (channel, stream) -> my current generation, its sealer, and when it last stepped.
-    sealers: BTreeMap<(Id16, u8), (u64, Sealer, Option<Instant>)>,
-    next_generation: u64,
-    /// (channel, sender, stream) -> receive keys.
-    openers: BTreeMap<(Id16, Id16, u8), Opener>,
-    key_epochs: BTreeMap<(Id16, Id16), u64>,
-    expiries: Vec<(Instant, Id16, Id16, Option<u64>)>,
     pending: VecDeque<(ParticipantId, Envelope)>,
-    early_keys: Vec<(Instant, Id16, SenderKeyMsg)>,
     /// Chat frames that came before the key they name (its sender saw a roster before I did):
     /// (since, from, cid, frame), opened once the key is installed.
     early_chats: Vec<(Instant, ParticipantId, Bytes, Bytes)>,
-    /// When I last asked each publisher for a keyframe.
-    keyframe_asked: BTreeMap<Id16, Instant>,
-    channel_expiries: Vec<(Instant, Id16, ChannelId)>,
     seqs: Sequences,
     unsigned_since: BTreeMap<ParticipantId, Instant>,
     /// Since when someone in my roster has been missing from the server's view of my room.
@@ -368,6 +336,10 @@ pub struct Core<R: CryptoRng> {
     out: VecDeque<ClientMessage>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Managers (mediator, delegated co-mediators): what they place and sign.
+    manager: ManagerState,
+    /// Sender keys, mine and others', and their timers.
+    keys: KeyState,
 }
 
 impl<R: CryptoRng> std::fmt::Debug for Core<R> {
@@ -394,17 +366,6 @@ impl<R: CryptoRng> Core<R> {
             me: None,
             mediator: None,
             consent_sent: false,
-            peers: BTreeMap::new(),
-            contacted: BTreeSet::new(),
-            admit_sent: BTreeSet::new(),
-            invites: Vec::new(),
-            removed: BTreeMap::new(),
-            intents: BTreeMap::new(),
-            confirmed: BTreeMap::new(),
-            breakouts: Vec::new(),
-            seen_breakouts: BTreeSet::new(),
-            last_session: None,
-            views: 0,
             my_channel: None,
             chains: BTreeMap::new(),
             rooms: BTreeMap::new(),
@@ -412,19 +373,10 @@ impl<R: CryptoRng> Core<R> {
             names_shown: BTreeMap::new(),
             my_name,
             named: BTreeSet::new(),
-            acked: BTreeMap::new(),
             delegations: Vec::new(),
             my_delegation: None,
-            sealers: BTreeMap::new(),
-            next_generation: 0,
-            openers: BTreeMap::new(),
-            key_epochs: BTreeMap::new(),
-            expiries: Vec::new(),
             pending: VecDeque::new(),
-            early_keys: Vec::new(),
             early_chats: Vec::new(),
-            keyframe_asked: BTreeMap::new(),
-            channel_expiries: Vec::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
             departed_since: None,
@@ -436,6 +388,8 @@ impl<R: CryptoRng> Core<R> {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            manager: ManagerState::default(),
+            keys: KeyState::default(),
         }
     }
 
@@ -573,12 +527,13 @@ impl<R: CryptoRng> Core<R> {
                     channel: channel.as_ref().map(|c| c.id.clone()),
                 });
                 if role == Role::Mediator {
-                    self.intents
+                    self.manager
+                        .intents
                         .insert(participant_id.clone(), Intent::In(ChannelId::joint()));
-                    let (ik, ek) = self.keys();
+                    let (ik, ek) = self.my_keys();
                     self.mediator = Some((participant_id, ik, ek));
                     let ann = self.announcement();
-                    self.peers.insert(
+                    self.manager.peers.insert(
                         self.me_pid(),
                         Peer {
                             ann,
@@ -596,8 +551,8 @@ impl<R: CryptoRng> Core<R> {
                 self.reconcile(now);
             }
             ServerMessage::Session { session } => {
-                self.last_session = Some(session);
-                self.views += 1;
+                self.manager.last_session = Some(session);
+                self.manager.views += 1;
                 self.contact_waiting();
                 self.admit_ready();
                 self.reconcile(now);
@@ -650,7 +605,7 @@ impl<R: CryptoRng> Core<R> {
             .unwrap_or_else(|| ParticipantId::new("unknown").expect("valid id"))
     }
 
-    fn keys(&self) -> ([u8; 32], [u8; 32]) {
+    fn my_keys(&self) -> ([u8; 32], [u8; 32]) {
         self.identity
             .as_ref()
             .map(|i| (i.ik_pub(), i.ek_pub()))
@@ -723,15 +678,15 @@ impl<R: CryptoRng> Core<R> {
 
     fn end(&mut self) {
         // Drop every key: senders, receivers, chains, and the identity itself (all zeroize).
-        self.sealers.clear();
-        self.openers.clear();
+        self.keys.sealers.clear();
+        self.keys.openers.clear();
         self.chains.clear();
         self.pending.clear();
-        self.early_keys.clear();
+        self.keys.early_keys.clear();
         self.early_chats.clear();
         self.identity = None;
         self.secured = None;
-        self.invites.clear();
+        self.manager.invites.clear();
         self.name_claims.clear();
         self.my_name = None;
         if let Some(i) = self.cfg.invite.as_mut() {

@@ -12,7 +12,7 @@ impl<R: CryptoRng> Core<R> {
         };
         if self.is_mediator() {
             // The mediator commits to what the participant sent (in its next rosters).
-            if let Some(p) = self.peers.get_mut(&from) {
+            if let Some(p) = self.manager.peers.get_mut(&from) {
                 p.name = Some(n.commit());
             } else {
                 return;

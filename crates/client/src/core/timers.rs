@@ -8,16 +8,17 @@ impl<R: CryptoRng> Core<R> {
         self.now = Some(now);
         self.ratchet_sealers(now);
         let due: Vec<_> = self
+            .keys
             .expiries
             .iter()
             .filter(|e| e.0 <= now)
             .cloned()
             .collect();
-        self.expiries.retain(|e| e.0 > now);
+        self.keys.expiries.retain(|e| e.0 > now);
         for (_, cid, sender, g) in due {
             match g {
                 Some(g) => {
-                    for ((c, s, _), o) in self.openers.iter_mut() {
+                    for ((c, s, _), o) in self.keys.openers.iter_mut() {
                         if *c == cid && *s == sender {
                             o.remove_generation(g);
                         }
@@ -31,25 +32,28 @@ impl<R: CryptoRng> Core<R> {
                         .and_then(|s| s.chain.head())
                         .is_none_or(|h| h.roster.member(&sender).is_none_or(Member::is_away));
                     if absent {
-                        self.openers
+                        self.keys
+                            .openers
                             .retain(|(c, s, _), _| !(*c == cid && *s == sender));
                     }
                 }
             }
         }
         let keep = self.cfg.stale_key_after;
-        self.early_keys
+        self.keys
+            .early_keys
             .retain(|(at, _, _)| now.duration_since(*at) < keep);
         let due: Vec<_> = self
+            .keys
             .channel_expiries
             .iter()
             .filter(|e| e.0 <= now)
             .cloned()
             .collect();
-        self.channel_expiries.retain(|e| e.0 > now);
+        self.keys.channel_expiries.retain(|e| e.0 > now);
         for (_, cid, ch) in due {
             if self.my_channel.as_ref().map(|c| &c.id) != Some(&ch) {
-                self.openers.retain(|(c, _, _), _| *c != cid);
+                self.keys.openers.retain(|(c, _, _), _| *c != cid);
                 self.drop_sealers(cid);
             }
         }
