@@ -31,6 +31,7 @@ use confer_e2ee::roster::{
     self, Chain, Kind, Member, Roster, RosterError, SignedRoster, roster_hash,
 };
 use confer_e2ee::secret::Secret32;
+use confer_proto::envelope::{Bytes, Envelope};
 use confer_proto::{ErrorCode, Role};
 use serde_json::{Value, json};
 
@@ -946,6 +947,13 @@ fn generate() -> BTreeMap<&'static str, Value> {
         "hint": hex(&psk_hint(&psk))}),
     );
 
+    for (name, env) in sample_envelopes(&mut rng) {
+        msgs.push(
+            json!({"name": name, "type": "envelope", "envelope": envelope_fields(&env),
+            "data": env.to_data()}),
+        );
+    }
+
     out.insert("roster.json", file(rosters));
     out.insert("negative.json", file(neg));
     out.insert("messages.json", file(msgs));
@@ -1485,8 +1493,123 @@ fn judge_psk_hint(c: &Value) {
     assert_eq!(hex(&psk_hint(&psk)), s(c, "hint"));
 }
 
+/// One of each relay envelope kind (confer/1 §13), with bytes from the generator's RNG.
+fn sample_envelopes(rng: &mut TestRng) -> Vec<(&'static str, Envelope)> {
+    let mut b = |n: usize| {
+        let mut v = vec![0u8; n];
+        for x in v.chunks_mut(32) {
+            let r: [u8; 32] = rng.bytes();
+            x.copy_from_slice(&r[..x.len()]);
+        }
+        Bytes(v)
+    };
+    vec![
+        (
+            "envelope: announce",
+            Envelope::Announce {
+                pid: b(16),
+                role: 2,
+                ik: b(32),
+                ek: b(32),
+                sig: b(64),
+            },
+        ),
+        (
+            "envelope: pairwise, auth",
+            Envelope::Pw {
+                t: 1,
+                seq: 7,
+                enc: b(32),
+                ct: b(101),
+                hint: None,
+            },
+        ),
+        (
+            "envelope: pairwise, auth_psk with its hint",
+            Envelope::Pw {
+                t: 3,
+                seq: 0,
+                enc: b(32),
+                ct: b(113),
+                hint: Some(b(8)),
+            },
+        ),
+        (
+            "envelope: roster from the mediator",
+            Envelope::Roster {
+                ch: "caucus-A".into(),
+                enc: b(150),
+                sig: b(64),
+                dik: None,
+                dsig: None,
+            },
+        ),
+        (
+            "envelope: roster from a co-mediator",
+            Envelope::Roster {
+                ch: "joint".into(),
+                enc: b(150),
+                sig: b(64),
+                dik: Some(b(32)),
+                dsig: Some(b(64)),
+            },
+        ),
+        (
+            "envelope: delegation",
+            Envelope::Delegate {
+                ik: b(32),
+                sig: b(64),
+            },
+        ),
+        (
+            "envelope: chat",
+            Envelope::Chat {
+                cid: b(16),
+                f: b(275),
+            },
+        ),
+    ]
+}
+
+/// An envelope's fields as the vectors write them: bytes in hex, `seq` as a u64 string.
+fn envelope_fields(e: &Envelope) -> Value {
+    let mut v: Value = serde_json::from_str(&e.to_data()).unwrap();
+    let o = v.as_object_mut().unwrap();
+    for (k, x) in o.iter_mut() {
+        if k == "k" || k == "ch" || k == "t" || k == "role" {
+            continue;
+        }
+        if k == "seq" {
+            *x = json!(x.as_u64().unwrap().to_string());
+            continue;
+        }
+        let raw = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            x.as_str().unwrap(),
+        )
+        .unwrap();
+        *x = json!(hex(&raw));
+    }
+    v
+}
+
+fn judge_envelope(c: &Value) {
+    // The data string parses to an envelope whose fields are the case's, and the fields
+    // serialize to exactly that string.
+    let data = s(c, "data");
+    let parsed = Envelope::from_data(data).expect("the data parses");
+    assert_eq!(
+        &envelope_fields(&parsed),
+        &c["envelope"],
+        "{}",
+        s(c, "name")
+    );
+    assert_eq!(parsed.to_data(), data, "{}: canonical form", s(c, "name"));
+}
+
 fn judge_message(c: &Value) -> bool {
     match s(c, "type") {
+        "envelope" => judge_envelope(c),
         "announcement" => judge_announcement(c),
         "delegation" => judge_delegation(c),
         "sender_key" => judge_sender_key(c),

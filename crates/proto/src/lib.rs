@@ -1,4 +1,5 @@
-//! Confer's wire types: identifiers, roles, signalling messages and error codes.
+//! Confer's wire types: identifiers, roles, signalling messages, error codes, and the relay
+//! envelope clients put in `relay.data` (its secrets encrypted; confer/1 §13).
 //!
 //! Signalling is JSON text frames over one WebSocket (`GET /ws`); every frame is an object
 //! with a `"type"` field. The full protocol is documented in `docs/protocol/signalling.md`.
@@ -9,6 +10,7 @@
 //! assert!(matches!(msg, ClientMessage::Ping));
 //! ```
 
+pub mod envelope;
 mod error;
 mod ids;
 mod message;
