@@ -16,6 +16,8 @@ use confer_proto::{ChannelId, ClientMessage, Role, Side};
 use super::harness::{KEY_MARKER, Peer, PeerRng, config};
 
 const PLAINTEXT: &str = "PLAINTEXT-CANARY-we-accept-the-offer";
+/// Every participant's display name: it travels only end to end (pairwise type 4).
+const NAME: &str = "NAME-CANARY Ada Lovelace";
 
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
@@ -87,7 +89,9 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
         let token = ts.invite(role, side);
         let rng = rng.clone();
         let addr = ts.server.addr();
-        async move { Peer::join_with(addr, &token, config(), rng, Default::default()).await }
+        let mut cfg = config();
+        cfg.display_name = Some(NAME.to_owned());
+        async move { Peer::join_with(addr, &token, cfg, rng, Default::default()).await }
     };
     let mut m = join(Role::Mediator, None).await;
     m.secured_in("joint").await;
@@ -101,6 +105,8 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
     }
     a.chat(PLAINTEXT).await.unwrap();
     b.until_true(|s| s.has_chat(PLAINTEXT)).await;
+    // The names were really exchanged (and verified against the roster commitments).
+    b.until_true(|s| s.core.names().len() == 2).await;
     m.send(ClientMessage::Move {
         participant_id: a.pid.clone(),
         channel_id: ChannelId::caucus(Side::A),
@@ -137,6 +143,7 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
     assert!(frames.len() > 10);
     for f in &frames {
         assert!(!f.contains(PLAINTEXT), "plaintext on the wire: {f}");
+        assert!(!f.contains(NAME), "a name on the wire: {f}");
         assert!(!contains(f.as_bytes(), KEY_MARKER));
         let v: serde_json::Value = serde_json::from_str(f).expect("JSON frame");
         let mut fields = Vec::new();
@@ -150,6 +157,7 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
                 !contains(&field, PLAINTEXT.as_bytes()),
                 "plaintext on the wire in {f}"
             );
+            assert!(!contains(&field, NAME.as_bytes()), "a name on the wire in {f}");
         }
     }
     // 2. Everything logged, at every level.
@@ -159,6 +167,7 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
         "the server logged (at trace level) while the session ran"
     );
     assert!(!contains(&logged, PLAINTEXT.as_bytes()));
+    assert!(!contains(&logged, NAME.as_bytes()));
     assert!(!contains(&logged, KEY_MARKER));
     // 3. Everything on disk.
     let mut files = Vec::new();
@@ -166,6 +175,7 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
     assert!(files.iter().any(|(n, _)| n.ends_with("audit.db")));
     for (name, bytes) in files {
         assert!(!contains(&bytes, PLAINTEXT.as_bytes()), "{name}");
+        assert!(!contains(&bytes, NAME.as_bytes()), "{name}");
         assert!(!contains(&bytes, KEY_MARKER), "{name}");
     }
 }
