@@ -184,7 +184,33 @@ pub const CLIENT_TYPES: &[&str] = &[
 /// Decodes one client text frame, classifying failures into stable codes.
 pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
     match serde_json::from_str::<ClientMessage>(text) {
-        Ok(msg) => Ok(msg),
+        Ok(msg) => {
+            // serde's `deny_unknown_fields` does not reach the variants without fields of an
+            // internally tagged enum: `{"type":"ping","x":1}` would pass. Those take `type`
+            // alone.
+            let bare = matches!(
+                msg,
+                ClientMessage::Ping
+                    | ClientMessage::ReturnAll
+                    | ClientMessage::Lock
+                    | ClientMessage::Unlock
+                    | ClientMessage::End
+                    | ClientMessage::Leave
+            );
+            if bare
+                && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                    .is_ok_and(|m| m.len() != 1)
+            {
+                return Err(DecodeError {
+                    code: ErrorCode::InvalidMessage,
+                    detail: format!(
+                        "{}: unknown field (this message has no fields)",
+                        msg.type_name()
+                    ),
+                });
+            }
+            Ok(msg)
+        }
         Err(err) => Err(classify(text, &err)),
     }
 }
@@ -550,6 +576,21 @@ pub fn encode_server(msg: &ServerMessage) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_without_fields_refuse_extra_ones() {
+        for ty in ["ping", "return_all", "lock", "unlock", "end", "leave"] {
+            assert!(super::decode_client(&format!(r#"{{"type":"{ty}"}}"#)).is_ok());
+            let e = super::decode_client(&format!(r#"{{"type":"{ty}","secret":"eyJtoken"}}"#))
+                .unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::InvalidMessage, "{ty}");
+            assert!(
+                !e.detail.contains("secret") && !e.detail.contains("eyJ"),
+                "{}",
+                e.detail
+            );
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 
