@@ -1,22 +1,42 @@
 # Confer: the two commands are `make run` and `make test`.
 CARGO ?= cargo
+NPM ?= npm
+WEB := web-client
+# npm ci writes this file; it is older than package-lock.json exactly when the lock changed.
+WEB_DEPS := $(WEB)/node_modules/.package-lock.json
 
-.PHONY: run build test deps fmt lint unit check-deps clean
+.PHONY: run build test web web-deps deps fmt lint unit check-deps clean
 
 ## run: build everything, then start a development server with no external services.
 run: build
 	./target/debug/confer serve --dev
 
-build:
+## build: the Rust binaries and the web client (web-client/dist).
+build: web-deps
 	$(CARGO) build --workspace --bins
+	$(NPM) --prefix $(WEB) run build
 
-## test: install what the tests need, then formatting, lints, every suite, dependency rules.
+## test: install what the tests need, then formatting, lints, every suite, dependency rules,
+## then the web client's lints and suites.
 test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
 	$(CARGO) test --workspace --doc --locked
 	./scripts/check-deps.sh
+	$(MAKE) --no-print-directory web
+
+## web: the web client's lint (ESLint, tsc for each layer) and its Vitest suites, vectors included.
+web: web-deps
+	$(NPM) --prefix $(WEB) run lint
+	$(NPM) --prefix $(WEB) test
+
+## web-deps: npm ci, only when node_modules is missing or package-lock.json is newer (idempotent).
+web-deps: $(WEB_DEPS)
+
+$(WEB_DEPS): $(WEB)/package-lock.json
+	$(NPM) --prefix $(WEB) ci --no-audit --no-fund
+	touch $@
 
 ## deps: what the test suites need, installed only when missing (idempotent).
 deps:
@@ -27,4 +47,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf .confer-dev
+	rm -rf .confer-dev $(WEB)/dist

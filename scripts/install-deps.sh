@@ -2,6 +2,15 @@
 # Installs what `make test` needs when it is missing. Safe to run again and again.
 set -euo pipefail
 
+# Installs Debian packages (as root, or through sudo).
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends "$@" \
+    || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "$@"; }
+}
+
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   echo "install-deps: adding rustfmt and clippy" >&2
   rustup component add rustfmt clippy
@@ -16,9 +25,16 @@ fi
 # started as a service; the test starts its own on 127.0.0.1.
 if ! command -v turnserver >/dev/null 2>&1; then
   echo "install-deps: installing coturn (Debian package) for the TURN test" >&2
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y --no-install-recommends coturn \
-    || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends coturn; }
+  apt_install coturn
+fi
+
+# Node.js and npm: the web client's lint and suites (web-client/, `make web`). Debian's
+# packages, only when node is missing. web-client needs Node >= 20.19 (Vite 8, noble 2);
+# `make web` installs its npm packages itself (npm ci, when package-lock.json changed).
+if ! command -v node >/dev/null 2>&1; then
+  echo "install-deps: installing nodejs and npm (Debian packages) for the web client" >&2
+  apt_install nodejs npm
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "install-deps: warning: web-client needs Node >= 20.19, this is $(node --version); \`make web\` will fail" >&2
 fi
