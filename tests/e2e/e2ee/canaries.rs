@@ -157,7 +157,10 @@ async fn canaries_never_reach_the_server_its_logs_or_its_disk() {
                 !contains(&field, PLAINTEXT.as_bytes()),
                 "plaintext on the wire in {f}"
             );
-            assert!(!contains(&field, NAME.as_bytes()), "a name on the wire in {f}");
+            assert!(
+                !contains(&field, NAME.as_bytes()),
+                "a name on the wire in {f}"
+            );
         }
     }
     // 2. Everything logged, at every level.
