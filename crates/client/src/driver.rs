@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::OsRng;
 use crate::core::{Core, CoreConfig, Event};
+use crate::media::{MediaBook, MediaEvent, MediaOptions, MediaPeer};
 
 /// The largest server message the bot accepts (the server's default frame limit is 64 KiB;
 /// a relayed one adds its envelope).
@@ -121,6 +122,71 @@ pub fn check_bot_text(text: &str) -> bool {
     }
 }
 
+/// One server frame, strictly parsed: `None` for anything that is not a server message.
+pub fn parse_server(text: &str) -> Option<ServerMessage> {
+    serde_json::from_str(text).ok()
+}
+
+/// Everything the core queued for the server, as JSON text frames. `keep` decides per
+/// message (tests hold some back to play a broken client; `confer-bot` keeps all).
+pub fn drain_outgoing<R: rand_core::CryptoRng>(
+    core: &mut Core<R>,
+    mut keep: impl FnMut(&ClientMessage) -> bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(m) = core.poll_send() {
+        if keep(&m) {
+            // Plain data structures always serialize.
+            out.push(serde_json::to_string(&m).expect("client messages serialize"));
+        }
+    }
+    out
+}
+
+/// Hands one server message to the core and the media bookkeeping, in the order every shell
+/// needs: new slots first (held packets learn their publisher), then the core (keys may
+/// arrive), then the frames that were waiting for either.
+pub fn apply<R: rand_core::CryptoRng>(
+    core: &mut Core<R>,
+    book: &mut MediaBook,
+    msg: ServerMessage,
+    now: std::time::Instant,
+) {
+    if let ServerMessage::MediaSlots { slots } = &msg {
+        book.set_slots(core, slots, crate::media::now_us());
+    }
+    core.handle(msg, now);
+    book.retry(core, crate::media::now_us());
+}
+
+/// The media peer a welcome calls for, offered with the ICE servers (TURN) the welcome
+/// handed out: the peer, and the `media_offer` to send.
+pub async fn offer_media(
+    opts: &MediaOptions,
+    ice_servers: Vec<confer_proto::IceServer>,
+) -> anyhow::Result<(MediaPeer, ClientMessage)> {
+    let mut opts = opts.clone();
+    opts.ice_servers = ice_servers;
+    let (peer, sdp) = MediaPeer::offer(&opts).await?;
+    Ok((peer, ClientMessage::MediaOffer { sdp }))
+}
+
+/// What a media peer reported, applied to the bookkeeping; `false` when the peer is gone.
+pub fn on_media_event<R: rand_core::CryptoRng>(
+    core: &mut Core<R>,
+    book: &mut MediaBook,
+    ev: Option<MediaEvent>,
+) -> bool {
+    match ev {
+        Some(MediaEvent::Arrival(a)) => {
+            book.on_arrival(core, &a, crate::media::now_us());
+            true
+        }
+        Some(MediaEvent::State(_)) => true,
+        None => false,
+    }
+}
+
 /// Connects, runs for `seconds`, and returns the summary.
 pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     let invite = crate::link::Invite::parse(&opts.token).map_err(anyhow::Error::msg)?;
@@ -177,8 +243,8 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     };
     let mut frames = tokio::time::interval(opts.frame_every);
     loop {
-        while let Some(m) = core.poll_send() {
-            ws.send(Message::text(serde_json::to_string(&m)?)).await?;
+        for m in drain_outgoing(&mut core, |_| true) {
+            ws.send(Message::text(m)).await?;
         }
         while let Some(ev) = core.poll_event() {
             match ev {
@@ -224,16 +290,11 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                     None => std::future::pending().await,
                 }
             } => {
-                match ev {
-                    Some(crate::media::MediaEvent::Arrival(a)) => {
-                        book.on_arrival(&mut core, &a, crate::media::now_us());
-                    }
-                    Some(crate::media::MediaEvent::State(st)) => {
-                        if matches!(st, webrtc::peer_connection::RTCPeerConnectionState::Failed) {
-                            eprintln!("confer-bot: the media connection failed");
-                        }
-                    }
-                    None => media = None,
+                if let Some(MediaEvent::State(webrtc::peer_connection::RTCPeerConnectionState::Failed)) = &ev {
+                    eprintln!("confer-bot: the media connection failed");
+                }
+                if !on_media_event(&mut core, &mut book, ev) {
+                    media = None;
                 }
                 continue;
             }
@@ -267,21 +328,14 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                 break;
             }
         };
-        let Ok(msg) = serde_json::from_str::<ServerMessage>(text.as_str()) else {
+        let Some(msg) = parse_server(text.as_str()) else {
             continue;
         };
-        match &msg {
-            ServerMessage::MediaAnswer { sdp } => {
-                if let Some(peer) = media.as_mut()
-                    && let Err(e) = peer.accept_answer(sdp.clone()).await
-                {
-                    eprintln!("confer-bot: {e:#}");
-                }
-            }
-            ServerMessage::MediaSlots { slots } => {
-                book.set_slots(&mut core, slots, crate::media::now_us());
-            }
-            _ => {}
+        if let ServerMessage::MediaAnswer { sdp } = &msg
+            && let Some(peer) = media.as_mut()
+            && let Err(e) = peer.accept_answer(sdp.clone()).await
+        {
+            eprintln!("confer-bot: {e:#}");
         }
         let welcome_ice = match &msg {
             ServerMessage::Welcome { ice_servers, .. } => Some(ice_servers.clone()),
@@ -317,19 +371,16 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                 link.link(&opts.link_base)
             );
         }
-        core.handle(msg, Instant::now().into_std());
-        book.retry(&mut core, crate::media::now_us());
+        apply(&mut core, &mut book, msg, Instant::now().into_std());
         // The first welcome the core accepted (a later or refused one changes nothing).
         if let (Some(ice_servers), None, Some(r)) = (welcome_ice, role, core.role()) {
             role = Some(r);
             if let (Some(mo), None) = (&opts.media, &media) {
-                let mut mo = mo.clone();
-                mo.ice_servers = ice_servers;
-                match crate::media::MediaPeer::offer(&mo).await {
-                    Ok((peer, sdp)) => {
+                match offer_media(mo, ice_servers).await {
+                    Ok((peer, offer)) => {
                         media = Some(peer);
-                        let m = ClientMessage::MediaOffer { sdp };
-                        ws.send(Message::text(serde_json::to_string(&m)?)).await?;
+                        ws.send(Message::text(serde_json::to_string(&offer)?))
+                            .await?;
                     }
                     // Chat goes on without media.
                     Err(e) => eprintln!("confer-bot: no media: {e:#}"),

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use confer_client::driver;
 use confer_client::envelope::Envelope;
-use confer_client::media::{MediaBook, MediaEvent, MediaOptions, MediaPeer, now_us};
+use confer_client::media::{MediaBook, MediaOptions, MediaPeer, now_us};
 use confer_client::{Core, CoreConfig, Event, NotSecured};
 use confer_e2ee::frame::{STREAM_AUDIO, STREAM_CAMERA};
 use confer_proto::{ChannelId, ClientMessage, ParticipantId, Role, ServerMessage, Side};
@@ -225,15 +226,14 @@ impl Peer {
                 // Send what the core queued, record its events, tell the waiters.
                 let outgoing: Vec<String> = {
                     let mut s = st.lock().expect("lock");
-                    let mut out = Vec::new();
-                    while let Some(m) = s.core.poll_send() {
-                        let is_key = matches!(&m, ClientMessage::Relay { data, .. }
+                    let withhold = s.withhold_keys;
+                    // The shell `confer-bot` runs (driver), with one test hook: a broken client
+                    // that never sends its sender keys.
+                    let out = driver::drain_outgoing(&mut s.core, |m| {
+                        let is_key = matches!(m, ClientMessage::Relay { data, .. }
                             if matches!(Envelope::from_data(data), Some(Envelope::Pw { t: 1, .. })));
-                        if s.withhold_keys && is_key {
-                            continue;
-                        }
-                        out.push(serde_json::to_string(&m).expect("json"));
-                    }
+                        !(withhold && is_key)
+                    });
                     while let Some(e) = s.core.poll_event() {
                         s.events.push(e);
                     }
@@ -250,7 +250,7 @@ impl Peer {
                 tokio::select! {
                     m = ws.next() => match m {
                         Some(Ok(Message::Text(t))) => {
-                            let Ok(msg) = serde_json::from_str::<ServerMessage>(t.as_str()) else { continue };
+                            let Some(msg) = driver::parse_server(t.as_str()) else { continue };
                             match (&msg, behaviour.media_slots, media.as_mut()) {
                                 (ServerMessage::Welcome { ice_servers, .. }, Some(slots), None) => {
                                     let opts = MediaOptions {
@@ -258,12 +258,12 @@ impl Peer {
                                         audio_slots: slots,
                                         video_slots: slots,
                                         bind: [127, 0, 0, 1].into(),
-                                        ice_servers: ice_servers.clone(),
+                                        ice_servers: Vec::new(),
                                         relay_only: behaviour.relay_only,
                                     };
-                                    let (peer, sdp) = MediaPeer::offer(&opts).await.expect("media offer");
+                                    let (peer, offer) = driver::offer_media(&opts, ice_servers.clone()).await.expect("media offer");
                                     media = Some(peer);
-                                    let offer = serde_json::to_string(&ClientMessage::MediaOffer { sdp }).expect("json");
+                                    let offer = serde_json::to_string(&offer).expect("json");
                                     st.lock().expect("lock").outbound.push(offer.clone());
                                     if ws.send(Message::text(offer)).await.is_err() {
                                         break;
@@ -278,14 +278,11 @@ impl Peer {
                             let mut s = st.lock().expect("lock");
                             let s = &mut *s;
                             s.inbound.push(msg.clone());
-                            if let ServerMessage::MediaSlots { slots } = &msg {
-                                s.media.set_slots(&mut s.core, slots, now_us());
-                            }
+                            // A malicious client (test hook) ignores its end and keeps its keys.
                             let ignore = s.keep_keys && matches!(msg, ServerMessage::SessionEnded | ServerMessage::Kicked);
                             if !ignore {
-                                s.core.handle(msg, tokio::time::Instant::now().into_std());
+                                driver::apply(&mut s.core, &mut s.media, msg, tokio::time::Instant::now().into_std());
                             }
-                            s.media.retry(&mut s.core, now_us());
                         }
                         Some(Ok(Message::Close(f))) => {
                             st.lock().expect("lock").closed = Some(f.map(|f| u16::from(f.code)).unwrap_or(1005));
@@ -355,13 +352,8 @@ impl Peer {
                         {
                         let mut s = st.lock().expect("lock");
                         let s = &mut *s;
-                        match ev {
-                            Some(MediaEvent::Arrival(a)) => s.media.on_arrival(&mut s.core, &a, now_us()),
-                            Some(MediaEvent::State(_)) => {
-                                s.media_connected = media.as_ref().is_some_and(|m| m.is_connected());
-                            }
-                            _ => {}
-                        }
+                        driver::on_media_event(&mut s.core, &mut s.media, ev);
+                        s.media_connected = media.as_ref().is_some_and(|m| m.is_connected());
                         }
                         n += 1;
                         let _ = bump.send(n);
