@@ -362,10 +362,28 @@ impl Room {
         &self.routing
     }
 
-    /// Feeds one input. On `Err`, nothing changed and no output was queued.
+    /// Feeds one input. On `Err`, nothing changed and no output was queued, with one
+    /// exception: time passes first, so grace periods that ran out by `now` expire, and if
+    /// that ended the session the input is refused with [`RoomError::Ended`] after the end's
+    /// outputs were queued.
     pub fn handle_input(&mut self, input: Input) -> Result<(), RoomError> {
         if self.ended {
             return Err(RoomError::Ended);
+        }
+        let now = match &input {
+            Input::Join { now, .. }
+            | Input::Resume { now, .. }
+            | Input::Disconnected { now, .. }
+            | Input::Command { now, .. }
+            | Input::Timeout { now } => *now,
+        };
+        self.advance(now);
+        // The session's own timer may just have ended it: nothing joins or acts in it then.
+        if self.ended {
+            return match input {
+                Input::Timeout { .. } => Ok(()),
+                _ => Err(RoomError::Ended),
+            };
         }
         match input {
             Input::Join {
@@ -373,31 +391,16 @@ impl Room {
                 role,
                 side,
                 resume_token,
-                now,
-            } => {
-                self.advance(now);
-                self.join(participant, role, side, resume_token)
-            }
+                ..
+            } => self.join(participant, role, side, resume_token),
             Input::Resume {
                 participant,
                 resume_token,
-                now,
-            } => {
-                self.advance(now);
-                self.resume(&participant, resume_token)
-            }
-            Input::Disconnected { participant, now } => {
-                self.advance(now);
-                self.disconnected(&participant)
-            }
-            Input::Command { from, command, now } => {
-                self.advance(now);
-                self.command(&from, command)
-            }
-            Input::Timeout { now } => {
-                self.advance(now);
-                Ok(())
-            }
+                ..
+            } => self.resume(&participant, resume_token),
+            Input::Disconnected { participant, .. } => self.disconnected(&participant),
+            Input::Command { from, command, .. } => self.command(&from, command),
+            Input::Timeout { .. } => Ok(()),
         }
     }
 

@@ -177,6 +177,41 @@ fn the_session_ends_when_everyone_is_gone() {
 }
 
 #[test]
+fn an_input_that_arrives_after_the_rooms_own_timer_ended_it_is_refused() {
+    // The mediator drops and its grace runs out; before the shell's timer fires, a join, a
+    // command and a resume arrive. Time passes first, the session ends, and each is refused.
+    let mut h = RoomHarness::new(RoomConfig::default().resume_grace(Duration::from_secs(30)));
+    let m = h.join(Role::Mediator, None).unwrap();
+    h.disconnect(&m).unwrap();
+    h.skip(Duration::from_secs(31));
+    assert!(!h.ended, "nothing told the room yet");
+    assert_eq!(h.join(Role::Party, Some(Side::A)), Err(RoomError::Ended));
+    assert!(h.ended && h.room.is_ended());
+    assert!(!h.room.contains(&m));
+    assert_eq!(h.cmd(&m, Command::Lock), Err(RoomError::Ended));
+    assert_eq!(h.resume(&m), Err(RoomError::Ended));
+    let joined = h
+        .audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::Arrived)
+        .count();
+    assert_eq!(joined, 1, "only the mediator ever arrived");
+}
+
+#[test]
+fn a_command_racing_the_timer_of_a_live_session_still_counts() {
+    // Time passing first only expires who was due: the others act as usual.
+    let mut h = RoomHarness::new(RoomConfig::default().resume_grace(Duration::from_secs(30)));
+    let m = h.join(Role::Mediator, None).unwrap();
+    let a = h.join(Role::Party, Some(Side::A)).unwrap();
+    h.disconnect(&a).unwrap();
+    h.skip(Duration::from_secs(31));
+    h.cmd(&m, Command::Lock).unwrap();
+    assert!(!h.room.contains(&a), "A expired first");
+    assert!(h.room.is_locked());
+}
+
+#[test]
 fn leave_is_immediate() {
     let Cast { mut h, m, a, .. } = cast();
     h.cmd(&a, Command::Leave).unwrap();
