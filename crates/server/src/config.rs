@@ -63,6 +63,10 @@ pub struct Config {
     pub turn_secret_file: PathBuf,
     /// Lifetime of the TURN credentials given to a participant, in seconds.
     pub turn_credential_ttl_secs: u64,
+    /// The built web client (the folder holding `index.html`, e.g. `web-client/dist`), served
+    /// at `/`. Empty: no web client, `/` shows a short landing page. `--dev` uses
+    /// `web-client/dist` when that folder holds an `index.html`.
+    pub web_root: PathBuf,
 }
 
 impl Default for Config {
@@ -92,6 +96,7 @@ impl Default for Config {
             turn_urls: Vec::new(),
             turn_secret_file: PathBuf::new(),
             turn_credential_ttl_secs: 12 * 3600,
+            web_root: PathBuf::new(),
         }
     }
 }

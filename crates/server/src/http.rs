@@ -1,28 +1,33 @@
-//! HTTP routes: the landing page, health, readiness, the WebSocket, and metrics.
+//! HTTP routes: health, readiness, the WebSocket, the web client or landing page
+//! ([`crate::web`]), and metrics.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::state::AppState;
+use crate::web::WebRoot;
 
 // The WebSocket layer refuses frames over this many times the configured limit outright
 // (close 1009); between the limit and this, the server answers `frame_too_large` and keeps
 // the connection, so a client learns what went wrong.
 const HARD_LIMIT_FACTOR: usize = 4;
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+/// The public port: the API routes, the page (`web` when there is a web root), and the strict
+/// headers of [`crate::web::security_headers`] on every response.
+pub(crate) fn router(state: Arc<AppState>, web: Option<WebRoot>) -> Router {
     Router::new()
-        .route("/", get(landing))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/ws", get(ws))
         .with_state(state)
+        .merge(crate::web::router(web))
+        .layer(axum::middleware::map_response(crate::web::security_headers))
 }
 
 pub(crate) fn metrics_router(handle: PrometheusHandle) -> Router {
@@ -47,8 +52,4 @@ async fn ws(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Re
         .max_message_size(hard)
         .max_frame_size(hard)
         .on_upgrade(move |socket| crate::ws::serve(socket, state))
-}
-
-async fn landing() -> Html<&'static str> {
-    Html(include_str!("landing.html"))
 }

@@ -21,6 +21,7 @@ mod session;
 mod state;
 pub mod token;
 pub mod turn;
+pub mod web;
 mod ws;
 
 use std::net::SocketAddr;
@@ -67,6 +68,16 @@ pub enum StartError {
     /// `media_public_addr` is not an IP:port.
     #[error("media_public_addr {0:?} is not an address like 203.0.113.7:7882")]
     MediaAddr(String),
+    /// The web root is not a folder holding `index.html`.
+    #[error(
+        "cannot serve the web client from {path}: {error}; build it (`make build` writes web-client/dist) or point web_root at the folder holding index.html (empty: no web client)"
+    )]
+    WebRoot {
+        /// Which folder.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
     /// A port could not be bound.
     #[error(
         "cannot listen on {addr}: {error}; is another Confer running? Pick another address with --listen (or `listen`/`metrics_listen` in the config)"
@@ -85,6 +96,7 @@ pub struct Server {
     addr: SocketAddr,
     metrics_addr: SocketAddr,
     media_addr: Option<SocketAddr>,
+    web_dir: Option<std::path::PathBuf>,
     state: Arc<AppState>,
 }
 
@@ -96,6 +108,17 @@ impl Server {
             path: config.data_dir.display().to_string(),
             error,
         })?;
+        let web = if config.web_root.as_os_str().is_empty() {
+            None
+        } else {
+            Some(
+                web::WebRoot::open(&config.web_root).map_err(|error| StartError::WebRoot {
+                    path: config.web_root.display().to_string(),
+                    error,
+                })?,
+            )
+        };
+        let web_dir = web.as_ref().map(|w| w.dir().to_owned());
         let tokens = token::Tokens::load_or_create(&config.signing_key_path())?;
         let audit = audit::AuditLog::start(&config.audit_path())?;
         let retention = config.audit_retention_days;
@@ -158,7 +181,7 @@ impl Server {
             config.turn_credential_ttl_secs,
         )?;
         let state = Arc::new(AppState::new(config, tokens, audit, media, turn));
-        let app = http::router(state.clone());
+        let app = http::router(state.clone(), web);
         // Signalling is many small messages: send each at once (no Nagle, no delayed-ACK stall).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
@@ -180,6 +203,7 @@ impl Server {
             addr,
             metrics_addr,
             media_addr,
+            web_dir,
             state,
         })
     }
@@ -192,6 +216,11 @@ impl Server {
     /// The SFU's UDP address, when media is enabled.
     pub fn media_addr(&self) -> Option<SocketAddr> {
         self.media_addr
+    }
+
+    /// The web client's folder (resolved), when `web_root` is set.
+    pub fn web_dir(&self) -> Option<&std::path::Path> {
+        self.web_dir.as_deref()
     }
 
     /// The metrics address actually bound.

@@ -120,6 +120,9 @@ impl Source {
     }
 }
 
+/// The web client `--dev` serves when it has been built (`make build`) and `web_root` is empty.
+const DEV_WEB_ROOT: &str = "web-client/dist";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -148,6 +151,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(l) = media_listen {
                 config.media_listen = l;
+            }
+            if source.dev && config.web_root.as_os_str().is_empty() {
+                // `make run` builds the page here; without it `/` is the landing page.
+                let built = PathBuf::from(DEV_WEB_ROOT);
+                if built.join("index.html").is_file() {
+                    config.web_root = built;
+                }
             }
             init_logging(&config.log_level);
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -265,7 +275,22 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
         }
     )?;
     writeln!(out)?;
-    writeln!(out, "  Web:        http://{addr}/")?;
+    match server.web_dir() {
+        Some(dir) => writeln!(
+            out,
+            "  Web:        http://{addr}/ (web client from {})",
+            dir.display()
+        )?,
+        None => writeln!(
+            out,
+            "  Web:        http://{addr}/ (landing page only: no web_root{})",
+            if dev {
+                ", and no web-client/dist here; `make build` makes it"
+            } else {
+                ""
+            }
+        )?,
+    }
     if !dev {
         writeln!(out, "  Public URL: {}", server.config().public_url)?;
     }

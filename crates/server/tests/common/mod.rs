@@ -45,7 +45,17 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
+        Self::start_in(dir, None).await
+    }
+
+    /// Like [`Serve::start`], with the process started in `cwd` (where `--dev` looks for
+    /// `web-client/dist`) when given.
+    pub async fn start_in(dir: &Path, cwd: Option<&Path>) -> Self {
+        let mut command = Command::new(BIN);
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args([
                 "serve",
                 "--dev",
