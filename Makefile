@@ -5,7 +5,7 @@ WEB := web-client
 # npm ci writes this file; it is older than package-lock.json exactly when the lock changed.
 WEB_DEPS := $(WEB)/node_modules/.package-lock.json
 
-.PHONY: run build test web web-deps deps fmt lint unit check-deps clean
+.PHONY: run build test web browsers web-deps deps fmt lint unit check-deps clean
 
 ## run: build everything, then start a development server with no external services.
 run: build
@@ -17,7 +17,7 @@ build: web-deps
 	$(NPM) --prefix $(WEB) run build
 
 ## test: install what the tests need, then formatting, lints, every suite, dependency rules,
-## then the web client's lints and suites.
+## then the web client's lints and suites, then the browser tests.
 test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
@@ -25,11 +25,18 @@ test: deps
 	$(CARGO) test --workspace --doc --locked
 	./scripts/check-deps.sh
 	$(MAKE) --no-print-directory web
+	$(MAKE) --no-print-directory browsers
 
 ## web: the web client's lint (ESLint, tsc for each layer) and its Vitest suites, vectors included.
 web: web-deps
 	$(NPM) --prefix $(WEB) run lint
 	$(NPM) --prefix $(WEB) test
+
+## browsers: the browser tests (web-client/e2e): the page, built afresh, served by a real
+## target/debug/confer, in Debian's chromium and firefox-esr (scripts/install-deps.sh).
+browsers: web-deps
+	$(CARGO) build --workspace --bins --locked
+	$(NPM) --prefix $(WEB) run test:browsers
 
 ## web-deps: npm ci, only when node_modules is missing or package-lock.json is newer (idempotent).
 web-deps: $(WEB_DEPS)

@@ -38,3 +38,14 @@ fi
 if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
   echo "install-deps: warning: web-client needs Node >= 20.19, this is $(node --version); \`make web\` will fail" >&2
 fi
+
+# Browsers for web-client's browser tests (web-client/e2e, `make browsers`): Debian's chromium
+# (driven by playwright-core) and firefox-esr (driven by puppeteer-core over WebDriver BiDi).
+# Never a browser build downloaded by a test tool.
+browsers=()
+command -v chromium >/dev/null 2>&1 || browsers+=(chromium)
+command -v firefox-esr >/dev/null 2>&1 || browsers+=(firefox-esr)
+if [ "${#browsers[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${browsers[*]} (Debian packages) for the browser tests" >&2
+  apt_install "${browsers[@]}"
+fi

@@ -1,4 +1,5 @@
-// Vite builds the page (index.html, src/main.ts) into dist/; Vitest runs test/ in Node.
+// Vite builds the page (index.html, src/main.ts, src/app/) into dist/; Vitest runs test/ in
+// Node (the browser tests in e2e/ have their own config, e2e/vitest.config.ts).
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
@@ -8,6 +9,8 @@ export default defineConfig({
     sourcemap: false,
     // Reproducible output: no inlined assets whose names depend on anything but content.
     assetsInlineLimit: 0,
+    // Only current browsers run the client: no modulepreload polyfill in the entry chunk.
+    modulePreload: { polyfill: false },
   },
   test: {
     include: ["test/**/*.test.ts"],
