@@ -28,8 +28,9 @@ pub const MAX_HELD_CHAT_BYTES: usize = 66 * 1024;
 pub const MAX_HELD_KEYS: usize = 256;
 /// Per (room, sender, stream): replaced generations kept besides the current one (§6.4).
 pub const MAX_OLD_GENERATIONS: usize = 2;
-/// Rosters a manager keeps per chain to hand a newcomer the chain from its genesis (§7.6).
-pub const MAX_CHAIN_HISTORY: usize = 64;
+/// Rosters a manager keeps per room (every chain, newest first kept) to hand a newcomer the
+/// room's history; also the hashes a client remembers per chain (§7.5, §7.6).
+pub const MAX_CHAIN_HISTORY: usize = 1024;
 /// Distinct alarms remembered (each is raised once); more are counted, not stored.
 pub const MAX_ALARMS: usize = 1024;
 

@@ -57,7 +57,8 @@ async fn the_client_alarms_on_replay_rollback_fork_gap_and_forgery() {
     let (first, latest) = (joint[0].clone(), joint.last().cloned().unwrap());
     assert!(p[1].with(|s| s.alarms().is_empty()));
 
-    // The same bytes the server would replay, relayed again from the mediator's pseudonym.
+    // The same bytes the server would replay, relayed again from the mediator's pseudonym:
+    // A holds that roster already, so nothing changes (managers resend a room's history).
     let old = Envelope::Roster {
         ch: first.0.clone(),
         enc: Bytes(first.1.clone()),
@@ -67,6 +68,15 @@ async fn the_client_alarms_on_replay_rollback_fork_gap_and_forgery() {
     }
     .to_data();
     p[0].relay_raw(&a_pid, old);
+    // A roster of an older epoch that A never accepted (the mediator's key signed it; the
+    // server held it back): a rollback.
+    let older = p[0].with(|s| {
+        resign(&latest.1, s.core.identity().unwrap(), |r| {
+            r.epoch = 1;
+            r.members.retain(|x| x.role == 0);
+        })
+    });
+    p[0].relay_raw(&a_pid, older);
     p[1].until_true(|s| s.alarms().contains(&"roster_rollback".to_string()))
         .await;
 

@@ -57,7 +57,12 @@ impl<R: CryptoRng> Core<R> {
         peer.held = false;
         peer.consent_ok = true;
         peer.side = Some(side.map_or(0, |s| s.number()));
-        self.admit_ready();
+        if role == Role::CoMediator {
+            // Seated in joint by the server already: a person's decision delegates to it.
+            self.delegate_to(p);
+        } else {
+            self.admit_ready();
+        }
         true
     }
 
@@ -325,6 +330,13 @@ impl<R: CryptoRng> Core<R> {
             signature: identity.sign(&signed),
         };
         let psk = self.cfg.invite.as_ref().and_then(|i| i.psk.clone());
+        // My name goes to the mediator just before my consent (under the same invite secret):
+        // the mediator takes a name only before the consent that admits me, and commits to it
+        // in the roster that does.
+        if let Some(n) = self.my_name.as_ref().map(NameMsg::encode) {
+            self.send_pairwise(m_id, &mediator_ek, MsgType::Name, &n, psk.as_ref());
+            self.named.insert(m_id);
+        }
         self.send_pairwise(
             m_id,
             &mediator_ek,
@@ -332,12 +344,6 @@ impl<R: CryptoRng> Core<R> {
             &ack.encode(),
             psk.as_ref(),
         );
-        // My name goes to the mediator with my consent (under the same invite secret), so
-        // the mediator can commit to it in the roster that admits me.
-        if let Some(n) = self.my_name.as_ref().map(NameMsg::encode) {
-            self.send_pairwise(m_id, &mediator_ek, MsgType::Name, &n, psk.as_ref());
-            self.named.insert(m_id);
-        }
         // Managers are seated by the server without a waiting room: the acknowledgment to
         // the mediator is all there is.
         let manager = self.me.as_ref().is_some_and(|m| m.role.is_manager());
@@ -357,6 +363,11 @@ impl<R: CryptoRng> Core<R> {
         let Some(peer) = self.manager.peers.get(&from) else {
             return;
         };
+        // One consent per arrival: a second one (bare, or under another invite) can neither
+        // hold an admitted participant again nor rebind its side.
+        if peer.consent_ok || peer.held {
+            return;
+        }
         let Ok(ack) = ConsentAck::decode(pt) else {
             self.stats.consents_rejected += 1;
             return;
@@ -398,7 +409,9 @@ impl<R: CryptoRng> Core<R> {
             }
             // A bare token: the server could have minted it. Held for a person, unless this
             // client was told to admit those too (then the server's side is all there is).
-            None if self.cfg.admit_without_invite_secret => Some(
+            // Never a co-mediator: roster signing is delegated only under an invite made for
+            // that role, or by a person (`admit_held`).
+            None if self.cfg.admit_without_invite_secret && announced != Role::CoMediator => Some(
                 self.manager
                     .last_session
                     .as_ref()

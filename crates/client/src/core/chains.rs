@@ -121,6 +121,11 @@ impl<R: CryptoRng> Core<R> {
         };
         let Some(me) = self.me.as_ref() else { return };
         let cid = sr.roster.channel_id;
+        // A roster I already hold (a manager resending a room's history to someone new to a
+        // chain, §7.5) changes nothing and is no rollback.
+        if self.chains.values().any(|s| s.seen.contains(&sr.hash)) {
+            return;
+        }
         // A chain that a newer chain of its room replaced stays closed (§7.6).
         if self.rooms.values().any(|r| r.retired.contains(&cid)) {
             self.alarm(Alarm::ChainRevived, hex::encode(cid));
@@ -155,17 +160,21 @@ impl<R: CryptoRng> Core<R> {
                     self.alarm(Alarm::ChainUnlinked, hex::encode(cid));
                     return;
                 }
-                // Managers keep every roster of a chain, to hand newcomers the whole chain.
-                let mut history = self
+                let mut seen = self
                     .chains
                     .get(&cid)
-                    .map(|s| s.history.clone())
+                    .map(|s| s.seen.clone())
                     .unwrap_or_default();
-                if self.is_manager()
-                    && history.len() < MAX_CHAIN_HISTORY
-                    && let Some(h) = chain.head()
-                {
-                    history.push(h.clone());
+                if let Some(h) = chain.head() {
+                    if seen.len() < MAX_CHAIN_HISTORY {
+                        seen.insert(h.hash);
+                    }
+                    // Managers keep the room's history, to hand newcomers (with the
+                    // delegation it came with, if a co-mediator signed it).
+                    if self.is_manager() {
+                        let extra = del.filter(|_| from != m_pid);
+                        self.record_lineage(&server_channel, h.clone(), extra);
+                    }
                 }
                 self.chains.insert(
                     cid,
@@ -173,7 +182,7 @@ impl<R: CryptoRng> Core<R> {
                         chain,
                         server_channel,
                         advanced_at: now,
-                        history,
+                        seen,
                     },
                 );
                 self.adopt_placements(cid);

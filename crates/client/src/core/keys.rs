@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Sender keys held for a roster that has not arrived, per sender.
+const HELD_KEYS_PER_SENDER: usize = 16;
+
 /// Sender keys: my sealers per (room, stream), others' openers, and what expires when.
 #[derive(Default)]
 pub(super) struct KeyState {
@@ -190,9 +193,19 @@ impl<R: CryptoRng> Core<R> {
             self.failed(FailureReason::PairwiseDecode);
             return;
         };
-        if !self.install_key(from_id, &msg, now) && self.keys.early_keys.len() < MAX_HELD_KEYS {
-            // The sender saw the roster before I did (rosters and keys come from different
-            // senders, so their order is not guaranteed): keep the key until my roster arrives.
+        // The sender saw the roster before I did (rosters and keys come from different
+        // senders, so their order is not guaranteed): keep the key until my roster arrives;
+        // at most a few per sender, so one member cannot crowd out everyone else's.
+        let mine = self
+            .keys
+            .early_keys
+            .iter()
+            .filter(|(_, s, _)| *s == from_id)
+            .count();
+        if !self.install_key(from_id, &msg, now)
+            && self.keys.early_keys.len() < MAX_HELD_KEYS
+            && mine < HELD_KEYS_PER_SENDER
+        {
             self.keys.early_keys.push((now, from_id, msg));
         }
     }
@@ -211,6 +224,14 @@ impl<R: CryptoRng> Core<R> {
         };
         if msg.epoch > head.roster.epoch {
             return false;
+        }
+        // Keys only under a room's current chain: a chain a newer one replaced keys nobody.
+        if !self
+            .rooms
+            .values()
+            .any(|r| r.current == Some(msg.channel_id))
+        {
+            return true;
         }
         // Only members the mediator signed into the current epoch get to key this channel, and
         // only if I am in it too (with my own keys). A key for an older epoch from a sender

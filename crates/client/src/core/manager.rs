@@ -6,6 +6,9 @@ use super::*;
 /// rosters.
 #[derive(Default)]
 pub(super) struct ManagerState {
+    /// Participants whose placement my own commands changed and the server's view has not
+    /// confirmed yet: a co-mediator signs only for these (§15.11).
+    pub(super) own_pending: BTreeSet<ParticipantId>,
     // Mediator side.
     pub(super) peers: BTreeMap<ParticipantId, Peer>,
     pub(super) contacted: BTreeSet<ParticipantId>,
@@ -69,10 +72,12 @@ impl<R: CryptoRng> Core<R> {
                 self.manager
                     .intents
                     .insert(participant_id.clone(), Intent::In(ChannelId::joint()));
+                self.manager.own_pending.insert(participant_id.clone());
             }
             ClientMessage::Kick { participant_id } if self.is_manager() => {
-                // Final at once: re-sign every room without the target, without waiting for
-                // the server to agree.
+                // Final at once for me: never signed again. The mediator re-signs every room
+                // without the target at once; a co-mediator leaves that to the mediator (one
+                // signer per change, §15.11) and alarms if the server keeps listing it.
                 if let Some(now) = now {
                     self.remove(participant_id.clone(), now, true);
                     self.out.push_back(m);
@@ -87,6 +92,7 @@ impl<R: CryptoRng> Core<R> {
                 self.manager
                     .intents
                     .insert(participant_id.clone(), Intent::In(channel_id.clone()));
+                self.manager.own_pending.insert(participant_id.clone());
             }
             ClientMessage::CreateBreakout { members } => {
                 let idx = self.manager.breakouts.len();
@@ -109,11 +115,13 @@ impl<R: CryptoRng> Core<R> {
                     self.manager
                         .intents
                         .insert(p.clone(), Intent::NewBreakout(idx));
+                    self.manager.own_pending.insert(p.clone());
                 }
             }
             ClientMessage::ReturnAll => {
-                for i in self.manager.intents.values_mut() {
+                for (p, i) in self.manager.intents.iter_mut() {
                     *i = Intent::In(ChannelId::joint());
+                    self.manager.own_pending.insert(p.clone());
                 }
             }
             _ => {}
@@ -132,13 +140,17 @@ impl<R: CryptoRng> Core<R> {
         };
         let Some(head) = s.chain.head() else { return };
         let room = s.server_channel.clone();
+        let me = self.me.as_ref().map(|m| m.pid.clone());
+        // Never my own placement (my commands decide it), never one of my moves still in
+        // flight (an older roster of the other manager's must not cancel it).
         let present: Vec<ParticipantId> = head
             .roster
             .members
             .iter()
             .filter(|m| !m.is_away())
             .filter_map(|m| pid_of(&m.participant_id))
-            .filter(|p| !self.manager.removed.contains_key(p))
+            .filter(|p| !self.manager.removed.contains_key(p) && Some(p) != me.as_ref())
+            .filter(|p| !self.manager.own_pending.contains(p))
             .collect();
         for p in present {
             self.manager
@@ -176,13 +188,33 @@ impl<R: CryptoRng> Core<R> {
         Some(m)
     }
 
+    // Managers: the room's history, newest `MAX_CHAIN_HISTORY` rosters of all its chains.
+    pub(super) fn record_lineage(
+        &mut self,
+        room: &ChannelId,
+        sr: SignedRoster,
+        del: Option<Delegation>,
+    ) {
+        let r = self.rooms.entry(room.clone()).or_default();
+        if r.lineage.len() >= MAX_CHAIN_HISTORY {
+            r.lineage.remove(0);
+        }
+        r.lineage.push((sr, del));
+    }
+
     // Mediators: `p` left, timed out or was kicked: out of every roster for good.
     pub(super) fn remove(&mut self, p: ParticipantId, now: Instant, by_me: bool) {
-        // Only someone this client knows of (bounded by MAX_PEERS): an id the server invents
-        // was never signed and costs nothing to forget.
-        if !self.manager.peers.contains_key(&p) {
+        // Only someone this client knows of (an announcement, bounded by MAX_PEERS, or for a
+        // co-mediator the JOINT roster): an id the server invents was never signed and costs
+        // nothing to forget.
+        let in_joint = id16(&p).is_some_and(|id| {
+            self.head_for(&ChannelId::joint())
+                .is_some_and(|h| h.roster.member(&id).is_some())
+        });
+        if !self.manager.peers.contains_key(&p) && !in_joint {
             return;
         }
+        self.manager.own_pending.remove(&p);
         self.manager.confirmed.remove(&p);
         self.manager.intents.remove(&p);
         if let Some(peer) = self.manager.peers.get_mut(&p) {
@@ -296,6 +328,7 @@ impl<R: CryptoRng> Core<R> {
         let my_pid = me.pid.clone();
         self.check_relisted(now);
         self.resolve_breakouts(&session);
+        let mut mine: BTreeSet<ChannelId> = BTreeSet::new();
         // Where each admitted, verified participant is.
         // Only where the server's view agrees with what this client asked for; elsewhere the
         // last agreed place stands (a move in flight, or a server that lies).
@@ -323,9 +356,17 @@ impl<R: CryptoRng> Core<R> {
                 let agreed = fits
                     && matches!(self.manager.intents.get(&m.participant_id), Some(Intent::In(c)) if *c == ch.id);
                 if agreed {
-                    self.manager
+                    let before = self
+                        .manager
                         .confirmed
                         .insert(m.participant_id.clone(), ch.id.clone());
+                    // A placement of my own command, now confirmed: the rooms it touches are
+                    // mine to sign (a co-mediator signs nothing else).
+                    if self.manager.own_pending.remove(&m.participant_id) {
+                        mine.insert(ch.id.clone());
+                        mine.insert(ChannelId::joint());
+                        mine.extend(before);
+                    }
                 }
                 if let Some(c) = self.manager.confirmed.get(&m.participant_id) {
                     location.insert(m.participant_id.clone(), (c.clone(), m.role, side));
@@ -387,12 +428,16 @@ impl<R: CryptoRng> Core<R> {
                 r.retired.insert(cid);
                 r.link = last;
             }
-            if let Some(s) = self.chains.get_mut(&cid) {
-                s.history.clear();
-            }
             self.drop_sealers(cid);
         }
+        // One signer per change (§15.11): the mediator signs whatever changed; a co-mediator
+        // only the rooms its own commands just changed (never a departure the server reports,
+        // which the mediator signs), so two managers do not sign one epoch twice.
+        let co_mediator = !self.is_mediator();
         for (ch, kind) in channels {
+            if co_mediator && !mine.contains(&ch) {
+                continue;
+            }
             let joint = kind == ChannelKind::Joint;
             // Managers sign rosters, so every manager is listed in every one: present where
             // it is, flagged away elsewhere (and then sent no keys there). Every manager
@@ -482,13 +527,19 @@ impl<R: CryptoRng> Core<R> {
             chain: chain.clone(),
             server_channel: ch.clone(),
             advanced_at: now,
-            history: Vec::new(),
+            seen: BTreeSet::new(),
         });
         state.chain = chain;
         state.advanced_at = now;
-        if state.history.len() < MAX_CHAIN_HISTORY {
-            state.history.push(signed.clone());
+        if state.seen.len() < MAX_CHAIN_HISTORY {
+            state.seen.insert(signed.hash);
         }
+        // A co-mediator's rosters carry the mediator's delegation of its key.
+        let mine = self
+            .my_delegation
+            .filter(|_| !self.is_mediator())
+            .map(|d| (m_ik, d));
+        self.record_lineage(ch, signed.clone(), mine);
         // Every member gets the new roster; a newcomer to the chain gets the chain from its
         // genesis (so it can check the link to the room's previous chain, §7.6); a member it
         // removes gets the roster that removed it.
@@ -502,26 +553,22 @@ impl<R: CryptoRng> Core<R> {
             .iter()
             .map(|m| m.participant_id)
             .collect();
-        let history = state.history.clone();
-        // A co-mediator's rosters carry the mediator's delegation of its key.
-        let del = self
-            .my_delegation
-            .filter(|_| !self.is_mediator())
-            .map(|d| (Bytes(m_ik.to_vec()), Bytes(d.to_vec())));
-        let env = |s: &SignedRoster| Envelope::Roster {
+        let lineage = self
+            .rooms
+            .get(ch)
+            .map(|r| r.lineage.clone())
+            .unwrap_or_default();
+        let env = |(s, del): &(SignedRoster, Option<Delegation>)| Envelope::Roster {
             ch: ch.as_str().to_owned(),
             enc: Bytes(s.encoded.clone()),
             sig: Bytes(s.signature.to_vec()),
-            dik: del.as_ref().map(|d| d.0.clone()),
-            dsig: del.as_ref().map(|d| d.1.clone()),
+            dik: del.map(|d| Bytes(d.0.to_vec())),
+            dsig: del.map(|d| Bytes(d.1.to_vec())),
         };
+        let newest = std::slice::from_ref(lineage.last().expect("just recorded"));
         for r in before.union(&after).filter(|r| **r != my_id) {
             let Some(to) = pid_of(r) else { continue };
-            let send: &[SignedRoster] = if before.contains(r) {
-                std::slice::from_ref(&signed)
-            } else {
-                &history
-            };
+            let send: &[_] = if before.contains(r) { newest } else { &lineage };
             for s in send {
                 self.relay(RelayTarget::Participant(to.clone()), &env(s));
             }

@@ -268,6 +268,9 @@ fn pid_of(id: &Id16) -> Option<ParticipantId> {
     ParticipantId::new(hex::encode(id)).ok()
 }
 
+/// A co-mediator's identity key and the mediator's delegation of it.
+type Delegation = ([u8; 32], [u8; 64]);
+
 /// A room's chains, as this client knows them: the current one and those it replaced.
 #[derive(Default)]
 struct RoomChains {
@@ -275,6 +278,10 @@ struct RoomChains {
     retired: BTreeSet<Id16>,
     /// Mediators: the last hash of the room's previous chain, for the next chain's genesis.
     link: Option<[u8; 32]>,
+    /// Managers: the room's rosters, every chain in order (the newest `MAX_CHAIN_HISTORY`),
+    /// each with the delegation it was sent with: a newcomer to a chain is sent all of them,
+    /// so it can follow the room's links from whatever chain it holds (§7.6).
+    lineage: Vec<(SignedRoster, Option<Delegation>)>,
 }
 
 struct Me {
@@ -288,9 +295,9 @@ struct ChainState {
     chain: Chain,
     server_channel: ChannelId,
     advanced_at: Instant,
-    /// Managers: every roster of this chain (at most `MAX_CHAIN_HISTORY`), to hand a
-    /// newcomer the chain from its genesis.
-    history: Vec<SignedRoster>,
+    /// Hashes of every roster of this chain I accepted or signed (at most
+    /// `MAX_CHAIN_HISTORY`): a manager resending them to a newcomer is no rollback.
+    seen: BTreeSet<[u8; 32]>,
 }
 
 /// The confer/1 client state machine.

@@ -11,11 +11,12 @@ impl<R: CryptoRng> Core<R> {
             return;
         };
         if self.is_mediator() {
-            // The mediator commits to what the participant sent (in its next rosters).
-            if let Some(p) = self.manager.peers.get_mut(&from) {
-                p.name = Some(n.commit());
-            } else {
-                return;
+            // The mediator commits to what the participant sent before it was admitted, once:
+            // a later rename would make the mediator re-sign every room (and everyone rekey)
+            // at the participant's will.
+            match self.manager.peers.get_mut(&from) {
+                Some(p) if p.name.is_none() && !p.consent_ok => p.name = Some(n.commit()),
+                _ => return,
             }
         }
         if self.name_claims.len() < MAX_PEERS || self.name_claims.contains_key(&from_id) {
