@@ -884,3 +884,54 @@ fn a_roster_from_a_co_mediator_without_a_valid_delegation_is_refused() {
     assert!(alarmed(&t.a, "delegation_invalid"));
     assert_eq!(t.a.roster_epoch(&joint()), epoch);
 }
+
+#[test]
+fn a_display_name_that_does_not_match_the_roster_commitment_is_never_shown() {
+    let (mut t, from_m) = Trio::all_in_joint();
+    let now = t.now;
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    // B gave no name (its roster entry commits to none); it now sends A a name anyway.
+    let (from_id, to_id): ([u8; 16], [u8; 16]) = (
+        hex::decode(t.bp.as_str()).unwrap().try_into().unwrap(),
+        hex::decode(t.ap.as_str()).unwrap().try_into().unwrap(),
+    );
+    let name = confer_e2ee::messages::NameMsg {
+        salt: [5; 16],
+        name: "The Mediator".into(),
+    };
+    let pair = Pair {
+        session_id: b"s1",
+        from: from_id,
+        to: to_id,
+    };
+    let a_ek = t.a.identity().unwrap().ek_pub();
+    let sealed = pairwise::seal(
+        &mut os_rng(),
+        t.b.identity().unwrap(),
+        &a_ek,
+        pair,
+        MsgType::Name,
+        1_000,
+        &name.encode(),
+        None,
+    )
+    .unwrap();
+    let env = Envelope::Pw {
+        t: 4,
+        seq: 1_000,
+        enc: Bytes(sealed.enc.to_vec()),
+        ct: Bytes(sealed.ct),
+        hint: None,
+    };
+    t.a.handle(
+        ServerMessage::Relayed {
+            from: t.bp.clone(),
+            channel: None,
+            data: env.to_data(),
+        },
+        now,
+    );
+    assert!(t.a.names().is_empty(), "{:?}", t.a.names());
+    assert_eq!(t.a.stats().names_rejected, 1);
+    assert_eq!(t.a.stats().names_verified, 0);
+}
