@@ -185,6 +185,10 @@ impl<R: CryptoRng> Core<R> {
             })
             .collect();
         for p in new {
+            // Bounded: the server names the arrivals, and may not grow this without end.
+            if self.manager.contacted.len() >= 4 * MAX_PEERS {
+                break;
+            }
             let env = self.announce_envelope();
             self.relay(RelayTarget::Participant(p.clone()), &env);
             self.manager.contacted.insert(p);

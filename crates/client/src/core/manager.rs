@@ -310,9 +310,13 @@ impl<R: CryptoRng> Core<R> {
             }
             self.manager.breakouts[idx].room = Some(room);
         }
-        self.manager
-            .seen_breakouts
-            .extend(room_of.values().map(|c| (*c).clone()));
+        // Bounded like the other server-named sets (breakout numbers are never reused, so a
+        // full set only makes later commands wait, never accept an old room).
+        for c in room_of.values() {
+            if self.manager.seen_breakouts.len() < 4 * MAX_PEERS {
+                self.manager.seen_breakouts.insert((*c).clone());
+            }
+        }
     }
 
     /// Managers: make the signed rosters match who is where, as far as the manager verified
