@@ -1,6 +1,9 @@
 // The layer rules (WEB.md) and the twin rule (STYLE.md, "Twins"), checked so they cannot
-// silently stop holding: core/ is file for file with crates/e2ee/src, each file names its twin
-// on its first line, the core tsconfig has no DOM, and the lint rules reject what they must.
+// silently stop holding: core/ is file for file with crates/e2ee/src and with the Rust client
+// core crates/client/src/core (its mod.rs is client.ts), and back; each file names its twin on
+// its first line; each client core twin uses the alarm codes, failure reasons and constants its
+// Rust twin uses, all of them in codes.ts; the core tsconfig has no DOM; and the lint rules
+// reject what they must.
 
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
@@ -13,25 +16,114 @@ import tseslint from "typescript-eslint";
 import { describe, expect, it } from "vitest";
 
 import { coreLayerRules, pageLayerRules } from "../eslint.config.js";
+import * as codes from "../src/core/codes.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CORE = path.join(ROOT, "src/core");
 const RUST = path.resolve(ROOT, "../crates/e2ee/src");
+const CLIENT_RUST = path.resolve(ROOT, "../crates/client/src/core");
 
-describe("core/ is the twin of crates/e2ee/src", () => {
-  it("file for file, each TS file naming its Rust twin on its first line", () => {
-    const rust = readdirSync(RUST)
-      .filter((f) => f.endsWith(".rs"))
-      .map((f) => f.slice(0, -3))
-      .sort();
+/** The TS twin of a file of the Rust client core: `mod.rs` is `client.ts`, the rest keep their names. */
+function clientTwin(rs: string): string {
+  return rs === "mod" ? "client" : rs;
+}
+
+function rustNames(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".rs"))
+    .map((f) => f.slice(0, -3))
+    .sort();
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
+describe("core/ is the twin of crates/e2ee/src and crates/client/src/core", () => {
+  it("file for file and back, each TS file naming its Rust twin on its first line", () => {
+    // TS name -> the Rust file it twins.
+    const twins = new Map<string, string>();
+    for (const name of rustNames(RUST)) {
+      twins.set(name, `crates/e2ee/src/${name}.rs`);
+    }
+    for (const name of rustNames(CLIENT_RUST)) {
+      const ts = clientTwin(name);
+      expect(twins.get(ts), `${name}.rs of the client core would share ${ts}.ts`).toBeUndefined();
+      twins.set(ts, `crates/client/src/core/${name}.rs`);
+    }
     const mine = readdirSync(CORE)
       .filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"))
       .map((f) => f.slice(0, -3))
       .sort();
-    expect(mine).toEqual(rust);
+    expect(mine).toEqual([...twins.keys()].sort());
     for (const name of mine) {
       const first = readFileSync(path.join(CORE, `${name}.ts`), "utf8").split("\n")[0];
-      expect(first, `${name}.ts`).toMatch(new RegExp(`^// Twin of crates/e2ee/src/${name}\\.rs`));
+      expect(first, `${name}.ts`).toMatch(new RegExp(`^// Twin of ${escape(twins.get(name) ?? "?")}`));
+    }
+  });
+
+  it("each Rust client core file names its TS twin", () => {
+    for (const name of rustNames(CLIENT_RUST).filter((n) => n !== "mod")) {
+      const head = readFileSync(path.join(CLIENT_RUST, `${name}.rs`), "utf8").split("\n")[0] ?? "";
+      expect(head, `${name}.rs`).toContain(`core/${clientTwin(name)}.ts`);
+    }
+  });
+});
+
+/** Rust source without comments and `use` declarations (which name what a file merely imports). */
+function rustCode(file: string): string {
+  return readFileSync(file, "utf8")
+    .replace(/\/\/.*$/gm, "")
+    .replace(/^\s*(pub(\([a-z]+\))? )?use [^;]*;/gms, "");
+}
+
+/** TS source without comments. */
+function tsCode(file: string): string {
+  return readFileSync(file, "utf8")
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/\/\/.*$/gm, "");
+}
+
+describe("the client core twins use the shared codes and constants", () => {
+  // The constants of crates/e2ee/src/codes.rs: a `Duration` is `<NAME>_MS` in codes.ts.
+  const codesRs = readFileSync(path.join(RUST, "codes.rs"), "utf8");
+  const durations = new Set([...codesRs.matchAll(/pub const ([A-Z0-9_]+): Duration/g)].map((m) => m[1] ?? ""));
+  const shared = new Set([...codesRs.matchAll(/pub const ([A-Z0-9_]+):/g)].map((m) => m[1] ?? ""));
+  const tsName = (rs: string): string => (durations.has(rs) ? `${rs}_MS` : rs);
+
+  it.each(rustNames(CLIENT_RUST))("%s.rs: every code and constant it uses, its twin uses too", (name) => {
+    const rs = rustCode(path.join(CLIENT_RUST, `${name}.rs`));
+    const ts = tsCode(path.join(CORE, `${clientTwin(name)}.ts`));
+    const used = (re: RegExp): string[] => [...new Set([...rs.matchAll(re)].map((m) => m[1] ?? ""))].sort();
+    for (const v of used(/AlarmCode::([A-Za-z]+)/g)) {
+      expect(Object.keys(codes.AlarmCode), `AlarmCode::${v}`).toContain(v);
+      expect(ts, `${clientTwin(name)}.ts: AlarmCode.${v}`).toMatch(new RegExp(`\\bAlarmCode\\.${v}\\b`));
+    }
+    for (const v of used(/FailureReason::([A-Za-z]+)/g)) {
+      expect(Object.keys(codes.FailureReason), `FailureReason::${v}`).toContain(v);
+      expect(ts, `${clientTwin(name)}.ts: FailureReason.${v}`).toMatch(new RegExp(`\\bFailureReason\\.${v}\\b`));
+    }
+    for (const c of used(/\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b/g)) {
+      if (shared.has(c)) {
+        expect(Object.keys(codes), `codes.ts: ${tsName(c)}`).toContain(tsName(c));
+      }
+      expect(ts, `${clientTwin(name)}.ts: ${tsName(c)}`).toMatch(new RegExp(`\\b${tsName(c)}\\b`));
+    }
+  });
+
+  it("every alarm code and constant the Rust client core imports exists in codes.ts", () => {
+    const all = rustNames(CLIENT_RUST)
+      .map((n) => readFileSync(path.join(CLIENT_RUST, `${n}.rs`), "utf8"))
+      .join("\n");
+    const imported = [...all.matchAll(/confer_e2ee::codes::\{([^}]*)\}/g)].flatMap((m) =>
+      (m[1] ?? "").split(",").map((x) => x.trim()).filter((x) => /^[A-Z][A-Z0-9_]+$/.test(x)),
+    );
+    expect(imported.length).toBeGreaterThan(0);
+    for (const c of imported) {
+      expect(Object.keys(codes), `codes.ts: ${tsName(c)}`).toContain(tsName(c));
+    }
+    for (const m of all.matchAll(/AlarmCode::([A-Za-z]+)/g)) {
+      expect(Object.keys(codes.AlarmCode)).toContain(m[1]);
     }
   });
 });
@@ -148,8 +240,8 @@ describe("the page lint rules", () => {
     },
   );
 
-  it("hold for src/main.ts today", () => {
+  it("hold for src/main.ts: it imports no crypto and nothing of core/", async () => {
     const main = readFileSync(path.join(ROOT, "src/main.ts"), "utf8");
-    expect(main).not.toMatch(/^\s*import\b/m);
+    expect(await lint(main, pageLayerRules)).toEqual([]);
   });
 });

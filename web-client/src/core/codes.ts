@@ -30,7 +30,10 @@ export const MAX_HELD_CHAT_BYTES = 66 * 1024;
 export const MAX_HELD_KEYS = 256;
 /** Per (room, sender, stream): replaced generations kept besides the current one (§6.4). */
 export const MAX_OLD_GENERATIONS = 2;
-/** Rosters a manager keeps per chain to hand a newcomer the chain from its genesis (§7.6). */
+/**
+ * Rosters a manager keeps per room (every chain, newest kept) to hand a newcomer the room's
+ * history; also the hashes a client remembers per chain (§7.5, §7.6).
+ */
 export const MAX_CHAIN_HISTORY = 1024;
 /** Distinct alarms remembered (each is raised once); more are counted, not stored. */
 export const MAX_ALARMS = 1024;

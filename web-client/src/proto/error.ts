@@ -34,3 +34,20 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /** Every code, in documentation order (Rust: `ErrorCode::ALL`). */
 export const ERROR_CODES: readonly ErrorCode[] = Object.values(ErrorCode);
+
+/**
+ * Why a frame could not be decoded, with the stable code it maps to. `detail` names the
+ * message type and field from static text only: it never echoes the frame (which may hold a
+ * token).
+ */
+export class DecodeError extends Error {
+  constructor(
+    /** The stable code. */
+    readonly code: ErrorCode,
+    /** Which message type or field, from static text only. */
+    readonly detail: string,
+  ) {
+    super(`${code}: ${detail}`);
+    this.name = "DecodeError";
+  }
+}
