@@ -112,7 +112,7 @@ export const pageLayerRules = {
 };
 
 export default defineConfig(
-  { ignores: ["dist/", "node_modules/", "coverage/"] },
+  { ignores: ["dist/", "dist-bot/", "node_modules/", "coverage/", "e2e/artifacts/"] },
   js.configs.recommended,
   tseslint.configs.strictTypeChecked,
   tseslint.configs.stylisticTypeChecked,
