@@ -2,11 +2,11 @@
 
 import type { ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- the client core speaks crates/proto's wire types (sans-IO, ES2022)
 import type { Core } from "./client.js";
-import { ChatRefused, NotSecured, durationSince, id16 } from "./client.js";
+import { ChatRefused, durationSince, id16 } from "./client.js";
 import { FailureReason, HOLD_FOR_KEY_MS, MAX_EARLY_CHATS, MAX_HELD_CHAT_BYTES } from "./codes.js";
 import { toHex, utf8Decode, utf8Encode } from "./enc.js";
 import { STREAM_DATA, frameGeneration } from "./frame.js";
-import { openerKey, streamKey } from "./keys.js";
+import { openerKey } from "./keys.js";
 import type { Id16 } from "./lib.js";
 
 /**
@@ -77,31 +77,11 @@ function utf8Lossy(b: Uint8Array): string {
  */
 function sendChat(this: Core, text: string): Promise<void> {
   return this.serial(() => {
-    if (this.withheld) {
-      throw new NotSecured();
-    }
-    const ch = this._secured;
-    if (ch === undefined) {
-      throw new NotSecured();
-    }
-    const cid = this.channelIdOf(ch);
-    if (cid === undefined) {
-      throw new NotSecured();
-    }
-    const s = this.keys.sealers.get(streamKey(cid, STREAM_DATA));
-    if (s === undefined) {
-      throw new NotSecured();
-    }
     const bytes = utf8Encode(text);
     if (bytes === undefined) {
       throw new RangeError("a chat message is a Unicode string");
     }
-    let frame: Uint8Array;
-    try {
-      frame = s.sealer.seal("data", bytes);
-    } catch {
-      throw new NotSecured();
-    }
+    const [ch, cid, frame] = this.sealHere(STREAM_DATA, "data", bytes);
     this.relay({ channel: ch }, { k: "chat", cid: cid.slice(), f: frame });
     this._stats.messagesSent += 1;
     return Promise.resolve();

@@ -1,12 +1,14 @@
 // Twin of crates/client/src/core/media.rs: sealing and opening media frames with the room keys.
 
-import type { ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- the client core speaks crates/proto's wire types (sans-IO, ES2022)
+import type { ChannelId, ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- the client core speaks crates/proto's wire types (sans-IO, ES2022)
 import type { Core } from "./client.js";
 import { MediaRejected, NotSecured, id16, mediaCodec, sortedEntries } from "./client.js";
 import { FailureReason } from "./codes.js";
 import { bytesEqual } from "./enc.js";
 import { frameGeneration } from "./frame.js";
+import type { Codec } from "./frame.js";
 import { openerKey, parseOpenerKey, streamKey } from "./keys.js";
+import type { Id16 } from "./lib.js";
 
 /**
  * Seals one media frame (the whole payload, VP8 frame tag included) for the room I am in,
@@ -24,6 +26,16 @@ function sealMedia(this: Core, stream: number, payload: Uint8Array): Uint8Array 
   if (this.busy) {
     throw new NotSecured();
   }
+  const [, , frame] = this.sealHere(stream, codec, payload);
+  this._stats.framesSealed += 1;
+  return frame;
+}
+
+/**
+ * Seals under my current key for `stream` in the room I am secured in: `NotSecured` while a
+ * withheld roster stopped me, or before that room's roster lists me and my key is out.
+ */
+function sealHere(this: Core, stream: number, codec: Codec, payload: Uint8Array): [ChannelId, Id16, Uint8Array] {
   if (this.withheld) {
     throw new NotSecured();
   }
@@ -39,14 +51,11 @@ function sealMedia(this: Core, stream: number, payload: Uint8Array): Uint8Array 
   if (s === undefined) {
     throw new NotSecured();
   }
-  let frame: Uint8Array;
   try {
-    frame = s.sealer.seal(codec, payload);
+    return [ch, cid, s.sealer.seal(codec, payload)];
   } catch {
     throw new NotSecured();
   }
-  this._stats.framesSealed += 1;
-  return frame;
 }
 
 /**
@@ -166,6 +175,6 @@ function tryOpenMedia(this: Core, publisher: ParticipantId, stream: number, fram
 
 /** The methods of media.rs's `impl Core`. */
 export function mediaMethods() {
-  return { sealMedia, mediaGeneration, openMedia, mediaFrameExpired, mediaFailed, tryOpenMedia };
+  return { sealMedia, sealHere, mediaGeneration, openMedia, mediaFrameExpired, mediaFailed, tryOpenMedia };
 }
 export type MediaMethods = ReturnType<typeof mediaMethods>;

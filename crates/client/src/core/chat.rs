@@ -5,19 +5,7 @@ use super::*;
 impl<R: CryptoRng> Core<R> {
     /// Seals a chat message for my current channel.
     pub fn send_chat(&mut self, text: &str) -> Result<(), NotSecured> {
-        if self.withheld {
-            return Err(NotSecured);
-        }
-        let ch = self.secured.clone().ok_or(NotSecured)?;
-        let cid = *self.channel_id_of(&ch).ok_or(NotSecured)?;
-        let (_, sealer, _) = self
-            .keys
-            .sealers
-            .get_mut(&(cid, STREAM_DATA))
-            .ok_or(NotSecured)?;
-        let frame = sealer
-            .seal(Codec::Data, text.as_bytes())
-            .map_err(|_| NotSecured)?;
+        let (ch, cid, frame) = self.seal_here(STREAM_DATA, Codec::Data, text.as_bytes())?;
         self.relay(
             RelayTarget::Channel(ch),
             &Envelope::Chat {

@@ -9,6 +9,19 @@ impl<R: CryptoRng> Core<R> {
     /// ever sealed under a key a non-member holds.
     pub fn seal_media(&mut self, stream: u8, payload: &[u8]) -> Result<Vec<u8>, NotSecured> {
         let codec = media_codec(stream).ok_or(NotSecured)?;
+        let (_, _, frame) = self.seal_here(stream, codec, payload)?;
+        self.stats.frames_sealed += 1;
+        Ok(frame)
+    }
+
+    // Seals under my current key for `stream` in the room I am secured in: refused while a
+    // withheld roster stopped me, or before that room's roster lists me and my key is out.
+    pub(super) fn seal_here(
+        &mut self,
+        stream: u8,
+        codec: Codec,
+        payload: &[u8],
+    ) -> Result<(ChannelId, Id16, Vec<u8>), NotSecured> {
         if self.withheld {
             return Err(NotSecured);
         }
@@ -20,8 +33,7 @@ impl<R: CryptoRng> Core<R> {
             .get_mut(&(cid, stream))
             .ok_or(NotSecured)?;
         let frame = sealer.seal(codec, payload).map_err(|_| NotSecured)?;
-        self.stats.frames_sealed += 1;
-        Ok(frame)
+        Ok((ch, cid, frame))
     }
 
     /// My current generation for `stream` in the room I am in (a change means new keys: the
