@@ -233,10 +233,18 @@ describe.each(cases)("the page in %s", (engine, participant) => {
         });
       const same = await connect(`ws://127.0.0.1:${port}/ws`);
       const other = await connect(`ws://localhost:${port}/ws`);
+      // The browser reports the blocked inline script as a violation: wait for that report.
+      const blocked = new Promise<void>((resolve) => {
+        document.addEventListener("securitypolicyviolation", (e) => {
+          if (e.effectiveDirective.startsWith("script-src")) {
+            resolve();
+          }
+        });
+      });
       const script = document.createElement("script");
       script.textContent = "document.documentElement.dataset.inline = 'ran'";
       document.body.append(script);
-      await new Promise((r) => setTimeout(r, 300));
+      await blocked;
       return { same, other, inline: document.documentElement.dataset["inline"] };
     }, port);
     expect(outcome.same).toBe("open");

@@ -654,12 +654,14 @@ impl std::fmt::Debug for SenderKeyMsg {
 impl SenderKeyMsg {
     /// Encodes (the plaintext of a pairwise message of type 1).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::label(b"confer/1 sender-key");
-        w.lp(&self.channel_id)
-            .u64(self.epoch)
-            .u8(self.stream)
-            .u64(self.generation)
-            .raw(self.base_key.expose());
+        let mut w = write_key_ref(
+            b"confer/1 sender-key",
+            &self.channel_id,
+            self.epoch,
+            self.stream,
+            self.generation,
+        );
+        w.raw(self.base_key.expose());
         w.into_bytes()
     }
 
@@ -667,11 +669,7 @@ impl SenderKeyMsg {
     pub fn decode(b: &[u8]) -> Result<Self, OpenError> {
         let e = |_| OpenError;
         let mut r = Reader::new(b);
-        r.expect(b"confer/1 sender-key").map_err(e)?;
-        let channel_id: Id16 = r.lp().map_err(e)?.try_into().map_err(|_| OpenError)?;
-        let epoch = r.u64().map_err(e)?;
-        let stream = r.u8().map_err(e)?;
-        let generation = r.u64().map_err(e)?;
+        let (channel_id, epoch, stream, generation) = read_key_ref(&mut r, b"confer/1 sender-key")?;
         let base_key = Secret32::new(r.array().map_err(e)?);
         if r.remaining() != 0 || stream > STREAM_DATA {
             return Err(OpenError);
@@ -684,4 +682,34 @@ impl SenderKeyMsg {
             base_key,
         })
     }
+}
+
+/// `label || lp(channel_id) || u64(epoch) || u8(stream) || u64(generation)`: how a sender key
+/// (type 1) and its acknowledgment (type 2) name the key.
+pub(crate) fn write_key_ref(
+    label: &[u8],
+    channel_id: &Id16,
+    epoch: u64,
+    stream: u8,
+    generation: u64,
+) -> Writer {
+    let mut w = Writer::label(label);
+    w.lp(channel_id).u64(epoch).u8(stream).u64(generation);
+    w
+}
+
+/// Reads what [`write_key_ref`] wrote; the caller checks the stream and what follows.
+pub(crate) fn read_key_ref(
+    r: &mut Reader<'_>,
+    label: &[u8],
+) -> Result<(Id16, u64, u8, u64), OpenError> {
+    let e = |_| OpenError;
+    r.expect(label).map_err(e)?;
+    let channel_id: Id16 = r.lp().map_err(e)?.try_into().map_err(|_| OpenError)?;
+    Ok((
+        channel_id,
+        r.u64().map_err(e)?,
+        r.u8().map_err(e)?,
+        r.u64().map_err(e)?,
+    ))
 }

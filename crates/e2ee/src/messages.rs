@@ -16,7 +16,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::enc::{Reader, Writer};
-use crate::frame::STREAM_DATA;
+use crate::frame::{STREAM_DATA, read_key_ref, write_key_ref};
 use crate::identity::MAX_NAME_BYTES;
 use crate::secret::Secret32;
 use crate::{Id16, OpenError};
@@ -99,23 +99,21 @@ pub struct SenderKeyAck {
 impl SenderKeyAck {
     /// Encodes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::label(b"confer/1 sender-key-ack");
-        w.lp(&self.channel_id)
-            .u64(self.epoch)
-            .u8(self.stream)
-            .u64(self.generation);
-        w.into_bytes()
+        write_key_ref(
+            b"confer/1 sender-key-ack",
+            &self.channel_id,
+            self.epoch,
+            self.stream,
+            self.generation,
+        )
+        .into_bytes()
     }
 
     /// Strict decode: the label, a 16-byte channel id, a stream of at most 3, nothing after.
     pub fn decode(b: &[u8]) -> Result<Self, OpenError> {
-        let e = |_| OpenError;
         let mut r = Reader::new(b);
-        r.expect(b"confer/1 sender-key-ack").map_err(e)?;
-        let channel_id: Id16 = r.lp().map_err(e)?.try_into().map_err(|_| OpenError)?;
-        let epoch = r.u64().map_err(e)?;
-        let stream = r.u8().map_err(e)?;
-        let generation = r.u64().map_err(e)?;
+        let (channel_id, epoch, stream, generation) =
+            read_key_ref(&mut r, b"confer/1 sender-key-ack")?;
         if r.remaining() != 0 || stream > STREAM_DATA {
             return Err(OpenError);
         }

@@ -84,7 +84,17 @@ export async function sampleVideoColour(
 ): Promise<ColourSample> {
   return page.evaluate(
     async ({ target, timeoutMs }) => {
-      const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+      // The next frame the element presents, or an error once the deadline has passed.
+      const nextFrame = (v: HTMLVideoElement, deadline: number) =>
+        new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            reject(new Error(`no decoded video frame within ${String(timeoutMs)} ms`));
+          }, Math.max(0, deadline - performance.now()));
+          v.requestVideoFrameCallback(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
       let video: HTMLVideoElement;
       let made = false;
       if (typeof target === "string") {
@@ -107,21 +117,9 @@ export async function sampleVideoColour(
       }
       try {
         const deadline = performance.now() + timeoutMs;
-        while (video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || video.videoWidth === 0) {
-          if (performance.now() > deadline) {
-            throw new Error(`no decoded video frame within ${String(timeoutMs)} ms`);
-          }
-          await sleep(50);
-        }
-        // One more frame, so the sample is of a frame presented now, not the first one.
-        await Promise.race([
-          new Promise<void>((r) => {
-            video.requestVideoFrameCallback(() => {
-              r();
-            });
-          }),
-          sleep(500),
-        ]);
+        // A first decoded frame, then one more, so the sample is of a frame presented now.
+        await nextFrame(video, deadline);
+        await nextFrame(video, deadline);
         const w = video.videoWidth;
         const h = video.videoHeight;
         const canvas = document.createElement("canvas");
@@ -190,10 +188,10 @@ export async function waitForVideoColour(
     if (isColour(last, colour)) {
       return last;
     }
+    // No pause between samples: each one waits for a frame presented after the last.
     if (Date.now() > deadline) {
       throw new Error(`${JSON.stringify(target)} shows ${JSON.stringify(last)}, not ${JSON.stringify(colour)}`);
     }
-    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
@@ -226,7 +224,20 @@ export async function dominantTone(page: E2EPage, target: MediaTarget, options: 
       const FFT = 8192;
       const LOW = 50;
       const HIGH = 8000;
-      const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+      // Waits until `cond` holds (checked every few ms), or rejects at the deadline.
+      const until = (cond: () => boolean, deadline: number, what: string) =>
+        new Promise<void>((resolve, reject) => {
+          const check = () => {
+            if (cond()) {
+              resolve();
+            } else if (performance.now() > deadline) {
+              reject(new Error(`timed out waiting for ${what}`));
+            } else {
+              setTimeout(check, 5);
+            }
+          };
+          check();
+        });
 
       let stream: MediaStream | undefined;
       if (typeof target === "string") {
@@ -285,10 +296,12 @@ export async function dominantTone(page: E2EPage, target: MediaTarget, options: 
       const analyser = async () => {
         const ctx = new AudioContext();
         try {
-          if (ctx.state !== "running") {
-            await Promise.race([ctx.resume(), sleep(1000)]);
-          }
-          if (ctx.state !== "running") {
+          // Firefox without a sound device never starts it (and resume() never settles):
+          // then the recording method runs instead.
+          void ctx.resume();
+          try {
+            await until(() => ctx.state === "running", performance.now() + 1000, "the AudioContext");
+          } catch {
             return undefined;
           }
           const source = ctx.createMediaStreamSource(audio);
@@ -300,19 +313,27 @@ export async function dominantTone(page: E2EPage, target: MediaTarget, options: 
           source.connect(node);
           node.connect(silent);
           silent.connect(ctx.destination);
-          await sleep(200); // fill the analyser's window
+          // On the audio clock: first one whole analyser window of signal, then a reading
+          // every half window until `durationMs` of audio were read.
+          const windowS = FFT / ctx.sampleRate;
+          const limit = performance.now() + 5 * durationMs + 2000;
+          const t0 = ctx.currentTime;
+          await until(() => ctx.currentTime >= t0 + windowS, limit, "the analyser's first window");
           const bins = new Float32Array(node.frequencyBinCount);
           const power = new Float64Array(node.frequencyBinCount);
-          const start = performance.now();
+          const start = ctx.currentTime;
           let n = 0;
+          let at = start;
           do {
             node.getFloatFrequencyData(bins);
             bins.forEach((v, i) => {
               power[i] = (power[i] ?? 0) + (Number.isFinite(v) ? 10 ** (v / 10) : 0);
             });
             n++;
-            await sleep(50);
-          } while (performance.now() - start < durationMs);
+            const next = at + windowS / 2;
+            await until(() => ctx.currentTime >= next, limit, "the next analyser window");
+            at = next;
+          } while (ctx.currentTime - start < durationMs / 1000);
           return summarise(power.map((p) => p / n), ctx.sampleRate, "analyser");
         } finally {
           await ctx.close();
@@ -322,14 +343,23 @@ export async function dominantTone(page: E2EPage, target: MediaTarget, options: 
       const recording = async () => {
         const recorder = new MediaRecorder(audio);
         const chunks: Blob[] = [];
-        recorder.ondataavailable = (e) => chunks.push(e.data);
         const stopped = new Promise<void>((r) => {
           recorder.onstop = () => {
             r();
           };
         });
-        recorder.start();
-        await sleep(Math.max(durationMs, 400));
+        // Chunks of 100 ms: stop once enough of them arrived.
+        const want = Math.ceil(Math.max(durationMs, 400) / 100);
+        const enough = new Promise<void>((r) => {
+          recorder.ondataavailable = (e) => {
+            chunks.push(e.data);
+            if (chunks.length >= want) {
+              r();
+            }
+          };
+        });
+        recorder.start(100);
+        await enough;
         recorder.stop();
         await stopped;
         const blob = new Blob(chunks, { type: recorder.mimeType });

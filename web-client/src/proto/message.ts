@@ -310,7 +310,7 @@ class Reading {
   }
 
   /** `deny_unknown_fields`: every key is `type` or one of these. */
-  only(...keys: string[]): void {
+  noKeysBut(...keys: string[]): void {
     for (const k of Object.keys(this.o)) {
       if (k !== "type" && !keys.includes(k)) {
         throw new DecodeError("invalid_message", `${this.ty}: unknown field`);
@@ -574,47 +574,47 @@ export function parseClientMessage(v: unknown): ClientMessage {
   const r = new Reading(ty, o);
   switch (ty as ClientMessage["type"]) {
     case "hello":
-      r.only("version", "token");
+      r.noKeysBut("version", "token");
       return { type: "hello", version: r.req("version", u32), token: r.req("token", string) };
     case "consent":
-      r.only("agreement_hash");
+      r.noKeysBut("agreement_hash");
       return { type: "consent", agreement_hash: r.req("agreement_hash", agreementHash) };
     case "admit":
-      r.only("participant_id");
+      r.noKeysBut("participant_id");
       return { type: "admit", participant_id: r.req("participant_id", participant) };
     case "move":
-      r.only("participant_id", "channel_id");
+      r.noKeysBut("participant_id", "channel_id");
       return {
         type: "move",
         participant_id: r.req("participant_id", participant),
         channel_id: r.req("channel_id", channelId),
       };
     case "create_breakout":
-      r.only("members");
+      r.noKeysBut("members");
       return { type: "create_breakout", members: r.req("members", (x) => arrayOf(x, participant)) };
     case "return_all":
-      r.only();
+      r.noKeysBut();
       return { type: "return_all" };
     case "lock":
-      r.only();
+      r.noKeysBut();
       return { type: "lock" };
     case "unlock":
-      r.only();
+      r.noKeysBut();
       return { type: "unlock" };
     case "kick":
-      r.only("participant_id");
+      r.noKeysBut("participant_id");
       return { type: "kick", participant_id: r.req("participant_id", participant) };
     case "end":
-      r.only();
+      r.noKeysBut();
       return { type: "end" };
     case "leave":
-      r.only();
+      r.noKeysBut();
       return { type: "leave" };
     case "relay":
-      r.only("to", "data");
+      r.noKeysBut("to", "data");
       return { type: "relay", to: r.req("to", relayTarget), data: r.req("data", string) };
     case "create_invite":
-      r.only("role", "side", "ttl_secs");
+      r.noKeysBut("role", "side", "ttl_secs");
       return {
         type: "create_invite",
         role: r.req("role", Role.fromWire),
@@ -622,13 +622,13 @@ export function parseClientMessage(v: unknown): ClientMessage {
         ttl_secs: r.opt("ttl_secs", u64),
       };
     case "ping":
-      r.only();
+      r.noKeysBut();
       return { type: "ping" };
     case "media_offer":
-      r.only("sdp");
+      r.noKeysBut("sdp");
       return { type: "media_offer", sdp: r.req("sdp", string) };
     case "keyframe_request":
-      r.only("publisher");
+      r.noKeysBut("publisher");
       return { type: "keyframe_request", publisher: r.req("publisher", participant) };
     default:
       throw unknownType();

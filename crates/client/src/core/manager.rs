@@ -557,11 +557,6 @@ impl<R: CryptoRng> Core<R> {
             .iter()
             .map(|m| m.participant_id)
             .collect();
-        let lineage = self
-            .rooms
-            .get(ch)
-            .map(|r| r.lineage.clone())
-            .unwrap_or_default();
         let env = |(s, del): &(SignedRoster, Option<Delegation>)| Envelope::Roster {
             ch: ch.as_str().to_owned(),
             enc: Bytes(s.encoded.clone()),
@@ -569,12 +564,31 @@ impl<R: CryptoRng> Core<R> {
             dik: del.map(|d| Bytes(d.0.to_vec())),
             dsig: del.map(|d| Bytes(d.1.to_vec())),
         };
-        let newest = std::slice::from_ref(lineage.last().expect("just recorded"));
-        for r in before.union(&after).filter(|r| **r != my_id) {
-            let Some(to) = pid_of(r) else { continue };
-            let send: &[_] = if before.contains(r) { newest } else { &lineage };
-            for s in send {
-                self.relay(RelayTarget::Participant(to.clone()), &env(s));
+        // Each envelope is built once: the newest roster for everyone, the room's whole
+        // history only when someone is new to the chain.
+        let recipients: Vec<(ParticipantId, bool)> = before
+            .union(&after)
+            .filter(|r| **r != my_id)
+            .filter_map(|r| Some((pid_of(r)?, !before.contains(r))))
+            .collect();
+        let lineage = self
+            .rooms
+            .get(ch)
+            .map(|r| &r.lineage[..])
+            .unwrap_or_default();
+        let newest = lineage.last().map(|x| env(x).to_data());
+        let history: Vec<String> = if recipients.iter().any(|(_, new)| *new) {
+            lineage.iter().map(|x| env(x).to_data()).collect()
+        } else {
+            Vec::new()
+        };
+        for (to, new) in recipients {
+            let send = if new { &history[..] } else { newest.as_slice() };
+            for data in send {
+                self.out.push_back(ClientMessage::Relay {
+                    to: RelayTarget::Participant(to.clone()),
+                    data: data.clone(),
+                });
             }
         }
         self.after_roster(cid, now);
