@@ -1,14 +1,30 @@
 // The page's entry point. It reads the invite fragment once (and removes it from the address
-// bar), then shows where things stand. It imports no crypto and no core/ (the lint rules for
-// the page forbid both); joining comes with the SDK.
+// bar); with an invite, it shows the agreement and joins when the person asks, then shows the
+// call. It imports no crypto and no core/ (the lint rules for the page forbid both): it talks
+// to the SDK.
 
+import { CallView } from "./app/call.js";
 import { takeInviteFragment } from "./app/invite.js";
 import type { InviteReading } from "./app/invite.js";
+import { askToJoin } from "./app/join.js";
 import { Shell } from "./app/shell.js";
+import { ConferSession, DEMO_AGREEMENT } from "./sdk.js";
+import type { JoinOptions, View } from "./sdk.js";
+
+/** Set by the e2e build only (vite.config.ts). */
+declare const __CONFER_TEST_BUILD__: boolean;
+
+/** The browser tests' hook (test builds only): join options to add, and the session to drive. */
+interface TestHook {
+  join?: Partial<JoinOptions>;
+  session?: ConferSession;
+}
 
 // First, before anything else runs: the fragment leaves the address bar.
 const reading = takeInviteFragment(window);
 const shell = Shell.mount(document);
+const main = document.getElementById("main");
+let joining = false;
 show(reading);
 // A link opened in a tab that already shows the page changes only the fragment (no new page
 // load): that fragment leaves the address bar too.
@@ -23,6 +39,63 @@ document.documentElement.dataset["ready"] = "true";
 function show(r: InviteReading): void {
   shell.setStatus(statusFor(r));
   document.documentElement.dataset["invite"] = r.kind;
+  if (r.kind === "invite" && main !== null && !joining) {
+    joining = true;
+    const fields = r.invite.take();
+    if (fields !== undefined) {
+      void join(main, fields.token, fields.secret, fields.mediatorKey);
+    }
+  }
+}
+
+async function join(main: HTMLElement, token: string, secret: string | undefined, mediatorKey: string | undefined): Promise<void> {
+  const choice = await askToJoin(document, main, DEMO_AGREEMENT);
+  let link = `#t=${token}`;
+  if (secret !== undefined) {
+    link += `&k=${secret}`;
+  }
+  if (mediatorKey !== undefined) {
+    link += `&m=${mediatorKey}`;
+  }
+  const hook = __CONFER_TEST_BUILD__ ? (globalThis as { __conferE2E?: TestHook }).__conferE2E : undefined;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const session = ConferSession.join({
+    ...hook?.join,
+    wsUrl: `${scheme}//${location.host}/ws`,
+    invite: link,
+    agreement: DEMO_AGREEMENT,
+    displayName: choice.name === "" ? undefined : choice.name,
+    linkBase: location.origin,
+  });
+  if (hook !== undefined) {
+    hook.session = session;
+  }
+  const call = new CallView(document, main);
+  let last = "";
+  session.subscribe((v) => {
+    call.render(v);
+    document.documentElement.dataset["phase"] = v.phase;
+    const status = statusOf(v);
+    if (status !== last) {
+      last = status;
+      shell.setStatus(status);
+    }
+  });
+}
+
+function statusOf(v: View): string {
+  switch (v.phase) {
+    case "connecting":
+      return "Connecting to the mediation.";
+    case "waiting":
+      return "You are in the waiting room. The mediator will let you in.";
+    case "securing":
+      return "Securing the room. Your microphone and camera stay off until it is secured.";
+    case "secured":
+      return "Connected. Everything you say and show is end-to-end encrypted.";
+    case "ended":
+      return v.ended === "removed" ? "The mediator removed you from the session." : "The session has ended.";
+  }
 }
 
 function statusFor(r: InviteReading): string {
@@ -30,7 +103,7 @@ function statusFor(r: InviteReading): string {
     case "none":
       return "To join a mediation, open the invitation link your mediator sent you.";
     case "invite":
-      return "Invitation received. Joining from the browser is not available yet.";
+      return "Invitation received. Read the agreement below, then join.";
     case "invalid":
       return "This invitation link is incomplete. Ask your mediator to send it again.";
   }

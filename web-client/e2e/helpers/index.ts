@@ -8,3 +8,4 @@ export * from "./paths.js";
 export * from "./probes.js";
 export * from "./server.js";
 export type { E2EGlobals, ViolationReport } from "./globals.js";
+export * from "./session.js";

@@ -15,3 +15,5 @@ export const CHROMIUM = process.env["CONFER_E2E_CHROMIUM"] ?? "/usr/bin/chromium
 export const FIREFOX = process.env["CONFER_E2E_FIREFOX"] ?? "/usr/bin/firefox-esr";
 /** Screenshots and logs of the last run, one folder per test file. */
 export const ARTIFACTS = process.env["CONFER_E2E_ARTIFACTS"] ?? path.join(REPO, "web-client/e2e/artifacts");
+/** The test build of the page (`vite build --mode e2e`): the SDK's test hooks are on. */
+export const DIST_E2E = process.env["CONFER_E2E_DIST_TEST"] ?? path.join(REPO, "web-client/dist-e2e");

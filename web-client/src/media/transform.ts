@@ -1,27 +1,20 @@
-// Encoded transforms on Chromium's legacy API (WEB.md "Media path", rules 2 and 4): with
-// `encodedInsertableStreams: true`, `createEncodedStreams()` on each sender and receiver, and
-// every frame goes through `seal` or `open`. Fail closed: a frame that does not seal or open is
-// dropped (never passed through), and so is a zero-length frame (Opus DTX). The functions that
-// seal and open are injected (the SDK's Core, or a worker later), so this file holds no key.
+// Encoded transforms on both paths (WEB.md "Media path", rules 2 to 4). Every frame goes
+// through the gate (src/worker/gate.ts): sealed on the way out, opened (or held, or dropped)
+// on the way in. Nothing here passes a frame through unchanged.
 //
-// Not wired into the page yet (see peer.ts).
+// - `insertable`: Chromium's `encodedInsertableStreams: true` with `createEncodedStreams()`,
+//   run on the page. Fail closed by construction: Chromium drops every frame of a sender or
+//   receiver until its streams are taken.
+// - `script`: `RTCRtpScriptTransform` (Firefox; Chromium where it has it), run in the relay
+//   worker (src/worker/relay.ts), which hands each frame to the page's gate and back. The
+//   worker says when a transform is in place; a sender gets its track only after that (rule
+//   3), and the watchdog (watchdog.ts) catches a sender whose frames go out without it.
 
-/** Counters the watchdog and the tests read. */
-export class TransformStats {
-  sealed = 0;
-  opened = 0;
-  /** Frames dropped on the way out: no key yet, or empty. Never sent in clear. */
-  dropSend = 0;
-  /** Frames dropped on the way in: no key, no publisher for the slot, or did not open. */
-  dropReceive = 0;
-  /** Always 0: no code path passes a frame through unchanged. */
-  passedInClear = 0;
-}
+import type { Gate } from "../worker/gate.js";
+import type { FromWorker, ToWorker, TransformOptions } from "../worker/relay.js";
 
-/** Seals a frame's payload, or `undefined` (then it is dropped). */
-export type SealFn = (data: Uint8Array) => Uint8Array | undefined;
-/** Opens a frame's payload, or `undefined` (then it is dropped). */
-export type OpenFn = (data: Uint8Array) => Uint8Array | undefined;
+/** Which API carries the transforms. */
+export type TransformPath = "insertable" | "script";
 
 interface EncodedFrame {
   data: ArrayBuffer;
@@ -36,66 +29,127 @@ interface Insertable {
   createEncodedStreams?: () => EncodedStreams;
 }
 
-function pipe(
-  streams: EncodedStreams,
-  f: (data: Uint8Array) => Uint8Array | undefined,
-  ok: () => void,
-  dropped: () => void,
-): void {
-  const t = new TransformStream<EncodedFrame, EncodedFrame>({
-    transform(frame, controller) {
-      const data = new Uint8Array(frame.data);
-      if (data.length === 0) {
-        dropped();
-        return;
-      }
-      const out = f(data);
-      if (out === undefined || out.length === 0) {
-        dropped();
-        return;
-      }
-      frame.data = out.slice().buffer;
-      ok();
-      controller.enqueue(frame);
-    },
-  });
-  void streams.readable.pipeThrough(t).pipeTo(streams.writable);
+type ScriptTransformCtor = new (worker: Worker, options: TransformOptions) => unknown;
+
+function scriptTransformCtor(): ScriptTransformCtor | undefined {
+  return (globalThis as { RTCRtpScriptTransform?: ScriptTransformCtor }).RTCRtpScriptTransform;
 }
 
-/** Attaches the sealing transform to a sender; false if the legacy API is absent. */
-export function attachSender(sender: RTCRtpSender, seal: SealFn, stats: TransformStats): boolean {
+/** The transform paths this browser offers, preferred first (WEB.md rule 2). */
+export function transformPaths(): TransformPath[] {
+  const out: TransformPath[] = [];
+  const proto = (globalThis as { RTCRtpSender?: { prototype: object } }).RTCRtpSender?.prototype;
+  if (proto !== undefined && "createEncodedStreams" in proto) {
+    out.push("insertable");
+  }
+  if (scriptTransformCtor() !== undefined) {
+    out.push("script");
+  }
+  return out;
+}
+
+function piped(streams: EncodedStreams, step: (frame: EncodedFrame, pass: (out: Uint8Array | undefined) => void) => void): void {
+  const t = new TransformStream<EncodedFrame, EncodedFrame>({
+    transform(frame, controller) {
+      step(frame, (out) => {
+        if (out === undefined) {
+          return;
+        }
+        frame.data = out.slice().buffer;
+        try {
+          controller.enqueue(frame);
+        } catch {
+          // The stream closed while the frame was held: nothing to do.
+        }
+      });
+    },
+  });
+  void streams.readable
+    .pipeThrough(t)
+    .pipeTo(streams.writable)
+    .catch(() => undefined);
+}
+
+/** The legacy path: takes the sender's encoded streams and seals every frame; false if absent. */
+export function insertableSender(sender: RTCRtpSender, id: string, gate: Gate): boolean {
   const s = sender as unknown as Insertable;
   if (s.createEncodedStreams === undefined) {
     return false;
   }
-  pipe(
-    s.createEncodedStreams(),
-    seal,
-    () => {
-      stats.sealed += 1;
-    },
-    () => {
-      stats.dropSend += 1;
-    },
-  );
+  piped(s.createEncodedStreams(), (frame, pass) => {
+    pass(gate.seal(id, new Uint8Array(frame.data)));
+  });
   return true;
 }
 
-/** Attaches the opening transform to a receiver; false if the legacy API is absent. */
-export function attachReceiver(receiver: RTCRtpReceiver, open: OpenFn, stats: TransformStats): boolean {
+/** The legacy path: takes the receiver's encoded streams and opens every frame; false if absent. */
+export function insertableReceiver(receiver: RTCRtpReceiver, mid: string, gate: Gate): boolean {
   const r = receiver as unknown as Insertable;
   if (r.createEncodedStreams === undefined) {
     return false;
   }
-  pipe(
-    r.createEncodedStreams(),
-    open,
-    () => {
-      stats.opened += 1;
-    },
-    () => {
-      stats.dropReceive += 1;
-    },
-  );
+  piped(r.createEncodedStreams(), (frame, pass) => {
+    gate.open(mid, new Uint8Array(frame.data), pass);
+  });
   return true;
+}
+
+/** The script path: one relay worker for every sender and receiver of the peer connection. */
+export class ScriptTransforms {
+  readonly #worker: Worker;
+  readonly #gate: Gate;
+  readonly #ready = new Map<string, () => void>();
+
+  constructor(gate: Gate) {
+    this.#gate = gate;
+    this.#worker = new Worker(new URL("../worker/relay.ts", import.meta.url), { type: "module", name: "confer-frames" });
+    this.#worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+      this.#onMessage(ev.data);
+    };
+  }
+
+  /** Puts a sealing transform on `sender`; resolves when the worker has it in place. */
+  sender(sender: RTCRtpSender, id: string): Promise<void> {
+    return this.#attach(sender, { id: `s:${id}`, side: "send" });
+  }
+
+  /** Puts an opening transform on `receiver` (slot `mid`); resolves when it is in place. */
+  receiver(receiver: RTCRtpReceiver, mid: string): Promise<void> {
+    return this.#attach(receiver, { id: `r:${mid}`, side: "receive" });
+  }
+
+  close(): void {
+    this.#worker.terminate();
+  }
+
+  #attach(target: { transform: unknown }, options: TransformOptions): Promise<void> {
+    const Ctor = scriptTransformCtor();
+    if (Ctor === undefined) {
+      return Promise.reject(new Error("this browser has no RTCRtpScriptTransform"));
+    }
+    const ready = new Promise<void>((resolve) => {
+      this.#ready.set(options.id, resolve);
+    });
+    target.transform = new Ctor(this.#worker, options);
+    return ready;
+  }
+
+  #onMessage(m: FromWorker): void {
+    if (m.t === "ready") {
+      this.#ready.get(m.id)?.();
+      this.#ready.delete(m.id);
+      return;
+    }
+    const reply = (out: Uint8Array | undefined): void => {
+      const data = out?.slice().buffer ?? null;
+      const msg: ToWorker = { t: "out", id: m.id, seq: m.seq, data };
+      this.#worker.postMessage(msg, data === null ? [] : [data]);
+    };
+    const frame = new Uint8Array(m.data);
+    if (m.id.startsWith("s:")) {
+      reply(this.#gate.seal(m.id.slice(2), frame));
+    } else {
+      this.#gate.open(m.id.slice(2), frame, reply);
+    }
+  }
 }

@@ -1,0 +1,140 @@
+// Driving the page's SDK from a test (the e2e build's hook, src/main.ts): join through the
+// page's own form, read the view, wait for a condition, call the session's commands.
+
+import type { E2EPage } from "./browsers.js";
+
+/** The part of the SDK's view a test reads (tracks left out: they do not cross to Node). */
+export interface SeenView {
+  phase: string;
+  participantId: string | undefined;
+  channel: string | undefined;
+  secured: string | undefined;
+  sessionCode: string | undefined;
+  present: { participantId: string; name: string | undefined; me: boolean }[];
+  slots: { mid: string; kind: string; publisher: string | undefined; blocked: boolean; trackState: string }[];
+  alarms: string[];
+  transformPath: string | undefined;
+}
+
+export interface SeenCounters {
+  sealed: Record<string, number>;
+  dropSend: Record<string, number>;
+  opened: Record<string, number>;
+  held: number;
+  expired: number;
+  dropReceive: number;
+  openedFrom: Record<string, number>;
+}
+
+export interface JoinHook {
+  transformPath?: "insertable" | "script";
+  audioProcessing?: boolean;
+  publish?: { audio: boolean; video: boolean };
+  test?: { skipSenderTransform?: "microphone" | "camera" };
+}
+
+/** Opens `link`, fills the join form (name, agreement) and joins with the hook's options. */
+export async function joinThroughPage(page: E2EPage, link: string, name: string, hook: JoinHook = {}): Promise<void> {
+  await page.goto(link);
+  await page.waitFor("#join button[type=submit]");
+  await page.evaluate(
+    ({ name, hook }) => {
+      const g = globalThis as unknown as { __conferE2E: { join?: unknown } };
+      g.__conferE2E.join = hook;
+      const input = document.getElementById("name") as HTMLInputElement;
+      input.value = name;
+      (document.getElementById("agree") as HTMLInputElement).checked = true;
+      (document.getElementById("join") as HTMLFormElement).requestSubmit();
+    },
+    { name, hook },
+  );
+}
+
+/** The session's view now. */
+export function viewOf(page: E2EPage): Promise<SeenView> {
+  return page.evaluate(() => {
+    interface Slot {
+      mid: string;
+      kind: string;
+      publisher: string | undefined;
+      blocked: boolean;
+      track: MediaStreamTrack;
+    }
+    const g = globalThis as unknown as { __conferE2E: { session?: { view(): Omit<SeenView, "slots"> & { slots: Slot[] } } } };
+    const s = g.__conferE2E.session;
+    if (s === undefined) {
+      throw new Error("the page has not joined");
+    }
+    const v = s.view();
+    return {
+      ...v,
+      slots: v.slots.map((x) => ({ mid: x.mid, kind: x.kind, publisher: x.publisher, blocked: x.blocked, trackState: x.track.readyState })),
+    };
+  }, undefined);
+}
+
+/** The gate's counters. */
+export function countersOf(page: E2EPage): Promise<SeenCounters> {
+  return page.evaluate(() => {
+    const g = globalThis as unknown as { __conferE2E: { session?: { mediaCounters(): SeenCounters } } };
+    const s = g.__conferE2E.session;
+    if (s === undefined) {
+      throw new Error("the page has not joined");
+    }
+    return s.mediaCounters();
+  }, undefined);
+}
+
+/**
+ * Polls `probe` until `ok` holds (returns the value) or `timeoutMs` passes (throws with the
+ * last value). Each poll is a round trip to the page: a condition, not a fixed sleep.
+ */
+export async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  for (;;) {
+    last = await probe();
+    if (ok(last)) {
+      return last;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: not within ${String(timeoutMs)} ms; last ${JSON.stringify(last)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Mediators: an invite link bound to `role` and `side`. */
+export function inviteFrom(page: E2EPage, role: string, side: string | undefined): Promise<string> {
+  return page.evaluate(
+    ({ role, side }) => {
+      const g = globalThis as unknown as { __conferE2E: { session?: { createInvite(r: string, s: string | undefined): Promise<string> } } };
+      const s = g.__conferE2E.session;
+      if (s === undefined) {
+        throw new Error("the page has not joined");
+      }
+      return s.createInvite(role, side);
+    },
+    { role, side },
+  );
+}
+
+/** Mediators: a manager command (`move`, `return_all`, ...). */
+export function commandFrom(page: E2EPage, m: Record<string, unknown>): Promise<void> {
+  return page.evaluate((m) => {
+    const g = globalThis as unknown as { __conferE2E: { session?: { command(m: unknown): Promise<void> } } };
+    const s = g.__conferE2E.session;
+    if (s === undefined) {
+      throw new Error("the page has not joined");
+    }
+    return s.command(m);
+  }, m);
+}
+
+/** Test builds: the page forgets every receive key of `publisher`. */
+export function dropReceiveKeys(page: E2EPage, publisher: string): Promise<void> {
+  return page.evaluate((publisher) => {
+    const g = globalThis as unknown as { __conferE2E: { session?: { dropReceiveKeysOf(p: string): void } } };
+    g.__conferE2E.session?.dropReceiveKeysOf(publisher);
+  }, publisher);
+}

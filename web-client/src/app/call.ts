@@ -1,0 +1,118 @@
+// The call screen (the first one; the mediation app builds on it): who can hear me now (the
+// signed roster of the room I am secured in, never the server's list), the session code, and a
+// tile per publisher in my room. A slot is shown only when its publisher is present in my
+// signed roster, and never once the watchdog blocked it.
+
+import type { View } from "../sdk.js";
+
+export class CallView {
+  readonly #doc: Document;
+  readonly #room: HTMLElement;
+  readonly #hear: HTMLElement;
+  readonly #code: HTMLElement;
+  readonly #tiles: HTMLElement;
+  readonly #audio: HTMLElement;
+  readonly #alarm: HTMLElement;
+  readonly #media = new Map<string, { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement }>();
+
+  constructor(doc: Document, main: HTMLElement) {
+    this.#doc = doc;
+    const section = doc.createElement("section");
+    section.id = "call";
+    section.setAttribute("aria-labelledby", "room");
+    this.#room = doc.createElement("h2");
+    this.#room.id = "room";
+    this.#hear = doc.createElement("p");
+    this.#hear.id = "hear";
+    const codeP = doc.createElement("p");
+    codeP.append("Session code: ");
+    this.#code = doc.createElement("span");
+    this.#code.id = "session-code";
+    this.#code.className = "code";
+    codeP.append(this.#code);
+    this.#alarm = doc.createElement("p");
+    this.#alarm.id = "alarm";
+    this.#alarm.setAttribute("role", "alert");
+    this.#tiles = doc.createElement("ul");
+    this.#tiles.id = "tiles";
+    this.#tiles.setAttribute("aria-label", "People you see");
+    this.#audio = doc.createElement("div");
+    this.#audio.hidden = true;
+    section.append(this.#room, this.#hear, codeP, this.#alarm, this.#tiles, this.#audio);
+    main.append(section);
+  }
+
+  render(v: View): void {
+    this.#room.textContent = roomName(v.secured ?? v.channel);
+    const others = v.present.filter((p) => !p.me);
+    this.#hear.textContent =
+      v.phase === "secured"
+        ? others.length === 0
+          ? "Nobody else can hear you now."
+          : `Who can hear you now: ${others.map((p) => p.name ?? "a participant").join(", ")}.`
+        : v.phase === "ended"
+          ? "The session has ended."
+          : "Securing: your microphone and camera stay off until this room is secured.";
+    this.#code.textContent = v.sessionCode ?? "not yet";
+    this.#alarm.textContent = v.alarms.length === 0 ? "" : `Security alarm: ${v.alarms.join(", ")}.`;
+    const present = new Map(v.present.map((p) => [p.participantId, p]));
+    for (const slot of v.slots) {
+      const who = slot.publisher === undefined ? undefined : present.get(slot.publisher);
+      const m = this.#tile(slot.mid, slot.kind, slot.track);
+      const show = who !== undefined && !who.me && !slot.blocked;
+      m.box.hidden = !show;
+      m.el.muted = slot.kind === "video" || !show;
+      if (show) {
+        m.el.dataset["participant"] = who.participantId;
+        m.label.textContent = who.name ?? "A participant";
+      } else {
+        delete m.el.dataset["participant"];
+      }
+    }
+  }
+
+  #tile(mid: string, kind: "audio" | "video", track: MediaStreamTrack): { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement } {
+    const have = this.#media.get(mid);
+    if (have !== undefined) {
+      return have;
+    }
+    const doc = this.#doc;
+    const el = doc.createElement(kind);
+    el.autoplay = true;
+    el.dataset["mid"] = mid;
+    el.srcObject = new MediaStream([track]);
+    const label = doc.createElement("span");
+    let box: HTMLElement;
+    if (el instanceof HTMLVideoElement) {
+      el.playsInline = true;
+      el.muted = true;
+      el.width = 160;
+      el.height = 120;
+      box = doc.createElement("li");
+      box.append(el, label);
+      this.#tiles.append(box);
+    } else {
+      box = doc.createElement("div");
+      box.append(el, label);
+      this.#audio.append(box);
+    }
+    const m = { el, box, label };
+    this.#media.set(mid, m);
+    return m;
+  }
+}
+
+function roomName(ch: string | undefined): string {
+  if (ch === undefined) {
+    return "Waiting room";
+  }
+  if (ch === "joint") {
+    return "Joint session";
+  }
+  const caucus = /^caucus-(.+)$/.exec(ch);
+  if (caucus !== null) {
+    return `Private caucus ${caucus[1] ?? ""}`;
+  }
+  const breakout = /^breakout-(.+)$/.exec(ch);
+  return breakout !== null ? `Breakout room ${breakout[1] ?? ""}` : ch;
+}

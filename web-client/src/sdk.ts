@@ -1,0 +1,652 @@
+// The public SDK (WEB.md "Layers"): a page joins a Confer session with an invite link and gets
+// typed events and a view snapshot; commands go in as method calls. It runs the client `Core`
+// (src/core/) over the signalling transport (src/signal/) and the one peer connection to the
+// SFU (src/media/), with every media frame going through the gate (src/worker/gate.ts): sealed
+// under the core's keys on the way out, opened on the way in, never passed in clear.
+//
+// The twin of the Rust driver (crates/client/src/driver.rs) for a browser: the same loop as
+// the Node bot (bot/bot.ts), plus media. Status comes from cryptography, never from the server:
+// `present` is the signed roster of the room I am secured in, names are the verified ones.
+
+import { alarmCode } from "./core/alarms.js";
+import { Core, CoreConfig, MediaRejected, agreementHash } from "./core/client.js";
+import type { Event } from "./core/client.js";
+import { STREAM_AUDIO, STREAM_CAMERA } from "./core/frame.js";
+import { SLOTS_PER_KIND, addTransceivers, applyAnswer, createPeer, makeOffer } from "./media/peer.js";
+import type { TransformPath } from "./media/transform.js";
+import { ScriptTransforms, insertableReceiver, insertableSender, transformPaths } from "./media/transform.js";
+import { checkTransforms } from "./media/watchdog.js";
+import type { Bypass, WatchedReceiver, WatchedSender } from "./media/watchdog.js";
+import type { ChannelId, ParticipantId, Role, Side } from "./proto/ids.js";
+import type { ClientMessage, IceServer, ServerMessage } from "./proto/message.js";
+import { Signal } from "./signal/connection.js";
+import type { SocketLike } from "./signal/connection.js";
+import { parseInvite } from "./signal/link.js";
+import { Gate, ReceiveCounters, SendCounters } from "./worker/gate.js";
+import type { Opened } from "./worker/gate.js";
+
+export type { TransformPath } from "./media/transform.js";
+export { transformPaths } from "./media/transform.js";
+export type { Bypass } from "./media/watchdog.js";
+
+/** Set by the e2e build only (vite.config.ts): enables `JoinOptions.test`. */
+declare const __CONFER_TEST_BUILD__: boolean;
+
+/** The agreement to mediate of the demo (the Rust bots' default). */
+export const DEMO_AGREEMENT =
+  "Confer demo agreement to mediate: confidential; no recording by anyone; nobody else present.";
+
+/** The names of my senders, and their confer/1 streams. */
+const SENDERS = [
+  { id: "microphone", kind: "audio", stream: STREAM_AUDIO },
+  { id: "camera", kind: "video", stream: STREAM_CAMERA },
+] as const;
+export type SenderId = (typeof SENDERS)[number]["id"];
+
+/** How often the core's timers run and held frames are retried (ms). */
+const TICK_MS = 250;
+/** How often the watchdog compares the browser's counters with the gate's (ms). */
+const WATCHDOG_MS = 1_000;
+
+export interface JoinOptions {
+  /** `ws://host/ws` or `wss://host/ws`. */
+  wsUrl: string;
+  /** The invite link, its fragment (`#t=...&k=...&m=...`), or a bare token. */
+  invite: string;
+  /** The agreement to mediate the person acknowledged. */
+  agreement: string;
+  /** My display name (sent end to end only). */
+  displayName?: string | undefined;
+  /** Publish my microphone and camera (default both). */
+  publish?: { audio: boolean; video: boolean } | undefined;
+  /**
+   * The browser's echo cancellation, noise suppression and gain control on the microphone
+   * (default on; off for a steady test tone, which a noise suppressor removes).
+   */
+  audioProcessing?: boolean | undefined;
+  /** Which transform API to use (default: the browser's first, `transformPaths()`). */
+  transformPath?: TransformPath | undefined;
+  /** The base of invite links I make (mediators), e.g. `https://confer.example`. */
+  linkBase?: string | undefined;
+  /** Test builds only: give this sender its track without its transform (the watchdog must catch it). */
+  test?: { skipSenderTransform?: SenderId | undefined } | undefined;
+}
+
+/** A receive slot of my peer connection and whom it carries now. */
+export interface RemoteSlot {
+  mid: string;
+  kind: "audio" | "video";
+  /** The publisher in it, as `media_slots` says (the gate opens its frames with that publisher's keys). */
+  publisher: ParticipantId | undefined;
+  track: MediaStreamTrack;
+  /** The watchdog found frames decoded there that the gate did not open: never shown. */
+  blocked: boolean;
+}
+
+export interface Person {
+  participantId: ParticipantId;
+  /** The verified display name, if one arrived. */
+  name: string | undefined;
+  me: boolean;
+}
+
+export type Phase = "connecting" | "waiting" | "securing" | "secured" | "ended";
+
+/** What the page shows: everything from local cryptographic facts, except `channel`. */
+export interface View {
+  phase: Phase;
+  role: Role | undefined;
+  participantId: ParticipantId | undefined;
+  /** The room the server says I am in (shown as "moving" until it is secured). */
+  channel: ChannelId | undefined;
+  /** The room whose signed roster lists me and where my keys are out. */
+  secured: ChannelId | undefined;
+  sessionCode: string | undefined;
+  /** Who can hear me now: the present members of the secured room's signed roster. */
+  present: Person[];
+  slots: RemoteSlot[];
+  /** Alarm codes raised (core alarms and the watchdog's `transform_bypassed`). */
+  alarms: string[];
+  transformPath: TransformPath | undefined;
+  /** Why the session ended, once it has. */
+  ended: string | undefined;
+}
+
+/** What the SDK tells the page, besides view changes. */
+export type SdkEvent =
+  | Event
+  | { type: "invite"; role: Role; side: Side | undefined; link: string }
+  | { type: "transform_bypassed"; bypass: Bypass };
+
+/** Media counters (tests, diagnostics): the gate's, and frames opened per publisher. */
+export interface MediaCounters {
+  sealed: Record<string, number>;
+  dropSend: Record<string, number>;
+  opened: Record<string, number>;
+  held: number;
+  expired: number;
+  dropReceive: number;
+  openedFrom: Record<string, number>;
+  sentPackets: number;
+}
+
+function b64url(b: Uint8Array): string {
+  let s = "";
+  for (const x of b) {
+    s += String.fromCharCode(x);
+  }
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export class ConferSession {
+  readonly #core: Core;
+  readonly #signal: Signal;
+  readonly #opts: JoinOptions;
+  readonly #token: string;
+  readonly #start = performance.now();
+  readonly #gate: Gate;
+  readonly #openedFrom = new Map<string, number>();
+  #busy: Promise<void> = Promise.resolve();
+  #listeners = new Set<(v: View) => void>();
+  #eventListeners = new Set<(e: SdkEvent) => void>();
+  #iceServers: IceServer[] = [];
+  #requested: { role: Role; side: Side | undefined; resolve: (link: string) => void }[] = [];
+  #alarms: string[] = [];
+  #phase: Phase = "connecting";
+  #ended: string | undefined;
+  #timers: ReturnType<typeof setInterval>[] = [];
+  // Media.
+  #path: TransformPath | undefined;
+  #pc: RTCPeerConnection | undefined;
+  #script: ScriptTransforms | undefined;
+  #slots: RemoteSlot[] = [];
+  #watchedSenders: WatchedSender[] = [];
+  #watchedReceivers: WatchedReceiver[] = [];
+  #localStream: MediaStream | undefined;
+  #mediaStarted = false;
+
+  private constructor(opts: JoinOptions) {
+    this.#opts = opts;
+    const invite = parseInvite(opts.invite);
+    this.#token = invite.token;
+    const publish = opts.publish ?? { audio: true, video: true };
+    const cfg = CoreConfig.create(agreementHash(opts.agreement));
+    cfg.invite = { token: invite.token, psk: invite.psk, mediatorIk: invite.mediatorIk };
+    cfg.displayName = opts.displayName;
+    cfg.mediaReceive = true;
+    cfg.mediaStreams = SENDERS.filter((s) => (s.kind === "audio" ? publish.audio : publish.video)).map((s) => s.stream);
+    const rng = { fill: (b: Uint8Array) => void crypto.getRandomValues(b as Uint8Array<ArrayBuffer>) };
+    this.#core = new Core(rng, cfg);
+    this.#gate = new Gate(
+      {
+        seal: (stream, data) => this.#seal(stream, data),
+        open: (publisher, stream, data) => this.#open(publisher, stream, data),
+        expired: () => {
+          this.#core.mediaFrameExpired();
+        },
+      },
+      () => this.#now(),
+    );
+    this.#signal = new Signal(
+      opts.wsUrl,
+      (u) => new WebSocket(u) as unknown as SocketLike,
+      {
+        setInterval: (f, ms) => setInterval(f, ms),
+        clearInterval: (h) => {
+          clearInterval(h as ReturnType<typeof setInterval>);
+        },
+        setTimeout: (f, ms) => setTimeout(f, ms),
+      },
+      () => this.#now(),
+    );
+  }
+
+  /** Connects with the invite and runs until the session ends for me. */
+  static join(opts: JoinOptions): ConferSession {
+    const s = new ConferSession(opts);
+    s.#signal.connect(s.#token);
+    s.#timers.push(
+      setInterval(() => {
+        s.#run(() => s.#core.tick(s.#now()));
+      }, TICK_MS),
+      setInterval(() => {
+        void s.#watch();
+      }, WATCHDOG_MS),
+    );
+    void s.#loop();
+    return s;
+  }
+
+  /** Calls `f` with every new view (and once now). Returns the unsubscribe function. */
+  subscribe(f: (v: View) => void): () => void {
+    this.#listeners.add(f);
+    f(this.view());
+    return () => this.#listeners.delete(f);
+  }
+
+  /** Calls `f` with every event. */
+  onEvent(f: (e: SdkEvent) => void): () => void {
+    this.#eventListeners.add(f);
+    return () => this.#eventListeners.delete(f);
+  }
+
+  view(): View {
+    const core = this.#core;
+    const secured = core.secured();
+    const me = core.participantId();
+    const names = new Map(core.names());
+    const present =
+      secured === undefined
+        ? []
+        : core.rosterPresent(secured).map((p) => ({ participantId: p, name: names.get(p), me: p === me }));
+    return {
+      phase: this.#phase,
+      role: core.role(),
+      participantId: me,
+      channel: core.myChannel?.id,
+      secured,
+      sessionCode: core.sessionCode(),
+      present,
+      slots: this.#slots.map((s) => ({ ...s })),
+      alarms: [...this.#alarms],
+      transformPath: this.#path,
+      ended: this.#ended,
+    };
+  }
+
+  /** Sends an encrypted chat message to the room I am secured in. */
+  sendChat(text: string): Promise<void> {
+    return this.#call(() => this.#core.sendChat(text));
+  }
+
+  /** Mediators: an invite link bound to `role` and `side` (the invite secret is made here). */
+  createInvite(role: Role, side: Side | undefined): Promise<string> {
+    return new Promise((resolve) => {
+      this.#requested.push({ role, side, resolve });
+      this.#signal.send({ type: "create_invite", role, side, ttl_secs: undefined });
+    });
+  }
+
+  /** Mediators (and delegated co-mediators): a command the core signs rosters for. */
+  command(m: ClientMessage): Promise<void> {
+    return this.#call(() => this.#core.command(m));
+  }
+
+  /** Leaves (parties) or ends the session (mediators). */
+  async leave(): Promise<void> {
+    await this.#call(async () => {
+      const bye: ClientMessage = this.#core.role() === "mediator" ? { type: "end" } : await this.#core.leave();
+      this.#signal.send(bye);
+    });
+  }
+
+  /** The gate's counters, and frames opened per publisher. */
+  mediaCounters(): MediaCounters {
+    const c: MediaCounters = {
+      sealed: {},
+      dropSend: {},
+      opened: {},
+      held: this.#gate.held(),
+      expired: 0,
+      dropReceive: 0,
+      openedFrom: Object.fromEntries(this.#openedFrom),
+      sentPackets: 0,
+    };
+    for (const s of this.#watchedSenders) {
+      c.sealed[s.id] = s.counters.sealed;
+      c.dropSend[s.id] = s.counters.dropped;
+    }
+    for (const r of this.#watchedReceivers) {
+      c.opened[r.id] = r.counters.opened;
+      c.expired += r.counters.expired;
+      c.dropReceive += r.counters.dropped;
+    }
+    return c;
+  }
+
+  /**
+   * Test builds only: forgets every receive key of `publisher` (as a client that never got
+   * them would be). Its frames keep arriving and must open to nothing.
+   */
+  dropReceiveKeysOf(publisher: ParticipantId): void {
+    if (!__CONFER_TEST_BUILD__) {
+      return;
+    }
+    const keys = this.#core.keys.openers;
+    for (const k of [...keys.keys()]) {
+      if (k.includes(publisher.replace(/-/g, ""))) {
+        keys.delete(k);
+      }
+    }
+    this.#core.cfg.mediaReceive = false;
+  }
+
+  #now(): number {
+    return performance.now() - this.#start;
+  }
+
+  #emit(e: SdkEvent): void {
+    for (const f of this.#eventListeners) {
+      f(e);
+    }
+  }
+
+  #changed(): void {
+    const v = this.view();
+    for (const f of this.#listeners) {
+      f(v);
+    }
+  }
+
+  // One core call at a time, in order; what it produced is sent and reported after it.
+  #run(f: () => Promise<void> | void): void {
+    void this.#call(f).catch(() => undefined);
+  }
+
+  #call<T>(f: () => Promise<T> | T): Promise<T> {
+    const p = this.#busy.then(async () => {
+      try {
+        return await f();
+      } finally {
+        this.#flush();
+      }
+    });
+    this.#busy = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
+  #flush(): void {
+    const core = this.#core;
+    for (let m = core.pollSend(); m !== undefined; m = core.pollSend()) {
+      this.#signal.send(m);
+    }
+    let changed = false;
+    for (let e = core.pollEvent(); e !== undefined; e = core.pollEvent()) {
+      changed = true;
+      switch (e.type) {
+        case "alarm": {
+          const code = alarmCode(e.alarm);
+          if (!this.#alarms.includes(code)) {
+            this.#alarms.push(code);
+          }
+          break;
+        }
+        case "secured":
+          this.#phase = "secured";
+          void this.#startMedia();
+          break;
+        case "ended":
+          this.#end("ended");
+          break;
+        case "welcome":
+          this.#phase = e.channel === undefined ? "waiting" : "securing";
+          break;
+        case "chat":
+        case "session_code":
+        case "name":
+        case "server_error":
+          break;
+      }
+      this.#emit(e);
+    }
+    if (this.#phase === "secured" && core.secured() === undefined) {
+      this.#phase = "securing";
+      changed = true;
+    }
+    this.#gate.retry();
+    // Rosters, names and codes change without an event of their own: the view is re-read
+    // after every core call (a tick at least every TICK_MS).
+    void changed;
+    this.#changed();
+  }
+
+  async #loop(): Promise<void> {
+    for (;;) {
+      const ev = await this.#signal.next();
+      if (ev.kind === "closed") {
+        this.#end(this.#ended ?? `closed ${String(ev.code)}`);
+        return;
+      }
+      if (ev.kind !== "message") {
+        continue;
+      }
+      this.#onServer(ev.message);
+    }
+  }
+
+  #onServer(msg: ServerMessage): void {
+    switch (msg.type) {
+      case "invite": {
+        const want = this.#requested.shift();
+        if (want?.role !== msg.role || want.side !== msg.side) {
+          return; // an invite nobody asked for: ignored
+        }
+        const psk = this.#core.issueInvite(want.role, want.side);
+        const ik = this.#core.identity()?.ikPub();
+        const base = this.#opts.linkBase ?? this.#opts.wsUrl.replace(/^ws/, "http").replace(/\/ws$/, "");
+        let link = `${base}/join#t=${msg.token}&k=${b64url(psk.expose())}`;
+        if (ik !== undefined) {
+          link += `&m=${b64url(ik)}`;
+        }
+        want.resolve(link);
+        this.#emit({ type: "invite", role: want.role, side: want.side, link });
+        return;
+      }
+      case "welcome":
+        this.#iceServers = msg.ice_servers;
+        break;
+      case "media_answer": {
+        const pc = this.#pc;
+        if (pc !== undefined) {
+          void applyAnswer(pc, msg.sdp).catch(() => undefined);
+        }
+        return;
+      }
+      case "media_slots": {
+        const map = new Map<string, ParticipantId>();
+        for (const s of msg.slots) {
+          if (s.participant_id !== undefined) {
+            map.set(s.mid, s.participant_id);
+          }
+        }
+        for (const slot of this.#slots) {
+          slot.publisher = map.get(slot.mid);
+        }
+        this.#gate.setSlots(map);
+        this.#changed();
+        return;
+      }
+      case "session_ended":
+        this.#ended = "ended";
+        break;
+      case "kicked":
+        this.#ended = "removed";
+        break;
+      case "consent_recorded":
+      case "channel":
+      case "session":
+      case "participant_left":
+      case "lock_changed":
+      case "relayed":
+      case "draining":
+      case "pong":
+      case "error":
+        break;
+    }
+    this.#run(() => this.#core.handle(msg, this.#now()));
+  }
+
+  #seal(stream: number, data: Uint8Array): Uint8Array | undefined {
+    try {
+      return this.#core.sealMedia(stream, data);
+    } catch {
+      return undefined; // not secured (yet, or any more): dropped, never sent in clear
+    }
+  }
+
+  #open(publisher: string, stream: number, data: Uint8Array): Opened {
+    try {
+      const out = this.#core.openMedia(publisher as ParticipantId, stream, data);
+      this.#openedFrom.set(publisher, (this.#openedFrom.get(publisher) ?? 0) + 1);
+      return { kind: "ok", data: out };
+    } catch (e) {
+      return e instanceof MediaRejected && e.kind === "no_key" ? { kind: "no_key" } : { kind: "drop" };
+    }
+  }
+
+  // The peer connection, once my first room is secured: transceivers and transforms first,
+  // tracks only to senders whose transform is in place (WEB.md rules 1-3), then the offer.
+  async #startMedia(): Promise<void> {
+    if (this.#mediaStarted) {
+      return;
+    }
+    this.#mediaStarted = true;
+    const paths = transformPaths();
+    const path = this.#opts.transformPath ?? paths[0];
+    if (path === undefined || !paths.includes(path)) {
+      this.#raise("media_unsupported");
+      return;
+    }
+    this.#path = path;
+    const pc = createPeer(path === "insertable", this.#iceServers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })));
+    this.#pc = pc;
+    const t = addTransceivers(pc, SLOTS_PER_KIND);
+    const script = path === "script" ? new ScriptTransforms(this.#gate) : undefined;
+    this.#script = script;
+    const skip = __CONFER_TEST_BUILD__ ? this.#opts.test?.skipSenderTransform : undefined;
+    const senders = [
+      { ...SENDERS[0], transceiver: t.audio },
+      { ...SENDERS[1], transceiver: t.camera },
+    ];
+    const placed: Promise<boolean>[] = senders.map(async (s) => {
+      this.#gate.addSender(s.id, s.stream);
+      if (s.id === skip) {
+        return true;
+      }
+      if (script !== undefined) {
+        await script.sender(s.transceiver.sender, s.id);
+        return true;
+      }
+      return insertableSender(s.transceiver.sender, s.id, this.#gate);
+    });
+    // Receive slots: mids are known only after the offer; transforms go on before it, under
+    // a name fixed now (the slot's index) that the mid is mapped to below.
+    const slotIds = t.slots.map((_, i) => `slot${String(i)}`);
+    const receiverPlaced = t.slots.map(async (tr, i) => {
+      const id = slotIds[i] ?? "";
+      this.#gate.addReceiver(id, tr.receiver.track.kind === "audio" ? STREAM_AUDIO : STREAM_CAMERA);
+      if (script !== undefined) {
+        await script.receiver(tr.receiver, id);
+        return true;
+      }
+      return insertableReceiver(tr.receiver, id, this.#gate);
+    });
+    const ok = (await Promise.all([...placed, ...receiverPlaced])).every((x) => x);
+    if (!ok) {
+      this.#raise("media_unsupported");
+      pc.close();
+      return;
+    }
+    const sdp = await makeOffer(pc);
+    const kindOf = (tr: RTCRtpTransceiver): "audio" | "video" => (tr.receiver.track.kind === "audio" ? "audio" : "video");
+    this.#slots = t.slots.map((tr, i) => {
+      this.#gate.bindMid(slotIds[i] ?? "", tr.mid ?? "");
+      return { mid: tr.mid ?? "", kind: kindOf(tr), publisher: undefined, track: tr.receiver.track, blocked: false };
+    });
+    this.#watchedReceivers = t.slots.map((tr, i) => ({
+      id: slotIds[i] ?? "",
+      kind: kindOf(tr),
+      receiver: tr.receiver,
+      counters: this.#gate.receiveCounters(slotIds[i] ?? "") ?? new ReceiveCounters(),
+    }));
+    this.#watchedSenders = senders.map((s) => ({
+      id: s.id,
+      kind: s.kind,
+      sender: s.transceiver.sender,
+      counters: this.#gate.sendCounters(s.id) ?? new SendCounters(),
+    }));
+    this.#signal.send({ type: "media_offer", sdp });
+    this.#changed();
+    await this.#publish(senders);
+  }
+
+  async #publish(senders: { id: SenderId; kind: "audio" | "video"; stream: number; transceiver: RTCRtpTransceiver }[]): Promise<void> {
+    const streams = this.#core.cfg.mediaStreams;
+    const wantAudio = streams.includes(STREAM_AUDIO);
+    const wantVideo = streams.includes(STREAM_CAMERA);
+    if (!wantAudio && !wantVideo) {
+      return;
+    }
+    let local: MediaStream;
+    try {
+      local = await navigator.mediaDevices.getUserMedia({
+        audio: wantAudio && ((this.#opts.audioProcessing ?? true) ? true : { echoCancellation: false, noiseSuppression: false, autoGainControl: false }),
+        video: wantVideo ? { width: 160, height: 120, frameRate: 10 } : false,
+      });
+    } catch {
+      this.#raise("media_devices_refused");
+      return;
+    }
+    this.#localStream = local;
+    for (const s of senders) {
+      const track = s.kind === "audio" ? local.getAudioTracks()[0] : local.getVideoTracks()[0];
+      if (track !== undefined) {
+        await s.transceiver.sender.replaceTrack(track);
+      }
+    }
+  }
+
+  async #watch(): Promise<void> {
+    if (this.#pc === undefined) {
+      return;
+    }
+    const found = await checkTransforms(this.#watchedSenders, this.#watchedReceivers);
+    for (const b of found) {
+      if (b.side === "send") {
+        const s = this.#watchedSenders.find((w) => w.id === b.id);
+        if (s === undefined || s.sender.track === null) {
+          continue;
+        }
+        s.sender.track.stop();
+        await s.sender.replaceTrack(null);
+      } else {
+        const slot = this.#slots[this.#watchedReceivers.findIndex((w) => w.id === b.id)];
+        if (slot === undefined || slot.blocked) {
+          continue;
+        }
+        slot.blocked = true;
+        slot.track.enabled = false;
+      }
+      this.#raise("transform_bypassed");
+      this.#emit({ type: "transform_bypassed", bypass: b });
+    }
+  }
+
+  #raise(code: string): void {
+    if (!this.#alarms.includes(code)) {
+      this.#alarms.push(code);
+    }
+    this.#changed();
+  }
+
+  #end(why: string): void {
+    if (this.#phase === "ended") {
+      return;
+    }
+    this.#phase = "ended";
+    this.#ended = why;
+    for (const t of this.#timers) {
+      clearInterval(t);
+    }
+    this.#gate.clear();
+    for (const t of this.#localStream?.getTracks() ?? []) {
+      t.stop();
+    }
+    this.#pc?.close();
+    this.#script?.close();
+    this.#changed();
+  }
+}
