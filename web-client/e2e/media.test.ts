@@ -15,7 +15,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import {
+  COLOUR_TOLERANCE,
   DIST_E2E,
+  colourDistance,
   PARTICIPANTS,
   commandFrom,
   countersOf,
@@ -31,7 +33,7 @@ import {
   viewOf,
   waitForVideoColour,
 } from "./helpers/index.js";
-import type { ConferServer, E2EPage, SeenView } from "./helpers/index.js";
+import type { ConferServer, E2EPage, Rgb, SeenView } from "./helpers/index.js";
 
 const TONES = Object.values(PARTICIPANTS).map((p) => p.toneHz);
 
@@ -75,6 +77,28 @@ async function hears(viewer: E2EPage, who: E2EPage): Promise<void> {
     (tone) => isTone(tone, who.participant.toneHz),
     15_000,
   );
+}
+
+/**
+ * No video element of the page (shown or hidden) presents a frame of `colour`: each either
+ * presents no new frame within 1.5 s or presents another colour.
+ */
+async function showsNowhere(page: E2EPage, colour: Rgb): Promise<void> {
+  const mids = await page.evaluate(() => Array.from(document.querySelectorAll("video"), (v) => v.dataset["mid"] ?? ""), undefined);
+  const samples = await Promise.all(
+    mids.map((mid) =>
+      sampleVideoColour(page, `video[data-mid="${mid}"]`, 1_500).catch((e: unknown) => {
+        expect(String(e)).toMatch(/no decoded video frame/);
+        return undefined;
+      }),
+    ),
+  );
+  samples.forEach((sample, i) => {
+    if (sample !== undefined) {
+      const where = `${page.participant.name}'s slot ${mids[i] ?? ""}: ${JSON.stringify(sample)}`;
+      expect(colourDistance(sample.rgb, colour), where).toBeGreaterThan(COLOUR_TOLERANCE);
+    }
+  });
 }
 
 /** Frames opened from `publisher` by each page, now. */
@@ -140,14 +164,7 @@ describe("three Chromium pages in one mediation", () => {
     // Whatever B's page plays, it is not A's tone, and no video there shows A's colour.
     const audible = await b.evaluate(() => document.querySelectorAll("audio[data-participant]").length, undefined);
     expect(audible).toBe(0);
-    const videos = await b.evaluate(() => Array.from(document.querySelectorAll("video"), (v) => v.dataset["mid"] ?? ""), undefined);
-    for (const mid of videos) {
-      const sample = await sampleVideoColour(b, `video[data-mid="${mid}"]`, 1_500).catch(() => undefined);
-      if (sample !== undefined) {
-        const d = Math.max(...sample.rgb.map((c, i) => Math.abs(c - (PARTICIPANTS.green.colour[i] ?? 0))));
-        expect(d, `B's slot ${mid} shows A's colour`).toBeGreaterThan(30);
-      }
-    }
+    await showsNowhere(b, PARTICIPANTS.green.colour);
 
     await commandFrom(m, { type: "return_all" });
     for (const p of [m, a, b]) {
@@ -160,14 +177,55 @@ describe("three Chromium pages in one mediation", () => {
   test("a page without A's receive keys decodes nothing of A while A's frames keep arriving", async () => {
     const ida = pid["green"] ?? "";
     await dropReceiveKeys(b, ida);
+    const [m0, b0] = await openedFrom([m, b], ida);
     const before = await countersOf(b);
-    const [m0] = await openedFrom([m], ida);
-    const [b0] = await openedFrom([b], ida);
-    await until("the mediator opens more of A", () => openedFrom([m], ida), ([n]) => (n ?? 0) >= (m0 ?? 0) + 20);
-    const after = await countersOf(b);
-    expect((after.openedFrom[ida] ?? 0)).toBe(b0);
-    // A's frames still arrive at B: held for a key that never comes, then dropped.
-    expect(after.held + after.expired - before.held - before.expired).toBeGreaterThan(10);
+    // A's frames still arrive at B: each is held for a key that never comes, then dropped.
+    const after = await until("B drops A's frames unopened", () => countersOf(b), (c) => c.expired >= before.expired + 20);
+    expect(after.openedFrom[ida] ?? 0, JSON.stringify(after)).toBe(b0);
+    const [m1] = await openedFrom([m], ida);
+    expect(m1).toBeGreaterThan((m0 ?? 0) + 10);
     await expect(sampleVideoColour(b, `video[data-participant="${ida}"]`, 1_500)).rejects.toThrow(/no decoded video frame/);
+  });
+});
+
+describe("the watchdog", () => {
+  let c: E2EPage;
+
+  afterAll(async () => {
+    await c.close();
+  });
+
+  test("a camera whose frames skip the transform is stopped, with an alarm; nobody sees its colour", async () => {
+    c = await launchChromium(PARTICIPANTS.yellow);
+    const link = await inviteFrom(m, "counsel", "A");
+    await joinThroughPage(c, link, "Cy", { transformPath: "insertable", test: { skipSenderTransform: "camera" } });
+    const v = await until("counsel is secured", () => viewOf(c), (v) => v.phase === "secured" && v.present.length === 4);
+    pid["yellow"] = v.participantId ?? "";
+    const after = await until("the watchdog raises transform_bypassed", () => viewOf(c), (v) => v.alarms.includes("transform_bypassed"));
+    expect(after.alarms).toEqual(["transform_bypassed"]);
+    const alert = await c.evaluate(() => document.getElementById("alarm")?.textContent ?? "", undefined);
+    expect(alert).toContain("transform_bypassed");
+    // Its camera track is stopped and taken off the sender; its microphone still goes out sealed.
+    const counters = await countersOf(c);
+    expect(counters.sealed["camera"]).toBe(0);
+    expect(counters.sealed["microphone"] ?? 0).toBeGreaterThan(0);
+    const camera = await c.evaluate(() => {
+      const g = globalThis as unknown as { __conferE2E: { session?: { cameraTrackState(): string } } };
+      return g.__conferE2E.session?.cameraTrackState();
+    }, undefined);
+    expect(camera).toBe("none");
+    // The others hear counsel (sealed audio) and never decode a frame of counsel's camera.
+    await hears(m, c);
+    await Promise.all([m, a, b].map((p) => showsNowhere(p, PARTICIPANTS.yellow.colour)));
+    // The alarm is counsel's own page's: the others raised none.
+    for (const p of [m, a, b]) {
+      expect((await viewOf(p)).alarms, p.participant.name).toEqual([]);
+    }
+  });
+
+  test("no page logged an error or failed a request", () => {
+    for (const p of [m, a, b, c]) {
+      expect(p.problems.filter((x) => x.kind !== "console-warning"), p.participant.name).toEqual([]);
+    }
   });
 });

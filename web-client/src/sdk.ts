@@ -123,11 +123,12 @@ export interface MediaCounters {
   sealed: Record<string, number>;
   dropSend: Record<string, number>;
   opened: Record<string, number>;
+  /** Received frames that waited for a publisher or key (so far), and those waiting now. */
   held: number;
+  holding: number;
   expired: number;
   dropReceive: number;
   openedFrom: Record<string, number>;
-  sentPackets: number;
 }
 
 function b64url(b: Uint8Array): string {
@@ -286,11 +287,11 @@ export class ConferSession {
       sealed: {},
       dropSend: {},
       opened: {},
-      held: this.#gate.held(),
+      held: 0,
+      holding: this.#gate.held(),
       expired: 0,
       dropReceive: 0,
       openedFrom: Object.fromEntries(this.#openedFrom),
-      sentPackets: 0,
     };
     for (const s of this.#watchedSenders) {
       c.sealed[s.id] = s.counters.sealed;
@@ -298,10 +299,17 @@ export class ConferSession {
     }
     for (const r of this.#watchedReceivers) {
       c.opened[r.id] = r.counters.opened;
+      c.held += r.counters.held;
       c.expired += r.counters.expired;
       c.dropReceive += r.counters.dropped;
     }
     return c;
+  }
+
+  /** The camera sender's track: `live`, `ended`, or `none` (taken off, e.g. by the watchdog). */
+  cameraTrackState(): string {
+    const s = this.#watchedSenders.find((w) => w.id === "camera");
+    return s?.sender.track?.readyState ?? "none";
   }
 
   /**

@@ -85,6 +85,11 @@ pub struct Summary {
     pub stale_frames: u64,
     /// How many publishers this bot verified frames of.
     pub publishers_verified: u64,
+    /// Media frames that opened (decrypted and authenticated), whether or not they were a
+    /// bot's synthetic frames (a browser's are real Opus and VP8).
+    pub frames_opened: u64,
+    /// How many publishers this bot opened frames of (bots and browsers alike).
+    pub publishers_opened: u64,
     /// Media frames not sent because the room was still being secured (muted).
     pub frames_muted: u64,
     /// Media packets dropped because no `media_slots` ever named their publisher.
@@ -416,6 +421,8 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     summary.frames_received = m.frames_received;
     summary.frames_verified = m.frames_verified;
     summary.publishers_verified = m.from.values().filter(|f| f.verified > 0).count() as u64;
+    summary.frames_opened = m.frames_opened;
+    summary.publishers_opened = m.from.values().filter(|f| f.opened > 0).count() as u64;
     summary.frames_muted = m.frames_muted;
     summary.frames_unattributed = m.frames_unattributed;
     summary.frames_dropped_at_exit = m.frames_dropped_at_exit;

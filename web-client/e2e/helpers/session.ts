@@ -21,6 +21,7 @@ export interface SeenCounters {
   dropSend: Record<string, number>;
   opened: Record<string, number>;
   held: number;
+  holding: number;
   expired: number;
   dropReceive: number;
   openedFrom: Record<string, number>;
