@@ -7,16 +7,14 @@ import { execFile, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 
 import { afterAll, beforeAll, expect, test } from "vitest";
 
-import { REPO, startServer } from "./helpers/index.js";
+import { REPO, RUST_BOT, botSummary, inviteLinks, startServer } from "./helpers/index.js";
 import type { ConferServer } from "./helpers/index.js";
 
 const run = promisify(execFile);
-const RUST_BOT = process.env["CONFER_BOT_BIN"] ?? path.join(REPO, "target/debug/confer-bot");
 const TS_BOT = path.join(REPO, "web-client/dist-bot/bot.mjs");
 
 let server: ConferServer;
@@ -35,41 +33,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface Summary {
-  role: string;
-  messages_sent: number;
-  messages_received: number;
-  messages_verified: number;
-  decrypt_failures: number;
-  alarms: string[];
-  session_code: string | null;
-  keys_deleted: boolean;
-  names: string[];
-  names_rejected: number;
-}
-
-/** Runs a bot to its end; resolves with its summary line. */
-function finish(child: ReturnType<typeof spawn>): Promise<Summary> {
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout?.setEncoding("utf8");
-    child.stdout?.on("data", (c: string) => {
-      out += c;
-    });
-    child.once("exit", (code) => {
-      if (code !== 0) {
-        reject(new Error(`bot exited ${String(code)}: ${out}`));
-        return;
-      }
-      try {
-        resolve(JSON.parse(out.trim()) as Summary);
-      } catch (e) {
-        reject(new Error(`no summary: ${out}`, { cause: e }));
-      }
-    });
-  });
-}
-
 test("a Rust mediator, a TypeScript party and a Rust party verify each other", async () => {
   const mediator = spawn(
     RUST_BOT,
@@ -80,25 +43,9 @@ test("a Rust mediator, a TypeScript party and a Rust party verify each other", a
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
-  const mediatorDone = finish(mediator);
+  const mediatorDone = botSummary(mediator);
   // The mediator bot prints one invite link per --invite on stderr.
-  const links: string[] = [];
-  const lines = createInterface({ input: mediator.stderr });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error("no invite links"));
-    }, 15_000);
-    lines.on("line", (l) => {
-      const at = l.indexOf(": http://");
-      if (at >= 0 && links.length < 2) {
-        links.push(l.slice(at + 2));
-        if (links.length === 2) {
-          clearTimeout(timer);
-          resolve();
-        }
-      }
-    });
-  });
+  const links = await inviteLinks(mediator, 2);
   // The parties stay until the mediator ends the session (so all three hold the same last
   // joint roster). The TypeScript party reads its link from a file (secrets stay out of `ps`).
   const linkFile = path.join(dir, "link-a");
@@ -115,7 +62,7 @@ test("a Rust mediator, a TypeScript party and a Rust party verify each other", a
       "--seconds", "30", "--chat-every-ms", "200", "--name", "Bo (Rust)"],
     { stdio: ["ignore", "pipe", "ignore"] },
   );
-  const [a, b, m] = await Promise.all([finish(tsParty), finish(rustParty), mediatorDone]);
+  const [a, b, m] = await Promise.all([botSummary(tsParty), botSummary(rustParty), mediatorDone]);
   const all = [
     { s: a, others: ["Bo (Rust)", "Mediator Mo"] },
     { s: b, others: ["Ada (TypeScript)", "Mediator Mo"] },

@@ -371,9 +371,7 @@ export class ConferSession {
     for (let m = core.pollSend(); m !== undefined; m = core.pollSend()) {
       this.#signal.send(m);
     }
-    let changed = false;
     for (let e = core.pollEvent(); e !== undefined; e = core.pollEvent()) {
-      changed = true;
       switch (e.type) {
         case "alarm": {
           const code = alarmCode(e.alarm);
@@ -402,12 +400,10 @@ export class ConferSession {
     }
     if (this.#phase === "secured" && core.secured() === undefined) {
       this.#phase = "securing";
-      changed = true;
     }
     this.#gate.retry();
     // Rosters, names and codes change without an event of their own: the view is re-read
     // after every core call (a tick at least every TICK_MS).
-    void changed;
     this.#changed();
   }
 

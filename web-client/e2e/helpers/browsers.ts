@@ -102,6 +102,10 @@ export function firefoxPrefs(p: Participant): Record<string, unknown> {
     "media.navigator.audio.fake_frequency": p.toneHz,
     "media.autoplay.default": 0,
     "media.autoplay.block-webaudio": false,
+    // The SFU under test listens on 127.0.0.1. Firefox pairs a loopback remote candidate only
+    // with a loopback local one and gathers none itself: it gets there through coturn
+    // (helpers/turn.ts), whose relayed address is on 127.0.0.1, which this lets it use.
+    "media.peerconnection.ice.loopback": true,
   };
 }
 

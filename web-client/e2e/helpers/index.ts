@@ -9,3 +9,5 @@ export * from "./probes.js";
 export * from "./server.js";
 export type { E2EGlobals, ViolationReport } from "./globals.js";
 export * from "./session.js";
+export * from "./bots.js";
+export * from "./turn.js";

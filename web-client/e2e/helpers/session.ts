@@ -139,3 +139,40 @@ export function dropReceiveKeys(page: E2EPage, publisher: string): Promise<void>
     g.__conferE2E.session?.dropReceiveKeysOf(publisher);
   }, publisher);
 }
+
+/** Starts keeping the chat messages the page's session opens (`chatsOf` reads them). */
+export function recordChats(page: E2EPage): Promise<void> {
+  return page.evaluate(() => {
+    interface Chat {
+      type: string;
+      from?: string;
+      text?: string;
+    }
+    const g = globalThis as unknown as {
+      __conferE2E: { session?: { onEvent(f: (e: Chat) => void): void }; chats?: { from: string; text: string }[] };
+    };
+    const chats: { from: string; text: string }[] = [];
+    g.__conferE2E.chats = chats;
+    g.__conferE2E.session?.onEvent((e) => {
+      if (e.type === "chat") {
+        chats.push({ from: e.from ?? "", text: e.text ?? "" });
+      }
+    });
+  }, undefined);
+}
+
+/** The chat messages opened since `recordChats`. */
+export function chatsOf(page: E2EPage): Promise<{ from: string; text: string }[]> {
+  return page.evaluate(() => {
+    const g = globalThis as unknown as { __conferE2E: { chats?: { from: string; text: string }[] } };
+    return [...(g.__conferE2E.chats ?? [])];
+  }, undefined);
+}
+
+/** Sends an encrypted chat message from the page. */
+export function sendChat(page: E2EPage, text: string): Promise<void> {
+  return page.evaluate((text) => {
+    const g = globalThis as unknown as { __conferE2E: { session?: { sendChat(t: string): Promise<void> } } };
+    return g.__conferE2E.session?.sendChat(text);
+  }, text);
+}

@@ -189,6 +189,7 @@ export class Gate {
   clear(): void {
     for (const r of this.#receivers.values()) {
       for (const h of r.queue.splice(0)) {
+        this.#held -= 1;
         this.#expire(r, h);
       }
     }
