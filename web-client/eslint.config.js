@@ -112,7 +112,7 @@ export const pageLayerRules = {
 };
 
 export default defineConfig(
-  { ignores: ["dist/", "dist-e2e/", "dist-bot/", "node_modules/", "coverage/", "e2e/artifacts/"] },
+  { ignores: ["dist/", "dist-e2e/", "dist-bot/", "dist-bench/", "node_modules/", "coverage/", "e2e/artifacts/"] },
   js.configs.recommended,
   tseslint.configs.strictTypeChecked,
   tseslint.configs.stylisticTypeChecked,

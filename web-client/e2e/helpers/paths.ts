@@ -1,10 +1,22 @@
 // Where the browser tests find what they run. Each can be overridden by an environment
 // variable; the defaults are this repository's build outputs and Debian's browsers.
 
+import { existsSync } from "node:fs";
 import path from "node:path";
 
-/** The repository root. */
-export const REPO = path.resolve(import.meta.dirname, "../../..");
+/** The repository root: the nearest folder above this file that holds Cargo.toml (bundled benches run from elsewhere). */
+export const REPO = findRepo(import.meta.dirname);
+
+function findRepo(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, "Cargo.toml")) && existsSync(path.join(dir, "web-client"))) {
+      return dir;
+    }
+    if (path.dirname(dir) === dir) {
+      return path.resolve(import.meta.dirname, "../../..");
+    }
+  }
+}
 /** The built page (`npm run build`), served by the server under test as its web root. */
 export const DIST = process.env["CONFER_E2E_DIST"] ?? path.join(REPO, "web-client/dist");
 /** The server binary (`cargo build --workspace --bins`). */

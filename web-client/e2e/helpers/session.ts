@@ -25,6 +25,8 @@ export interface SeenCounters {
   expired: number;
   dropReceive: number;
   openedFrom: Record<string, number>;
+  cryptoMs: number;
+  cryptoCalls: number;
 }
 
 export interface JoinHook {
