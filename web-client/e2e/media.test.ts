@@ -174,6 +174,25 @@ describe("three Chromium pages in one mediation", () => {
     await hears(b, a);
   });
 
+  test("A shares a screen: B decodes it in a tile of its own, A's camera tile unchanged", async () => {
+    const ida = pid["green"] ?? "";
+    const click = a.playwright?.click("#share-screen");
+    expect(click).toBeDefined();
+    await click;
+    await until("A's page says it shares", () => viewOf(a), (v) => v.sharingScreen);
+    await b.waitFor(`video[data-participant="${ida}"][data-source="screen"]`, 15_000);
+    const screen = await sampleVideoColour(b, `video[data-participant="${ida}"][data-source="screen"]`, 10_000);
+    expect(screen.width).toBeGreaterThan(0);
+    await waitForVideoColour(b, `video[data-participant="${ida}"][data-source="camera"]`, PARTICIPANTS.green.colour, 10_000);
+    const label = await b.evaluate(
+      (id) => document.querySelector(`video[data-participant="${id}"][data-source="screen"]`)?.parentElement?.textContent ?? "",
+      ida,
+    );
+    expect(label).toBe("Ada's screen");
+    await a.playwright?.click("#share-screen");
+    await until("A's page stopped sharing", () => viewOf(a), (v) => !v.sharingScreen);
+  });
+
   test("a page without A's receive keys decodes nothing of A while A's frames keep arriving", async () => {
     const ida = pid["green"] ?? "";
     await dropReceiveKeys(b, ida);

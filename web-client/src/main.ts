@@ -70,7 +70,7 @@ async function join(main: HTMLElement, token: string, secret: string | undefined
   if (hook !== undefined) {
     hook.session = session;
   }
-  const call = new CallView(document, main);
+  const call = new CallView(document, main, session);
   let last = "";
   session.subscribe((v) => {
     call.render(v);

@@ -11,7 +11,7 @@
 import { alarmCode } from "./core/alarms.js";
 import { Core, CoreConfig, MediaRejected, agreementHash } from "./core/client.js";
 import type { Event } from "./core/client.js";
-import { STREAM_AUDIO, STREAM_CAMERA } from "./core/frame.js";
+import { STREAM_AUDIO, STREAM_CAMERA, STREAM_SCREEN } from "./core/frame.js";
 import { SLOTS_PER_KIND, addTransceivers, applyAnswer, createPeer, makeOffer } from "./media/peer.js";
 import type { TransformPath } from "./media/transform.js";
 import { ScriptTransforms, insertableReceiver, insertableSender, transformPaths } from "./media/transform.js";
@@ -40,6 +40,7 @@ export const DEMO_AGREEMENT =
 const SENDERS = [
   { id: "microphone", kind: "audio", stream: STREAM_AUDIO },
   { id: "camera", kind: "video", stream: STREAM_CAMERA },
+  { id: "screen", kind: "video", stream: STREAM_SCREEN },
 ] as const;
 export type SenderId = (typeof SENDERS)[number]["id"];
 
@@ -81,6 +82,18 @@ export interface RemoteSlot {
   track: MediaStreamTrack;
   /** The watchdog found frames decoded there that the gate did not open: never shown. */
   blocked: boolean;
+  /** What the last frame that opened there was: a microphone, a camera or a screen. */
+  source?: "microphone" | "camera" | "screen" | undefined;
+}
+
+function sourceName(stream: number | undefined): RemoteSlot["source"] {
+  if (stream === STREAM_AUDIO) {
+    return "microphone";
+  }
+  if (stream === STREAM_CAMERA) {
+    return "camera";
+  }
+  return stream === STREAM_SCREEN ? "screen" : undefined;
 }
 
 export interface Person {
@@ -108,6 +121,8 @@ export interface View {
   /** Alarm codes raised (core alarms and the watchdog's `transform_bypassed`). */
   alarms: string[];
   transformPath: TransformPath | undefined;
+  /** My screen is being shared. */
+  sharingScreen: boolean;
   /** Why the session ended, once it has. */
   ended: string | undefined;
 }
@@ -180,7 +195,12 @@ export class ConferSession {
     cfg.invite = { token: invite.token, psk: invite.psk, mediatorIk: invite.mediatorIk };
     cfg.displayName = opts.displayName;
     cfg.mediaReceive = true;
-    cfg.mediaStreams = SENDERS.filter((s) => (s.kind === "audio" ? publish.audio : publish.video)).map((s) => s.stream);
+    // The screen is keyed whether or not it is shared yet: sharing starts without a rekey.
+    cfg.mediaStreams = [
+      ...(publish.audio ? [STREAM_AUDIO] : []),
+      ...(publish.video ? [STREAM_CAMERA] : []),
+      STREAM_SCREEN,
+    ];
     const rng = { fill: (b: Uint8Array) => void crypto.getRandomValues(b as Uint8Array<ArrayBuffer>) };
     this.#core = new Core(rng, cfg);
     this.#gate = new Gate(
@@ -253,7 +273,8 @@ export class ConferSession {
       secured,
       sessionCode: core.sessionCode(),
       present,
-      slots: this.#slots.map((s) => ({ ...s })),
+      slots: this.#slots.map((s, i) => ({ ...s, source: sourceName(this.#gate.lastStream(this.#watchedReceivers[i]?.id ?? "")) })),
+      sharingScreen: (this.#watchedSenders.find((w) => w.id === "screen")?.sender.track ?? null) !== null,
       alarms: [...this.#alarms],
       transformPath: this.#path,
       ended: this.#ended,
@@ -509,14 +530,57 @@ export class ConferSession {
     }
   }
 
+  // A video slot carries a publisher's camera or screen: the frame's generation says which
+  // (every client numbers its generations from one counter across streams), so a camera key
+  // that does not hold it means "not the camera", found without decrypting; then the screen.
   #open(publisher: string, stream: number, data: Uint8Array): Opened {
+    const first = this.#openStream(publisher, stream, data);
+    if (first.kind === "no_key" && stream === STREAM_CAMERA) {
+      const screen = this.#openStream(publisher, STREAM_SCREEN, data);
+      if (screen.kind !== "no_key") {
+        return screen;
+      }
+    }
+    return first;
+  }
+
+  #openStream(publisher: string, stream: number, data: Uint8Array): Opened {
     try {
       const out = this.#core.openMedia(publisher as ParticipantId, stream, data);
       this.#openedFrom.set(publisher, (this.#openedFrom.get(publisher) ?? 0) + 1);
-      return { kind: "ok", data: out };
+      return { kind: "ok", data: out, stream };
     } catch (e) {
       return e instanceof MediaRejected && e.kind === "no_key" ? { kind: "no_key" } : { kind: "drop" };
     }
+  }
+
+  /** Shares my screen (call from a click: browsers ask for a user gesture). */
+  async shareScreen(): Promise<void> {
+    const s = this.#watchedSenders.find((w) => w.id === "screen");
+    if (s === undefined) {
+      throw new Error("media is not connected yet");
+    }
+    const display = await navigator.mediaDevices.getDisplayMedia({ video: { width: 640, height: 360, frameRate: 5 }, audio: false });
+    const track = display.getVideoTracks()[0];
+    if (track === undefined) {
+      return;
+    }
+    track.addEventListener("ended", () => {
+      void this.stopScreen();
+    });
+    await s.sender.replaceTrack(track);
+    this.#changed();
+  }
+
+  /** Stops sharing my screen. */
+  async stopScreen(): Promise<void> {
+    const s = this.#watchedSenders.find((w) => w.id === "screen");
+    if (s === undefined || s.sender.track === null) {
+      return;
+    }
+    s.sender.track.stop();
+    await s.sender.replaceTrack(null);
+    this.#changed();
   }
 
   // The peer connection, once my first room is secured: transceivers and transforms first,
@@ -542,6 +606,7 @@ export class ConferSession {
     const senders = [
       { ...SENDERS[0], transceiver: t.audio },
       { ...SENDERS[1], transceiver: t.camera },
+      { ...SENDERS[2], transceiver: t.screen },
     ];
     const placed: Promise<boolean>[] = senders.map(async (s) => {
       this.#gate.addSender(s.id, s.stream);
@@ -614,6 +679,9 @@ export class ConferSession {
     }
     this.#localStream = local;
     for (const s of senders) {
+      if (s.id === "screen") {
+        continue; // only when the person shares it (shareScreen)
+      }
       const track = s.kind === "audio" ? local.getAudioTracks()[0] : local.getVideoTracks()[0];
       if (track !== undefined) {
         await s.transceiver.sender.replaceTrack(track);

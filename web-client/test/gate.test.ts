@@ -31,7 +31,7 @@ class ToyCrypto implements FrameCrypto {
     if (held === undefined || held !== key) {
       return { kind: "no_key" };
     }
-    return { kind: "ok", data: data.slice(2) };
+    return { kind: "ok", data: data.slice(2), stream: 1 };
   }
 
   expired(): void {

@@ -14,6 +14,7 @@ export interface SeenView {
   slots: { mid: string; kind: string; publisher: string | undefined; blocked: boolean; trackState: string }[];
   alarms: string[];
   transformPath: string | undefined;
+  sharingScreen: boolean;
 }
 
 export interface SeenCounters {

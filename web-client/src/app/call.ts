@@ -5,6 +5,12 @@
 
 import type { View } from "../sdk.js";
 
+/** What the call screen's buttons do (the SDK's session). */
+export interface CallActions {
+  shareScreen(): Promise<void>;
+  stopScreen(): Promise<void>;
+}
+
 export class CallView {
   readonly #doc: Document;
   readonly #room: HTMLElement;
@@ -14,8 +20,10 @@ export class CallView {
   readonly #audio: HTMLElement;
   readonly #alarm: HTMLElement;
   readonly #media = new Map<string, { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement }>();
+  readonly #share: HTMLButtonElement;
+  #sharing = false;
 
-  constructor(doc: Document, main: HTMLElement) {
+  constructor(doc: Document, main: HTMLElement, actions: CallActions) {
     this.#doc = doc;
     const section = doc.createElement("section");
     section.id = "call";
@@ -38,7 +46,14 @@ export class CallView {
     this.#tiles.setAttribute("aria-label", "People you see");
     this.#audio = doc.createElement("div");
     this.#audio.hidden = true;
-    section.append(this.#room, this.#hear, codeP, this.#alarm, this.#tiles, this.#audio);
+    this.#share = doc.createElement("button");
+    this.#share.type = "button";
+    this.#share.id = "share-screen";
+    this.#share.textContent = "Share your screen";
+    this.#share.addEventListener("click", () => {
+      void (this.#sharing ? actions.stopScreen() : actions.shareScreen()).catch(() => undefined);
+    });
+    section.append(this.#room, this.#hear, codeP, this.#alarm, this.#share, this.#tiles, this.#audio);
     main.append(section);
   }
 
@@ -55,6 +70,9 @@ export class CallView {
           : "Securing: your microphone and camera stay off until this room is secured.";
     this.#code.textContent = v.sessionCode ?? "not yet";
     this.#alarm.textContent = v.alarms.length === 0 ? "" : `Security alarm: ${v.alarms.join(", ")}.`;
+    this.#sharing = v.sharingScreen;
+    this.#share.textContent = v.sharingScreen ? "Stop sharing your screen" : "Share your screen";
+    this.#share.disabled = v.phase !== "secured" && !v.sharingScreen;
     const present = new Map(v.present.map((p) => [p.participantId, p]));
     for (const slot of v.slots) {
       const who = slot.publisher === undefined ? undefined : present.get(slot.publisher);
@@ -64,9 +82,12 @@ export class CallView {
       m.el.muted = slot.kind === "video" || !show;
       if (show) {
         m.el.dataset["participant"] = who.participantId;
-        m.label.textContent = who.name ?? "A participant";
+        m.el.dataset["source"] = slot.source ?? (slot.kind === "audio" ? "microphone" : "camera");
+        const name = who.name ?? "A participant";
+        m.label.textContent = slot.source === "screen" ? `${name}'s screen` : name;
       } else {
         delete m.el.dataset["participant"];
+        delete m.el.dataset["source"];
       }
     }
   }

@@ -1,10 +1,9 @@
 // The media path's peer connection (WEB.md "Media path", rules 1-3), a first building block:
-// ONE RTCPeerConnection to the SFU, every transceiver created up front (sendonly audio and
-// camera, N recvonly slots per kind, never sendrecv), Opus/VP8 by setCodecPreferences (no SDP
+// ONE RTCPeerConnection to the SFU, every transceiver created up front (sendonly audio, camera
+// and screen, N recvonly slots per kind, never sendrecv), Opus/VP8 by setCodecPreferences (no SDP
 // munging), no trickle (the offer goes out after ICE gathering completes, bounded), and the
 // slot map of `media_slots` (mid -> publisher).
 //
-// Not wired into the page yet: the transforms (src/worker/) and the SDK that joins come next.
 // Nothing here ever gives a sender a track: that is the caller's, after its transform is
 // attached (rule 3).
 
@@ -25,6 +24,7 @@ interface InsertableConfig extends RTCConfiguration {
 export interface MediaTransceivers {
   readonly audio: RTCRtpTransceiver;
   readonly camera: RTCRtpTransceiver;
+  readonly screen: RTCRtpTransceiver;
   readonly slots: readonly RTCRtpTransceiver[];
 }
 
@@ -49,12 +49,14 @@ function preferCodec(t: RTCRtpTransceiver, kind: "audio" | "video", mime: string
   }
 }
 
-/** Every transceiver, up front: sendonly audio and camera, then the recvonly slots. */
+/** Every transceiver, up front: sendonly audio, camera and screen, then the recvonly slots. */
 export function addTransceivers(pc: RTCPeerConnection, slotsPerKind = SLOTS_PER_KIND): MediaTransceivers {
   const audio = pc.addTransceiver("audio", { direction: "sendonly" });
   preferCodec(audio, "audio", "audio/opus");
   const camera = pc.addTransceiver("video", { direction: "sendonly" });
   preferCodec(camera, "video", "video/vp8");
+  const screen = pc.addTransceiver("video", { direction: "sendonly" });
+  preferCodec(screen, "video", "video/vp8");
   const slots: RTCRtpTransceiver[] = [];
   for (const kind of ["audio", "video"] as const) {
     for (let i = 0; i < slotsPerKind; i++) {
@@ -63,7 +65,7 @@ export function addTransceivers(pc: RTCPeerConnection, slotsPerKind = SLOTS_PER_
       slots.push(t);
     }
   }
-  return { audio, camera, slots };
+  return { audio, camera, screen, slots };
 }
 
 /** Resolves when ICE gathering is complete, or after `limitMs` (no trickle). */

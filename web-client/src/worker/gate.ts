@@ -15,7 +15,7 @@ export const HOLD_MAX = 256;
 
 /** What opening a frame came to. */
 export type Opened =
-  | { kind: "ok"; data: Uint8Array }
+  | { kind: "ok"; data: Uint8Array; stream: number }
   /** No key of that publisher for the generation the frame names (yet): hold it. */
   | { kind: "no_key" }
   /** It will never open (malformed, forged, replayed, stale, after the end): drop it. */
@@ -64,6 +64,8 @@ interface Held {
 }
 
 interface Receiver {
+  /** The stream of the last frame that opened here (a video slot carries a camera or a screen). */
+  lastStream: number | undefined;
   /** The slot's mid, once the offer gave it one. */
   mid: string | undefined;
   stream: number;
@@ -98,7 +100,7 @@ export class Gate {
    */
   addReceiver(id: string, stream: number): ReceiveCounters {
     const counters = new ReceiveCounters();
-    this.#receivers.set(id, { mid: undefined, stream, counters, queue: [] });
+    this.#receivers.set(id, { lastStream: undefined, mid: undefined, stream, counters, queue: [] });
     return counters;
   }
 
@@ -117,6 +119,11 @@ export class Gate {
 
   receiveCounters(id: string): ReceiveCounters | undefined {
     return this.#receivers.get(id)?.counters;
+  }
+
+  /** The stream of the last frame that opened in slot `id`. */
+  lastStream(id: string): number | undefined {
+    return this.#receivers.get(id)?.lastStream;
   }
 
   /** Frames held now, over all slots. */
@@ -256,6 +263,7 @@ export class Gate {
     switch (res.kind) {
       case "ok":
         r.counters.opened += 1;
+        r.lastStream = res.stream;
         h.done(res.data);
         return true;
       case "drop":
