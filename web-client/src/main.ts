@@ -8,6 +8,7 @@ import { takeInviteFragment } from "./app/invite.js";
 import type { InviteReading } from "./app/invite.js";
 import { askToJoin } from "./app/join.js";
 import { Shell } from "./app/shell.js";
+import { Role, Side } from "./proto/ids.js";
 import { ConferSession, DEMO_AGREEMENT } from "./sdk.js";
 import type { JoinOptions, View } from "./sdk.js";
 
@@ -70,7 +71,18 @@ async function join(main: HTMLElement, token: string, secret: string | undefined
   if (hook !== undefined) {
     hook.session = session;
   }
-  const call = new CallView(document, main, session);
+  const actions = {
+    shareScreen: () => session.shareScreen(),
+    stopScreen: () => session.stopScreen(),
+    createInvite: (role: "party" | "counsel", side: "A" | "B") => {
+      const r = Role.fromStr(role);
+      const sd = Side.fromStr(side);
+      return r === undefined || sd === undefined ? Promise.reject(new Error("no such role")) : session.createInvite(r, sd);
+    },
+  };
+  const call = new CallView(document, main, actions, (text) => {
+    shell.announce(text);
+  });
   let last = "";
   session.subscribe((v) => {
     call.render(v);

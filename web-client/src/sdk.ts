@@ -46,6 +46,8 @@ export type SenderId = (typeof SENDERS)[number]["id"];
 
 /** How often the core's timers run and held frames are retried (ms). */
 const TICK_MS = 250;
+/** A slot is live while frames opened there within this long (ms). */
+const LIVE_MS = 2_000;
 /** How often the watchdog compares the browser's counters with the gate's (ms). */
 const WATCHDOG_MS = 1_000;
 
@@ -84,6 +86,8 @@ export interface RemoteSlot {
   blocked: boolean;
   /** What the last frame that opened there was: a microphone, a camera or a screen. */
   source?: "microphone" | "camera" | "screen" | undefined;
+  /** A frame opened there within the last `LIVE_MS` (a slot whose publisher sends nothing, e.g. a screen not shared, is not live). */
+  live?: boolean | undefined;
 }
 
 function sourceName(stream: number | undefined): RemoteSlot["source"] {
@@ -273,7 +277,11 @@ export class ConferSession {
       secured,
       sessionCode: core.sessionCode(),
       present,
-      slots: this.#slots.map((s, i) => ({ ...s, source: sourceName(this.#gate.lastStream(this.#watchedReceivers[i]?.id ?? "")) })),
+      slots: this.#slots.map((s, i) => {
+        const id = this.#watchedReceivers[i]?.id ?? "";
+        const at = this.#gate.lastOpenedAt(id);
+        return { ...s, source: sourceName(this.#gate.lastStream(id)), live: at !== undefined && this.#now() - at < LIVE_MS };
+      }),
       sharingScreen: (this.#watchedSenders.find((w) => w.id === "screen")?.sender.track ?? null) !== null,
       alarms: [...this.#alarms],
       transformPath: this.#path,

@@ -318,7 +318,15 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
         )?;
         writeln!(out, "  {token}")?;
         writeln!(out)?;
-        writeln!(out, "Invite the parties (in another terminal):")?;
+        if server.web_dir().is_some() {
+            writeln!(
+                out,
+                "Mediate in your browser: open this link (once), then invite the parties from the page:"
+            )?;
+            writeln!(out, "  http://{addr}/join#t={token}")?;
+            writeln!(out)?;
+        }
+        writeln!(out, "Or invite the parties from a shell (in another terminal):")?;
         for (role, side) in [
             ("party", " --side A"),
             ("party", " --side B"),

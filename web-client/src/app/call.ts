@@ -9,7 +9,16 @@ import type { View } from "../sdk.js";
 export interface CallActions {
   shareScreen(): Promise<void>;
   stopScreen(): Promise<void>;
+  createInvite(role: "party" | "counsel", side: "A" | "B"): Promise<string>;
 }
+
+/** Whom a mediator can invite from the call screen (the link is bound to that role and side). */
+const INVITES = [
+  { value: "party:A", label: "Party A", role: "party", side: "A" },
+  { value: "party:B", label: "Party B", role: "party", side: "B" },
+  { value: "counsel:A", label: "Counsel for party A", role: "counsel", side: "A" },
+  { value: "counsel:B", label: "Counsel for party B", role: "counsel", side: "B" },
+] as const;
 
 export class CallView {
   readonly #doc: Document;
@@ -21,10 +30,14 @@ export class CallView {
   readonly #alarm: HTMLElement;
   readonly #media = new Map<string, { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement }>();
   readonly #share: HTMLButtonElement;
+  readonly #invite: HTMLFormElement;
   #sharing = false;
 
-  constructor(doc: Document, main: HTMLElement, actions: CallActions) {
+  readonly #announce: (text: string) => void;
+
+  constructor(doc: Document, main: HTMLElement, actions: CallActions, announce: (text: string) => void) {
     this.#doc = doc;
+    this.#announce = announce;
     const section = doc.createElement("section");
     section.id = "call";
     section.setAttribute("aria-labelledby", "room");
@@ -53,7 +66,10 @@ export class CallView {
     this.#share.addEventListener("click", () => {
       void (this.#sharing ? actions.stopScreen() : actions.shareScreen()).catch(() => undefined);
     });
-    section.append(this.#room, this.#hear, codeP, this.#alarm, this.#share, this.#tiles, this.#audio);
+    this.#invite = inviteForm(doc, actions, (text) => {
+      this.#announce(text);
+    });
+    section.append(this.#room, this.#hear, codeP, this.#alarm, this.#share, this.#invite, this.#tiles, this.#audio);
     main.append(section);
   }
 
@@ -71,13 +87,15 @@ export class CallView {
     this.#code.textContent = v.sessionCode ?? "not yet";
     this.#alarm.textContent = v.alarms.length === 0 ? "" : `Security alarm: ${v.alarms.join(", ")}.`;
     this.#sharing = v.sharingScreen;
+    this.#invite.hidden = v.role !== "mediator" || v.phase !== "secured";
     this.#share.textContent = v.sharingScreen ? "Stop sharing your screen" : "Share your screen";
     this.#share.disabled = v.phase !== "secured" && !v.sharingScreen;
     const present = new Map(v.present.map((p) => [p.participantId, p]));
     for (const slot of v.slots) {
       const who = slot.publisher === undefined ? undefined : present.get(slot.publisher);
       const m = this.#tile(slot.mid, slot.kind, slot.track);
-      const show = who !== undefined && !who.me && !slot.blocked;
+      // Shown: a publisher in my signed roster whose frames open here now.
+      const show = who !== undefined && !who.me && !slot.blocked && slot.live === true;
       m.box.hidden = !show;
       m.el.muted = slot.kind === "video" || !show;
       if (show) {
@@ -136,4 +154,56 @@ function roomName(ch: string | undefined): string {
   }
   const breakout = /^breakout-(.+)$/.exec(ch);
   return breakout !== null ? `Breakout room ${breakout[1] ?? ""}` : ch;
+}
+
+// Mediators: "Invite someone": choose whom, make the link, copy it from a read-only field. The
+// link carries the invite secret in its fragment: it is shown here only, never logged.
+function inviteForm(doc: Document, actions: CallActions, announce: (text: string) => void): HTMLFormElement {
+  const form = doc.createElement("form");
+  form.id = "invite";
+  form.hidden = true;
+  const h = doc.createElement("h3");
+  h.textContent = "Invite someone";
+  const whoLabel = doc.createElement("label");
+  whoLabel.htmlFor = "invite-who";
+  whoLabel.textContent = "Who";
+  const who = doc.createElement("select");
+  who.id = "invite-who";
+  for (const i of INVITES) {
+    const o = doc.createElement("option");
+    o.value = i.value;
+    o.textContent = i.label;
+    who.append(o);
+  }
+  const button = doc.createElement("button");
+  button.type = "submit";
+  button.textContent = "Create invitation link";
+  const linkLabel = doc.createElement("label");
+  linkLabel.htmlFor = "invite-link";
+  linkLabel.textContent = "Invitation link (single use; send it to that person only)";
+  const link = doc.createElement("input");
+  link.id = "invite-link";
+  link.readOnly = true;
+  link.value = "";
+  form.append(h, whoLabel, who, button, linkLabel, link);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const choice = INVITES.find((i) => i.value === who.value) ?? INVITES[0];
+    button.disabled = true;
+    void actions
+      .createInvite(choice.role, choice.side)
+      .then((l) => {
+        link.value = l;
+        link.focus();
+        link.select();
+        announce(`Invitation link for ${choice.label} created. Copy it and send it to them.`);
+      })
+      .catch(() => {
+        announce("The invitation link could not be created. Try again.");
+      })
+      .finally(() => {
+        button.disabled = false;
+      });
+  });
+  return form;
 }

@@ -64,6 +64,8 @@ interface Held {
 }
 
 interface Receiver {
+  /** When a frame last opened here (the gate's clock), if ever. */
+  lastOpenedAt: number | undefined;
   /** The stream of the last frame that opened here (a video slot carries a camera or a screen). */
   lastStream: number | undefined;
   /** The slot's mid, once the offer gave it one. */
@@ -100,7 +102,7 @@ export class Gate {
    */
   addReceiver(id: string, stream: number): ReceiveCounters {
     const counters = new ReceiveCounters();
-    this.#receivers.set(id, { lastStream: undefined, mid: undefined, stream, counters, queue: [] });
+    this.#receivers.set(id, { lastOpenedAt: undefined, lastStream: undefined, mid: undefined, stream, counters, queue: [] });
     return counters;
   }
 
@@ -119,6 +121,11 @@ export class Gate {
 
   receiveCounters(id: string): ReceiveCounters | undefined {
     return this.#receivers.get(id)?.counters;
+  }
+
+  /** When a frame last opened in slot `id` (the gate's clock), if ever. */
+  lastOpenedAt(id: string): number | undefined {
+    return this.#receivers.get(id)?.lastOpenedAt;
   }
 
   /** The stream of the last frame that opened in slot `id`. */
@@ -264,6 +271,7 @@ export class Gate {
       case "ok":
         r.counters.opened += 1;
         r.lastStream = res.stream;
+        r.lastOpenedAt = this.#clock();
         h.done(res.data);
         return true;
       case "drop":
