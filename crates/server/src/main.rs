@@ -326,7 +326,10 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
             writeln!(out, "  http://{addr}/join#t={token}")?;
             writeln!(out)?;
         }
-        writeln!(out, "Or invite the parties from a shell (in another terminal):")?;
+        writeln!(
+            out,
+            "Or invite the parties from a shell (in another terminal):"
+        )?;
         for (role, side) in [
             ("party", " --side A"),
             ("party", " --side B"),
