@@ -178,6 +178,12 @@ describe("three Chromium pages in one mediation", () => {
     // Whatever B's page plays, it is not A's tone, and no video there shows A's colour.
     const audible = await b.evaluate(() => document.querySelectorAll("audio[data-participant]").length, undefined);
     expect(audible).toBe(0);
+    // And no audio element of B's, shown or not, carries A's tone.
+    const audioMids = await b.evaluate(() => Array.from(document.querySelectorAll("audio"), (x) => x.dataset["mid"] ?? ""), undefined);
+    for (const mid of audioMids) {
+      const tone = await dominantTone(b, `audio[data-mid="${mid}"]`, { frequencies: TONES });
+      expect(isTone(tone, PARTICIPANTS.green.toneHz), `B's audio slot ${mid}: ${JSON.stringify(tone)}`).toBe(false);
+    }
     await showsNowhere(b, PARTICIPANTS.green.colour);
 
     await commandFrom(m, { type: "return_all" });
