@@ -164,13 +164,13 @@ pub fn open(path: &Path) -> Result<Connection, AuditError> {
 
 // The audit log is for the operator only, whatever the process umask.
 #[cfg(unix)]
-fn restrict_permissions(path: &Path) {
+pub(crate) fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 #[cfg(not(unix))]
-fn restrict_permissions(_: &Path) {}
+pub(crate) fn restrict_permissions(_: &Path) {}
 
 /// Appends events in one transaction, extending the chain.
 pub fn append(conn: &mut Connection, events: &[NewEvent]) -> rusqlite::Result<()> {

@@ -232,6 +232,11 @@ impl Config {
     pub fn audit_path(&self) -> PathBuf {
         self.data_dir.join("audit.db")
     }
+
+    /// The spent-invite store: `DATA_DIR/tokens.db`.
+    pub fn tokens_path(&self) -> PathBuf {
+        self.data_dir.join("tokens.db")
+    }
 }
 
 #[cfg(test)]

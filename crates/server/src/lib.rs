@@ -18,6 +18,7 @@ mod http;
 mod media;
 pub mod metrics;
 mod session;
+pub mod spent;
 mod state;
 pub mod token;
 pub mod turn;
@@ -52,6 +53,9 @@ pub enum StartError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    /// The spent-invite store could not be opened.
+    #[error(transparent)]
+    Spent(#[from] spent::SpentError),
     /// The SFU's UDP port could not be set up.
     #[error(
         "cannot run the SFU on udp {addr}: {error}; pick another address with --media-listen (or media_listen), or set media_enabled = false"
@@ -120,6 +124,10 @@ impl Server {
         };
         let web_dir = web.as_ref().map(|w| w.dir().to_owned());
         let tokens = token::Tokens::load_or_create(&config.signing_key_path())?;
+        let (spent, pruned) = spent::SpentInvites::open(&config.tokens_path(), token::unix_now())?;
+        if pruned > 0 {
+            tracing::info!(rows = pruned, "expired spent invites pruned");
+        }
         let audit = audit::AuditLog::start(&config.audit_path())?;
         let retention = config.audit_retention_days;
         let purge_log = audit.clone();
@@ -180,7 +188,7 @@ impl Server {
             &config.turn_secret_file,
             config.turn_credential_ttl_secs,
         )?;
-        let state = Arc::new(AppState::new(config, tokens, audit, media, turn));
+        let state = Arc::new(AppState::new(config, tokens, spent, audit, media, turn));
         let app = http::router(state.clone(), web);
         // Signalling is many small messages: send each at once (no Nagle, no delayed-ACK stall).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

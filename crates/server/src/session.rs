@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::audit::NewEvent;
 use crate::metrics as m;
 use crate::state::AppState;
-use crate::token::unix_now;
+use crate::token::{random_id, unix_now};
 
 /// What a connection's writer sends on the socket.
 #[derive(Debug)]
@@ -74,6 +74,16 @@ pub(crate) enum SessionCmd {
         conn_id: u64,
     },
     Drain,
+    /// A manager's `create_invite`: answered only for the participant's current connection
+    /// while it is in the session (a kicked or replaced connection cannot mint).
+    CreateInvite {
+        pid: ParticipantId,
+        conn_id: u64,
+        role: Role,
+        side: Option<Side>,
+        ttl_secs: Option<u64>,
+        reply: oneshot::Sender<Result<ServerMessage, InviteRefused>>,
+    },
     /// A media command from a connection: passed on only if that connection is still the
     /// participant's current one (a late offer from a replaced tab must not win).
     Media {
@@ -83,16 +93,29 @@ pub(crate) enum SessionCmd {
     },
 }
 
+/// Why a `create_invite` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InviteRefused {
+    /// Not a manager (any more), not the current connection, or asking for a mediator.
+    Forbidden,
+    /// Party and counsel need a side; others have none.
+    SideRule,
+}
+
 /// A handle to a running room task.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionHandle {
     pub(crate) tx: mpsc::Sender<SessionCmd>,
     pub(crate) generation: u64,
+    /// Random per session creation (unlike `generation`, which restarts with the process):
+    /// invites minted in this session carry it and open no other instance of the same id.
+    pub(crate) instance: String,
 }
 
 struct Member {
     conn: Option<Conn>,
     resume_jti: String,
+    role: Role,
 }
 
 pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -> SessionHandle {
@@ -100,21 +123,28 @@ pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -
     let config =
         RoomConfig::default().resume_grace(Duration::from_secs(state.config.resume_grace_secs));
     let room = Room::new(session.clone(), config, Instant::now().into_std());
+    let instance = random_id();
     let task = RoomTask {
         state,
         session,
         generation,
+        instance: instance.clone(),
         room,
         members: HashMap::new(),
     };
     tokio::spawn(task.run(rx));
-    SessionHandle { tx, generation }
+    SessionHandle {
+        tx,
+        generation,
+        instance,
+    }
 }
 
 struct RoomTask {
     state: Arc<AppState>,
     session: SessionId,
     generation: u64,
+    instance: String,
     room: Room,
     members: HashMap<ParticipantId, Member>,
 }
@@ -166,6 +196,7 @@ impl RoomTask {
                     Member {
                         conn: Some(conn),
                         resume_jti,
+                        role,
                     },
                 );
                 let r = self.room.handle_input(Input::Join {
@@ -259,6 +290,16 @@ impl RoomTask {
                     conn.send_msg(&msg);
                 }
             }
+            SessionCmd::CreateInvite {
+                pid,
+                conn_id,
+                role,
+                side,
+                ttl_secs,
+                reply,
+            } => {
+                let _ = reply.send(self.create_invite(&pid, conn_id, role, side, ttl_secs));
+            }
             SessionCmd::Media { pid, conn_id, cmd } => {
                 // A stale connection's command is dropped; an offer's reply channel closes,
                 // which that connection reports as `media_unavailable`.
@@ -269,6 +310,39 @@ impl RoomTask {
                 }
             }
         }
+    }
+
+    fn create_invite(
+        &self,
+        pid: &ParticipantId,
+        conn_id: u64,
+        role: Role,
+        side: Option<Side>,
+        ttl_secs: Option<u64>,
+    ) -> Result<ServerMessage, InviteRefused> {
+        let manager = self.is_current(pid, conn_id)
+            && self.room.contains(pid)
+            && self.members.get(pid).is_some_and(|m| m.role.is_manager());
+        if !manager || role == Role::Mediator {
+            return Err(InviteRefused::Forbidden);
+        }
+        if role.needs_side() != side.is_some() {
+            return Err(InviteRefused::SideRule);
+        }
+        let config = &self.state.config;
+        let ttl = ttl_secs
+            .unwrap_or(config.invite_ttl_secs)
+            .min(config.invite_max_ttl_secs);
+        let (token, claims) =
+            self.state
+                .tokens
+                .invite_for(&self.session, Some(&self.instance), role, side, ttl);
+        Ok(ServerMessage::Invite {
+            token,
+            role,
+            side,
+            expires_at: claims.exp,
+        })
     }
 
     fn is_current(&self, pid: &ParticipantId, conn_id: u64) -> bool {
@@ -383,5 +457,142 @@ impl RoomTask {
                 tracing::error!("the media task is gone; a routing change was not applied");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::spent::SpentInvites;
+    use crate::token::Tokens;
+
+    struct Fixture {
+        state: Arc<AppState>,
+        handle: SessionHandle,
+        dir: std::path::PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = std::env::temp_dir().join(format!("confer-session-{}", random_id()));
+        let config = Config::dev(dir.clone());
+        let (spent, _) = SpentInvites::open(&config.tokens_path(), unix_now()).unwrap();
+        let audit = crate::audit::AuditLog::start(&config.audit_path()).unwrap();
+        let state = Arc::new(AppState::new(
+            config,
+            Tokens::new(&[7; 32]),
+            spent,
+            audit,
+            None,
+            None,
+        ));
+        let session = SessionId::new("s1").unwrap();
+        let handle = spawn(state.clone(), session.clone(), 1);
+        state.sessions.insert(session, handle.clone());
+        Fixture { state, handle, dir }
+    }
+
+    // A connection nobody reads: the test looks only at replies.
+    fn conn(id: u64) -> Conn {
+        let (tx, rx) = mpsc::channel(1024);
+        std::mem::forget(rx);
+        Conn {
+            id,
+            tx,
+            shutdown: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    impl Fixture {
+        async fn join(
+            &self,
+            role: Role,
+            side: Option<Side>,
+            conn_id: u64,
+        ) -> (ParticipantId, String) {
+            let pid = ParticipantId::new(random_id()).unwrap();
+            let resume_jti = random_id();
+            let (reply, answer) = oneshot::channel();
+            let cmd = SessionCmd::Join {
+                pid: pid.clone(),
+                role,
+                side,
+                resume_jti: resume_jti.clone(),
+                resume_token: "r".into(),
+                conn: conn(conn_id),
+                reply,
+            };
+            self.handle.tx.send(cmd).await.unwrap();
+            answer.await.unwrap().unwrap();
+            (pid, resume_jti)
+        }
+
+        async fn invite(
+            &self,
+            pid: &ParticipantId,
+            conn_id: u64,
+        ) -> Result<ServerMessage, InviteRefused> {
+            let (reply, answer) = oneshot::channel();
+            let cmd = SessionCmd::CreateInvite {
+                pid: pid.clone(),
+                conn_id,
+                role: Role::Party,
+                side: Some(Side::A),
+                ttl_secs: Some(60),
+                reply,
+            };
+            self.handle.tx.send(cmd).await.unwrap();
+            answer.await.unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_managers_current_connection_mints_and_its_invites_name_the_instance() {
+        let f = fixture();
+        let (m, m_jti) = f.join(Role::Mediator, None, 1).await;
+        let (c, _) = f.join(Role::CoMediator, None, 2).await;
+        let (p, _) = f.join(Role::Party, Some(Side::B), 3).await;
+
+        // A manager's current connection mints, bound to this instance of the session.
+        let Ok(ServerMessage::Invite { token, .. }) = f.invite(&c, 2).await else {
+            panic!("the co-mediator mints")
+        };
+        let claims = f.state.tokens.verify_invite(&token).unwrap();
+        assert_eq!(claims.instance.as_deref(), Some(f.handle.instance.as_str()));
+        assert_eq!(f.invite(&p, 3).await, Err(InviteRefused::Forbidden));
+
+        // The mediator resumes on connection 4: connection 1 is replaced and cannot mint.
+        let (reply, answer) = oneshot::channel();
+        f.handle
+            .tx
+            .send(SessionCmd::Resume {
+                pid: m.clone(),
+                presented_jti: m_jti,
+                resume_jti: random_id(),
+                resume_token: "r2".into(),
+                conn: conn(4),
+                reply,
+            })
+            .await
+            .unwrap();
+        answer.await.unwrap().unwrap();
+        assert_eq!(f.invite(&m, 1).await, Err(InviteRefused::Forbidden));
+        assert!(f.invite(&m, 4).await.is_ok());
+
+        // The co-mediator is kicked: its connection, still open on its side, cannot mint.
+        f.handle
+            .tx
+            .send(SessionCmd::Command {
+                pid: m.clone(),
+                conn_id: 4,
+                command: Command::Kick(c.clone()),
+                in_reply_to: "kick",
+                relay_bytes: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(f.invite(&c, 2).await, Err(InviteRefused::Forbidden));
+        assert!(f.invite(&m, 4).await.is_ok(), "the mediator still can");
+        let _ = std::fs::remove_dir_all(&f.dir);
     }
 }

@@ -1,5 +1,6 @@
 //! State shared by every connection and room task of one server.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use confer_proto::SessionId;
@@ -10,6 +11,7 @@ use tokio::sync::Notify;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::session::SessionHandle;
+use crate::spent::SpentInvites;
 use crate::token::Tokens;
 
 /// Everything a connection or room task needs.
@@ -17,6 +19,8 @@ use crate::token::Tokens;
 pub struct AppState {
     pub(crate) config: Config,
     pub(crate) tokens: Tokens,
+    /// Spent invite ids, on disk.
+    pub(crate) spent: Arc<SpentInvites>,
     pub(crate) audit: AuditLog,
     /// The SFU, when media is enabled.
     pub(crate) media: Option<crate::media::MediaHandle>,
@@ -36,6 +40,7 @@ impl AppState {
     pub(crate) fn new(
         config: Config,
         tokens: Tokens,
+        spent: SpentInvites,
         audit: AuditLog,
         media: Option<crate::media::MediaHandle>,
         turn: Option<crate::turn::Turn>,
@@ -46,6 +51,7 @@ impl AppState {
         Self {
             config,
             tokens,
+            spent: Arc::new(spent),
             audit,
             media,
             turn,

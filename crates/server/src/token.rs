@@ -1,13 +1,19 @@
 //! Tokens: HS256 JWTs signed with a secret kept in the data directory.
 //!
-//! Invite tokens are single use (their `jti` is spent when the holder joins); a participant
-//! who joined gets a resume token bound to its participant id, replaced at every resume.
+//! Invite tokens are single use (their `jti` is spent when the holder joins, and the spent ids
+//! are kept on disk by [`crate::spent`]); a participant who joined gets a resume token bound to
+//! its participant id, replaced at every resume.
+//!
+//! An invite minted inside a session (`create_invite`) names the session's *instance*, a random
+//! id drawn when the session was created: it opens only that instance, never a later session
+//! that reuses the id. An invite without an instance (`confer token create`, which can mint
+//! before the session exists) opens whichever instance of its session is live, or, for a
+//! mediator, creates one.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use confer_proto::{ParticipantId, Role, SessionId, Side};
-use dashmap::DashMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +46,10 @@ pub struct Claims {
     /// Resume tokens: the participant they resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<ParticipantId>,
+    /// Invites minted inside a session: the instance of the session they open (32 hex
+    /// characters). Absent: whichever instance is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// A token that passed [`Tokens::verify`], by kind.
@@ -68,6 +78,10 @@ pub enum TokenError {
     /// An invite already used, or a resume token superseded.
     #[error("token already used")]
     Used,
+    /// An invite minted in a session instance that is no longer live (it ended, or the server
+    /// restarted): it never opens a later session that reuses the id.
+    #[error("invite from an ended session")]
+    EndedInstance,
     /// Role and side do not fit (party and counsel need a side; others have none).
     #[error("role and side do not fit")]
     BadRole,
@@ -92,20 +106,17 @@ pub enum KeyError {
     },
 }
 
-/// Mints and checks tokens; remembers spent invites.
+/// Mints and checks tokens. Which invites were spent is [`crate::spent`]'s business.
 pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    /// Spent invite ids, with their expiry so the set can be pruned.
-    spent: DashMap<String, u64>,
 }
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokens")
             .field("key", &"[redacted]")
-            .field("spent", &self.spent.len())
             .finish()
     }
 }
@@ -137,7 +148,6 @@ impl Tokens {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            spent: DashMap::new(),
         }
     }
 
@@ -173,10 +183,22 @@ impl Tokens {
             .expect("HS256 encoding of plain claims")
     }
 
-    /// Mints an invite token.
+    /// Mints an invite token for whichever instance of `session` is live when it is used.
     pub fn invite(
         &self,
         session: &SessionId,
+        role: Role,
+        side: Option<Side>,
+        ttl_secs: u64,
+    ) -> (String, Claims) {
+        self.invite_for(session, None, role, side, ttl_secs)
+    }
+
+    /// Mints an invite token, bound to one instance of the session when `instance` is given.
+    pub fn invite_for(
+        &self,
+        session: &SessionId,
+        instance: Option<&str>,
         role: Role,
         side: Option<Side>,
         ttl_secs: u64,
@@ -189,6 +211,7 @@ impl Tokens {
             jti: random_id(),
             kind: TokenKind::Invite,
             pid: None,
+            instance: instance.map(str::to_owned),
         };
         (self.mint(&claims), claims)
     }
@@ -231,32 +254,6 @@ impl Tokens {
             Verified::Invite(_) => Err(TokenError::Invalid),
         }
     }
-
-    /// Reserves an invite's `jti`; `Err(Used)` if it was spent or is being used right now.
-    pub fn reserve(&self, claims: &Claims) -> Result<(), TokenError> {
-        self.prune();
-        match self.spent.entry(claims.jti.clone()) {
-            dashmap::Entry::Occupied(_) => Err(TokenError::Used),
-            dashmap::Entry::Vacant(v) => {
-                v.insert(claims.exp);
-                Ok(())
-            }
-        }
-    }
-
-    /// Gives a reservation back (the join failed for a reason the holder can fix).
-    pub fn release(&self, claims: &Claims) {
-        self.spent.remove(&claims.jti);
-    }
-
-    fn prune(&self) {
-        // Expired tokens fail validation anyway; forget them so the set stays small.
-        if self.spent.len() > 1024 {
-            let now = unix_now();
-            // A margin past expiry: validation accepts `exp == now`.
-            self.spent.retain(|_, exp| *exp + 60 > now);
-        }
-    }
 }
 
 #[cfg(unix)]
@@ -285,15 +282,16 @@ mod tests {
     }
 
     #[test]
-    fn mint_verify_and_spend_once() {
+    fn mint_and_verify_with_and_without_an_instance() {
         let t = Tokens::new(&[7; 32]);
         let (tok, claims) = t.invite(&sid(), Role::Party, Some(Side::A), 60);
         let c = t.verify_invite(&tok).unwrap();
         assert_eq!(c, claims);
-        t.reserve(&c).unwrap();
-        assert_eq!(t.reserve(&c), Err(TokenError::Used));
-        t.release(&c);
-        t.reserve(&c).unwrap();
+        assert_eq!(c.instance, None);
+        let (tok, claims) = t.invite_for(&sid(), Some("i1"), Role::Party, Some(Side::A), 60);
+        let c = t.verify_invite(&tok).unwrap();
+        assert_eq!(c, claims);
+        assert_eq!(c.instance.as_deref(), Some("i1"));
     }
 
     #[test]
@@ -354,6 +352,7 @@ mod tests {
             jti: random_id(),
             kind: TokenKind::Resume,
             pid: Some(ParticipantId::new("p1").unwrap()),
+            instance: None,
         }
     }
 

@@ -16,7 +16,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics as m;
-use crate::session::{self, Conn, Outbound, SessionCmd, SessionHandle};
+use crate::session::{self, Conn, InviteRefused, Outbound, SessionCmd, SessionHandle};
+use crate::spent::Reservation;
 use crate::state::AppState;
 use crate::token::{Claims, TokenError, TokenKind, Verified, random_id, unix_now};
 
@@ -25,7 +26,14 @@ const OUTBOUND_QUEUE: usize = 1024;
 struct Joined {
     handle: SessionHandle,
     pid: ParticipantId,
-    claims: Claims,
+}
+
+/// Why a join with a valid invite did not happen.
+enum JoinRefused {
+    /// Refused with this code; the holder may try again (the invite is not spent).
+    Code(ErrorCode),
+    /// The invite can never work here (closed with 4401).
+    Token(TokenError),
 }
 
 struct Connection {
@@ -252,14 +260,25 @@ impl Connection {
             jti: random_id(),
             kind: TokenKind::Resume,
             pid: Some(pid.clone()),
+            instance: None,
         };
         (self.state.tokens.mint(&resume), resume.jti)
     }
 
     async fn join(&mut self, claims: Claims) -> Flow {
         let state = self.state.clone();
-        if let Err(e) = state.tokens.reserve(&claims) {
-            return self.unauthorized(e);
+        // Spent on disk before the holder is let in: a crash from here on leaves it spent.
+        let (spent, jti, exp) = (state.spent.clone(), claims.jti.clone(), claims.exp);
+        let reserved =
+            tokio::task::spawn_blocking(move || spent.reserve(&jti, exp, unix_now())).await;
+        match reserved {
+            Ok(Ok(Reservation::Reserved)) => {}
+            Ok(Ok(Reservation::AlreadyUsed)) => return self.unauthorized(TokenError::Used),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot record a spent invite; join refused");
+                return self.error(ErrorCode::Internal, None, Some("hello"));
+            }
+            Err(_) => return self.error(ErrorCode::Internal, None, Some("hello")),
         }
         let result = self.try_join(&claims).await;
         match result {
@@ -268,27 +287,44 @@ impl Connection {
                 self.joined = Some(joined);
                 Flow::Continue
             }
-            Err(code) => {
-                // The holder can try again (the session may start, or unlock).
-                state.tokens.release(&claims);
-                if code == ErrorCode::Unauthorized {
-                    self.send(&ServerMessage::error(code, Some("hello")));
-                    return Flow::Close(CloseCode::Unauthorized);
+            Err(refused) => {
+                // The holder can try again (the session may start, or unlock); an invite of
+                // an ended instance never works, spent or not.
+                let (spent, jti) = (state.spent.clone(), claims.jti.clone());
+                let released = tokio::task::spawn_blocking(move || spent.release(&jti)).await;
+                if !matches!(released, Ok(Ok(()))) {
+                    // Fail closed: the invite stays spent.
+                    tracing::error!("cannot give a reserved invite back; it stays spent");
                 }
-                self.error(code, None, Some("hello"))
+                match refused {
+                    JoinRefused::Token(e) => self.unauthorized(e),
+                    JoinRefused::Code(code) if code == ErrorCode::Unauthorized => {
+                        self.send(&ServerMessage::error(code, Some("hello")));
+                        Flow::Close(CloseCode::Unauthorized)
+                    }
+                    JoinRefused::Code(code) => self.error(code, None, Some("hello")),
+                }
             }
         }
     }
 
-    async fn try_join(&mut self, claims: &Claims) -> Result<Joined, ErrorCode> {
+    async fn try_join(&mut self, claims: &Claims) -> Result<Joined, JoinRefused> {
+        use JoinRefused::Code;
         let state = &self.state;
         if state.is_draining() {
-            return Err(ErrorCode::ServerDraining);
+            return Err(Code(ErrorCode::ServerDraining));
         }
-        let handle = match state.sessions.get(&claims.session) {
-            Some(h) => h.clone(),
+        let live = state.sessions.get(&claims.session).map(|h| h.clone());
+        let handle = match (live, &claims.instance) {
+            // Minted in another instance of this session id: it ended (or the server
+            // restarted), and this is a different session.
+            (Some(h), Some(instance)) if h.instance != *instance => {
+                return Err(JoinRefused::Token(TokenError::EndedInstance));
+            }
+            (None, Some(_)) => return Err(JoinRefused::Token(TokenError::EndedInstance)),
+            (Some(h), _) => h,
             // A mediator's hello creates its session; nobody else's does.
-            None if claims.role == Role::Mediator => state
+            (None, None) if claims.role == Role::Mediator => state
                 .sessions
                 .entry(claims.session.clone())
                 .or_insert_with(|| {
@@ -296,9 +332,9 @@ impl Connection {
                     session::spawn(state.clone(), claims.session.clone(), generation)
                 })
                 .clone(),
-            None => return Err(ErrorCode::SessionNotFound),
+            (None, None) => return Err(Code(ErrorCode::SessionNotFound)),
         };
-        let pid = ParticipantId::new(random_id()).map_err(|_| ErrorCode::Internal)?;
+        let pid = ParticipantId::new(random_id()).map_err(|_| Code(ErrorCode::Internal))?;
         let (resume_token, resume_jti) = self.mint_resume(claims, &pid);
         let (reply, answer) = oneshot::channel();
         let cmd = SessionCmd::Join {
@@ -314,13 +350,12 @@ impl Connection {
             .tx
             .send(cmd)
             .await
-            .map_err(|_| ErrorCode::SessionEnded)?;
-        answer.await.map_err(|_| ErrorCode::SessionEnded)??;
-        Ok(Joined {
-            handle,
-            pid,
-            claims: claims.clone(),
-        })
+            .map_err(|_| Code(ErrorCode::SessionEnded))?;
+        answer
+            .await
+            .map_err(|_| Code(ErrorCode::SessionEnded))?
+            .map_err(Code)?;
+        Ok(Joined { handle, pid })
     }
 
     async fn resume(&mut self, claims: Claims, pid: ParticipantId) -> Flow {
@@ -350,11 +385,7 @@ impl Connection {
                         conn,
                     });
                 }
-                self.joined = Some(Joined {
-                    handle,
-                    pid,
-                    claims,
-                });
+                self.joined = Some(Joined { handle, pid });
                 Flow::Continue
             }
             _ => self.unauthorized(TokenError::Used),
@@ -375,7 +406,7 @@ impl Connection {
                 role,
                 side,
                 ttl_secs,
-            } => return self.create_invite(role, side, ttl_secs),
+            } => return self.create_invite(role, side, ttl_secs).await,
             ClientMessage::MediaOffer { sdp } => return self.media_offer(sdp).await,
             ClientMessage::KeyframeRequest { publisher } => {
                 if let (Some(_), Some(j)) = (&self.state.media, &self.joined) {
@@ -459,37 +490,49 @@ impl Connection {
         }
     }
 
-    fn create_invite(
+    /// Through the session task, which mints only for a manager's current connection and
+    /// binds the invite to the session's instance.
+    async fn create_invite(
         &mut self,
         role: Role,
         side: Option<confer_proto::Side>,
-        ttl: Option<u64>,
+        ttl_secs: Option<u64>,
     ) -> Flow {
         let Some(j) = &self.joined else {
             return Flow::Stop;
         };
-        if !j.claims.role.is_manager() || role == Role::Mediator {
-            return self.error(ErrorCode::Forbidden, None, Some("create_invite"));
+        let (reply, answer) = oneshot::channel();
+        let cmd = SessionCmd::CreateInvite {
+            pid: j.pid.clone(),
+            conn_id: self.conn.id,
+            role,
+            side,
+            ttl_secs,
+            reply,
+        };
+        if j.handle.tx.send(cmd).await.is_err() {
+            self.send(&ServerMessage::SessionEnded);
+            return Flow::Close(CloseCode::SessionEnded);
         }
-        if role.needs_side() != side.is_some() {
-            return self.error(
+        match answer.await {
+            Ok(Ok(invite)) => {
+                self.send(&invite);
+                Flow::Continue
+            }
+            Ok(Err(InviteRefused::SideRule)) => self.error(
                 ErrorCode::InvalidMessage,
                 Some("party and counsel need a side; others have none"),
                 Some("create_invite"),
-            );
+            ),
+            Ok(Err(InviteRefused::Forbidden)) => {
+                self.error(ErrorCode::Forbidden, None, Some("create_invite"))
+            }
+            // The session ended while the request waited.
+            Err(_) => {
+                self.send(&ServerMessage::SessionEnded);
+                Flow::Close(CloseCode::SessionEnded)
+            }
         }
-        let config = &self.state.config;
-        let ttl = ttl
-            .unwrap_or(config.invite_ttl_secs)
-            .min(config.invite_max_ttl_secs);
-        let (token, claims) = self.state.tokens.invite(&j.claims.session, role, side, ttl);
-        self.send(&ServerMessage::Invite {
-            token,
-            role,
-            side,
-            expires_at: claims.exp,
-        });
-        Flow::Continue
     }
 }
 
