@@ -3,13 +3,15 @@
 // call. It imports no crypto and no core/ (the lint rules for the page forbid both): it talks
 // to the SDK.
 
+import { Board } from "./app/board.js";
 import { CallView } from "./app/call.js";
 import { takeInviteFragment } from "./app/invite.js";
 import type { InviteReading } from "./app/invite.js";
 import { askToJoin } from "./app/join.js";
 import { Shell } from "./app/shell.js";
 import { Role, Side } from "./proto/ids.js";
-import { ConferSession, DEMO_AGREEMENT } from "./sdk.js";
+import type { ChannelId, ParticipantId } from "./proto/ids.js";
+import { ConferSession, DEMO_AGREEMENT, transformPaths } from "./sdk.js";
 import type { JoinOptions, View } from "./sdk.js";
 
 /** Set by the e2e build only (vite.config.ts). */
@@ -50,6 +52,13 @@ function show(r: InviteReading): void {
 }
 
 async function join(main: HTMLElement, token: string, secret: string | undefined, mediatorKey: string | undefined): Promise<void> {
+  if (transformPaths().length === 0) {
+    shell.setStatus(
+      "This browser cannot encrypt a video call end to end (it lacks WebRTC encoded transforms). Open this link in a current Chrome, Edge, Chromium or Firefox.",
+    );
+    document.documentElement.dataset["phase"] = "unsupported";
+    return;
+  }
   const choice = await askToJoin(document, main, DEMO_AGREEMENT);
   let link = `#t=${token}`;
   if (secret !== undefined) {
@@ -74,18 +83,35 @@ async function join(main: HTMLElement, token: string, secret: string | undefined
   const actions = {
     shareScreen: () => session.shareScreen(),
     stopScreen: () => session.stopScreen(),
+    sendChat: (text: string) => session.sendChat(text),
+    leave: () => session.leave(),
     createInvite: (role: "party" | "counsel", side: "A" | "B") => {
       const r = Role.fromStr(role);
       const sd = Side.fromStr(side);
       return r === undefined || sd === undefined ? Promise.reject(new Error("no such role")) : session.createInvite(r, sd);
     },
   };
-  const call = new CallView(document, main, actions, (text) => {
+  const announce = (text: string): void => {
     shell.announce(text);
-  });
+  };
+  const call = new CallView(document, main, actions, announce);
+  const board = new Board(
+    document,
+    main,
+    {
+      move: (p, ch) => session.command({ type: "move", participant_id: p as ParticipantId, channel_id: ch as ChannelId }),
+      breakout: (members) => session.command({ type: "create_breakout", members: members as ParticipantId[] }),
+      returnAll: () => session.command({ type: "return_all" }),
+      lock: (locked) => session.command(locked ? { type: "lock" } : { type: "unlock" }),
+      kick: (p) => session.command({ type: "kick", participant_id: p as ParticipantId }),
+      end: () => session.leave(),
+    },
+    announce,
+  );
   let last = "";
   session.subscribe((v) => {
     call.render(v);
+    board.render(v);
     document.documentElement.dataset["phase"] = v.phase;
     const status = statusOf(v);
     if (status !== last) {

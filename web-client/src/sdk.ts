@@ -18,7 +18,7 @@ import { ScriptTransforms, insertableReceiver, insertableSender, transformPaths 
 import { checkTransforms } from "./media/watchdog.js";
 import type { Bypass, WatchedReceiver, WatchedSender } from "./media/watchdog.js";
 import type { ChannelId, ParticipantId, Role, Side } from "./proto/ids.js";
-import type { ClientMessage, IceServer, ServerMessage } from "./proto/message.js";
+import type { ClientMessage, IceServer, ServerMessage, SessionView } from "./proto/message.js";
 import { Signal } from "./signal/connection.js";
 import type { SocketLike } from "./signal/connection.js";
 import { parseInvite } from "./signal/link.js";
@@ -109,6 +109,17 @@ export interface Person {
 
 export type Phase = "connecting" | "waiting" | "securing" | "secured" | "ended";
 
+/** A chat message that opened. */
+export interface ChatLine {
+  from: ParticipantId;
+  channel: ChannelId;
+  text: string;
+  mine: boolean;
+}
+
+/** Chat messages kept per session (all rooms). */
+const CHAT_KEPT = 200;
+
 /** What the page shows: everything from local cryptographic facts, except `channel`. */
 export interface View {
   phase: Phase;
@@ -127,6 +138,18 @@ export interface View {
   transformPath: TransformPath | undefined;
   /** My screen is being shared. */
   sharingScreen: boolean;
+  /**
+   * Mediators: the whole session as the server reports it (waiting room, rooms, lock). It is
+   * the server's word, shown on the mediator's board to choose whom to move; what anyone can
+   * hear is still decided by the rosters the mediator's client signs.
+   */
+  session: SessionView | undefined;
+  /** Every verified display name I know (mediators: everyone's), by participant. */
+  names: Record<string, string>;
+  /** The chat of the room I am secured in, oldest first (at most `CHAT_KEPT`). */
+  chat: ChatLine[];
+  /** The session is locked (as the server last said). */
+  locked: boolean;
   /** Why the session ended, once it has. */
   ended: string | undefined;
 }
@@ -189,6 +212,9 @@ export class ConferSession {
   #watchedReceivers: WatchedReceiver[] = [];
   #localStream: MediaStream | undefined;
   #mediaStarted = false;
+  #session: SessionView | undefined;
+  #locked = false;
+  #chat: ChatLine[] = [];
 
   private constructor(opts: JoinOptions) {
     this.#opts = opts;
@@ -282,6 +308,10 @@ export class ConferSession {
         const at = this.#gate.lastOpenedAt(id);
         return { ...s, source: sourceName(this.#gate.lastStream(id)), live: at !== undefined && this.#now() - at < LIVE_MS };
       }),
+      session: this.#session,
+      names: Object.fromEntries(names),
+      chat: this.#chat.filter((c) => c.channel === secured),
+      locked: this.#locked,
       sharingScreen: (this.#watchedSenders.find((w) => w.id === "screen")?.sender.track ?? null) !== null,
       alarms: [...this.#alarms],
       transformPath: this.#path,
@@ -291,7 +321,21 @@ export class ConferSession {
 
   /** Sends an encrypted chat message to the room I am secured in. */
   sendChat(text: string): Promise<void> {
-    return this.#call(() => this.#core.sendChat(text));
+    return this.#call(async () => {
+      await this.#core.sendChat(text);
+      const me = this.#core.participantId();
+      const ch = this.#core.secured();
+      if (me !== undefined && ch !== undefined) {
+        this.#keepChat({ from: me, channel: ch, text, mine: true });
+      }
+    });
+  }
+
+  #keepChat(c: ChatLine): void {
+    this.#chat.push(c);
+    if (this.#chat.length > CHAT_KEPT) {
+      this.#chat.shift();
+    }
   }
 
   /** Mediators: an invite link bound to `role` and `side` (the invite secret is made here). */
@@ -427,6 +471,8 @@ export class ConferSession {
           this.#phase = e.channel === undefined ? "waiting" : "securing";
           break;
         case "chat":
+          this.#keepChat({ from: e.from, channel: e.channel, text: e.text, mine: false });
+          break;
         case "session_code":
         case "name":
         case "server_error":
@@ -477,6 +523,7 @@ export class ConferSession {
       }
       case "welcome":
         this.#iceServers = msg.ice_servers;
+        this.#locked = msg.locked;
         break;
       case "media_answer": {
         const pc = this.#pc;
@@ -505,11 +552,16 @@ export class ConferSession {
       case "kicked":
         this.#ended = "removed";
         break;
+      case "session":
+        this.#session = msg.session;
+        this.#locked = msg.session.locked;
+        break;
+      case "lock_changed":
+        this.#locked = msg.locked;
+        break;
       case "consent_recorded":
       case "channel":
-      case "session":
       case "participant_left":
-      case "lock_changed":
       case "relayed":
       case "draining":
       case "pong":

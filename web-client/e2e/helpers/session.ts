@@ -47,7 +47,9 @@ export async function joinThroughPage(page: E2EPage, link: string, name: string,
       g.__conferE2E.join = hook;
       const input = document.getElementById("name") as HTMLInputElement;
       input.value = name;
-      (document.getElementById("agree") as HTMLInputElement).checked = true;
+      for (const box of document.querySelectorAll<HTMLInputElement>("#join input[type=checkbox]")) {
+        box.checked = true;
+      }
       (document.getElementById("join") as HTMLFormElement).requestSubmit();
     },
     { name, hook },

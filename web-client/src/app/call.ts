@@ -5,10 +5,14 @@
 
 import type { View } from "../sdk.js";
 
+import { roomName } from "./board.js";
+
 /** What the call screen's buttons do (the SDK's session). */
 export interface CallActions {
   shareScreen(): Promise<void>;
   stopScreen(): Promise<void>;
+  sendChat(text: string): Promise<void>;
+  leave(): Promise<void>;
   createInvite(role: "party" | "counsel", side: "A" | "B"): Promise<string>;
 }
 
@@ -31,6 +35,14 @@ export class CallView {
   readonly #media = new Map<string, { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement }>();
   readonly #share: HTMLButtonElement;
   readonly #invite: HTMLFormElement;
+  readonly #badge: HTMLElement;
+  readonly #lockState: HTMLElement;
+  readonly #chatTitle: HTMLElement;
+  readonly #chatLog: HTMLElement;
+  readonly #chatForm: HTMLFormElement;
+  readonly #leave: HTMLButtonElement;
+  #chatShown = "";
+  #banner = "";
   #sharing = false;
 
   readonly #announce: (text: string) => void;
@@ -69,12 +81,83 @@ export class CallView {
     this.#invite = inviteForm(doc, actions, (text) => {
       this.#announce(text);
     });
-    section.append(this.#room, this.#hear, codeP, this.#alarm, this.#share, this.#invite, this.#tiles, this.#audio);
+    this.#badge = doc.createElement("p");
+    this.#badge.id = "badge";
+    const recording = doc.createElement("p");
+    recording.id = "recording";
+    recording.textContent = "Not recording: Confer records nothing, and nobody may record.";
+    this.#lockState = doc.createElement("p");
+    this.#lockState.id = "lock-state";
+    const chat = doc.createElement("section");
+    chat.id = "chat";
+    chat.setAttribute("aria-labelledby", "chat-title");
+    this.#chatTitle = doc.createElement("h3");
+    this.#chatTitle.id = "chat-title";
+    this.#chatLog = doc.createElement("ol");
+    this.#chatLog.id = "chat-log";
+    this.#chatLog.setAttribute("role", "log");
+    this.#chatLog.setAttribute("aria-live", "polite");
+    this.#chatForm = doc.createElement("form");
+    this.#chatForm.id = "chat-form";
+    const chatLabel = doc.createElement("label");
+    chatLabel.htmlFor = "chat-input";
+    chatLabel.textContent = "Message (end-to-end encrypted, only this room reads it)";
+    const chatInput = doc.createElement("input");
+    chatInput.id = "chat-input";
+    chatInput.autocomplete = "off";
+    chatInput.maxLength = 2000;
+    const send = doc.createElement("button");
+    send.type = "submit";
+    send.textContent = "Send";
+    this.#chatForm.append(chatLabel, chatInput, send);
+    this.#chatForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const text = chatInput.value.trim();
+      if (text === "") {
+        return;
+      }
+      void actions.sendChat(text).then(
+        () => {
+          chatInput.value = "";
+        },
+        () => {
+          announce("The message was not sent: this room is still being secured.");
+        },
+      );
+    });
+    chat.append(this.#chatTitle, this.#chatLog, this.#chatForm);
+    this.#leave = doc.createElement("button");
+    this.#leave.type = "button";
+    this.#leave.id = "leave";
+    this.#leave.textContent = "Leave the session";
+    this.#leave.addEventListener("click", () => {
+      void actions.leave();
+    });
+    const exit = doc.createElement("button");
+    exit.type = "button";
+    exit.id = "quick-exit";
+    exit.textContent = "Quick exit";
+    exit.setAttribute("aria-describedby", "quick-exit-help");
+    const exitHelp = doc.createElement("span");
+    exitHelp.id = "quick-exit-help";
+    exitHelp.className = "visually-hidden";
+    exitHelp.textContent = "Leaves at once and clears this page.";
+    exit.addEventListener("click", () => {
+      void actions.leave().finally(() => {
+        location.replace("about:blank");
+      });
+      doc.body.replaceChildren();
+    });
+    const bar = doc.createElement("div");
+    bar.className = "controls";
+    bar.append(this.#share, this.#leave, exit, exitHelp);
+    section.append(this.#room, this.#hear, this.#badge, codeP, recording, this.#lockState, this.#alarm, bar, this.#invite, this.#tiles, chat, this.#audio);
     main.append(section);
   }
 
   render(v: View): void {
-    this.#room.textContent = roomName(v.secured ?? v.channel);
+    const room = roomName(v.secured ?? v.channel);
+    this.#room.textContent = room;
     const others = v.present.filter((p) => !p.me);
     this.#hear.textContent =
       v.phase === "secured"
@@ -85,6 +168,33 @@ export class CallView {
           ? "The session has ended."
           : "Securing: your microphone and camera stay off until this room is secured.";
     this.#code.textContent = v.sessionCode ?? "not yet";
+    // Read digit by digit: "1 2 3 4 5, ..." rather than "twelve thousand ...".
+    this.#code.setAttribute("aria-label", v.sessionCode === undefined ? "not yet" : v.sessionCode.split(" ").map((g) => g.split("").join(" ")).join(", "));
+    this.#badge.textContent =
+      v.phase === "secured" ? "End-to-end encrypted: only the people listed can hear and see you." : "Securing: not encrypted to this room yet, so nothing is sent.";
+    this.#badge.className = v.phase === "secured" ? "badge secured" : "badge securing";
+    this.#lockState.textContent = v.locked ? "The session is locked: nobody new can join." : "";
+    this.#leave.hidden = v.role === "mediator" || v.phase === "ended";
+    // The banner changes are announced once each (WEB.md: a polite live region).
+    const banner = `${room}. ${this.#hear.textContent}`;
+    if (v.phase === "secured" && banner !== this.#banner) {
+      this.#banner = banner;
+      this.#announce(`You are now in: ${banner}`);
+    }
+    this.#chatTitle.textContent = `Chat in ${room}`;
+    this.#chatForm.hidden = v.phase !== "secured";
+    const chatKey = JSON.stringify(v.chat.map((c) => [c.from, c.text]));
+    if (chatKey !== this.#chatShown) {
+      this.#chatShown = chatKey;
+      this.#chatLog.replaceChildren(
+        ...v.chat.map((c) => {
+          const li = this.#doc.createElement("li");
+          const who = c.mine ? "You" : (v.names[c.from] ?? "A participant");
+          li.textContent = `${who}: ${c.text}`;
+          return li;
+        }),
+      );
+    }
     this.#alarm.textContent = v.alarms.length === 0 ? "" : `Security alarm: ${v.alarms.join(", ")}.`;
     this.#sharing = v.sharingScreen;
     this.#invite.hidden = v.role !== "mediator" || v.phase !== "secured";
@@ -139,21 +249,6 @@ export class CallView {
     this.#media.set(mid, m);
     return m;
   }
-}
-
-function roomName(ch: string | undefined): string {
-  if (ch === undefined) {
-    return "Waiting room";
-  }
-  if (ch === "joint") {
-    return "Joint session";
-  }
-  const caucus = /^caucus-(.+)$/.exec(ch);
-  if (caucus !== null) {
-    return `Private caucus ${caucus[1] ?? ""}`;
-  }
-  const breakout = /^breakout-(.+)$/.exec(ch);
-  return breakout !== null ? `Breakout room ${breakout[1] ?? ""}` : ch;
 }
 
 // Mediators: "Invite someone": choose whom, make the link, copy it from a read-only field. The

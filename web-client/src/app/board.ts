@@ -1,0 +1,287 @@
+// The mediator's board: who is waiting, who is in which room, and the moves. Moves go through
+// the SDK's `command` (the mediator's client signs the rosters that follow); the lists come
+// from the server's session view, the only source for who is waiting, and name people by their
+// verified display names. Each person has a "Move to" menu (WEB.md: moves by menu first); a
+// party's counsel moves with the party unless the mediator unticks it. A breakout is made from
+// a list of checkboxes. Re-rendered only when the session changes, keeping focus where it was.
+
+import type { ChannelView, SessionView } from "../proto/message.js";
+import type { View } from "../sdk.js";
+
+export interface BoardActions {
+  move(participant: string, channel: string): Promise<void>;
+  breakout(members: string[]): Promise<void>;
+  returnAll(): Promise<void>;
+  lock(locked: boolean): Promise<void>;
+  kick(participant: string): Promise<void>;
+  end(): Promise<void>;
+}
+
+interface Person {
+  id: string;
+  role: string;
+  side: string | undefined;
+  channel: string;
+}
+
+export function roomName(ch: string | undefined): string {
+  if (ch === undefined) {
+    return "Waiting room";
+  }
+  if (ch === "joint") {
+    return "Joint session";
+  }
+  const caucus = /^caucus-(.+)$/.exec(ch);
+  if (caucus !== null) {
+    return `Private caucus ${caucus[1] ?? ""}`;
+  }
+  const breakout = /^breakout-(.+)$/.exec(ch);
+  return breakout !== null ? `Breakout room ${breakout[1] ?? ""}` : ch;
+}
+
+function roleName(role: string, side: string | undefined): string {
+  const s = side === undefined ? "" : ` ${side}`;
+  switch (role) {
+    case "party":
+      return `Party${s}`;
+    case "counsel":
+      return `Counsel for party${s}`;
+    case "co_mediator":
+      return "Co-mediator";
+    case "observer":
+      return "Observer";
+    default:
+      return "Mediator";
+  }
+}
+
+export class Board {
+  readonly #doc: Document;
+  readonly #root: HTMLElement;
+  readonly #actions: BoardActions;
+  readonly #announce: (text: string) => void;
+  #last = "";
+  #withCounsel = true;
+
+  constructor(doc: Document, parent: HTMLElement, actions: BoardActions, announce: (text: string) => void) {
+    this.#doc = doc;
+    this.#actions = actions;
+    this.#announce = announce;
+    this.#root = doc.createElement("section");
+    this.#root.id = "board";
+    this.#root.setAttribute("aria-labelledby", "board-title");
+    this.#root.hidden = true;
+    parent.append(this.#root);
+  }
+
+  render(v: View): void {
+    const show = v.role === "mediator" && v.phase === "secured" && v.session !== undefined;
+    this.#root.hidden = !show;
+    if (!show || v.session === undefined) {
+      return;
+    }
+    const key = JSON.stringify({ s: v.session, n: v.names, me: v.participantId, l: v.locked });
+    if (key === this.#last) {
+      return;
+    }
+    this.#last = key;
+    const focused = this.#doc.activeElement?.id;
+    this.#root.replaceChildren(...this.#build(v, v.session));
+    if (focused !== undefined && focused !== "") {
+      this.#doc.getElementById(focused)?.focus();
+    }
+  }
+
+  #label(v: View, p: { id: string; role: string; side: string | undefined }): string {
+    const name = v.names[p.id];
+    const role = roleName(p.role, p.side);
+    if (p.id === v.participantId) {
+      return `You (${role})`;
+    }
+    return name === undefined ? role : `${name} (${role})`;
+  }
+
+  #build(v: View, s: SessionView): HTMLElement[] {
+    const doc = this.#doc;
+    const out: HTMLElement[] = [];
+    const h = doc.createElement("h2");
+    h.id = "board-title";
+    h.textContent = "Your mediation";
+    out.push(h);
+
+    // Waiting room.
+    const wh = doc.createElement("h3");
+    wh.textContent = "Waiting room";
+    const wl = doc.createElement("ul");
+    wl.id = "waiting";
+    for (const w of s.waiting) {
+      const li = doc.createElement("li");
+      li.dataset["participant"] = w.participant_id;
+      const state = !w.connected ? "connection lost" : w.consented ? "accepted the agreement; joining" : "reading the agreement";
+      li.textContent = `${this.#label(v, { id: w.participant_id, role: w.role, side: w.side })}: ${state}`;
+      wl.append(li);
+    }
+    if (s.waiting.length === 0) {
+      const li = doc.createElement("li");
+      li.textContent = s.locked ? "Nobody is waiting. The session is locked: new arrivals wait here." : "Nobody is waiting.";
+      wl.append(li);
+    }
+    out.push(wh, wl);
+
+    // Rooms and people.
+    const people: Person[] = s.channels.flatMap((c: ChannelView) =>
+      c.members.map((m) => ({ id: m.participant_id, role: m.role, side: m.side, channel: c.id })),
+    );
+    const targets = ["joint", "caucus-A", "caucus-B", ...s.channels.filter((c) => c.kind === "breakout").map((c) => c.id)];
+    const rh = doc.createElement("h3");
+    rh.textContent = "Rooms";
+    out.push(rh);
+    for (const c of s.channels) {
+      const section = doc.createElement("div");
+      section.className = "room";
+      section.dataset["channel"] = c.id;
+      const ch = doc.createElement("h4");
+      ch.textContent = roomName(c.id);
+      const ul = doc.createElement("ul");
+      for (const m of c.members) {
+        const p: Person = { id: m.participant_id, role: m.role, side: m.side, channel: c.id };
+        ul.append(this.#personRow(v, p, targets, people));
+      }
+      section.append(ch, ul);
+      out.push(section);
+    }
+
+    // Counsel moves with the party.
+    const cl = doc.createElement("label");
+    const cb = doc.createElement("input");
+    cb.type = "checkbox";
+    cb.id = "with-counsel";
+    cb.checked = this.#withCounsel;
+    cb.addEventListener("change", () => {
+      this.#withCounsel = cb.checked;
+    });
+    cl.append(cb, " When I move a party, move their counsel too");
+    out.push(cl);
+
+    // Breakout.
+    const bf = doc.createElement("form");
+    bf.id = "breakout";
+    const fs = doc.createElement("fieldset");
+    const lg = doc.createElement("legend");
+    lg.textContent = "Open a breakout room with";
+    fs.append(lg);
+    for (const p of people) {
+      if (p.id === v.participantId) {
+        continue;
+      }
+      const l = doc.createElement("label");
+      const c = doc.createElement("input");
+      c.type = "checkbox";
+      c.value = p.id;
+      c.id = `breakout-${p.id}`;
+      l.append(c, ` ${this.#label(v, p)}`);
+      fs.append(l);
+    }
+    const bb = doc.createElement("button");
+    bb.type = "submit";
+    bb.textContent = "Open breakout room";
+    bf.append(fs, bb);
+    bf.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const members = Array.from(bf.querySelectorAll<HTMLInputElement>("input[type=checkbox]:checked"), (x) => x.value);
+      if (members.length < 2) {
+        this.#announce("Choose at least two people for a breakout room.");
+        return;
+      }
+      void this.#actions.breakout(members).then(() => {
+        this.#announce("Breakout room opened.");
+      });
+    });
+    out.push(bf);
+
+    // Session controls.
+    const controls = doc.createElement("div");
+    controls.className = "controls";
+    const back = this.#button("return-all", "Bring everyone back to the joint session", () => this.#actions.returnAll(), "Everyone is back in the joint session.");
+    const lock = this.#button(
+      "lock",
+      s.locked ? "Unlock the session" : "Lock the session",
+      () => this.#actions.lock(!s.locked),
+      s.locked ? "The session is unlocked." : "The session is locked: new arrivals wait.",
+    );
+    const end = this.#button("end", "End the session for everyone", () => this.#actions.end(), "The session has ended.");
+    controls.append(back, lock, end);
+    out.push(controls);
+    return out;
+  }
+
+  #button(id: string, text: string, f: () => Promise<void>, done: string): HTMLButtonElement {
+    const b = this.#doc.createElement("button");
+    b.type = "button";
+    b.id = id;
+    b.textContent = text;
+    b.addEventListener("click", () => {
+      void f().then(() => {
+        this.#announce(done);
+      });
+    });
+    return b;
+  }
+
+  #personRow(v: View, p: Person, targets: string[], people: Person[]): HTMLElement {
+    const doc = this.#doc;
+    const li = doc.createElement("li");
+    li.dataset["participant"] = p.id;
+    const name = doc.createElement("span");
+    name.textContent = this.#label(v, p);
+    const selId = `move-${p.id}`;
+    const l = doc.createElement("label");
+    l.htmlFor = selId;
+    l.className = "visually-hidden";
+    l.textContent = `Move ${this.#label(v, p)} to`;
+    const sel = doc.createElement("select");
+    sel.id = selId;
+    for (const t of targets) {
+      const o = doc.createElement("option");
+      o.value = t;
+      o.textContent = roomName(t);
+      o.selected = t === p.channel;
+      sel.append(o);
+    }
+    const go = doc.createElement("button");
+    go.type = "button";
+    go.id = `go-${p.id}`;
+    go.textContent = "Move";
+    go.addEventListener("click", () => {
+      const to = sel.value;
+      if (to === p.channel) {
+        return;
+      }
+      const moving = [p.id];
+      if (this.#withCounsel && p.role === "party") {
+        moving.push(...people.filter((q) => q.role === "counsel" && q.side === p.side && q.channel === p.channel).map((q) => q.id));
+      }
+      void (async () => {
+        for (const id of moving) {
+          await this.#actions.move(id, to);
+        }
+        this.#announce(`${this.#label(v, p)} ${moving.length > 1 ? "and their counsel " : ""}moved to ${roomName(to)}.`);
+      })();
+    });
+    li.append(name, l, sel, go);
+    if (p.id !== v.participantId) {
+      const kick = doc.createElement("button");
+      kick.type = "button";
+      kick.id = `kick-${p.id}`;
+      kick.textContent = "Remove";
+      kick.setAttribute("aria-label", `Remove ${this.#label(v, p)} from the session`);
+      kick.addEventListener("click", () => {
+        void this.#actions.kick(p.id).then(() => {
+          this.#announce(`${this.#label(v, p)} was removed.`);
+        });
+      });
+      li.append(kick);
+    }
+    return li;
+  }
+}
