@@ -68,8 +68,18 @@ enum TokenCmd {
 
 #[derive(Debug, Subcommand)]
 enum AuditCmd {
-    /// Check the hash chain; exits non-zero and names the row when a row was altered or removed.
+    /// Check the hash chain; exits non-zero and names the row when a row was altered or removed,
+    /// or the anchor moved past rows younger than audit_retention_days.
     Verify {
+        #[command(flatten)]
+        source: Source,
+        /// A head printed earlier by `confer audit head` (SEQ:HASH): fail unless the log still
+        /// reaches that row with that hash.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<audit::Head>,
+    },
+    /// Verify the chain, then print its head as SEQ:HASH (keep it somewhere else).
+    Head {
         #[command(flatten)]
         source: Source,
     },
@@ -201,10 +211,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
-    let (source, what) = match &command {
-        AuditCmd::Verify { source } => (source, 0),
-        AuditCmd::Export { source, .. } => (source, 1),
-        AuditCmd::Purge { source } => (source, 2),
+    let source = match &command {
+        AuditCmd::Verify { source, .. }
+        | AuditCmd::Head { source }
+        | AuditCmd::Export { source, .. }
+        | AuditCmd::Purge { source } => source,
     };
     let config = source.load()?;
     let path = config.audit_path();
@@ -215,25 +226,43 @@ fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
         );
     }
     let mut conn = audit::open(&path)?;
-    match (command, what) {
-        (AuditCmd::Export { session, .. }, _) => {
+    match command {
+        AuditCmd::Export { session, .. } => {
             let rows = audit::export(&conn, &session)?;
             let out = serde_json::json!({ "session": session, "events": rows });
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
-        (_, 0) => match audit::verify(&conn)? {
-            Ok(n) => {
-                println!("audit log intact: {n} rows verified");
+        AuditCmd::Verify { expect_head, .. } => {
+            let opts = audit::CheckOptions {
+                now: token::unix_now(),
+                retention_days: config.audit_retention_days,
+                expect_head,
+            };
+            match audit::check(&conn, &opts)? {
+                Ok(report) => {
+                    print_report(&report, &opts);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    eprintln!("confer: {failure}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCmd::Head { .. } => match audit::verify(&conn)? {
+            // Only the head of an intact chain is worth keeping.
+            Ok(_) => {
+                println!("{}", audit::head(&conn)?);
                 Ok(ExitCode::SUCCESS)
             }
             Err(broken) => {
-                eprintln!("confer: {broken}");
+                eprintln!("confer: {broken}; no head printed");
                 Ok(ExitCode::FAILURE)
             }
         },
-        _ => {
+        AuditCmd::Purge { .. } => {
             let n = audit::purge(&mut conn, config.audit_retention_days, token::unix_now())?;
             println!(
                 "purged {n} audit rows older than {} days",
@@ -241,6 +270,34 @@ fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn print_report(r: &audit::Report, opts: &audit::CheckOptions) {
+    println!("audit log intact: {} rows verified", r.rows);
+    println!("head: {}", r.head);
+    let now = i64::try_from(opts.now).unwrap_or(i64::MAX);
+    match (r.anchor.seq, r.anchor.at) {
+        (0, _) => println!("anchor: row 0 (nothing purged)"),
+        (seq, Some(at)) => println!(
+            "anchor: row {seq}, an event {} days old (retention {} days)",
+            now.saturating_sub(at).max(0) / 86_400,
+            opts.retention_days
+        ),
+        (seq, None) => println!("anchor: row {seq}, age unknown (purged by an older version)"),
+    }
+    match &r.expected {
+        Some(audit::Expected::Found(h)) => println!("expected head {h}: found"),
+        Some(audit::Expected::Purged(h)) => println!(
+            "expected head {h}: purged under the retention period (its hash cannot be compared)"
+        ),
+        None => {}
+    }
+    if r.lost_events > 0 {
+        println!(
+            "gaps: {} events could not be written (see the `gap` rows)",
+            r.lost_events
+        );
     }
 }
 
