@@ -46,17 +46,29 @@ pub struct Claims {
     /// Resume tokens: the participant they resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<ParticipantId>,
-    /// Invites minted inside a session: the instance of the session they open (32 hex
-    /// characters). Absent: whichever instance is live.
+}
+
+/// What is signed: the claims and, for invites minted inside a session, the `instance` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Signed {
+    #[serde(flatten)]
+    claims: Claims,
+    /// The instance of the session the invite opens (32 hex characters). Absent: whichever
+    /// instance is live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance: Option<String>,
+    instance: Option<String>,
 }
 
 /// A token that passed [`Tokens::verify`], by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
     /// An invite: joins the session as a new participant (once).
-    Invite(Claims),
+    Invite {
+        /// Its claims.
+        claims: Claims,
+        /// The session instance it was minted in (`create_invite`); `None`: whichever is live.
+        instance: Option<String>,
+    },
     /// A resume token: comes back as this participant.
     Resume {
         /// Its claims.
@@ -176,10 +188,17 @@ impl Tokens {
         Ok(Self::new(&secret))
     }
 
-    /// Mints a token.
+    /// Mints a token (with no `instance` claim).
     pub fn mint(&self, claims: &Claims) -> String {
+        self.mint_signed(&Signed {
+            claims: claims.clone(),
+            instance: None,
+        })
+    }
+
+    fn mint_signed(&self, signed: &Signed) -> String {
         // HS256 over serde-serializable claims cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), signed, &self.encoding)
             .expect("HS256 encoding of plain claims")
     }
 
@@ -211,9 +230,12 @@ impl Tokens {
             jti: random_id(),
             kind: TokenKind::Invite,
             pid: None,
-            instance: instance.map(str::to_owned),
         };
-        (self.mint(&claims), claims)
+        let token = self.mint_signed(&Signed {
+            claims: claims.clone(),
+            instance: instance.map(str::to_owned),
+        });
+        (token, claims)
     }
 
     /// Checks a token of either kind: its algorithm (HS256 only: `none`, the other HMAC sizes
@@ -221,17 +243,25 @@ impl Tokens {
     /// role/side fit, and that its kind and participant agree (a resume token names one, an
     /// invite none). Does not spend it.
     pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let data = jsonwebtoken::decode::<Signed>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
-        let c = data.claims;
+        let Signed {
+            claims: c,
+            instance,
+        } = data.claims;
         if c.role.needs_side() != c.side.is_some() {
             return Err(TokenError::BadRole);
         }
         match (c.kind, c.pid.clone()) {
-            (TokenKind::Invite, None) => Ok(Verified::Invite(c)),
+            (TokenKind::Invite, None) => Ok(Verified::Invite {
+                claims: c,
+                instance,
+            }),
+            // Only invites are bound to an instance.
+            (TokenKind::Resume, Some(_)) if instance.is_some() => Err(TokenError::Invalid),
             (TokenKind::Resume, Some(pid)) => Ok(Verified::Resume { claims: c, pid }),
             _ => Err(TokenError::Invalid),
         }
@@ -241,7 +271,7 @@ impl Tokens {
     /// (`Invalid`): it can never join anyone anew.
     pub fn verify_invite(&self, token: &str) -> Result<Claims, TokenError> {
         match self.verify(token)? {
-            Verified::Invite(c) => Ok(c),
+            Verified::Invite { claims, .. } => Ok(claims),
             Verified::Resume { .. } => Err(TokenError::Invalid),
         }
     }
@@ -251,7 +281,7 @@ impl Tokens {
     pub fn verify_resume(&self, token: &str) -> Result<(Claims, ParticipantId), TokenError> {
         match self.verify(token)? {
             Verified::Resume { claims, pid } => Ok((claims, pid)),
-            Verified::Invite(_) => Err(TokenError::Invalid),
+            Verified::Invite { .. } => Err(TokenError::Invalid),
         }
     }
 }
@@ -285,13 +315,31 @@ mod tests {
     fn mint_and_verify_with_and_without_an_instance() {
         let t = Tokens::new(&[7; 32]);
         let (tok, claims) = t.invite(&sid(), Role::Party, Some(Side::A), 60);
-        let c = t.verify_invite(&tok).unwrap();
-        assert_eq!(c, claims);
-        assert_eq!(c.instance, None);
+        assert_eq!(
+            t.verify(&tok),
+            Ok(Verified::Invite {
+                claims,
+                instance: None
+            })
+        );
         let (tok, claims) = t.invite_for(&sid(), Some("i1"), Role::Party, Some(Side::A), 60);
-        let c = t.verify_invite(&tok).unwrap();
-        assert_eq!(c, claims);
-        assert_eq!(c.instance.as_deref(), Some("i1"));
+        assert_eq!(t.verify_invite(&tok), Ok(claims.clone()));
+        assert_eq!(
+            t.verify(&tok),
+            Ok(Verified::Invite {
+                claims,
+                instance: Some("i1".into())
+            })
+        );
+        // An instance cannot be added or changed under the signature.
+        let [header, payload, sig] = tok.split('.').collect::<Vec<_>>()[..] else {
+            panic!("three parts")
+        };
+        let text = String::from_utf8(unb64(payload)).unwrap();
+        let edited = text.replace(r#""instance":"i1""#, r#""instance":"i2""#);
+        assert_ne!(edited, text);
+        let forged = format!("{header}.{}.{sig}", b64(edited.as_bytes()));
+        assert_eq!(t.verify(&forged), Err(TokenError::Invalid));
     }
 
     #[test]
@@ -352,7 +400,6 @@ mod tests {
             jti: random_id(),
             kind: TokenKind::Resume,
             pid: Some(ParticipantId::new("p1").unwrap()),
-            instance: None,
         }
     }
 
@@ -478,7 +525,10 @@ mod tests {
         assert_eq!((c.kind, pid.as_str()), (TokenKind::Resume, "p1"));
         assert_eq!(
             t.verify(&invite),
-            Ok(Verified::Invite(invite_claims.clone()))
+            Ok(Verified::Invite {
+                claims: invite_claims.clone(),
+                instance: None
+            })
         );
         // Signed by the key but with kind and participant at odds: an invite naming a
         // participant, a resume token naming none.

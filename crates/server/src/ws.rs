@@ -235,7 +235,7 @@ impl Connection {
         // The token's own (signed) kind decides: a resume token never joins anyone anew, an
         // invite never takes over a participant.
         match self.state.tokens.verify(&token) {
-            Ok(Verified::Invite(claims)) => self.join(claims).await,
+            Ok(Verified::Invite { claims, instance }) => self.join(claims, instance).await,
             Ok(Verified::Resume { claims, pid }) => self.resume(claims, pid).await,
             Err(e) => self.unauthorized(e),
         }
@@ -260,12 +260,11 @@ impl Connection {
             jti: random_id(),
             kind: TokenKind::Resume,
             pid: Some(pid.clone()),
-            instance: None,
         };
         (self.state.tokens.mint(&resume), resume.jti)
     }
 
-    async fn join(&mut self, claims: Claims) -> Flow {
+    async fn join(&mut self, claims: Claims, instance: Option<String>) -> Flow {
         let state = self.state.clone();
         // Spent on disk before the holder is let in: a crash from here on leaves it spent.
         let (spent, jti, exp) = (state.spent.clone(), claims.jti.clone(), claims.exp);
@@ -280,7 +279,7 @@ impl Connection {
             }
             Err(_) => return self.error(ErrorCode::Internal, None, Some("hello")),
         }
-        let result = self.try_join(&claims).await;
+        let result = self.try_join(&claims, instance.as_deref()).await;
         match result {
             Ok(joined) => {
                 tracing::info!(session = %state.loggable(claims.session.as_str()), role = claims.role.as_str(), "participant joined");
@@ -308,17 +307,21 @@ impl Connection {
         }
     }
 
-    async fn try_join(&mut self, claims: &Claims) -> Result<Joined, JoinRefused> {
+    async fn try_join(
+        &mut self,
+        claims: &Claims,
+        instance: Option<&str>,
+    ) -> Result<Joined, JoinRefused> {
         use JoinRefused::Code;
         let state = &self.state;
         if state.is_draining() {
             return Err(Code(ErrorCode::ServerDraining));
         }
         let live = state.sessions.get(&claims.session).map(|h| h.clone());
-        let handle = match (live, &claims.instance) {
+        let handle = match (live, instance) {
             // Minted in another instance of this session id: it ended (or the server
             // restarted), and this is a different session.
-            (Some(h), Some(instance)) if h.instance != *instance => {
+            (Some(h), Some(instance)) if h.instance != instance => {
                 return Err(JoinRefused::Token(TokenError::EndedInstance));
             }
             (None, Some(_)) => return Err(JoinRefused::Token(TokenError::EndedInstance)),
