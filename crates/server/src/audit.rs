@@ -804,6 +804,7 @@ impl Writer {
     /// Appends what is pending, then a `gap` for what was dropped; keeps it all on failure.
     fn write(&mut self) -> Result<(), AuditError> {
         if self.pending.is_empty() && self.lost == 0 {
+            self.retry = None;
             return Ok(());
         }
         let gap = (self.lost > 0).then(|| NewEvent {
