@@ -257,3 +257,19 @@ describe.each(cases)("the page in %s", (engine, participant) => {
     expect(page.problems.length).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe("the production build", () => {
+  it("carries none of the e2e build's test hooks", async () => {
+    const { readdir, readFile } = await import("node:fs/promises");
+    const { default: path } = await import("node:path");
+    const { DIST } = await import("./helpers/index.js");
+    const files = (await readdir(path.join(DIST, "assets"))).filter((f) => f.endsWith(".js"));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const text = await readFile(path.join(DIST, "assets", f), "utf8");
+      for (const hook of ["dropReceiveKeysOf", "skipSenderTransform", "__conferE2E"]) {
+        expect(text.includes(hook), `${f} contains ${hook}`).toBe(false);
+      }
+    }
+  });
+});

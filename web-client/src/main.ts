@@ -60,6 +60,12 @@ async function join(main: HTMLElement, token: string, secret: string | undefined
     return;
   }
   const choice = await askToJoin(document, main, DEMO_AGREEMENT);
+  start(main, token, secret, mediatorKey, choice.name);
+}
+
+// Joins with the link (kept in memory only) and shows the call; a page refused because the
+// session is locked offers to try again with the same link.
+function start(main: HTMLElement, token: string, secret: string | undefined, mediatorKey: string | undefined, name: string): void {
   let link = `#t=${token}`;
   if (secret !== undefined) {
     link += `&k=${secret}`;
@@ -74,7 +80,7 @@ async function join(main: HTMLElement, token: string, secret: string | undefined
     wsUrl: `${scheme}//${location.host}/ws`,
     invite: link,
     agreement: DEMO_AGREEMENT,
-    displayName: choice.name === "" ? undefined : choice.name,
+    displayName: name === "" ? undefined : name,
     linkBase: location.origin,
   });
   if (hook !== undefined) {
@@ -109,9 +115,26 @@ async function join(main: HTMLElement, token: string, secret: string | undefined
     announce,
   );
   let last = "";
+  let retry: HTMLButtonElement | undefined;
+  // Focus moves from the join button (now gone) to the room's heading.
+  document.getElementById("room")?.focus();
   session.subscribe((v) => {
     call.render(v);
     board.render(v);
+    if (v.phase === "ended" && v.ended === "locked" && retry === undefined) {
+      retry = document.createElement("button");
+      retry.type = "button";
+      retry.id = "try-again";
+      retry.textContent = "Try again";
+      retry.addEventListener("click", () => {
+        document.getElementById("call")?.remove();
+        document.getElementById("board")?.remove();
+        retry?.remove();
+        start(main, token, secret, mediatorKey, name);
+      });
+      main.append(retry);
+      retry.focus();
+    }
     document.documentElement.dataset["phase"] = v.phase;
     const status = statusOf(v);
     if (status !== last) {
@@ -122,6 +145,9 @@ async function join(main: HTMLElement, token: string, secret: string | undefined
 }
 
 function statusOf(v: View): string {
+  if (v.alarms.length > 0 && v.phase !== "ended") {
+    return "Security alarm: read the message below before you say anything confidential.";
+  }
   switch (v.phase) {
     case "connecting":
       return "Connecting to the mediation.";
@@ -132,6 +158,9 @@ function statusOf(v: View): string {
     case "secured":
       return "Connected. Everything you say and show is end-to-end encrypted.";
     case "ended":
+      if (v.ended === "locked") {
+        return "The mediator has locked this session, so nobody new can join right now. Ask them to unlock it, then choose Try again.";
+      }
       return v.ended === "removed" ? "The mediator removed you from the session." : "The session has ended.";
   }
 }

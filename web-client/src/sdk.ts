@@ -15,7 +15,7 @@ import { STREAM_AUDIO, STREAM_CAMERA, STREAM_SCREEN } from "./core/frame.js";
 import { SLOTS_PER_KIND, addTransceivers, applyAnswer, createPeer, makeOffer } from "./media/peer.js";
 import type { TransformPath } from "./media/transform.js";
 import { ScriptTransforms, insertableReceiver, insertableSender, transformPaths } from "./media/transform.js";
-import { checkTransforms } from "./media/watchdog.js";
+import { Watchdog } from "./media/watchdog.js";
 import type { Bypass, WatchedReceiver, WatchedSender } from "./media/watchdog.js";
 import type { ChannelId, ParticipantId, Role, Side } from "./proto/ids.js";
 import type { ClientMessage, IceServer, ServerMessage, SessionView } from "./proto/message.js";
@@ -46,6 +46,28 @@ export type SenderId = (typeof SENDERS)[number]["id"];
 
 /** How often the core's timers run and held frames are retried (ms). */
 const TICK_MS = 250;
+/** How long the script path's transforms may take to report ready (ms). */
+const TRANSFORM_READY_MS = 5_000;
+
+/** `p`, or a rejection after `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => {
+      reject(new Error("timed out"));
+    }, ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
 /** A slot is live while frames opened there within this long (ms). */
 const LIVE_MS = 2_000;
 /** How often the watchdog compares the browser's counters with the gate's (ms). */
@@ -86,6 +108,8 @@ export interface RemoteSlot {
   blocked: boolean;
   /** What the last frame that opened there was: a microphone, a camera or a screen. */
   source?: "microphone" | "camera" | "screen" | undefined;
+  /** Whose key opened the last frame there (a tile is labelled with this, never the slot map alone). */
+  openedFrom?: ParticipantId | undefined;
   /** A frame opened there within the last `LIVE_MS` (a slot whose publisher sends nothing, e.g. a screen not shared, is not live). */
   live?: boolean | undefined;
 }
@@ -198,7 +222,7 @@ export class ConferSession {
   #listeners = new Set<(v: View) => void>();
   #eventListeners = new Set<(e: SdkEvent) => void>();
   #iceServers: IceServer[] = [];
-  #requested: { role: Role; side: Side | undefined; resolve: (link: string) => void }[] = [];
+  #requested: { role: Role; side: Side | undefined; resolve: (link: string) => void; reject: (e: Error) => void }[] = [];
   #alarms: string[] = [];
   #phase: Phase = "connecting";
   #ended: string | undefined;
@@ -212,6 +236,8 @@ export class ConferSession {
   #watchedReceivers: WatchedReceiver[] = [];
   #localStream: MediaStream | undefined;
   #mediaStarted = false;
+  readonly #watchdog = new Watchdog();
+  readonly #keyframeAsked = new Map<string, number>();
   #session: SessionView | undefined;
   #locked = false;
   #chat: ChatLine[] = [];
@@ -239,6 +265,9 @@ export class ConferSession {
         open: (publisher, stream, data) => this.#timed(() => this.#open(publisher, stream, data)),
         expired: () => {
           this.#core.mediaFrameExpired();
+        },
+        lost: (publisher, stream) => {
+          this.#keyframeAfterLoss(publisher, stream);
         },
       },
       () => this.#now(),
@@ -306,7 +335,8 @@ export class ConferSession {
       slots: this.#slots.map((s, i) => {
         const id = this.#watchedReceivers[i]?.id ?? "";
         const at = this.#gate.lastOpenedAt(id);
-        return { ...s, source: sourceName(this.#gate.lastStream(id)), live: at !== undefined && this.#now() - at < LIVE_MS };
+        const openedFrom = this.#gate.lastPublisher(id) as ParticipantId | undefined;
+        return { ...s, source: sourceName(this.#gate.lastStream(id)), openedFrom, live: at !== undefined && this.#now() - at < LIVE_MS };
       }),
       session: this.#session,
       names: Object.fromEntries(names),
@@ -340,8 +370,8 @@ export class ConferSession {
 
   /** Mediators: an invite link bound to `role` and `side` (the invite secret is made here). */
   createInvite(role: Role, side: Side | undefined): Promise<string> {
-    return new Promise((resolve) => {
-      this.#requested.push({ role, side, resolve });
+    return new Promise((resolve, reject) => {
+      this.#requested.push({ role, side, resolve, reject });
       this.#signal.send({ type: "create_invite", role, side, ttl_secs: undefined });
     });
   }
@@ -349,6 +379,12 @@ export class ConferSession {
   /** Mediators (and delegated co-mediators): a command the core signs rosters for. */
   command(m: ClientMessage): Promise<void> {
     return this.#call(() => this.#core.command(m));
+  }
+
+  /** Closes the connection without leaving (a page that gives up, e.g. to join again). */
+  close(): void {
+    this.#signal.close();
+    this.#end(this.#ended ?? "closed");
   }
 
   /** Leaves (parties) or ends the session (mediators). */
@@ -393,20 +429,27 @@ export class ConferSession {
   }
 
   /**
-   * Test builds only: forgets every receive key of `publisher` (as a client that never got
-   * them would be). Its frames keep arriving and must open to nothing.
+   * Test builds only (`undefined` in production builds, where the code is not even built in):
+   * `dropReceiveKeysOf` forgets every receive key of a publisher (as a client that never got
+   * them would be); its frames keep arriving and must open to nothing.
    */
-  dropReceiveKeysOf(publisher: ParticipantId): void {
-    if (!__CONFER_TEST_BUILD__) {
-      return;
-    }
-    const keys = this.#core.keys.openers;
-    for (const k of [...keys.keys()]) {
-      if (k.includes(publisher.replace(/-/g, ""))) {
-        keys.delete(k);
+  readonly testHooks: { dropReceiveKeysOf(publisher: ParticipantId): void } | undefined = __CONFER_TEST_BUILD__
+    ? {
+        dropReceiveKeysOf: (publisher: ParticipantId): void => {
+          const keys = this.#core.keys.openers;
+          for (const k of [...keys.keys()]) {
+            if (k.includes(publisher)) {
+              keys.delete(k);
+            }
+          }
+          this.#core.cfg.mediaReceive = false;
+        },
       }
-    }
-    this.#core.cfg.mediaReceive = false;
+    : undefined;
+
+  // The session ended (checked again after each await: it can end meanwhile).
+  #over(): boolean {
+    return this.#phase === "ended";
   }
 
   #now(): number {
@@ -462,7 +505,9 @@ export class ConferSession {
         }
         case "secured":
           this.#phase = "secured";
-          void this.#startMedia();
+          void this.#startMedia().catch(() => {
+            this.#raise("media_unsupported");
+          });
           break;
         case "ended":
           this.#end("ended");
@@ -473,9 +518,15 @@ export class ConferSession {
         case "chat":
           this.#keepChat({ from: e.from, channel: e.channel, text: e.text, mine: false });
           break;
+        case "server_error":
+          // A locked session refuses newcomers; the invite is not spent: join again later.
+          if (e.code === "session_locked" && this.#core.participantId() === undefined) {
+            this.#ended = "locked";
+            this.#signal.close();
+          }
+          break;
         case "session_code":
         case "name":
-        case "server_error":
           break;
       }
       this.#emit(e);
@@ -508,7 +559,9 @@ export class ConferSession {
       case "invite": {
         const want = this.#requested.shift();
         if (want?.role !== msg.role || want.side !== msg.side) {
-          return; // an invite nobody asked for: ignored
+          // Not what was asked for (the link would be bound to another role): no link.
+          want?.reject(new Error("the server answered with another invite"));
+          return;
         }
         const psk = this.#core.issueInvite(want.role, want.side);
         const ik = this.#core.identity()?.ikPub();
@@ -559,13 +612,17 @@ export class ConferSession {
       case "lock_changed":
         this.#locked = msg.locked;
         break;
+      case "error":
+        if (msg.in_reply_to === "create_invite") {
+          this.#requested.shift()?.reject(new Error(msg.message));
+        }
+        break;
       case "consent_recorded":
       case "channel":
       case "participant_left":
       case "relayed":
       case "draining":
       case "pong":
-      case "error":
         break;
     }
     this.#run(() => this.#core.handle(msg, this.#now()));
@@ -590,12 +647,27 @@ export class ConferSession {
     }
   }
 
+  // A dropped video frame leaves the decoder without a reference: ask the publisher for a key
+  // frame (the SFU turns it into a PLI), at most once a second per publisher.
+  #keyframeAfterLoss(publisher: string | undefined, stream: number): void {
+    if (publisher === undefined || stream === STREAM_AUDIO) {
+      return;
+    }
+    const now = this.#now();
+    const last = this.#keyframeAsked.get(publisher);
+    if (last !== undefined && now - last < 1_000) {
+      return;
+    }
+    this.#keyframeAsked.set(publisher, now);
+    this.#signal.send({ type: "keyframe_request", publisher: publisher as ParticipantId });
+  }
+
   // A video slot carries a publisher's camera or screen: the frame's generation says which
   // (every client numbers its generations from one counter across streams), so a camera key
   // that does not hold it means "not the camera", found without decrypting; then the screen.
   #open(publisher: string, stream: number, data: Uint8Array): Opened {
     const first = this.#openStream(publisher, stream, data);
-    if (first.kind === "no_key" && stream === STREAM_CAMERA) {
+    if (first.kind !== "ok" && stream === STREAM_CAMERA) {
       const screen = this.#openStream(publisher, STREAM_SCREEN, data);
       if (screen.kind !== "no_key") {
         return screen;
@@ -622,7 +694,10 @@ export class ConferSession {
     }
     const display = await navigator.mediaDevices.getDisplayMedia({ video: { width: 640, height: 360, frameRate: 5 }, audio: false });
     const track = display.getVideoTracks()[0];
-    if (track === undefined) {
+    if (track === undefined || this.#over()) {
+      for (const t of display.getTracks()) {
+        t.stop();
+      }
       return;
     }
     track.addEventListener("ended", () => {
@@ -691,13 +766,18 @@ export class ConferSession {
       }
       return insertableReceiver(tr.receiver, id, this.#gate);
     });
-    const ok = (await Promise.all([...placed, ...receiverPlaced])).every((x) => x);
-    if (!ok) {
+    // A transform that never reports ready (the worker did not load, the browser never fired
+    // `rtctransform`) fails the start within TRANSFORM_READY_MS instead of hanging.
+    const ok = (await withTimeout(Promise.all([...placed, ...receiverPlaced]), TRANSFORM_READY_MS)).every((x) => x);
+    if (!ok || this.#over()) {
       this.#raise("media_unsupported");
       pc.close();
       return;
     }
     const sdp = await makeOffer(pc);
+    if (this.#over()) {
+      return;
+    }
     const kindOf = (tr: RTCRtpTransceiver): "audio" | "video" => (tr.receiver.track.kind === "audio" ? "audio" : "video");
     this.#slots = t.slots.map((tr, i) => {
       this.#gate.bindMid(slotIds[i] ?? "", tr.mid ?? "");
@@ -737,6 +817,13 @@ export class ConferSession {
       this.#raise("media_devices_refused");
       return;
     }
+    if (this.#over()) {
+      // The session ended while the browser asked for the devices: let them go at once.
+      for (const t of local.getTracks()) {
+        t.stop();
+      }
+      return;
+    }
     this.#localStream = local;
     for (const s of senders) {
       if (s.id === "screen") {
@@ -753,7 +840,7 @@ export class ConferSession {
     if (this.#pc === undefined) {
       return;
     }
-    const found = await checkTransforms(this.#watchedSenders, this.#watchedReceivers);
+    const found = await this.#watchdog.check(this.#watchedSenders, this.#watchedReceivers);
     for (const b of found) {
       if (b.side === "send") {
         const s = this.#watchedSenders.find((w) => w.id === b.id);

@@ -11,3 +11,4 @@ export type { E2EGlobals, ViolationReport } from "./globals.js";
 export * from "./session.js";
 export * from "./bots.js";
 export * from "./turn.js";
+export * from "./identity.js";

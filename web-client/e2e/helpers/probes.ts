@@ -113,7 +113,8 @@ export async function sampleVideoColour(
         video.playsInline = true;
         video.srcObject = new MediaStream(stream.getVideoTracks());
         made = true;
-        await video.play();
+        // Not awaited: a track that never had a frame never starts playing; the deadline below ends the wait.
+        void video.play().catch(() => undefined);
       }
       try {
         const deadline = performance.now() + timeoutMs;

@@ -140,8 +140,12 @@ export function commandFrom(page: E2EPage, m: Record<string, unknown>): Promise<
 /** Test builds: the page forgets every receive key of `publisher`. */
 export function dropReceiveKeys(page: E2EPage, publisher: string): Promise<void> {
   return page.evaluate((publisher) => {
-    const g = globalThis as unknown as { __conferE2E: { session?: { dropReceiveKeysOf(p: string): void } } };
-    g.__conferE2E.session?.dropReceiveKeysOf(publisher);
+    const g = globalThis as unknown as { __conferE2E: { session?: { testHooks?: { dropReceiveKeysOf(p: string): void } } } };
+    const hooks = g.__conferE2E.session?.testHooks;
+    if (hooks === undefined) {
+      throw new Error("not a test build");
+    }
+    hooks.dropReceiveKeysOf(publisher);
   }, publisher);
 }
 

@@ -55,6 +55,7 @@ export class CallView {
     section.setAttribute("aria-labelledby", "room");
     this.#room = doc.createElement("h2");
     this.#room.id = "room";
+    this.#room.tabIndex = -1;
     this.#hear = doc.createElement("p");
     this.#hear.id = "hear";
     const codeP = doc.createElement("p");
@@ -195,14 +196,18 @@ export class CallView {
         }),
       );
     }
-    this.#alarm.textContent = v.alarms.length === 0 ? "" : `Security alarm: ${v.alarms.join(", ")}.`;
+    const alarm = v.alarms.map(alarmText).join(" ");
+    if (this.#alarm.textContent !== alarm) {
+      this.#alarm.textContent = alarm; // written on change only: role=alert announces each write
+    }
     this.#sharing = v.sharingScreen;
     this.#invite.hidden = v.role !== "mediator" || v.phase !== "secured";
     this.#share.textContent = v.sharingScreen ? "Stop sharing your screen" : "Share your screen";
     this.#share.disabled = v.phase !== "secured" && !v.sharingScreen;
     const present = new Map(v.present.map((p) => [p.participantId, p]));
     for (const slot of v.slots) {
-      const who = slot.publisher === undefined ? undefined : present.get(slot.publisher);
+      // The person is the one whose key opened the frames shown, and the slot map must agree.
+      const who = slot.publisher === undefined || slot.openedFrom !== slot.publisher ? undefined : present.get(slot.publisher);
       const m = this.#tile(slot.mid, slot.kind, slot.track);
       // Shown: a publisher in my signed roster whose frames open here now.
       const show = who !== undefined && !who.me && !slot.blocked && slot.live === true;
@@ -301,4 +306,18 @@ function inviteForm(doc: Document, actions: CallActions, announce: (text: string
       });
   });
   return form;
+}
+
+/** What an alarm means and what to do, in plain words (codes: docs/protocol/e2ee.md §18). */
+export function alarmText(code: string): string {
+  switch (code) {
+    case "transform_bypassed":
+      return "Security alarm: some of your video or sound was about to leave without encryption, so Confer stopped it. Leave the session and join again from a current browser; tell the mediator.";
+    case "media_unsupported":
+      return "Your camera and microphone are off: this browser could not encrypt them. Join from a current Chrome, Edge, Chromium or Firefox.";
+    case "media_devices_refused":
+      return "The browser did not allow your camera and microphone. Allow them for this site in the address bar, then join again.";
+    default:
+      return `Security alarm (${code}): someone may be listening who should not, or the server misbehaved. Do not say anything confidential; tell the mediator, and compare the session code with the others.`;
+  }
 }

@@ -1,21 +1,33 @@
 // The stats watchdog (WEB.md "Media path", rule 5): every second it compares what the browser
-// says it encoded, sent and decoded (`getStats`) with what the gate sealed and opened. A sender
-// whose encoder produced more frames than the gate saw, or whose packets outnumber the frames
-// the gate sealed, has a frame path that bypasses the transform: its track is stopped and a
-// blocking alarm raised. A slot that decoded more frames than the gate opened likewise.
-// None of the anchors checks this (WEB.md).
+// says it encoded, sent, received and decoded (`getStats`) with what the gate saw, sealed and
+// opened, per sender and per slot. A mismatch means frames take a path around the transform:
+// the caller stops that sender's track (or blocks that slot) and raises a blocking alarm. None
+// of the anchors checks this (WEB.md).
+//
+// Two kinds of evidence:
+// - a leak, at once: more frames sent than sealed (video `framesSent`, audio `packetsSent`:
+//   one Opus frame a packet), or more video frames decoded than opened;
+// - a bypass, on two checks in a row: the browser encoded (sending) or received (receiving)
+//   frames while not one reached the gate. A busy page delays frames, it does not make them
+//   vanish, so a slow gate is not mistaken for a bypass.
+// Counts are taken per stats report (each RTP stream), from the first time that report is
+// seen, so a slot that changes hands starts afresh.
 
 import type { ReceiveCounters, SendCounters } from "../worker/gate.js";
 
-/** Frames (video) or packets (audio) a transform may lag behind the browser's own counters. */
-export const WATCHDOG_SLACK = { video: 20, audio: 60 } as const;
+/** Frames (video) or packets (audio) the browser's count may run ahead of the gate's. */
+export const WATCHDOG_SLACK = { video: 10, audio: 25 } as const;
+/** Frames the browser must have encoded or received in one check, with none at the gate, to count as a strike. */
+const MIN_ACTIVITY = 5;
+/** Strikes in a row that make a bypass. */
+const STRIKES = 2;
 
 /** What the watchdog found: a sender or a slot whose frames do not go through the gate. */
 export interface Bypass {
   side: "send" | "receive";
-  /** The sender's name (`microphone`, `camera`) or the slot's name in the gate. */
+  /** The sender's name (`microphone`, `camera`, `screen`) or the slot's name in the gate. */
   id: string;
-  /** What the browser counted and what the gate counted. */
+  /** What the browser counted and what the gate counted, since the stream began. */
   browser: number;
   gate: number;
 }
@@ -50,37 +62,111 @@ async function reports(stats: Promise<RTCStatsReport>, type: string): Promise<Re
   return out;
 }
 
-/** One check of every sender and slot. */
-export async function checkTransforms(senders: readonly WatchedSender[], receivers: readonly WatchedReceiver[]): Promise<Bypass[]> {
-  const found: Bypass[] = [];
-  for (const s of senders) {
-    if (s.sender.track === null) {
-      continue;
+interface Track {
+  /** The browser's counters and the gate's when this report was first seen. */
+  base: Record<string, number>;
+  /** The last check's values (for the per-check activity). */
+  last: Record<string, number>;
+  strikes: number;
+}
+
+export class Watchdog {
+  readonly #tracks = new Map<string, Track>();
+  #running = false;
+
+  /** One check of every sender and slot (a check still running makes this one a no-op). */
+  async check(senders: readonly WatchedSender[], receivers: readonly WatchedReceiver[]): Promise<Bypass[]> {
+    if (this.#running) {
+      return [];
     }
-    for (const r of await reports(s.sender.getStats(), "outbound-rtp")) {
-      if (s.kind === "video") {
-        const encoded = Math.max(numberField(r, "framesEncoded"), numberField(r, "framesSent"));
-        if (encoded > s.counters.seen + WATCHDOG_SLACK.video) {
-          found.push({ side: "send", id: s.id, browser: encoded, gate: s.counters.seen });
+    this.#running = true;
+    try {
+      const found: Bypass[] = [];
+      for (const s of senders) {
+        if (s.sender.track === null) {
+          continue;
         }
-      } else {
-        const sent = numberField(r, "packetsSent");
-        if (sent > s.counters.sealed + WATCHDOG_SLACK.audio) {
-          found.push({ side: "send", id: s.id, browser: sent, gate: s.counters.sealed });
+        for (const r of await reports(s.sender.getStats(), "outbound-rtp")) {
+          const b = this.#send(s, r);
+          if (b !== undefined) {
+            found.push(b);
+          }
         }
       }
-    }
-  }
-  for (const w of receivers) {
-    if (w.kind !== "video") {
-      continue;
-    }
-    for (const r of await reports(w.receiver.getStats(), "inbound-rtp")) {
-      const decoded = numberField(r, "framesDecoded");
-      if (decoded > w.counters.opened + WATCHDOG_SLACK.video) {
-        found.push({ side: "receive", id: w.id, browser: decoded, gate: w.counters.opened });
+      for (const w of receivers) {
+        for (const r of await reports(w.receiver.getStats(), "inbound-rtp")) {
+          const b = this.#receive(w, r);
+          if (b !== undefined) {
+            found.push(b);
+          }
+        }
       }
+      return found;
+    } finally {
+      this.#running = false;
     }
   }
-  return found;
+
+  // Deltas since this report was first seen; the strike count of "busy browser, idle gate".
+  #step(key: string, now: Record<string, number>, busyKey: string, gateKey: string): { d: Record<string, number>; strikes: number } {
+    let t = this.#tracks.get(key);
+    if (t === undefined) {
+      t = { base: { ...now }, last: { ...now }, strikes: 0 };
+      this.#tracks.set(key, t);
+    }
+    const d: Record<string, number> = {};
+    for (const [k, v] of Object.entries(now)) {
+      d[k] = v - (t.base[k] ?? 0);
+    }
+    const busy = (now[busyKey] ?? 0) - (t.last[busyKey] ?? 0);
+    const gate = (now[gateKey] ?? 0) - (t.last[gateKey] ?? 0);
+    t.strikes = busy >= MIN_ACTIVITY && gate === 0 ? t.strikes + 1 : 0;
+    t.last = { ...now };
+    return { d, strikes: t.strikes };
+  }
+
+  #send(s: WatchedSender, r: Record<string, unknown>): Bypass | undefined {
+    const key = `s:${s.id}:${String(r["id"])}`;
+    if (s.kind === "video") {
+      const now = {
+        encoded: numberField(r, "framesEncoded"),
+        sent: numberField(r, "framesSent"),
+        seen: s.counters.seen,
+        sealed: s.counters.sealed,
+      };
+      const { d, strikes } = this.#step(key, now, "encoded", "seen");
+      if ((d["sent"] ?? 0) > (d["sealed"] ?? 0) + WATCHDOG_SLACK.video) {
+        return { side: "send", id: s.id, browser: d["sent"] ?? 0, gate: d["sealed"] ?? 0 };
+      }
+      if (strikes >= STRIKES) {
+        return { side: "send", id: s.id, browser: d["encoded"] ?? 0, gate: d["seen"] ?? 0 };
+      }
+      return undefined;
+    }
+    const now = { sent: numberField(r, "packetsSent"), sealed: s.counters.sealed, seen: s.counters.seen };
+    const { d } = this.#step(key, now, "sent", "seen");
+    if ((d["sent"] ?? 0) > (d["sealed"] ?? 0) + WATCHDOG_SLACK.audio) {
+      return { side: "send", id: s.id, browser: d["sent"] ?? 0, gate: d["sealed"] ?? 0 };
+    }
+    return undefined;
+  }
+
+  #receive(w: WatchedReceiver, r: Record<string, unknown>): Bypass | undefined {
+    const key = `r:${w.id}:${String(r["id"])}`;
+    const received = w.kind === "video" ? numberField(r, "framesReceived") : numberField(r, "packetsReceived");
+    const now = {
+      received,
+      decoded: numberField(r, "framesDecoded"),
+      seen: w.counters.seen,
+      opened: w.counters.opened,
+    };
+    const { d, strikes } = this.#step(key, now, "received", "seen");
+    if (w.kind === "video" && (d["decoded"] ?? 0) > (d["opened"] ?? 0) + WATCHDOG_SLACK.video) {
+      return { side: "receive", id: w.id, browser: d["decoded"] ?? 0, gate: d["opened"] ?? 0 };
+    }
+    if (strikes >= STRIKES) {
+      return { side: "receive", id: w.id, browser: d["received"] ?? 0, gate: d["seen"] ?? 0 };
+    }
+    return undefined;
+  }
 }

@@ -29,6 +29,11 @@ export interface FrameCrypto {
   open(publisher: string, stream: number, data: Uint8Array): Opened;
   /** A held frame was dropped unopened (counted as a decrypt failure by the core). */
   expired(): void;
+  /**
+   * A frame of `publisher`'s on `stream` was dropped unopened: the decoder now misses it, and
+   * a video decoder needs a key frame to go on (the SDK asks the publisher for one).
+   */
+  lost?(publisher: string | undefined, stream: number): void;
 }
 
 /** Per-sender counters (the watchdog compares them with the sender's `getStats`). */
@@ -43,6 +48,8 @@ export class SendCounters {
 
 /** Per-slot counters. */
 export class ReceiveCounters {
+  /** Every frame that reached the gate in this slot (the watchdog compares it with the browser's count). */
+  seen = 0;
   opened = 0;
   /** Frames that waited for a publisher or a key (opened later or not). */
   held = 0;
@@ -64,6 +71,8 @@ interface Held {
 }
 
 interface Receiver {
+  /** Whose key opened the last frame here (the tile is labelled with that, not the slot map). */
+  lastPublisher: string | undefined;
   /** When a frame last opened here (the gate's clock), if ever. */
   lastOpenedAt: number | undefined;
   /** The stream of the last frame that opened here (a video slot carries a camera or a screen). */
@@ -102,7 +111,7 @@ export class Gate {
    */
   addReceiver(id: string, stream: number): ReceiveCounters {
     const counters = new ReceiveCounters();
-    this.#receivers.set(id, { lastOpenedAt: undefined, lastStream: undefined, mid: undefined, stream, counters, queue: [] });
+    this.#receivers.set(id, { lastPublisher: undefined, lastOpenedAt: undefined, lastStream: undefined, mid: undefined, stream, counters, queue: [] });
     return counters;
   }
 
@@ -123,6 +132,11 @@ export class Gate {
     return this.#receivers.get(id)?.counters;
   }
 
+  /** Whose key opened the last frame in slot `id`. */
+  lastPublisher(id: string): string | undefined {
+    return this.#receivers.get(id)?.lastPublisher;
+  }
+
   /** When a frame last opened in slot `id` (the gate's clock), if ever. */
   lastOpenedAt(id: string): number | undefined {
     return this.#receivers.get(id)?.lastOpenedAt;
@@ -140,9 +154,34 @@ export class Gate {
 
   /** The slot map of `media_slots`: held frames of a slot that now names its publisher are tried. */
   setSlots(slots: ReadonlyMap<string, string>): void {
+    const before = new Map(this.#slots);
     this.#slots.clear();
     for (const [mid, p] of slots) {
       this.#slots.set(mid, p);
+    }
+    // A slot that changed hands: frames held under its old publisher get one more try, then
+    // go (RTP switches on its own schedule, so some may be the new publisher's, which would
+    // never open under the old one's keys and would hold up the slot for HOLD_MS). Dropped,
+    // not counted as decrypt failures: nothing failed to decrypt.
+    for (const r of this.#receivers.values()) {
+      if (r.mid === undefined || before.get(r.mid) === this.#slots.get(r.mid)) {
+        continue;
+      }
+      const now = this.#slots.get(r.mid);
+      const keep: Held[] = [];
+      for (const h of r.queue) {
+        if (h.publisher === undefined || h.publisher === now) {
+          keep.push(h);
+        } else if (!this.#try(r, h)) {
+          r.counters.dropped += 1;
+          this.#held -= 1;
+          this.#crypto.lost?.(now, r.stream);
+          h.done(undefined);
+        } else {
+          this.#held -= 1;
+        }
+      }
+      r.queue = keep;
     }
     this.retry();
   }
@@ -174,6 +213,9 @@ export class Gate {
    */
   open(id: string, data: Uint8Array, done: Done): void {
     const r = this.#receivers.get(id);
+    if (r !== undefined) {
+      r.counters.seen += 1;
+    }
     if (r === undefined || data.length === 0) {
       if (r !== undefined) {
         r.counters.dropped += 1;
@@ -199,12 +241,13 @@ export class Gate {
     }
   }
 
-  /** Drops every held frame (the session ended, or the page closes). */
+  /** Drops every held frame (the session ended, or the page closes): not decrypt failures. */
   clear(): void {
     for (const r of this.#receivers.values()) {
       for (const h of r.queue.splice(0)) {
         this.#held -= 1;
-        this.#expire(r, h);
+        r.counters.dropped += 1;
+        h.done(undefined);
       }
     }
   }
@@ -236,6 +279,7 @@ export class Gate {
   #expire(r: Receiver, h: Held): void {
     r.counters.expired += 1;
     this.#crypto.expired();
+    this.#crypto.lost?.(h.publisher ?? this.#publisherOf(r), r.stream);
     h.done(undefined);
   }
 
@@ -272,6 +316,7 @@ export class Gate {
         r.counters.opened += 1;
         r.lastStream = res.stream;
         r.lastOpenedAt = this.#clock();
+        r.lastPublisher = h.publisher;
         h.done(res.data);
         return true;
       case "drop":
