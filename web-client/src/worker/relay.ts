@@ -43,6 +43,9 @@ interface Pending {
   controller: TransformStreamDefaultController<EncodedFrame>;
 }
 
+/** Frames of one transform out to the page at most; beyond it, frames are dropped. */
+const MAX_IN_FLIGHT = 256;
+
 /** Frames out to the page, by transform id and sequence number. */
 const pending = new Map<string, Map<number, Pending>>();
 let nextSeq = 0;
@@ -54,6 +57,9 @@ scope.onrtctransform = (ev) => {
   pending.set(id, mine);
   const stream = new TransformStream<EncodedFrame, EncodedFrame>({
     transform(frame, controller) {
+      if (mine.size >= MAX_IN_FLIGHT) {
+        return; // the page is not keeping up: drop (never pass) the frame
+      }
       const seq = nextSeq++;
       mine.set(seq, { frame, controller });
       const data = frame.data.slice(0);
