@@ -12,7 +12,7 @@ import { alarmCode } from "./core/alarms.js";
 import { Core, CoreConfig, MediaRejected, agreementHash } from "./core/client.js";
 import type { Event } from "./core/client.js";
 import { STREAM_AUDIO, STREAM_CAMERA, STREAM_SCREEN } from "./core/frame.js";
-import { SLOTS_PER_KIND, addTransceivers, applyAnswer, createPeer, makeOffer } from "./media/peer.js";
+import { SLOTS, addTransceivers, applyAnswer, createPeer, makeOffer } from "./media/peer.js";
 import type { TransformPath } from "./media/transform.js";
 import { ScriptTransforms, insertableReceiver, insertableSender, transformPaths } from "./media/transform.js";
 import { Watchdog } from "./media/watchdog.js";
@@ -174,6 +174,8 @@ export interface View {
   chat: ChatLine[];
   /** The session is locked (as the server last said). */
   locked: boolean;
+  /** Every key of this session is deleted (after the end, a removal or leaving). */
+  keysDeleted: boolean;
   /** Why the session ended, once it has. */
   ended: string | undefined;
 }
@@ -342,6 +344,7 @@ export class ConferSession {
       names: Object.fromEntries(names),
       chat: this.#chat.filter((c) => c.channel === secured),
       locked: this.#locked,
+      keysDeleted: core.stats().keysDeleted,
       sharingScreen: (this.#watchedSenders.find((w) => w.id === "screen")?.sender.track ?? null) !== null,
       alarms: [...this.#alarms],
       transformPath: this.#path,
@@ -433,8 +436,19 @@ export class ConferSession {
    * `dropReceiveKeysOf` forgets every receive key of a publisher (as a client that never got
    * them would be); its frames keep arriving and must open to nothing.
    */
-  readonly testHooks: { dropReceiveKeysOf(publisher: ParticipantId): void } | undefined = __CONFER_TEST_BUILD__
+  readonly testHooks: { dropReceiveKeysOf(publisher: ParticipantId): void; inbound(): Promise<unknown[]> } | undefined = __CONFER_TEST_BUILD__
     ? {
+        inbound: async (): Promise<unknown[]> => {
+          const out: unknown[] = [];
+          for (const w of this.#watchedReceivers) {
+            (await w.receiver.getStats()).forEach((r: Record<string, unknown>) => {
+              if (r["type"] === "inbound-rtp" && r["kind"] === "video") {
+                out.push({ slot: w.id, mid: r["mid"], ssrc: r["ssrc"], recv: r["framesReceived"], dec: r["framesDecoded"], key: r["keyFramesDecoded"], drop: r["framesDropped"], pli: r["pliCount"], w: r["frameWidth"] });
+              }
+            });
+          }
+          return out;
+        },
         dropReceiveKeysOf: (publisher: ParticipantId): void => {
           const keys = this.#core.keys.openers;
           for (const k of [...keys.keys()]) {
@@ -734,7 +748,7 @@ export class ConferSession {
     this.#path = path;
     const pc = createPeer(path === "insertable", this.#iceServers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })));
     this.#pc = pc;
-    const t = addTransceivers(pc, SLOTS_PER_KIND);
+    const t = addTransceivers(pc, SLOTS);
     const script = path === "script" ? new ScriptTransforms(this.#gate) : undefined;
     this.#script = script;
     const skip = __CONFER_TEST_BUILD__ ? this.#opts.test?.skipSenderTransform : undefined;
@@ -841,6 +855,11 @@ export class ConferSession {
       return;
     }
     const found = await this.#watchdog.check(this.#watchedSenders, this.#watchedReceivers);
+    // A decoder that opens frames but shows none missed its key frame: ask for another.
+    for (const slotId of this.#watchdog.stuck) {
+      const i = this.#watchedReceivers.findIndex((w) => w.id === slotId);
+      this.#keyframeAfterLoss(this.#slots[i]?.publisher, STREAM_CAMERA);
+    }
     for (const b of found) {
       if (b.side === "send") {
         const s = this.#watchedSenders.find((w) => w.id === b.id);
@@ -874,7 +893,7 @@ export class ConferSession {
       return;
     }
     this.#phase = "ended";
-    this.#ended = why;
+    this.#ended ??= why; // the first reason stands (a kick is followed by the core's "ended")
     for (const t of this.#timers) {
       clearInterval(t);
     }

@@ -15,6 +15,9 @@ export interface SeenView {
   alarms: string[];
   transformPath: string | undefined;
   sharingScreen: boolean;
+  keysDeleted: boolean;
+  ended: string | undefined;
+  locked: boolean;
 }
 
 export interface SeenCounters {
@@ -184,4 +187,46 @@ export function sendChat(page: E2EPage, text: string): Promise<void> {
     const g = globalThis as unknown as { __conferE2E: { session?: { sendChat(t: string): Promise<void> } } };
     return g.__conferE2E.session?.sendChat(text);
   }, text);
+}
+
+/**
+ * Keyboard only: presses Tab (at most `max` times) until the focused element matches
+ * `selector`, as a person who does not use a mouse would reach it.
+ */
+export async function tabTo(page: E2EPage, selector: string, max = 80): Promise<void> {
+  const kb = page.playwright?.keyboard;
+  if (kb === undefined) {
+    throw new Error("keyboard driving needs a Chromium page");
+  }
+  for (let i = 0; i < max; i++) {
+    const there = await page.evaluate((sel) => document.activeElement?.matches(sel) ?? false, selector);
+    if (there) {
+      return;
+    }
+    await kb.press("Tab");
+  }
+  throw new Error(`Tab never reached ${selector}`);
+}
+
+/** Keyboard only: presses a key on the focused element. */
+export async function press(page: E2EPage, key: string): Promise<void> {
+  const kb = page.playwright?.keyboard;
+  if (kb === undefined) {
+    throw new Error("keyboard driving needs a Chromium page");
+  }
+  await kb.press(key);
+}
+
+/** Keyboard only: types text into the focused element. */
+export async function typeText(page: E2EPage, text: string): Promise<void> {
+  const kb = page.playwright?.keyboard;
+  if (kb === undefined) {
+    throw new Error("keyboard driving needs a Chromium page");
+  }
+  await kb.type(text);
+}
+
+/** The text of an element (empty when absent). */
+export function textOf(page: E2EPage, selector: string): Promise<string> {
+  return page.evaluate((sel) => document.querySelector(sel)?.textContent ?? "", selector);
 }

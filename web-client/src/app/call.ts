@@ -94,7 +94,7 @@ export class CallView {
     chat.setAttribute("aria-labelledby", "chat-title");
     this.#chatTitle = doc.createElement("h3");
     this.#chatTitle.id = "chat-title";
-    this.#chatLog = doc.createElement("ol");
+    this.#chatLog = doc.createElement("div");
     this.#chatLog.id = "chat-log";
     this.#chatLog.setAttribute("role", "log");
     this.#chatLog.setAttribute("aria-live", "polite");
@@ -189,7 +189,7 @@ export class CallView {
       this.#chatShown = chatKey;
       this.#chatLog.replaceChildren(
         ...v.chat.map((c) => {
-          const li = this.#doc.createElement("li");
+          const li = this.#doc.createElement("p");
           const who = c.mine ? "You" : (v.names[c.from] ?? "A participant");
           li.textContent = `${who}: ${c.text}`;
           return li;
@@ -214,6 +214,10 @@ export class CallView {
       m.box.hidden = !show;
       m.el.muted = slot.kind === "video" || !show;
       if (show) {
+        // A muted video the browser paused while it was hidden stays paused when shown again.
+        if (m.el.paused) {
+          void m.el.play().catch(() => undefined);
+        }
         m.el.dataset["participant"] = who.participantId;
         m.el.dataset["source"] = slot.source ?? (slot.kind === "audio" ? "microphone" : "camera");
         const name = who.name ?? "A participant";

@@ -28,6 +28,8 @@ function el<K extends keyof HTMLElementTagNameMap>(doc: Document, tag: K, text?:
 export function askToJoin(doc: Document, main: HTMLElement, agreement: string): Promise<JoinChoice> {
   const form = el(doc, "form");
   form.id = "join";
+  // Our own check says which statement is missing, in the page and to screen readers.
+  form.noValidate = true;
   const h = el(doc, "h2", "Join the mediation");
   const guide = el(doc, "ul");
   guide.id = "guidance";

@@ -10,8 +10,12 @@
 import type { ParticipantId } from "../proto/ids.js";
 import type { MediaSlot } from "../proto/message.js";
 
-/** How many receive slots per kind are created up front. */
-export const SLOTS_PER_KIND = 4;
+/**
+ * How many receive slots of each kind are created up front: enough for a mediation of six
+ * (five others, each with a microphone, and a camera and a screen: the SFU gives a publisher's
+ * screen a slot even while it is not shared).
+ */
+export const SLOTS = { audio: 5, video: 10 } as const;
 /** The longest wait for ICE gathering before the offer goes out anyway (ms). */
 export const ICE_GATHER_LIMIT_MS = 3000;
 
@@ -50,7 +54,7 @@ function preferCodec(t: RTCRtpTransceiver, kind: "audio" | "video", mime: string
 }
 
 /** Every transceiver, up front: sendonly audio, camera and screen, then the recvonly slots. */
-export function addTransceivers(pc: RTCPeerConnection, slotsPerKind = SLOTS_PER_KIND): MediaTransceivers {
+export function addTransceivers(pc: RTCPeerConnection, counts: { audio: number; video: number } = SLOTS): MediaTransceivers {
   const audio = pc.addTransceiver("audio", { direction: "sendonly" });
   preferCodec(audio, "audio", "audio/opus");
   const camera = pc.addTransceiver("video", { direction: "sendonly" });
@@ -59,7 +63,7 @@ export function addTransceivers(pc: RTCPeerConnection, slotsPerKind = SLOTS_PER_
   preferCodec(screen, "video", "video/vp8");
   const slots: RTCRtpTransceiver[] = [];
   for (const kind of ["audio", "video"] as const) {
-    for (let i = 0; i < slotsPerKind; i++) {
+    for (let i = 0; i < counts[kind]; i++) {
       const t = pc.addTransceiver(kind, { direction: "recvonly" });
       preferCodec(t, kind, kind === "audio" ? "audio/opus" : "video/vp8");
       slots.push(t);

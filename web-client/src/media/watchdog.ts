@@ -72,7 +72,14 @@ interface Track {
 
 export class Watchdog {
   readonly #tracks = new Map<string, Track>();
+  readonly #decoding = new Map<string, { opened: number; decoded: number }>();
   #running = false;
+  /**
+   * Video slots (by gate name) whose frames opened since the last check while the decoder
+   * produced nothing: it waits for a key frame it missed (sent while the publisher was still
+   * securing, say). The caller asks the slot's publisher for one.
+   */
+  stuck: string[] = [];
 
   /** One check of every sender and slot (a check still running makes this one a no-op). */
   async check(senders: readonly WatchedSender[], receivers: readonly WatchedReceiver[]): Promise<Bypass[]> {
@@ -82,6 +89,7 @@ export class Watchdog {
     this.#running = true;
     try {
       const found: Bypass[] = [];
+      this.stuck = [];
       for (const s of senders) {
         if (s.sender.track === null) {
           continue;
@@ -161,6 +169,13 @@ export class Watchdog {
       opened: w.counters.opened,
     };
     const { d, strikes } = this.#step(key, now, "received", "seen");
+    if (w.kind === "video") {
+      const last = this.#decoding.get(key);
+      if (last !== undefined && now.opened > last.opened && now.decoded === last.decoded) {
+        this.stuck.push(w.id);
+      }
+      this.#decoding.set(key, { opened: now.opened, decoded: now.decoded });
+    }
     if (w.kind === "video" && (d["decoded"] ?? 0) > (d["opened"] ?? 0) + WATCHDOG_SLACK.video) {
       return { side: "receive", id: w.id, browser: d["decoded"] ?? 0, gate: d["opened"] ?? 0 };
     }
