@@ -17,12 +17,18 @@ use crate::policy::{Location, RelayDecision, RelayTo, may_enter, may_relay};
 pub struct RoomConfig {
     /// How long a dropped participant may take to resume before it is removed.
     pub resume_grace: Duration,
+    /// Relay bytes (of `data`) a participant in the waiting room may send per second.
+    pub waiting_relay_bytes_per_sec: u32,
+    /// Relay bytes a participant in the waiting room may send at once (its bucket's size).
+    pub waiting_relay_burst_bytes: u32,
 }
 
 impl Default for RoomConfig {
     fn default() -> Self {
         Self {
             resume_grace: Duration::from_secs(30),
+            waiting_relay_bytes_per_sec: 1024,
+            waiting_relay_burst_bytes: 16 * 1024,
         }
     }
 }
@@ -31,6 +37,13 @@ impl RoomConfig {
     /// Sets the resume grace period.
     pub fn resume_grace(mut self, d: Duration) -> Self {
         self.resume_grace = d;
+        self
+    }
+
+    /// Sets the waiting room's relay budget: `per_sec` bytes a second, `burst` at once.
+    pub fn waiting_relay_budget(mut self, per_sec: u32, burst: u32) -> Self {
+        self.waiting_relay_bytes_per_sec = per_sec;
+        self.waiting_relay_burst_bytes = burst;
         self
     }
 }
@@ -232,6 +245,8 @@ pub enum RoomError {
     BadCredentials,
     /// The shell reused a participant id.
     DuplicateParticipant,
+    /// A relay from the waiting room over the waiting room's byte budget.
+    RateLimited,
 }
 
 impl RoomError {
@@ -249,6 +264,7 @@ impl RoomError {
             RoomError::Ended => ErrorCode::SessionEnded,
             RoomError::BadCredentials => ErrorCode::Unauthorized,
             RoomError::DuplicateParticipant => ErrorCode::Internal,
+            RoomError::RateLimited => ErrorCode::RateLimited,
         }
     }
 }
@@ -290,6 +306,8 @@ struct Participant {
     seen_channel: Option<ChannelView>,
     /// Managers only: the last session view sent.
     seen_session: Option<SessionView>,
+    /// Relay bytes left to a participant in the waiting room, and when it was last topped up.
+    waiting_budget: (f64, Instant),
 }
 
 /// One mediation session's signalling state.
@@ -468,6 +486,7 @@ impl Room {
                 arrival: self.next_arrival,
                 seen_channel: None,
                 seen_session: None,
+                waiting_budget: (f64::from(self.config.waiting_relay_burst_bytes), self.now),
             },
         );
         self.audit(AuditKind::Arrived, Some(&id));
@@ -630,8 +649,12 @@ impl Room {
         if p.place != Place::Waiting {
             return Err(RoomError::AlreadyAdmitted);
         }
-        p.consent = Some(hash.clone());
-        self.audit(AuditKind::Consent(hash), Some(from));
+        // A repeated identical consent is answered but writes no audit row: the log records
+        // what a participant agreed to, not how often it said so.
+        if p.consent.as_ref() != Some(&hash) {
+            p.consent = Some(hash.clone());
+            self.audit(AuditKind::Consent(hash), Some(from));
+        }
         self.deliver(vec![from.clone()], ServerMessage::ConsentRecorded);
         self.sync();
         Ok(())
@@ -691,34 +714,54 @@ impl Room {
         data: String,
     ) -> Result<(), RoomError> {
         let sender = self.participants.get(from).ok_or(RoomError::NotFound)?;
+        let waiting = sender.place == Place::Waiting;
+        // Path first: a refused relay spends no budget.
+        let to = self.relay_recipients(from, &target)?;
+        if waiting {
+            self.spend_waiting_budget(from, data.len())?;
+        }
+        let channel = match target {
+            RelayTarget::Channel(channel) => Some(channel),
+            RelayTarget::Participant(_) => None,
+        };
+        self.deliver(
+            to,
+            ServerMessage::Relayed {
+                from: from.clone(),
+                channel,
+                data,
+            },
+        );
+        Ok(())
+    }
+
+    // Who a relay goes to (connected recipients only), or why it may not go.
+    fn relay_recipients(
+        &self,
+        from: &ParticipantId,
+        target: &RelayTarget,
+    ) -> Result<Vec<ParticipantId>, RoomError> {
+        let sender = self.participants.get(from).ok_or(RoomError::NotFound)?;
         let sender_at = location(&sender.place);
         match target {
             RelayTarget::Channel(channel) => {
-                if self.channel_kind(&channel).is_none() {
+                if self.channel_kind(channel).is_none() {
                     return Err(RoomError::NotFound);
                 }
-                if may_relay(sender.role, sender_at, RelayTo::Channel(&channel))
+                if may_relay(sender.role, sender_at, RelayTo::Channel(channel))
                     == RelayDecision::Deny
                 {
                     return Err(RoomError::RelayNotAllowed);
                 }
-                let to: Vec<ParticipantId> = self
+                Ok(self
                     .participants
                     .iter()
-                    .filter(|(id, p)| *id != from && p.connected && p.place.is_in(&channel))
+                    .filter(|(id, p)| *id != from && p.connected && p.place.is_in(channel))
                     .map(|(id, _)| id.clone())
-                    .collect();
-                self.deliver(
-                    to,
-                    ServerMessage::Relayed {
-                        from: from.clone(),
-                        channel: Some(channel),
-                        data,
-                    },
-                );
+                    .collect())
             }
             RelayTarget::Participant(to) => {
-                let r = self.participants.get(&to).ok_or(RoomError::NotFound)?;
+                let r = self.participants.get(to).ok_or(RoomError::NotFound)?;
                 let decision = may_relay(
                     sender.role,
                     sender_at,
@@ -730,18 +773,37 @@ impl Room {
                 if decision == RelayDecision::Deny {
                     return Err(RoomError::RelayNotAllowed);
                 }
-                if r.connected {
-                    self.deliver(
-                        vec![to],
-                        ServerMessage::Relayed {
-                            from: from.clone(),
-                            channel: None,
-                            data,
-                        },
-                    );
-                }
+                Ok(if r.connected {
+                    vec![to.clone()]
+                } else {
+                    Vec::new()
+                })
             }
         }
+    }
+
+    // The waiting room's own, much smaller relay budget (a token bucket in bytes): what a
+    // person there needs to send is an announcement and a consent, each under 1 KiB. Over it,
+    // the relay is refused and nothing is spent.
+    fn spend_waiting_budget(
+        &mut self,
+        from: &ParticipantId,
+        bytes: usize,
+    ) -> Result<(), RoomError> {
+        let (rate, burst) = (
+            f64::from(self.config.waiting_relay_bytes_per_sec),
+            f64::from(self.config.waiting_relay_burst_bytes),
+        );
+        let now = self.now;
+        let p = self.participants.get_mut(from).ok_or(RoomError::NotFound)?;
+        let (left, at) = p.waiting_budget;
+        let left = (left + now.saturating_duration_since(at).as_secs_f64() * rate).min(burst);
+        p.waiting_budget = (left, now);
+        let cost = bytes as f64;
+        if cost > left {
+            return Err(RoomError::RateLimited);
+        }
+        p.waiting_budget.0 = left - cost;
         Ok(())
     }
 
