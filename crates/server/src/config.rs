@@ -29,8 +29,23 @@ pub struct Config {
     pub rate_limit_msgs_per_sec: u32,
     /// Bucket size: messages a connection may send at once before the sustained rate applies.
     pub rate_limit_burst: u32,
+    /// Sustained signalling bytes (text frames, as sent) per second per connection.
+    pub rate_limit_bytes_per_sec: u32,
+    /// Bytes a connection may send at once before the sustained byte rate applies (at least
+    /// `max_frame_bytes` is used, so that every frame the server accepts can pass).
+    pub rate_limit_burst_bytes: u32,
     /// Consecutive rate-limited messages after which the connection is closed (4429).
     pub rate_limit_strikes: u32,
+    /// Relay bytes (`data`) a participant in the waiting room may send per second.
+    pub waiting_relay_bytes_per_sec: u32,
+    /// Relay bytes a participant in the waiting room may send at once.
+    pub waiting_relay_burst_bytes: u32,
+    /// WebSocket connections that have not completed `hello`, in all; more are refused (503).
+    pub max_unauthenticated_connections: u32,
+    /// WebSocket connections that have not completed `hello`, per client IP address.
+    pub max_unauthenticated_per_address: u32,
+    /// Shortest interval between two `media_offer`s the SFU takes from one participant, in ms.
+    pub media_offer_interval_ms: u64,
     /// Protocol errors after which the connection is closed (4400).
     pub max_errors_per_connection: u32,
     /// Seconds a new connection has to complete `hello`.
@@ -80,7 +95,14 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             rate_limit_msgs_per_sec: 50,
             rate_limit_burst: 200,
+            rate_limit_bytes_per_sec: 128 * 1024,
+            rate_limit_burst_bytes: 1024 * 1024,
             rate_limit_strikes: 20,
+            waiting_relay_bytes_per_sec: 1024,
+            waiting_relay_burst_bytes: 16 * 1024,
+            max_unauthenticated_connections: 1024,
+            max_unauthenticated_per_address: 64,
+            media_offer_interval_ms: 2000,
             max_errors_per_connection: 20,
             hello_timeout_secs: 10,
             resume_grace_secs: 30,

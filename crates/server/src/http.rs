@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -42,7 +44,24 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn ws(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+async fn ws(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Before the upgrade: a refused stranger costs no WebSocket, task or queue.
+    let pass = match state.gate.enter(peer.ip()) {
+        Ok(pass) => pass,
+        Err(refused) => {
+            crate::metrics::connection_refused(refused.as_str());
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "5")],
+                "too many connections waiting for hello; try again shortly\n",
+            )
+                .into_response();
+        }
+    };
     let hard = state
         .config
         .max_frame_bytes
@@ -51,5 +70,5 @@ async fn ws(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Re
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| crate::ws::serve(socket, state))
+        .on_upgrade(move |socket| crate::ws::serve(socket, state, pass))
 }

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod config;
+mod gate;
 mod http;
 mod media;
 pub mod metrics;
@@ -194,6 +195,8 @@ impl Server {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        // The peer address feeds the per-address cap on connections before hello.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "HTTP server stopped");

@@ -51,3 +51,7 @@ pub(crate) fn error(code: ErrorCode) {
 pub(crate) fn slow_consumer() {
     metrics::counter!("confer_slow_consumer_drops_total").increment(1);
 }
+
+pub(crate) fn connection_refused(reason: &'static str) {
+    metrics::counter!("confer_connections_refused_total", "reason" => reason).increment(1);
+}

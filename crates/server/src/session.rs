@@ -120,8 +120,12 @@ struct Member {
 
 pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -> SessionHandle {
     let (tx, rx) = mpsc::channel(1024);
-    let config =
-        RoomConfig::default().resume_grace(Duration::from_secs(state.config.resume_grace_secs));
+    let config = RoomConfig::default()
+        .resume_grace(Duration::from_secs(state.config.resume_grace_secs))
+        .waiting_relay_budget(
+            state.config.waiting_relay_bytes_per_sec,
+            state.config.waiting_relay_burst_bytes,
+        );
     let room = Room::new(session.clone(), config, Instant::now().into_std());
     let instance = random_id();
     let task = RoomTask {

@@ -27,6 +27,8 @@ pub struct AppState {
     /// TURN credentials for clients, when configured.
     pub(crate) turn: Option<crate::turn::Turn>,
     pub(crate) sessions: DashMap<SessionId, SessionHandle>,
+    /// Caps on connections that have not completed `hello`.
+    pub(crate) gate: Arc<crate::gate::Gate>,
     pub(crate) next_generation: AtomicU64,
     pub(crate) next_conn: AtomicU64,
     pub(crate) draining: AtomicBool,
@@ -48,7 +50,12 @@ impl AppState {
         let mut log_salt = [0u8; 16];
         getrandom::fill(&mut log_salt)
             .expect("the operating system's random number generator failed");
+        let gate = Arc::new(crate::gate::Gate::new(
+            config.max_unauthenticated_connections,
+            config.max_unauthenticated_per_address,
+        ));
         Self {
+            gate,
             config,
             tokens,
             spent: Arc::new(spent),

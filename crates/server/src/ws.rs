@@ -41,8 +41,12 @@ struct Connection {
     conn: Conn,
     joined: Option<Joined>,
     errors: u32,
+    /// Messages, and bytes: a connection is held to both budgets.
     bucket: TokenBucket,
+    bytes: TokenBucket,
     strikes: u32,
+    /// A place among the connections that have not completed hello; given back at hello.
+    pass: Option<crate::gate::Pass>,
 }
 
 enum Flow {
@@ -52,7 +56,7 @@ enum Flow {
 }
 
 /// Serves one upgraded socket until it closes.
-pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
+pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, pass: crate::gate::Pass) {
     m::connection_opened();
     tracing::info!("connection opened");
     let (mut sink, mut stream) = socket.split();
@@ -85,6 +89,11 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let config = &state.config;
     let bucket = TokenBucket::new(config.rate_limit_msgs_per_sec, config.rate_limit_burst);
+    // Every frame the server accepts must be able to pass.
+    let burst_bytes = config
+        .rate_limit_burst_bytes
+        .max(u32::try_from(config.max_frame_bytes).unwrap_or(u32::MAX));
+    let bytes = TokenBucket::new(config.rate_limit_bytes_per_sec, burst_bytes);
     let hello_deadline = Instant::now() + Duration::from_secs(config.hello_timeout_secs);
     let mut c = Connection {
         conn: Conn {
@@ -96,7 +105,9 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
         joined: None,
         errors: 0,
         bucket,
+        bytes,
         strikes: 0,
+        pass: Some(pass),
     };
 
     loop {
@@ -124,6 +135,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>) {
                 } else {
                     "protocol error"
                 };
+                c.pass = None;
                 c.conn.send(Outbound::Close(code, reason));
                 break;
             }
@@ -168,7 +180,10 @@ impl Connection {
         self.conn.send_msg(msg);
     }
 
-    fn close(&self, code: CloseCode) {
+    // The place among unauthenticated connections is given back before the close frame is
+    // queued, so a client that sees the close can count on it.
+    fn close(&mut self, code: CloseCode) {
+        self.pass = None;
         self.conn.send(Outbound::Close(code.code(), code.reason()));
     }
 
@@ -198,7 +213,13 @@ impl Connection {
             Message::Ping(_) | Message::Pong(_) => return Flow::Continue,
             Message::Close(_) => return Flow::Stop,
         };
-        if !self.bucket.take(Instant::now()) {
+        // Both budgets are checked before either is spent: a refused frame costs nothing.
+        // A frame over `max_frame_bytes` is refused on its own (and counted as an error).
+        let now = Instant::now();
+        let len = text.len();
+        let oversize = len > self.state.config.max_frame_bytes;
+        let cost = if oversize { 0.0 } else { len as f64 };
+        if !self.bucket.has(now, 1.0) || !self.bytes.has(now, cost) {
             self.strikes += 1;
             m::error(ErrorCode::RateLimited);
             self.send(&ServerMessage::error(ErrorCode::RateLimited, None));
@@ -209,7 +230,9 @@ impl Connection {
         }
         // Strikes count consecutive refusals: a client that slows down starts afresh.
         self.strikes = 0;
-        if text.len() > self.state.config.max_frame_bytes {
+        self.bucket.spend(1.0);
+        self.bytes.spend(cost);
+        if oversize {
             return self.error(ErrorCode::FrameTooLarge, None, None);
         }
         let msg = match decode_client(text.as_str()) {
@@ -284,6 +307,7 @@ impl Connection {
             Ok(joined) => {
                 tracing::info!(session = %state.loggable(claims.session.as_str()), role = claims.role.as_str(), "participant joined");
                 self.joined = Some(joined);
+                self.pass = None;
                 Flow::Continue
             }
             Err(refused) => {
@@ -389,6 +413,7 @@ impl Connection {
                     });
                 }
                 self.joined = Some(Joined { handle, pid });
+                self.pass = None;
                 Flow::Continue
             }
             _ => self.unauthorized(TokenError::Used),
@@ -559,15 +584,16 @@ impl TokenBucket {
         }
     }
 
-    fn take(&mut self, now: Instant) -> bool {
+    /// Refills for the time passed; whether `cost` can be spent now.
+    fn has(&mut self, now: Instant, cost: f64) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.tokens >= cost
+    }
+
+    /// Spends `cost` (after [`TokenBucket::has`] said it can).
+    fn spend(&mut self, cost: f64) {
+        self.tokens -= cost;
     }
 }

@@ -51,7 +51,17 @@ impl Serve {
     /// Like [`Serve::start`], with the process started in `cwd` (where `--dev` looks for
     /// `web-client/dist`) when given.
     pub async fn start_in(dir: &Path, cwd: Option<&Path>) -> Self {
+        Self::start_with(dir, cwd, &[]).await
+    }
+
+    /// Like [`Serve::start`], with these `CONFER_*` variables set.
+    pub async fn start_env(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with(dir, None, env).await
+    }
+
+    async fn start_with(dir: &Path, cwd: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(BIN);
+        command.envs(env.iter().copied());
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
         }
