@@ -32,7 +32,7 @@ export class CallView {
   readonly #tiles: HTMLElement;
   readonly #audio: HTMLElement;
   readonly #alarm: HTMLElement;
-  readonly #media = new Map<string, { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement }>();
+  readonly #media = new Map<string, { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement; shown: boolean }>();
   readonly #share: HTMLButtonElement;
   readonly #invite: HTMLFormElement;
   readonly #badge: HTMLElement;
@@ -213,8 +213,14 @@ export class CallView {
       const show = who !== undefined && !who.me && !slot.blocked && slot.live === true;
       m.box.hidden = !show;
       m.el.muted = slot.kind === "video" || !show;
+      if (show && !m.shown) {
+        // Shown again (after a move, or a new publisher in the slot): a fresh stream for the
+        // element, so nothing of its pipeline from before (paused while hidden, a track that
+        // was muted) keeps it from presenting.
+        m.el.srcObject = new MediaStream([slot.track]);
+      }
+      m.shown = show;
       if (show) {
-        // A muted video the browser paused while it was hidden stays paused when shown again.
         if (m.el.paused) {
           void m.el.play().catch(() => undefined);
         }
@@ -229,7 +235,7 @@ export class CallView {
     }
   }
 
-  #tile(mid: string, kind: "audio" | "video", track: MediaStreamTrack): { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement } {
+  #tile(mid: string, kind: "audio" | "video", track: MediaStreamTrack): { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement; shown: boolean } {
     const have = this.#media.get(mid);
     if (have !== undefined) {
       return have;
@@ -254,7 +260,7 @@ export class CallView {
       box.append(el, label);
       this.#audio.append(box);
     }
-    const m = { el, box, label };
+    const m = { el, box, label, shown: false };
     this.#media.set(mid, m);
     return m;
   }
