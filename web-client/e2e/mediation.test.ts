@@ -205,6 +205,16 @@ describe("a mediation with a mediator, two parties and counsel", () => {
     await hearsNowhere(b, PARTICIPANTS.green.toneHz);
     await hearsNowhere(b, PARTICIPANTS.yellow.toneHz);
     expect(await textOf(b, "#hear")).toBe("Nobody else can hear you now.");
+    // A timer for the caucus: start, pause, add five minutes (by keyboard).
+    await tabTo(m, "#timer-start-caucus-A");
+    await press(m, "Enter");
+    await until("the caucus timer runs", () => textOf(m, "#timer-caucus-A"), (t) => /^1[45]:\d\d left$/.test(t));
+    await tabTo(m, "#timer-pause-caucus-A");
+    await press(m, "Enter");
+    expect(await textOf(m, "#timer-caucus-A")).toMatch(/^Paused, 1[45]:\d\d left$/);
+    await tabTo(m, "#timer-extend-caucus-A");
+    await press(m, "Enter");
+    expect(await textOf(m, "#timer-caucus-A")).toMatch(/^Paused, (19|20):\d\d left$/);
     await noAxe(m, "mediator-caucus");
     await noAxe(b, "party-alone");
   });

@@ -62,6 +62,8 @@ export class Board {
   readonly #announce: (text: string) => void;
   #last = "";
   #withCounsel = true;
+  /** Room timers (caucuses and breakouts), by channel: time left when paused, or when it ends. */
+  readonly #timers = new Map<string, { endsAt: number | undefined; leftMs: number; told: boolean }>();
 
   constructor(doc: Document, parent: HTMLElement, actions: BoardActions, announce: (text: string) => void) {
     this.#doc = doc;
@@ -72,6 +74,87 @@ export class Board {
     this.#root.setAttribute("aria-labelledby", "board-title");
     this.#root.hidden = true;
     parent.append(this.#root);
+    setInterval(() => {
+      this.#tickTimers();
+    }, 1_000);
+  }
+
+  // Updates each timer's text; says once, politely, when a room's time is up.
+  #tickTimers(): void {
+    const now = performance.now();
+    for (const [ch, t] of this.#timers) {
+      const left = t.endsAt === undefined ? t.leftMs : Math.max(0, t.endsAt - now);
+      const el = this.#doc.getElementById(`timer-${ch}`);
+      if (el !== null) {
+        el.textContent = timerText(left, t.endsAt !== undefined);
+      }
+      if (t.endsAt !== undefined && left === 0 && !t.told) {
+        t.told = true;
+        this.#announce(`Time is up in ${roomName(ch)}.`);
+      }
+    }
+  }
+
+  #timerControls(ch: string): HTMLElement {
+    const doc = this.#doc;
+    const box = doc.createElement("p");
+    box.className = "timer";
+    const text = doc.createElement("span");
+    text.id = `timer-${ch}`;
+    const t = this.#timers.get(ch);
+    const left = t === undefined ? 0 : t.endsAt === undefined ? t.leftMs : Math.max(0, t.endsAt - performance.now());
+    text.textContent = t === undefined ? "No timer" : timerText(left, t.endsAt !== undefined);
+    const start = (ms: number): void => {
+      this.#timers.set(ch, { endsAt: performance.now() + ms, leftMs: ms, told: false });
+      this.#tickTimers();
+      this.#announce(`Timer for ${roomName(ch)}: ${String(Math.round(ms / 60_000))} minutes.`);
+    };
+    const b = (id: string, label: string, f: () => void): HTMLButtonElement => {
+      const x = doc.createElement("button");
+      x.type = "button";
+      x.id = `${id}-${ch}`;
+      x.textContent = label;
+      x.setAttribute("aria-label", `${label}: ${roomName(ch)}`);
+      x.addEventListener("click", f);
+      return x;
+    };
+    box.append(
+      text,
+      b("timer-start", "Start 15 minutes", () => {
+        start(15 * 60_000);
+      }),
+      b("timer-pause", "Pause or resume", () => {
+        const cur = this.#timers.get(ch);
+        if (cur === undefined) {
+          return;
+        }
+        if (cur.endsAt === undefined) {
+          cur.endsAt = performance.now() + cur.leftMs;
+          this.#announce(`Timer for ${roomName(ch)} resumed.`);
+        } else {
+          cur.leftMs = Math.max(0, cur.endsAt - performance.now());
+          cur.endsAt = undefined;
+          this.#announce(`Timer for ${roomName(ch)} paused.`);
+        }
+        this.#tickTimers();
+      }),
+      b("timer-extend", "Add 5 minutes", () => {
+        const cur = this.#timers.get(ch);
+        if (cur === undefined) {
+          start(5 * 60_000);
+          return;
+        }
+        if (cur.endsAt === undefined) {
+          cur.leftMs += 5 * 60_000;
+        } else {
+          cur.endsAt = Math.max(cur.endsAt, performance.now()) + 5 * 60_000;
+        }
+        cur.told = false;
+        this.#tickTimers();
+        this.#announce(`Five minutes added in ${roomName(ch)}.`);
+      }),
+    );
+    return box;
   }
 
   render(v: View): void {
@@ -148,6 +231,9 @@ export class Board {
         ul.append(this.#personRow(v, p, targets, people));
       }
       section.append(ch, ul);
+      if (c.kind !== "joint") {
+        section.append(this.#timerControls(c.id));
+      }
       out.push(section);
     }
 
@@ -284,4 +370,15 @@ export class Board {
     }
     return li;
   }
+}
+
+/** "12:34 left", "paused, 12:34 left", "time is up". */
+function timerText(leftMs: number, running: boolean): string {
+  if (running && leftMs === 0) {
+    return "Time is up";
+  }
+  const secs = Math.ceil(leftMs / 1000);
+  const mm = Math.floor(secs / 60);
+  const ss = String(secs % 60).padStart(2, "0");
+  return `${running ? "" : "Paused, "}${String(mm)}:${ss} left`;
 }
