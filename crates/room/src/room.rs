@@ -375,6 +375,13 @@ impl Room {
         self.participants.contains_key(p)
     }
 
+    /// Whether this participant has been admitted (is in a channel, not the waiting room).
+    pub fn is_admitted(&self, p: &ParticipantId) -> bool {
+        self.participants
+            .get(p)
+            .is_some_and(|x| matches!(x.place, Place::In(_)))
+    }
+
     /// The current routing table.
     pub fn routing(&self) -> &RoutingTable {
         &self.routing

@@ -21,7 +21,7 @@ pub(crate) enum MediaCmd {
         pid: ParticipantId,
         sdp: String,
         conn: Conn,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<String, OfferRefused>>,
     },
     /// A session's routing table changed (an empty table: the session ended).
     Routing { session: u64, table: RoutingTable },
@@ -35,11 +35,21 @@ pub(crate) enum MediaCmd {
     Gone { pid: ParticipantId },
 }
 
+/// Why a `media_offer` got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OfferRefused {
+    /// Sooner than `media_offer_interval_ms` after the participant's previous offer.
+    TooSoon,
+    /// The SFU refused the SDP (why, for the `bad_sdp` detail).
+    Sdp(String),
+}
+
 /// A handle to the media task.
 #[derive(Debug, Clone)]
 pub(crate) struct MediaHandle {
     // Unbounded: a routing change must never be dropped (it would leave media flowing to
-    // someone just moved out of a room); offers are bounded by each connection's rate limit.
+    // someone just moved out of a room); offers are bounded per participant by the session
+    // task (admitted participants only, one per `media_offer_interval_ms`).
     pub(crate) tx: mpsc::UnboundedSender<MediaCmd>,
 }
 
@@ -123,7 +133,7 @@ async fn run(
                 let now = Instant::now().into_std();
                 match cmd {
                     MediaCmd::Offer { pid, sdp, conn, reply } => {
-                        let r = sfu.accept_offer(pid.clone(), &sdp, now).map_err(|e| e.to_string());
+                        let r = sfu.accept_offer(pid.clone(), &sdp, now).map_err(|e| OfferRefused::Sdp(e.to_string()));
                         if r.is_ok() {
                             conns.insert(pid, conn);
                         }

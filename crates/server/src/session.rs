@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::audit::NewEvent;
+use crate::media::{MediaCmd, OfferRefused};
 use crate::metrics as m;
 use crate::state::AppState;
 use crate::token::{random_id, unix_now};
@@ -89,7 +90,7 @@ pub(crate) enum SessionCmd {
     Media {
         pid: ParticipantId,
         conn_id: u64,
-        cmd: crate::media::MediaCmd,
+        cmd: MediaCmd,
     },
 }
 
@@ -116,6 +117,11 @@ struct Member {
     conn: Option<Conn>,
     resume_jti: String,
     role: Role,
+    /// When the session task last took a `media_offer` from this participant.
+    last_offer: Option<Instant>,
+    /// An offer made in the waiting room, held until admission: until then the SFU does no
+    /// work for this participant. A newer offer replaces it.
+    parked_offer: Option<MediaCmd>,
 }
 
 pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -> SessionHandle {
@@ -201,6 +207,8 @@ impl RoomTask {
                         conn: Some(conn),
                         resume_jti,
                         role,
+                        last_offer: None,
+                        parked_offer: None,
                     },
                 );
                 let r = self.room.handle_input(Input::Join {
@@ -243,6 +251,8 @@ impl RoomTask {
                     old.shutdown.notify_one();
                 }
                 member.resume_jti = resume_jti;
+                // Its answer would go to the connection just replaced.
+                member.parked_offer = None;
                 let r = self.room.handle_input(Input::Resume {
                     participant: pid,
                     resume_token,
@@ -307,12 +317,47 @@ impl RoomTask {
             SessionCmd::Media { pid, conn_id, cmd } => {
                 // A stale connection's command is dropped; an offer's reply channel closes,
                 // which that connection reports as `media_unavailable`.
-                if self.is_current(&pid, conn_id)
-                    && let Some(media) = &self.state.media
-                {
-                    let _ = media.tx.send(cmd);
+                if !self.is_current(&pid, conn_id) {
+                    return;
+                }
+                match cmd {
+                    MediaCmd::Offer { .. } => self.offer(&pid, cmd),
+                    cmd => self.to_media(cmd),
                 }
             }
+        }
+    }
+
+    // At most one offer per `media_offer_interval_ms` per participant (whatever its
+    // connection), and none reaches the SFU before admission: a waiting participant's latest
+    // offer is parked and passed on with the routing change that admits it.
+    fn offer(&mut self, pid: &ParticipantId, cmd: MediaCmd) {
+        let now = Instant::now();
+        let interval = Duration::from_millis(self.state.config.media_offer_interval_ms);
+        let admitted = self.room.is_admitted(pid);
+        let Some(member) = self.members.get_mut(pid) else {
+            return;
+        };
+        if member
+            .last_offer
+            .is_some_and(|last| now.saturating_duration_since(last) < interval)
+        {
+            if let MediaCmd::Offer { reply, .. } = cmd {
+                let _ = reply.send(Err(OfferRefused::TooSoon));
+            }
+            return;
+        }
+        member.last_offer = Some(now);
+        if admitted {
+            self.to_media(cmd);
+        } else {
+            member.parked_offer = Some(cmd);
+        }
+    }
+
+    fn to_media(&self, cmd: MediaCmd) {
+        if let Some(media) = &self.state.media {
+            let _ = media.tx.send(cmd);
         }
     }
 
@@ -399,7 +444,7 @@ impl RoomTask {
                     if !self.room.contains(&participant)
                         && let Some(media) = &self.state.media
                     {
-                        let _ = media.tx.send(crate::media::MediaCmd::Gone {
+                        let _ = media.tx.send(MediaCmd::Gone {
                             pid: participant.clone(),
                         });
                     }
@@ -433,7 +478,7 @@ impl RoomTask {
         for pid in gone {
             self.members.remove(&pid);
             if let Some(media) = &self.state.media {
-                let _ = media.tx.send(crate::media::MediaCmd::Gone { pid });
+                let _ = media.tx.send(MediaCmd::Gone { pid });
             }
         }
     }
@@ -453,12 +498,28 @@ impl RoomTask {
         tracing::debug!(channels = table.len(), "routing changed");
         // The SFU forwards by the same table: a move takes effect for media at once.
         if let Some(media) = &self.state.media {
-            let cmd = crate::media::MediaCmd::Routing {
+            let cmd = MediaCmd::Routing {
                 session: self.generation,
                 table: table.clone(),
             };
             if media.tx.send(cmd).is_err() {
                 tracing::error!("the media task is gone; a routing change was not applied");
+            }
+        }
+        // Offers parked in the waiting room go to the SFU after the routing that admits them.
+        let admitted: Vec<ParticipantId> = self
+            .members
+            .iter()
+            .filter(|(p, m)| m.parked_offer.is_some() && self.room.is_admitted(p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for pid in admitted {
+            if let Some(cmd) = self
+                .members
+                .get_mut(&pid)
+                .and_then(|m| m.parked_offer.take())
+            {
+                self.to_media(cmd);
             }
         }
     }
@@ -478,6 +539,10 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
+        fixture_with(None)
+    }
+
+    fn fixture_with(media: Option<crate::media::MediaHandle>) -> Fixture {
         let dir = std::env::temp_dir().join(format!("confer-session-{}", random_id()));
         let config = Config::dev(dir.clone());
         let (spent, _) = SpentInvites::open(&config.tokens_path(), unix_now()).unwrap();
@@ -487,7 +552,7 @@ mod tests {
             Tokens::new(&[7; 32]),
             spent,
             audit,
-            None,
+            media,
             None,
         ));
         let session = SessionId::new("s1").unwrap();
@@ -600,6 +665,125 @@ mod tests {
             .unwrap();
         assert_eq!(f.invite(&c, 2).await, Err(InviteRefused::Forbidden));
         assert!(f.invite(&m, 4).await.is_ok(), "the mediator still can");
+        let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    impl Fixture {
+        async fn command(&self, pid: &ParticipantId, conn_id: u64, command: Command) {
+            let cmd = SessionCmd::Command {
+                pid: pid.clone(),
+                conn_id,
+                command,
+                in_reply_to: "t",
+                relay_bytes: 0,
+            };
+            self.handle.tx.send(cmd).await.unwrap();
+        }
+
+        async fn offer(
+            &self,
+            pid: &ParticipantId,
+            conn_id: u64,
+        ) -> oneshot::Receiver<Result<String, OfferRefused>> {
+            let (reply, answer) = oneshot::channel();
+            let cmd = MediaCmd::Offer {
+                pid: pid.clone(),
+                sdp: "v=0".into(),
+                conn: conn(conn_id),
+                reply,
+            };
+            let via = SessionCmd::Media {
+                pid: pid.clone(),
+                conn_id,
+                cmd,
+            };
+            self.handle.tx.send(via).await.unwrap();
+            answer
+        }
+    }
+
+    // Everything the session task has asked of the SFU so far: offers by participant.
+    fn offers_to_sfu(rx: &mut mpsc::UnboundedReceiver<MediaCmd>) -> Vec<ParticipantId> {
+        let mut out = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let MediaCmd::Offer { pid, .. } = cmd {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// The channel stands where the media task reads: what arrives there is work for the SFU.
+    #[tokio::test(start_paused = true)]
+    async fn offers_reach_the_sfu_only_after_admission_and_at_most_one_per_interval() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let f = fixture_with(Some(crate::media::MediaHandle { tx }));
+        let interval = Duration::from_millis(f.state.config.media_offer_interval_ms);
+        assert_eq!(interval, Duration::from_secs(2), "the default");
+        let (m, _) = f.join(Role::Mediator, None, 1).await;
+        let (p, _) = f.join(Role::Party, Some(Side::A), 2).await;
+
+        // From the waiting room: parked, the SFU is not asked.
+        let mut first = f.offer(&p, 2).await;
+        f.invite(&m, 1).await.unwrap(); // a round trip: the offer was handled
+        assert!(offers_to_sfu(&mut rx).is_empty());
+        assert!(first.try_recv().is_err(), "no answer yet");
+
+        // Another offer sooner than the interval is refused, whatever the room.
+        let too_soon = f.offer(&p, 2).await;
+        assert_eq!(too_soon.await.unwrap(), Err(OfferRefused::TooSoon));
+
+        // Admission passes the parked offer on, after the routing that admits it.
+        f.command(
+            &p,
+            2,
+            Command::Consent(
+                confer_proto::AgreementHash::new(
+                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                )
+                .unwrap(),
+            ),
+        )
+        .await;
+        f.command(&m, 1, Command::Admit(p.clone())).await;
+        f.invite(&m, 1).await.unwrap();
+        let mut saw_routing = false;
+        let mut order = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                MediaCmd::Routing { table, .. } => {
+                    saw_routing |= table.values().flatten().any(|x| *x == p);
+                    order.push("routing");
+                }
+                MediaCmd::Offer { pid, .. } => {
+                    assert!(saw_routing, "the offer comes after the routing that admits");
+                    assert_eq!(pid, p);
+                    order.push("offer");
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            order.iter().filter(|x| **x == "offer").count(),
+            1,
+            "{order:?}"
+        );
+
+        // Admitted: one offer per interval, measured from the last one taken.
+        tokio::time::advance(interval - Duration::from_millis(1)).await;
+        assert_eq!(
+            f.offer(&p, 2).await.await.unwrap(),
+            Err(OfferRefused::TooSoon)
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let _pending = f.offer(&p, 2).await;
+        f.invite(&m, 1).await.unwrap();
+        assert_eq!(offers_to_sfu(&mut rx), vec![p.clone()]);
+        // The mediator's budget is its own.
+        let _pending = f.offer(&m, 1).await;
+        f.invite(&m, 1).await.unwrap();
+        assert_eq!(offers_to_sfu(&mut rx), vec![m]);
+        drop(first);
         let _ = std::fs::remove_dir_all(&f.dir);
     }
 }

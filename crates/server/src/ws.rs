@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::media::OfferRefused;
 use crate::metrics as m;
 use crate::session::{self, Conn, InviteRefused, Outbound, SessionCmd, SessionHandle};
 use crate::spent::Reservation;
@@ -47,6 +48,15 @@ struct Connection {
     strikes: u32,
     /// A place among the connections that have not completed hello; given back at hello.
     pass: Option<crate::gate::Pass>,
+    /// The answer to this connection's latest `media_offer`, awaited beside the socket (an
+    /// offer from the waiting room is answered only after admission).
+    pending_offer: Option<oneshot::Receiver<Result<String, OfferRefused>>>,
+}
+
+/// What woke a connection's loop.
+enum Woke {
+    Frame(Option<Result<Message, axum::Error>>),
+    Answer(Result<Result<String, OfferRefused>, oneshot::error::RecvError>),
 }
 
 enum Flow {
@@ -108,15 +118,34 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, pass: crate::
         bytes,
         strikes: 0,
         pass: Some(pass),
+        pending_offer: None,
     };
 
     loop {
-        let next = tokio::select! {
-            m = stream.next() => m,
+        let mut pending = c.pending_offer.take();
+        let woke = tokio::select! {
+            m = stream.next() => Woke::Frame(m),
             () = shutdown.notified() => break,
             () = tokio::time::sleep_until(hello_deadline), if c.joined.is_none() => {
                 c.close(CloseCode::HelloTimeout);
                 break;
+            }
+            r = async { pending.as_mut().expect("guarded by the branch condition").await },
+                if pending.is_some() => Woke::Answer(r),
+        };
+        let next = match woke {
+            Woke::Answer(r) => match c.offer_answered(r) {
+                Flow::Continue => continue,
+                Flow::Close(code) => {
+                    c.close(code);
+                    break;
+                }
+                Flow::Stop => break,
+            },
+            Woke::Frame(m) => {
+                // Still waiting for the answer (a new offer replaces it).
+                c.pending_offer = pending;
+                m
             }
         };
         let flow = match next {
@@ -508,12 +537,31 @@ impl Connection {
         if j.handle.tx.send(via).await.is_err() {
             return self.error(ErrorCode::MediaUnavailable, None, Some("media_offer"));
         }
-        match answer.await {
+        self.pending_offer = Some(answer);
+        Flow::Continue
+    }
+
+    fn offer_answered(
+        &mut self,
+        r: Result<Result<String, OfferRefused>, oneshot::error::RecvError>,
+    ) -> Flow {
+        match r {
             Ok(Ok(sdp)) => {
                 self.send(&ServerMessage::MediaAnswer { sdp });
                 Flow::Continue
             }
-            Ok(Err(detail)) => self.error(ErrorCode::BadSdp, Some(&detail), Some("media_offer")),
+            // Like the connection's own rate limit: refused, not counted as an error.
+            Ok(Err(OfferRefused::TooSoon)) => {
+                m::error(ErrorCode::RateLimited);
+                self.send(&ServerMessage::error(
+                    ErrorCode::RateLimited,
+                    Some("media_offer"),
+                ));
+                Flow::Continue
+            }
+            Ok(Err(OfferRefused::Sdp(detail))) => {
+                self.error(ErrorCode::BadSdp, Some(&detail), Some("media_offer"))
+            }
             Err(_) => self.error(ErrorCode::MediaUnavailable, None, Some("media_offer")),
         }
     }
