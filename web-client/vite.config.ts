@@ -4,12 +4,59 @@
 // `vite build --mode e2e` builds the same page into dist-e2e/ with the test hooks of the SDK
 // turned on (`__CONFER_TEST_BUILD__`: a sender may skip its transform, receive keys may be
 // dropped), for the browser tests that must show those faults are caught. dist/ never has them.
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+import type { Plugin } from "vite";
 import { defineConfig } from "vitest/config";
+
+/** The manifest a mediator or operator checks the client against (`confer client-hash`). */
+const MANIFEST = "client-manifest.json";
+
+/**
+ * Writes `client-manifest.json` into the build: every file's SHA-256 and the build hash, the
+ * SHA-256 of the `sha256sum` lines (`HEX  PATH\n`, paths sorted bytewise, the manifest left
+ * out). crates/server/src/client_hash.rs computes the same from the files on disk.
+ */
+function clientManifest(): Plugin {
+  let outDir = "dist";
+  return {
+    name: "confer-client-manifest",
+    apply: "build",
+    configResolved(c) {
+      outDir = path.resolve(c.root, c.build.outDir);
+    },
+    closeBundle() {
+      const files: [string, string][] = [];
+      const walk = (dir: string): void => {
+        for (const name of readdirSync(dir)) {
+          const full = path.join(dir, name);
+          if (statSync(full).isDirectory()) {
+            walk(full);
+          } else {
+            const rel = path.relative(outDir, full).split(path.sep).join("/");
+            if (rel !== MANIFEST) {
+              files.push([rel, createHash("sha256").update(readFileSync(full)).digest("hex")]);
+            }
+          }
+        }
+      };
+      walk(outDir);
+      files.sort((a, b) => Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0])));
+      const lines = files.map(([rel, sum]) => `${sum}  ${rel}\n`).join("");
+      const build = createHash("sha256").update(lines).digest("hex");
+      const manifest = { build, files: Object.fromEntries(files) };
+      writeFileSync(path.join(outDir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+    },
+  };
+}
 
 export default defineConfig(({ mode }) => {
   const e2e = mode === "e2e";
   return {
     define: { __CONFER_TEST_BUILD__: JSON.stringify(e2e) },
+    plugins: [clientManifest()],
     build: {
       outDir: e2e ? "dist-e2e" : "dist",
       emptyOutDir: true,

@@ -258,6 +258,29 @@ describe.each(cases)("the page in %s", (engine, participant) => {
   });
 });
 
+describe("About this client", () => {
+  it("shows the build hash `confer client-hash` prints for the served files", async () => {
+    const { execFile } = await import("node:child_process");
+    const { promisify } = await import("node:util");
+    const { CONFER_BIN, DIST } = await import("./helpers/index.js");
+    const { stdout } = await promisify(execFile)(CONFER_BIN, ["client-hash", "--web-root", DIST]);
+    const expected = stdout.trim();
+    expect(expected).toMatch(/^[0-9a-f]{64}$/);
+    const page = await launch("chromium", PARTICIPANTS.blue);
+    try {
+      await page.goto(server.url);
+      await page.waitFor("#about summary");
+      await page.playwright?.click("#about summary");
+      await page.waitFor("#build-hash:not(:empty)");
+      expect(await page.evaluate(() => document.getElementById("build-hash")?.textContent ?? "", undefined)).toBe(expected);
+      expect(await page.evaluate(() => document.getElementById("about-text")?.textContent ?? "", undefined)).toContain("it matches the build's manifest");
+      expect(await axeViolations(page)).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+});
+
 describe("the production build", () => {
   it("carries none of the e2e build's test hooks", async () => {
     const { readdir, readFile } = await import("node:fs/promises");

@@ -3,6 +3,7 @@
 // call. It imports no crypto and no core/ (the lint rules for the page forbid both): it talks
 // to the SDK.
 
+import { mountAbout } from "./app/about.js";
 import { Board } from "./app/board.js";
 import { CallView } from "./app/call.js";
 import { takeInviteFragment } from "./app/invite.js";
@@ -37,6 +38,10 @@ window.addEventListener("hashchange", () => {
     show(next);
   }
 });
+const footer = document.getElementById("footer");
+if (footer !== null) {
+  mountAbout(document, footer);
+}
 document.documentElement.dataset["ready"] = "true";
 
 function show(r: InviteReading): void {

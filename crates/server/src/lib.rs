@@ -13,6 +13,7 @@
 //! ```
 
 pub mod audit;
+pub mod client_hash;
 pub mod config;
 mod gate;
 mod http;

@@ -43,6 +43,18 @@ enum Cmd {
         #[command(subcommand)]
         command: AuditCmd,
     },
+    /// Print the web client's build hash (what its "About this client" screen shows), from the
+    /// files on disk; fails when the folder's client-manifest.json states another one.
+    ClientHash {
+        #[command(flatten)]
+        source: Source,
+        /// The built web client (default: the config's web_root; with --dev, web-client/dist).
+        #[arg(long, value_name = "DIR")]
+        web_root: Option<PathBuf>,
+        /// Also print every file's SHA-256, as sha256sum does.
+        #[arg(long)]
+        files: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +186,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(serve(config, source.dev))
+        }
+        Cmd::ClientHash {
+            source,
+            web_root,
+            files,
+        } => {
+            let dir = match web_root {
+                Some(d) => d,
+                None => {
+                    let config = source.load()?;
+                    if !config.web_root.as_os_str().is_empty() {
+                        config.web_root
+                    } else if source.dev {
+                        PathBuf::from(DEV_WEB_ROOT)
+                    } else {
+                        bail!(
+                            "no web client to hash: give --web-root DIR (the built web-client/dist) or set web_root"
+                        );
+                    }
+                }
+            };
+            if !dir.join("index.html").is_file() {
+                bail!(
+                    "{} holds no index.html: build the web client first (`make build`)",
+                    dir.display()
+                );
+            }
+            let h = confer_server::client_hash::compute(&dir)?;
+            if files {
+                for (path, sum) in &h.files {
+                    println!("{sum}  {path}");
+                }
+            }
+            println!("{}", h.build);
+            match confer_server::client_hash::manifest_build(&dir) {
+                Some(stated) if stated != h.build => {
+                    eprintln!(
+                        "confer: {} says the build is {stated}, but its files hash to {}: the folder was changed after the build",
+                        confer_server::client_hash::MANIFEST,
+                        h.build
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         Cmd::Token {
             command:
