@@ -7,12 +7,16 @@
 // everyone back; a removal; the end, after which no page holds keys. axe scans every screen;
 // screenshots of each land in e2e/artifacts/mediation/.
 
+import { spawn } from "node:child_process";
+
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import {
   DIST_E2E,
   PARTICIPANTS,
+  RUST_BOT,
   axeViolations,
+  botSummary,
   countersOf,
   hears,
   hearsNowhere,
@@ -244,6 +248,25 @@ describe("a mediation with a mediator, two parties and counsel", () => {
       await until(`${p.participant.name} is back in joint`, () => viewOf(p), (v) => inRoom(v, "joint", 4));
     }
     await seesAndHears(b, a);
+  });
+
+  test("a confer-bot counsel joins from a link the mediator's page made, and everyone opens everyone", async () => {
+    const link = await inviteByKeyboard(3); // counsel for party B
+    const bot = spawn(RUST_BOT, ["--url", server.wsUrl, "--token", link, "--role", "counsel", "--seconds", "8", "--publish", "--frame-every-ms", "100", "--name", "Counsel bot"], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const done = botSummary(bot);
+    const v = await until("the mediator's roster has the bot", () => viewOf(m), (v) => inRoom(v, "joint", 5), 30_000);
+    const botId = v.present.find((p) => p.name === "Counsel bot")?.participantId ?? "";
+    expect(botId).not.toBe("");
+    await until("A opens the bot's frames", () => countersOf(a), (c) => (c.openedFrom[botId] ?? 0) > 20);
+    const s = await done;
+    const line = JSON.stringify(s);
+    expect(s.decrypt_failures, line).toBe(0);
+    expect(s.alarms, line).toEqual([]);
+    expect(s.publishers_opened, line).toBe(4); // the mediator, both parties and counsel A
+    expect([...s.names].sort(), line).toEqual(["Ada", "Bo", "Cy", "Mediator Mo"]);
+    await until("the bot has left", () => viewOf(m), (v) => inRoom(v, "joint", 4));
   });
 
   test("the mediator removes counsel, then ends the session: no page holds keys", async () => {
