@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use confer_proto::ParticipantId;
 use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, RtpPacket, RtpWrite, SeqNo};
@@ -169,6 +170,9 @@ pub struct Sfu {
     /// Local ICE user fragment -> index in `peers`: where a STUN check from an address not
     /// seen yet goes. Rebuilt whenever `peers` changes shape.
     by_ufrag: HashMap<String, usize>,
+    /// The SFU's DTLS certificate, made once (str0m draws the key) and shared by every peer.
+    /// `None` only if the crypto provider cannot make one; then str0m makes one per peer.
+    dtls_cert: Option<DtlsCert>,
 }
 
 /// Observer of forwarded payloads.
@@ -207,6 +211,9 @@ impl Sfu {
             tap: None,
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
+            dtls_cert: str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate(),
         }
     }
 
@@ -252,22 +259,58 @@ impl Sfu {
         now: Instant,
     ) -> Result<String, SfuError> {
         self.now = now;
-        let offer_text = offer;
+        // Everything that reads the client's SDP runs inside the panic guard: a parser bug
+        // refuses this offer and touches no other peer.
+        let (rtc, answer, publishes, slots) =
+            catch_unwind(AssertUnwindSafe(|| self.answer(offer, now)))
+                .map_err(|_| SfuError::Refused("internal error".into()))??;
+        if publishes.is_empty() && slots.is_empty() {
+            return Err(SfuError::Refused("no audio or video m-line".into()));
+        }
+        self.remove_peer(&pid);
+        self.peers.push(Peer {
+            pid,
+            rtc,
+            publishes,
+            slots,
+            alive: true,
+            timeout: now,
+            view: Vec::new(),
+        });
+        self.reindex();
+        self.assign_slots();
+        self.drain_all();
+        Ok(answer)
+    }
+
+    // Parses an offer and answers it with a new peer's state (not yet added).
+    #[allow(clippy::type_complexity)]
+    fn answer(
+        &self,
+        offer_text: &str,
+        now: Instant,
+    ) -> Result<(Rtc, String, Vec<(Mid, MediaKind)>, Vec<Slot>), SfuError> {
         let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let mut rtc = Rtc::builder()
+            SdpOffer::from_sdp_string(offer_text).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let mut builder = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .set_extension_map(extensions())
-            .build(now);
+            .set_extension_map(extensions());
+        // One certificate for every peer: generating a key pair per offer is the costliest
+        // part of an offer, and a peer learns nothing from sharing the fingerprint.
+        if let Some(cert) = &self.dtls_cert {
+            builder = builder.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = builder.build(now);
         let candidate = Candidate::host(self.cfg.public_addr, "udp")
             .map_err(|e| SfuError::Refused(e.to_string()))?;
         rtc.add_local_candidate(candidate);
-        let answer = catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)))
-            .map_err(|_| SfuError::Refused("internal error".into()))?
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
             .map_err(|e| SfuError::Refused(e.to_string()))?;
         let mut publishes = Vec::new();
         let mut slots = Vec::new();
@@ -292,23 +335,7 @@ impl Sfu {
                 Direction::Inactive => {}
             }
         }
-        if publishes.is_empty() && slots.is_empty() {
-            return Err(SfuError::Refused("no audio or video m-line".into()));
-        }
-        self.remove_peer(&pid);
-        self.peers.push(Peer {
-            pid,
-            rtc,
-            publishes,
-            slots,
-            alive: true,
-            timeout: now,
-            view: Vec::new(),
-        });
-        self.reindex();
-        self.assign_slots();
-        self.drain_all();
-        Ok(answer.to_sdp_string())
+        Ok((rtc, answer.to_sdp_string(), publishes, slots))
     }
 
     /// Forgets a participant's peer (left, kicked, or reconnecting).
