@@ -214,6 +214,17 @@ describe("the watchdog", () => {
     expect(after.alarms).toEqual(["transform_bypassed"]);
     const alert = await c.evaluate(() => document.getElementById("alarm")?.textContent ?? "", undefined);
     expect(alert).toContain("Confer stopped it");
+    // And a blocking dialog says it in plain words until the person has read it.
+    const dialog = await c.evaluate(() => {
+      const d = document.getElementById("alarm-dialog") as HTMLDialogElement | null;
+      return { open: d?.open ?? false, text: d?.textContent ?? "", focused: document.activeElement?.id ?? "" };
+    }, undefined);
+    expect(dialog.open).toBe(true);
+    expect(dialog.text).toContain("Confer stopped it");
+    expect(dialog.focused).toBe("alarm-dialog-ok");
+    expect(await axeViolations(c)).toEqual([]);
+    await c.playwright?.keyboard.press("Enter");
+    expect(await c.evaluate(() => (document.getElementById("alarm-dialog") as HTMLDialogElement).open, undefined)).toBe(false);
     // Its camera track is stopped and taken off the sender; its microphone still goes out sealed.
     const counters = await countersOf(c);
     expect(counters.sealed["camera"]).toBe(0);

@@ -252,7 +252,7 @@ describe("a mediation with a mediator, two parties and counsel", () => {
 
   test("a confer-bot counsel joins from a link the mediator's page made, and everyone opens everyone", async () => {
     const link = await inviteByKeyboard(3); // counsel for party B
-    const bot = spawn(RUST_BOT, ["--url", server.wsUrl, "--token", link, "--role", "counsel", "--seconds", "8", "--publish", "--frame-every-ms", "100", "--name", "Counsel bot"], {
+    const bot = spawn(RUST_BOT, ["--url", server.wsUrl, "--token", link, "--role", "counsel", "--seconds", "15", "--publish", "--frame-every-ms", "100", "--name", "Counsel bot"], {
       stdio: ["ignore", "pipe", "ignore"],
     });
     const done = botSummary(bot);

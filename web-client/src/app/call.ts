@@ -42,6 +42,9 @@ export class CallView {
   readonly #chatForm: HTMLFormElement;
   readonly #leave: HTMLButtonElement;
   #chatShown = "";
+  readonly #dialog: HTMLDialogElement;
+  readonly #dialogText: HTMLElement;
+  readonly #alarmsShown = new Set<string>();
   #banner = "";
   #sharing = false;
 
@@ -152,6 +155,25 @@ export class CallView {
     const bar = doc.createElement("div");
     bar.className = "controls";
     bar.append(this.#share, this.#leave, exit, exitHelp);
+    // A new alarm blocks the screen until the person says they read it (WEB.md).
+    this.#dialog = doc.createElement("dialog");
+    this.#dialog.id = "alarm-dialog";
+    this.#dialog.setAttribute("aria-labelledby", "alarm-dialog-title");
+    const dh = doc.createElement("h2");
+    dh.id = "alarm-dialog-title";
+    dh.textContent = "Security alarm";
+    this.#dialogText = doc.createElement("p");
+    this.#dialogText.id = "alarm-dialog-text";
+    const ok = doc.createElement("button");
+    ok.type = "button";
+    ok.id = "alarm-dialog-ok";
+    ok.textContent = "I have read this";
+    ok.addEventListener("click", () => {
+      this.#dialog.close();
+      this.#room.focus();
+    });
+    this.#dialog.append(dh, this.#dialogText, ok);
+    section.append(this.#dialog);
     section.append(this.#room, this.#hear, this.#badge, codeP, recording, this.#lockState, this.#alarm, bar, this.#invite, this.#tiles, chat, this.#audio);
     main.append(section);
   }
@@ -195,6 +217,17 @@ export class CallView {
           return li;
         }),
       );
+    }
+    const fresh = v.alarms.filter((a) => !this.#alarmsShown.has(a));
+    if (fresh.length > 0) {
+      for (const a of fresh) {
+        this.#alarmsShown.add(a);
+      }
+      this.#dialogText.textContent = fresh.map(alarmText).join(" ");
+      if (!this.#dialog.open) {
+        this.#dialog.showModal();
+        focusFirstButton(this.#dialog);
+      }
     }
     const alarm = v.alarms.map(alarmText).join(" ");
     if (this.#alarm.textContent !== alarm) {
@@ -330,4 +363,8 @@ export function alarmText(code: string): string {
     default:
       return `Security alarm (${code}): someone may be listening who should not, or the server misbehaved. Do not say anything confidential; tell the mediator, and compare the session code with the others.`;
   }
+}
+
+function focusFirstButton(d: HTMLDialogElement): void {
+  d.querySelector<HTMLButtonElement>("button")?.focus();
 }
