@@ -152,7 +152,10 @@ async fn run(
                             sfu.remove_peer(p);
                             conns.remove(p);
                         }
-                        sfu.set_routing(merged(&tables), now);
+                        // Only this session's peers can have changed slots.
+                        let mut changed = before;
+                        changed.extend(still);
+                        sfu.set_routing_for(merged(&tables), &changed, now);
                     }
                     MediaCmd::Keyframe { subscriber, publisher } => sfu.request_keyframe(&subscriber, &publisher, now),
                     MediaCmd::Gone { pid } => {

@@ -1,6 +1,6 @@
 //! The SFU state machine.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -103,8 +103,15 @@ pub struct SfuStats {
     /// Keyframe requests swallowed by the throttle.
     pub keyframe_requests_throttled: u64,
     /// Datagrams neither the address map nor the ICE user-fragment map placed, so every peer
-    /// was asked (none, for well-behaved peers; junk and strangers land here).
+    /// was asked (none, for well-behaved peers; junk and strangers land here). A STUN message
+    /// naming a user fragment no peer has is dropped without asking anyone.
     pub demux_scans: u64,
+    /// Times a peer's str0m was polled for output (work per input: an input should drain the
+    /// peers it touched, not every peer).
+    pub peer_drains: u64,
+    /// Times a subscriber's slots were recomputed (a routing change recomputes the peers of
+    /// the session that changed, not every peer).
+    pub slot_recomputes: u64,
 }
 
 impl SfuStats {
@@ -268,6 +275,7 @@ impl Sfu {
             return Err(SfuError::Refused("no audio or video m-line".into()));
         }
         self.remove_peer(&pid);
+        let affected = self.channel_mates(&pid);
         self.peers.push(Peer {
             pid,
             rtc,
@@ -278,8 +286,8 @@ impl Sfu {
             view: Vec::new(),
         });
         self.reindex();
-        self.assign_slots();
-        self.drain_all();
+        self.assign_slots(Some(&affected));
+        self.drain_some(&affected);
         Ok(answer)
     }
 
@@ -342,19 +350,44 @@ impl Sfu {
     pub fn remove_peer(&mut self, pid: &ParticipantId) {
         let before = self.peers.len();
         self.peers.retain(|p| &p.pid != pid);
-        self.reindex();
         if self.peers.len() != before {
+            self.reindex();
             self.throttle.forget(pid);
-            self.assign_slots();
+            // Only the peers that shared its channel had it in a slot.
+            let affected = self.channel_mates(pid);
+            self.assign_slots(Some(&affected));
         }
     }
 
-    /// A new routing table from the room: takes effect with the next packet.
+    /// A new routing table from the room: takes effect with the next packet. Recomputes every
+    /// peer's slots; see [`Sfu::set_routing_for`] when the change is known to be local.
     pub fn set_routing(&mut self, routing: Routing, now: Instant) {
         self.now = now;
         self.routing = routing;
-        self.assign_slots();
+        self.assign_slots(None);
         self.drain_all();
+    }
+
+    /// A new routing table in which only the channels of `changed` differ (one session's
+    /// members, before and after the change): only their slots are recomputed and only their
+    /// peers drained, so one session's moves cost nothing in the others.
+    pub fn set_routing_for(&mut self, routing: Routing, changed: &[ParticipantId], now: Instant) {
+        self.now = now;
+        self.routing = routing;
+        let affected: HashSet<ParticipantId> = changed.iter().cloned().collect();
+        self.assign_slots(Some(&affected));
+        self.drain_some(&affected);
+    }
+
+    // A participant and the other members of its channel: the peers whose slots it can be in.
+    fn channel_mates(&self, pid: &ParticipantId) -> HashSet<ParticipantId> {
+        let mut mates: HashSet<ParticipantId> = self
+            .routing
+            .channel_of(pid)
+            .map(|ch| self.routing.members(ch).iter().cloned().collect())
+            .unwrap_or_default();
+        mates.insert(pid.clone());
+        mates
     }
 
     /// A subscriber asks for a keyframe from a publisher (after it switched keys).
@@ -382,10 +415,14 @@ impl Sfu {
                     .collect()
             })
             .unwrap_or_default();
+        let mut asked = false;
         for mid in mids {
-            self.keyframe(publisher, mid, KeyframeRequestKind::Pli);
+            asked |= self.keyframe(publisher, mid, KeyframeRequestKind::Pli);
         }
-        self.drain_all();
+        // Only the publisher has something to send now, and only if it was asked.
+        if asked && let Some(i) = self.peers.iter().position(|p| &p.pid == publisher) {
+            self.drain_from(i);
+        }
     }
 
     /// A datagram arrived on the media socket.
@@ -419,8 +456,9 @@ impl Sfu {
                 .is_some_and(|p| p.alive && p.rtc.accepts(&input))
         });
         // A STUN check names the peer in its USERNAME (`<our ufrag>:<theirs>`).
+        let ufrag = forward::stun_local_ufrag(contents_bytes);
         let by_name = || {
-            forward::stun_local_ufrag(contents_bytes)
+            ufrag
                 .and_then(|u| self.by_ufrag.get(u).copied())
                 .filter(|&i| {
                     self.peers
@@ -429,6 +467,12 @@ impl Sfu {
                 })
         };
         let found = cached.or_else(by_name);
+        // A check naming a user fragment no live peer has is for nobody here: asking every
+        // peer would only cost time.
+        if found.is_none() && ufrag.is_some() {
+            self.stats.drop(DropReason::UnknownSource);
+            return;
+        }
         if found.is_none() {
             self.stats.demux_scans += 1;
         }
@@ -531,6 +575,14 @@ impl Sfu {
         }
     }
 
+    fn drain_some(&mut self, which: &HashSet<ParticipantId>) {
+        for i in 0..self.peers.len() {
+            if which.contains(&self.peers[i].pid) {
+                self.drain_from(i);
+            }
+        }
+    }
+
     // Runs one peer's str0m until it has nothing more to say; forwards what it received.
     // Runs one peer's str0m until it has nothing more to say; forwards what it received.
     // Returns the peers it wrote to (subscribers of its packets, publishers asked for a
@@ -543,6 +595,7 @@ impl Sfu {
             if !peer.alive {
                 return touched;
             }
+            self.stats.peer_drains += 1;
             loop {
                 let polled = catch_unwind(AssertUnwindSafe(|| peer.rtc.poll_output()));
                 let Ok(Ok(output)) = polled else {
@@ -581,8 +634,9 @@ impl Sfu {
                         .iter()
                         .find(|s| s.mid == mid)
                         .and_then(|s| s.source.clone());
-                    if let Some((publisher, pub_mid)) = source {
-                        self.keyframe(&publisher, pub_mid, kind);
+                    if let Some((publisher, pub_mid)) = source
+                        && self.keyframe(&publisher, pub_mid, kind)
+                    {
                         touched.extend(self.peers.iter().position(|p| p.pid == publisher));
                     }
                 }
@@ -678,13 +732,14 @@ impl Sfu {
         written
     }
 
-    fn keyframe(&mut self, publisher: &ParticipantId, mid: Mid, kind: KeyframeRequestKind) {
+    // Asks a publisher's track for a keyframe, unless throttled; whether it was asked.
+    fn keyframe(&mut self, publisher: &ParticipantId, mid: Mid, kind: KeyframeRequestKind) -> bool {
         let Some(peer) = self
             .peers
             .iter_mut()
             .find(|p| &p.pid == publisher && p.alive)
         else {
-            return;
+            return false;
         };
         let track = peer
             .publishes
@@ -693,16 +748,20 @@ impl Sfu {
             .unwrap_or(0) as u8;
         if !self.throttle.allow(publisher, track, self.now) {
             self.stats.keyframe_requests_throttled += 1;
-            return;
+            return false;
         }
-        if let Some(rx) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
-            rx.request_keyframe(kind);
-            self.stats.keyframe_requests += 1;
-        }
+        let mut api = peer.rtc.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
+            return false;
+        };
+        rx.request_keyframe(kind);
+        self.stats.keyframe_requests += 1;
+        true
     }
 
-    // Maps every subscriber's slots onto the publishers in its channel; announces changes.
-    fn assign_slots(&mut self) {
+    // Maps subscribers' slots (every peer's, or `only` these) onto the publishers in their
+    // channels; announces changes.
+    fn assign_slots(&mut self, only: Option<&HashSet<ParticipantId>>) {
         let now = self.now;
         let publishes: HashMap<ParticipantId, Vec<(Mid, MediaKind)>> = self
             .peers
@@ -712,6 +771,10 @@ impl Sfu {
             .collect();
         let mut new_video = Vec::new();
         for peer in self.peers.iter_mut() {
+            if only.is_some_and(|o| !o.contains(&peer.pid)) {
+                continue;
+            }
+            self.stats.slot_recomputes += 1;
             let wanted: Vec<(ParticipantId, Mid, MediaKind)> =
                 match self.routing.channel_of(&peer.pid) {
                     Some(ch) => self
@@ -810,12 +873,16 @@ impl Sfu {
         if gone.is_empty() {
             return;
         }
+        let mut affected = HashSet::new();
+        for g in &gone {
+            affected.extend(self.channel_mates(g));
+        }
         self.peers.retain(|p| p.alive);
         self.reindex();
         for g in gone {
             self.throttle.forget(&g);
             self.out.push_back(Output::PeerGone(g));
         }
-        self.assign_slots();
+        self.assign_slots(Some(&affected));
     }
 }
