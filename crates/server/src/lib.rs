@@ -15,11 +15,14 @@
 pub mod audit;
 pub mod client_hash;
 pub mod config;
+mod conn;
 mod gate;
 mod http;
 mod media;
+mod messages;
 pub mod metrics;
 mod session;
+mod sessions;
 pub mod spent;
 mod state;
 pub mod token;
@@ -276,8 +279,8 @@ impl Server {
             return;
         }
         tracing::info!(sessions = self.session_count(), "draining");
-        for s in &self.state.sessions {
-            let _ = s.tx.try_send(session::SessionCmd::Drain);
+        for s in self.state.sessions.handles() {
+            let _ = s.tx.try_send(messages::SessionCmd::Drain);
         }
     }
 

@@ -9,49 +9,11 @@ use confer_room::RoutingTable;
 use confer_sfu::forward::Routing;
 use confer_sfu::{Output, Sfu, SfuConfig, SfuStats};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::session::Conn;
-
-/// Requests to the media task.
-#[derive(Debug)]
-pub(crate) enum MediaCmd {
-    Offer {
-        pid: ParticipantId,
-        sdp: String,
-        conn: Conn,
-        reply: oneshot::Sender<Result<String, OfferRefused>>,
-    },
-    /// A session's routing table changed (an empty table: the session ended).
-    Routing { session: u64, table: RoutingTable },
-    Keyframe {
-        subscriber: ParticipantId,
-        publisher: ParticipantId,
-    },
-    /// The participant resumed on a new connection: slot announcements go there now.
-    Reconnected { pid: ParticipantId, conn: Conn },
-    /// The participant is no longer in its session (even if it never left the waiting room).
-    Gone { pid: ParticipantId },
-}
-
-/// Why a `media_offer` got no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum OfferRefused {
-    /// Sooner than `media_offer_interval_ms` after the participant's previous offer.
-    TooSoon,
-    /// The SFU refused the SDP (why, for the `bad_sdp` detail).
-    Sdp(String),
-}
-
-/// A handle to the media task.
-#[derive(Debug, Clone)]
-pub(crate) struct MediaHandle {
-    // Unbounded: a routing change must never be dropped (it would leave media flowing to
-    // someone just moved out of a room); offers are bounded per participant by the session
-    // task (admitted participants only, one per `media_offer_interval_ms`).
-    pub(crate) tx: mpsc::UnboundedSender<MediaCmd>,
-}
+use crate::conn::Conn;
+use crate::messages::{MediaCmd, MediaHandle, OfferRefused};
 
 /// Binds the UDP port and starts the task; returns the bound address.
 pub(crate) async fn start(

@@ -1,4 +1,4 @@
-//! The room task: one tokio task per session, a thin loop around [`confer_room::Room`].
+//! The session task: one tokio task per session, a thin loop around [`confer_room::Room`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,111 +7,15 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use confer_proto::{ErrorCode, ParticipantId, Role, ServerMessage, SessionId, Side, encode_server};
 use confer_room::{AuditEvent, Command, Input, Output, Room, RoomConfig, RoutingTable};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::audit::NewEvent;
-use crate::media::{MediaCmd, OfferRefused};
+use crate::conn::{Conn, Outbound};
+use crate::messages::{InviteRefused, MediaCmd, OfferRefused, SessionCmd, SessionHandle};
 use crate::metrics as m;
 use crate::state::AppState;
 use crate::token::{random_id, unix_now};
-
-/// What a connection's writer sends on the socket.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    Text(Utf8Bytes),
-    Close(u16, &'static str),
-}
-
-/// A connection as the room task sees it.
-#[derive(Debug, Clone)]
-pub(crate) struct Conn {
-    pub(crate) id: u64,
-    pub(crate) tx: mpsc::Sender<Outbound>,
-    /// Ends the connection even when its queue is full.
-    pub(crate) shutdown: std::sync::Arc<tokio::sync::Notify>,
-}
-
-impl Conn {
-    /// Sends without waiting; a connection whose queue is full is too slow and is dropped.
-    pub(crate) fn send(&self, o: Outbound) -> bool {
-        self.tx.try_send(o).is_ok()
-    }
-
-    pub(crate) fn send_msg(&self, msg: &ServerMessage) -> bool {
-        self.send(Outbound::Text(encode_server(msg).into()))
-    }
-}
-
-/// Requests to a room task.
-#[derive(Debug)]
-pub(crate) enum SessionCmd {
-    Join {
-        pid: ParticipantId,
-        role: Role,
-        side: Option<Side>,
-        resume_jti: String,
-        resume_token: String,
-        conn: Conn,
-        reply: oneshot::Sender<Result<(), ErrorCode>>,
-    },
-    Resume {
-        pid: ParticipantId,
-        presented_jti: String,
-        resume_jti: String,
-        resume_token: String,
-        conn: Conn,
-        reply: oneshot::Sender<Result<(), ErrorCode>>,
-    },
-    Command {
-        pid: ParticipantId,
-        conn_id: u64,
-        command: Command,
-        in_reply_to: &'static str,
-        relay_bytes: usize,
-    },
-    Disconnected {
-        pid: ParticipantId,
-        conn_id: u64,
-    },
-    Drain,
-    /// A manager's `create_invite`: answered only for the participant's current connection
-    /// while it is in the session (a kicked or replaced connection cannot mint).
-    CreateInvite {
-        pid: ParticipantId,
-        conn_id: u64,
-        role: Role,
-        side: Option<Side>,
-        ttl_secs: Option<u64>,
-        reply: oneshot::Sender<Result<ServerMessage, InviteRefused>>,
-    },
-    /// A media command from a connection: passed on only if that connection is still the
-    /// participant's current one (a late offer from a replaced tab must not win).
-    Media {
-        pid: ParticipantId,
-        conn_id: u64,
-        cmd: MediaCmd,
-    },
-}
-
-/// Why a `create_invite` was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InviteRefused {
-    /// Not a manager (any more), not the current connection, or asking for a mediator.
-    Forbidden,
-    /// Party and counsel need a side; others have none.
-    SideRule,
-}
-
-/// A handle to a running room task.
-#[derive(Debug, Clone)]
-pub(crate) struct SessionHandle {
-    pub(crate) tx: mpsc::Sender<SessionCmd>,
-    pub(crate) generation: u64,
-    /// Random per session creation (unlike `generation`, which restarts with the process):
-    /// invites minted in this session carry it and open no other instance of the same id.
-    pub(crate) instance: String,
-}
 
 struct Member {
     conn: Option<Conn>,
@@ -134,7 +38,7 @@ pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -
         );
     let room = Room::new(session.clone(), config, Instant::now().into_std());
     let instance = random_id();
-    let task = RoomTask {
+    let task = SessionTask {
         state,
         session,
         generation,
@@ -150,7 +54,7 @@ pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -
     }
 }
 
-struct RoomTask {
+struct SessionTask {
     state: Arc<AppState>,
     session: SessionId,
     generation: u64,
@@ -159,7 +63,7 @@ struct RoomTask {
     members: HashMap<ParticipantId, Member>,
 }
 
-impl RoomTask {
+impl SessionTask {
     async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
         m::session_opened();
         tracing::info!(session = %self.state.loggable(self.session.as_str()), "session created");
@@ -180,9 +84,7 @@ impl RoomTask {
                 }
             }
         }
-        self.state
-            .sessions
-            .remove_if(&self.session, |_, h| h.generation == self.generation);
+        self.state.sessions.remove(&self.session, self.generation);
         self.state.sessions_changed.notify_waiters();
         m::session_closed();
         tracing::info!(session = %self.state.loggable(self.session.as_str()), "session ended");
@@ -531,6 +433,7 @@ mod tests {
     use crate::config::Config;
     use crate::spent::SpentInvites;
     use crate::token::Tokens;
+    use tokio::sync::oneshot;
 
     struct Fixture {
         state: Arc<AppState>,
@@ -542,7 +445,7 @@ mod tests {
         fixture_with(None)
     }
 
-    fn fixture_with(media: Option<crate::media::MediaHandle>) -> Fixture {
+    fn fixture_with(media: Option<crate::messages::MediaHandle>) -> Fixture {
         let dir = std::env::temp_dir().join(format!("confer-session-{}", random_id()));
         let config = Config::dev(dir.clone());
         let (spent, _) = SpentInvites::open(&config.tokens_path(), unix_now()).unwrap();
@@ -717,7 +620,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn offers_reach_the_sfu_only_after_admission_and_at_most_one_per_interval() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let f = fixture_with(Some(crate::media::MediaHandle { tx }));
+        let f = fixture_with(Some(crate::messages::MediaHandle { tx }));
         let interval = Duration::from_millis(f.state.config.media_offer_interval_ms);
         assert_eq!(interval, Duration::from_secs(2), "the default");
         let (m, _) = f.join(Role::Mediator, None, 1).await;

@@ -1,20 +1,19 @@
-//! State shared by every connection and room task of one server.
+//! State shared by every connection and session task of one server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use confer_proto::SessionId;
-use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
-use crate::session::SessionHandle;
+use crate::messages::MediaHandle;
+use crate::sessions::Sessions;
 use crate::spent::SpentInvites;
 use crate::token::Tokens;
 
-/// Everything a connection or room task needs.
+/// Everything a connection or session task needs.
 #[derive(Debug)]
 pub struct AppState {
     pub(crate) config: Config,
@@ -23,10 +22,10 @@ pub struct AppState {
     pub(crate) spent: Arc<SpentInvites>,
     pub(crate) audit: AuditLog,
     /// The SFU, when media is enabled.
-    pub(crate) media: Option<crate::media::MediaHandle>,
+    pub(crate) media: Option<MediaHandle>,
     /// TURN credentials for clients, when configured.
     pub(crate) turn: Option<crate::turn::Turn>,
-    pub(crate) sessions: DashMap<SessionId, SessionHandle>,
+    pub(crate) sessions: Sessions,
     /// Caps on connections that have not completed `hello`.
     pub(crate) gate: Arc<crate::gate::Gate>,
     pub(crate) next_generation: AtomicU64,
@@ -44,7 +43,7 @@ impl AppState {
         tokens: Tokens,
         spent: SpentInvites,
         audit: AuditLog,
-        media: Option<crate::media::MediaHandle>,
+        media: Option<MediaHandle>,
         turn: Option<crate::turn::Turn>,
     ) -> Self {
         let mut log_salt = [0u8; 16];
@@ -62,7 +61,7 @@ impl AppState {
             audit,
             media,
             turn,
-            sessions: DashMap::new(),
+            sessions: Sessions::default(),
             next_generation: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),

@@ -1,5 +1,5 @@
 //! One WebSocket connection: hello and authentication, size and rate limits, decoding, and
-//! hand-off of commands to the session's room task.
+//! hand-off of commands to the session task.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,9 +15,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::media::OfferRefused;
+use crate::conn::{Conn, Outbound};
+use crate::messages::{InviteRefused, MediaCmd, OfferRefused, SessionCmd, SessionHandle};
 use crate::metrics as m;
-use crate::session::{self, Conn, InviteRefused, Outbound, SessionCmd, SessionHandle};
+use crate::session;
 use crate::spent::Reservation;
 use crate::state::AppState;
 use crate::token::{Claims, TokenError, TokenKind, Verified, random_id, unix_now};
@@ -370,7 +371,7 @@ impl Connection {
         if state.is_draining() {
             return Err(Code(ErrorCode::ServerDraining));
         }
-        let live = state.sessions.get(&claims.session).map(|h| h.clone());
+        let live = state.sessions.get(&claims.session);
         let handle = match (live, instance) {
             // Minted in another instance of this session id: it ended (or the server
             // restarted), and this is a different session.
@@ -380,14 +381,12 @@ impl Connection {
             (None, Some(_)) => return Err(JoinRefused::Token(TokenError::EndedInstance)),
             (Some(h), _) => h,
             // A mediator's hello creates its session; nobody else's does.
-            (None, None) if claims.role == Role::Mediator => state
-                .sessions
-                .entry(claims.session.clone())
-                .or_insert_with(|| {
+            (None, None) if claims.role == Role::Mediator => {
+                state.sessions.get_or_start(&claims.session, || {
                     let generation = state.next_generation.fetch_add(1, Ordering::Relaxed);
                     session::spawn(state.clone(), claims.session.clone(), generation)
                 })
-                .clone(),
+            }
             (None, None) => return Err(Code(ErrorCode::SessionNotFound)),
         };
         let pid = ParticipantId::new(random_id()).map_err(|_| Code(ErrorCode::Internal))?;
@@ -415,7 +414,7 @@ impl Connection {
     }
 
     async fn resume(&mut self, claims: Claims, pid: ParticipantId) -> Flow {
-        let Some(handle) = self.state.sessions.get(&claims.session).map(|h| h.clone()) else {
+        let Some(handle) = self.state.sessions.get(&claims.session) else {
             return self.unauthorized(TokenError::Used);
         };
         let (resume_token, resume_jti) = self.mint_resume(&claims, &pid);
@@ -436,7 +435,7 @@ impl Connection {
                 tracing::info!(session = %self.state.loggable(claims.session.as_str()), "participant resumed");
                 if let Some(media) = &self.state.media {
                     let conn = self.conn.clone();
-                    let _ = media.tx.send(crate::media::MediaCmd::Reconnected {
+                    let _ = media.tx.send(MediaCmd::Reconnected {
                         pid: pid.clone(),
                         conn,
                     });
@@ -467,7 +466,7 @@ impl Connection {
             ClientMessage::MediaOffer { sdp } => return self.media_offer(sdp).await,
             ClientMessage::KeyframeRequest { publisher } => {
                 if let (Some(_), Some(j)) = (&self.state.media, &self.joined) {
-                    let cmd = crate::media::MediaCmd::Keyframe {
+                    let cmd = MediaCmd::Keyframe {
                         subscriber: j.pid.clone(),
                         publisher,
                     };
@@ -522,7 +521,7 @@ impl Connection {
             return self.error(ErrorCode::MediaUnavailable, None, Some("media_offer"));
         };
         let (reply, answer) = oneshot::channel();
-        let cmd = crate::media::MediaCmd::Offer {
+        let cmd = MediaCmd::Offer {
             pid: j.pid.clone(),
             sdp,
             conn: self.conn.clone(),
