@@ -5,8 +5,18 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-fn confer() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_confer"))
+/// Runs `confer client-hash --web-root DIR`: (success, stdout, stderr).
+fn client_hash(dir: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_confer"))
+        .args(["client-hash", "--web-root"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 #[test]
@@ -23,34 +33,20 @@ fn prints_the_build_hash_and_refuses_a_folder_changed_after_its_build() {
     )
     .unwrap();
 
-    let out = confer()
-        .args(["client-hash", "--web-root"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), build);
+    let (ok, stdout, stderr) = client_hash(&dir);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), build);
 
     // The page changed after the build: the hash printed is the files', and it fails.
     std::fs::write(dir.join("index.html"), b"<!doctype html><title>y</title>").unwrap();
-    let out = confer()
-        .args(["client-hash", "--web-root"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let (ok, _, err) = client_hash(&dir);
+    assert!(!ok);
     assert!(err.contains("was changed after the build"), "{err}");
 
     // A folder with no page says what to do.
     std::fs::remove_file(dir.join("index.html")).unwrap();
-    let out = confer()
-        .args(["client-hash", "--web-root"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let (ok, _, err) = client_hash(&dir);
+    assert!(!ok);
     assert!(err.contains("build the web client first"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,8 @@
 // Driving the page's SDK from a test (the e2e build's hook, src/main.ts): join through the
 // page's own form, read the view, wait for a condition, call the session's commands.
 
+import type { MediaCounters } from "../../src/sdk.js";
+
 import type { E2EPage } from "./browsers.js";
 
 /** The part of the SDK's view a test reads (tracks left out: they do not cross to Node). */
@@ -20,18 +22,8 @@ export interface SeenView {
   locked: boolean;
 }
 
-export interface SeenCounters {
-  sealed: Record<string, number>;
-  dropSend: Record<string, number>;
-  opened: Record<string, number>;
-  held: number;
-  holding: number;
-  expired: number;
-  dropReceive: number;
-  openedFrom: Record<string, number>;
-  cryptoMs: number;
-  cryptoCalls: number;
-}
+/** The SDK's media counters (src/sdk.ts). */
+export type SeenCounters = MediaCounters;
 
 export interface JoinHook {
   transformPath?: "insertable" | "script";

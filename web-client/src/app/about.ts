@@ -8,6 +8,8 @@
 // the operator publishes the hash of a reproducible build, and anyone can fetch the files and
 // recompute it (docs/web-client.md, "Checking the client").
 
+import { el } from "./dom.js";
+
 interface Manifest {
   build: string;
   files: Record<string, string>;
@@ -23,16 +25,10 @@ async function sha256(data: BufferSource): Promise<string> {
 
 /** Adds the "About this client" disclosure to `parent`. */
 export function mountAbout(doc: Document, parent: HTMLElement): void {
-  const details = doc.createElement("details");
-  details.id = "about";
-  const summary = doc.createElement("summary");
-  summary.textContent = "About this client";
-  const text = doc.createElement("p");
-  text.id = "about-text";
-  text.textContent = "Open to check which build of Confer this page runs.";
-  const hash = doc.createElement("p");
-  hash.id = "build-hash";
-  hash.className = "code";
+  const details = el(doc, "details", { id: "about" });
+  const summary = el(doc, "summary", { text: "About this client" });
+  const text = el(doc, "p", { id: "about-text", text: "Open to check which build of Confer this page runs." });
+  const hash = el(doc, "p", { id: "build-hash", className: "code" });
   details.append(summary, text, hash);
   parent.append(details);
   let done = false;

@@ -6,6 +6,7 @@
 import type { View } from "../sdk.js";
 
 import { roomName } from "./board.js";
+import { el } from "./dom.js";
 
 /** What the call screen's buttons do (the SDK's session). */
 export interface CallActions {
@@ -85,20 +86,13 @@ export class CallView {
     this.#invite = inviteForm(doc, actions, (text) => {
       this.#announce(text);
     });
-    this.#badge = doc.createElement("p");
-    this.#badge.id = "badge";
-    const recording = doc.createElement("p");
-    recording.id = "recording";
-    recording.textContent = "Not recording: Confer records nothing, and nobody may record.";
-    this.#lockState = doc.createElement("p");
-    this.#lockState.id = "lock-state";
-    const chat = doc.createElement("section");
-    chat.id = "chat";
+    this.#badge = el(doc, "p", { id: "badge" });
+    const recording = el(doc, "p", { id: "recording", text: "Not recording: Confer records nothing, and nobody may record." });
+    this.#lockState = el(doc, "p", { id: "lock-state" });
+    const chat = el(doc, "section", { id: "chat" });
     chat.setAttribute("aria-labelledby", "chat-title");
-    this.#chatTitle = doc.createElement("h3");
-    this.#chatTitle.id = "chat-title";
-    this.#chatLog = doc.createElement("div");
-    this.#chatLog.id = "chat-log";
+    this.#chatTitle = el(doc, "h3", { id: "chat-title" });
+    this.#chatLog = el(doc, "div", { id: "chat-log" });
     this.#chatLog.setAttribute("role", "log");
     this.#chatLog.setAttribute("aria-live", "polite");
     this.#chatForm = doc.createElement("form");
@@ -156,18 +150,12 @@ export class CallView {
     bar.className = "controls";
     bar.append(this.#share, this.#leave, exit, exitHelp);
     // A new alarm blocks the screen until the person says they read it (WEB.md).
-    this.#dialog = doc.createElement("dialog");
-    this.#dialog.id = "alarm-dialog";
+    this.#dialog = el(doc, "dialog", { id: "alarm-dialog" });
     this.#dialog.setAttribute("aria-labelledby", "alarm-dialog-title");
-    const dh = doc.createElement("h2");
-    dh.id = "alarm-dialog-title";
-    dh.textContent = "Security alarm";
-    this.#dialogText = doc.createElement("p");
-    this.#dialogText.id = "alarm-dialog-text";
-    const ok = doc.createElement("button");
+    const dh = el(doc, "h2", { id: "alarm-dialog-title", text: "Security alarm" });
+    this.#dialogText = el(doc, "p", { id: "alarm-dialog-text" });
+    const ok = el(doc, "button", { id: "alarm-dialog-ok", text: "I have read this" });
     ok.type = "button";
-    ok.id = "alarm-dialog-ok";
-    ok.textContent = "I have read this";
     ok.addEventListener("click", () => {
       this.#dialog.close();
       this.#room.focus();
@@ -302,16 +290,12 @@ export class CallView {
 // Mediators: "Invite someone": choose whom, make the link, copy it from a read-only field. The
 // link carries the invite secret in its fragment: it is shown here only, never logged.
 function inviteForm(doc: Document, actions: CallActions, announce: (text: string) => void): HTMLFormElement {
-  const form = doc.createElement("form");
-  form.id = "invite";
+  const form = el(doc, "form", { id: "invite" });
   form.hidden = true;
-  const h = doc.createElement("h3");
-  h.textContent = "Invite someone";
-  const whoLabel = doc.createElement("label");
+  const h = el(doc, "h3", { text: "Invite someone" });
+  const whoLabel = el(doc, "label", { text: "Who" });
   whoLabel.htmlFor = "invite-who";
-  whoLabel.textContent = "Who";
-  const who = doc.createElement("select");
-  who.id = "invite-who";
+  const who = el(doc, "select", { id: "invite-who" });
   for (const i of INVITES) {
     const o = doc.createElement("option");
     o.value = i.value;

@@ -2,6 +2,8 @@
 // to mediate with its three explicit acknowledgments, the person's name, one button. Joining
 // happens only when the person asks (no automatic consent).
 
+import { el as make } from "./dom.js";
+
 export interface JoinChoice {
   name: string;
 }
@@ -17,11 +19,7 @@ const ACKNOWLEDGMENTS = [
 ] as const;
 
 function el<K extends keyof HTMLElementTagNameMap>(doc: Document, tag: K, text?: string): HTMLElementTagNameMap[K] {
-  const e = doc.createElement(tag);
-  if (text !== undefined) {
-    e.textContent = text;
-  }
-  return e;
+  return make(doc, tag, { text });
 }
 
 /** Shows the form in `main` and resolves when the person joins. */
