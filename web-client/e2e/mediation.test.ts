@@ -186,9 +186,27 @@ describe("a mediation with a mediator, two parties and counsel", () => {
     await tabTo(m, "#lock");
     await press(m, "Enter");
     await until("the session is unlocked", () => viewOf(m), (v) => !v.locked);
+    // From now on the mediator lets each person in: counsel waits, sees nobody, and reads out
+    // the key fingerprint the mediator's board shows for it.
+    await tabTo(m, "#auto-admit");
+    await press(m, "Space");
+    await until("the mediator lets people in one by one", () => viewOf(m), (v) => !v.autoAdmit);
     await c.playwright?.click("#try-again");
-    const vc = await until("counsel is in joint with four", () => viewOf(c), (v) => inRoom(v, "joint", 4));
-    id["yellow"] = vc.participantId ?? "";
+    const waiting = await until("counsel waits", () => viewOf(c), (v) => v.phase === "waiting" && v.participantId !== undefined);
+    const idc = waiting.participantId ?? "";
+    id["yellow"] = idc;
+    expect(waiting.present).toEqual([]);
+    expect(await c.evaluate(() => document.querySelectorAll("video[data-participant], audio[data-participant]").length, undefined)).toBe(0);
+    expect(await textOf(c, "#status")).toContain(`your key is ${waiting.myFingerprint ?? "?"}`);
+    await until("the board offers to let counsel in", () => viewOf(m), (v) => v.arrivals.some((x) => x.participantId === idc && x.ready));
+    expect(await textOf(m, `#fingerprint-${idc}`)).toBe(` key ${waiting.myFingerprint ?? "?"}`);
+    await noAxe(m, "mediator-waiting-room");
+    await tabTo(m, `#admit-${idc}`);
+    await press(m, "Enter");
+    await until("counsel is in joint with four", () => viewOf(c), (v) => inRoom(v, "joint", 4));
+    await tabTo(m, "#auto-admit");
+    await press(m, "Space");
+    await until("the mediator lets people in on their own again", () => viewOf(m), (v) => v.autoAdmit);
     await seesAndHears(c, a);
   });
 

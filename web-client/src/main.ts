@@ -110,6 +110,8 @@ function start(main: HTMLElement, token: string, secret: string | undefined, med
     document,
     main,
     {
+      admit: (p) => session.admit(p as ParticipantId),
+      setAutoAdmit: (on) => session.setAutoAdmit(on),
       move: (p, ch) => session.command({ type: "move", participant_id: p as ParticipantId, channel_id: ch as ChannelId }),
       breakout: (members) => session.command({ type: "create_breakout", members: members as ParticipantId[] }),
       returnAll: () => session.command({ type: "return_all" }),
@@ -157,7 +159,7 @@ function statusOf(v: View): string {
     case "connecting":
       return "Connecting to the mediation.";
     case "waiting":
-      return "You are in the waiting room. The mediator will let you in.";
+      return `You are in the waiting room. The mediator will let you in.${v.myFingerprint === undefined ? "" : ` If the mediator asks, your key is ${v.myFingerprint}.`}`;
     case "securing":
       return "Securing the room. Your microphone and camera stay off until it is secured.";
     case "secured":

@@ -8,6 +8,8 @@
 // the Node bot (bot/bot.ts), plus media. Status comes from cryptography, never from the server:
 // `present` is the signed roster of the room I am secured in, names are the verified ones.
 
+import { sha256 } from "@noble/hashes/sha2.js";
+
 import { alarmCode } from "./core/alarms.js";
 import { Core, CoreConfig, MediaRejected, agreementHash } from "./core/client.js";
 import type { Event } from "./core/client.js";
@@ -133,6 +135,26 @@ export interface Person {
 
 export type Phase = "connecting" | "waiting" | "securing" | "secured" | "ended";
 
+/** Mediators: someone in the waiting room. */
+export interface Arrival {
+  participantId: ParticipantId;
+  role: Role;
+  side: Side | undefined;
+  /** The server says the agreement was acknowledged. */
+  consented: boolean;
+  connected: boolean;
+  /** My client verified the acknowledgment and its invite: a person may let it in. */
+  ready: boolean;
+  /** The fingerprint of the identity key it announced (compare it with what the person reads out). */
+  fingerprint: string | undefined;
+}
+
+/** A key's fingerprint: the first 10 bytes of its SHA-256, in groups of four hex digits. */
+export function fingerprint(key: Uint8Array): string {
+  const hex = Array.from(sha256(key).slice(0, 10), (b) => b.toString(16).padStart(2, "0")).join("");
+  return (hex.match(/.{4}/g) ?? []).join(" ").toUpperCase();
+}
+
 /** A chat message that opened. */
 export interface ChatLine {
   from: ParticipantId;
@@ -176,6 +198,12 @@ export interface View {
   locked: boolean;
   /** Every key of this session is deleted (after the end, a removal or leaving). */
   keysDeleted: boolean;
+  /** My identity key's fingerprint, to read out to the mediator while I wait. */
+  myFingerprint: string | undefined;
+  /** Mediators: who is waiting, and whether each is ready to be let in (see `admit`). */
+  arrivals: Arrival[];
+  /** Mediators: arrivals are let in as soon as their acknowledgment verifies under an invite. */
+  autoAdmit: boolean;
   /** Why the session ended, once it has. */
   ended: string | undefined;
 }
@@ -345,6 +373,9 @@ export class ConferSession {
       chat: this.#chat.filter((c) => c.channel === secured),
       locked: this.#locked,
       keysDeleted: core.stats().keysDeleted,
+      myFingerprint: ((k) => (k === undefined ? undefined : fingerprint(k)))(core.identity()?.ikPub()),
+      arrivals: this.#arrivals(),
+      autoAdmit: core.cfg.autoAdmit,
       sharingScreen: (this.#watchedSenders.find((w) => w.id === "screen")?.sender.track ?? null) !== null,
       alarms: [...this.#alarms],
       transformPath: this.#path,
@@ -369,6 +400,43 @@ export class ConferSession {
     if (this.#chat.length > CHAT_KEPT) {
       this.#chat.shift();
     }
+  }
+
+  #arrivals(): Arrival[] {
+    const core = this.#core;
+    if (core.role() !== "mediator" || this.#session === undefined) {
+      return [];
+    }
+    const ready = new Set(core.ready());
+    return this.#session.waiting.map((w) => {
+      const key = core.announcedKey(w.participant_id);
+      return {
+        participantId: w.participant_id,
+        role: w.role,
+        side: w.side,
+        consented: w.consented,
+        connected: w.connected,
+        ready: ready.has(w.participant_id),
+        fingerprint: key === undefined ? undefined : fingerprint(key),
+      };
+    });
+  }
+
+  /** Mediators: let arrivals in as soon as they are ready (on), or one by one with `admit` (off). */
+  setAutoAdmit(on: boolean): Promise<void> {
+    return this.#call(() => {
+      this.#core.cfg.autoAdmit = on;
+      if (on) {
+        for (const p of this.#core.ready()) {
+          this.#core.admit(p);
+        }
+      }
+    });
+  }
+
+  /** Mediators: lets one ready arrival in; false if it is not ready. */
+  admit(p: ParticipantId): Promise<boolean> {
+    return this.#call(() => this.#core.admit(p));
   }
 
   /** Mediators: an invite link bound to `role` and `side` (the invite secret is made here). */

@@ -935,3 +935,42 @@ fn a_display_name_that_does_not_match_the_roster_commitment_is_never_shown() {
     assert_eq!(t.a.stats().names_rejected, 1);
     assert_eq!(t.a.stats().names_verified, 0);
 }
+
+#[test]
+fn a_mediator_who_lets_people_in_one_by_one_admits_only_ready_arrivals_it_chose() {
+    let now = Instant::now();
+    let (mp, ap, bp) = (pid(1), pid(2), pid(3));
+    let mut cfg = CoreConfig::new(agreement_hash(AGREEMENT));
+    cfg.auto_admit = false;
+    let mut m = Core::new(os_rng(), cfg);
+    let alone = joint_view(vec![member(&mp, Role::Mediator, None)]);
+    m.handle(welcome(&mp, Role::Mediator, None, Some(alone)), now);
+    let m_ik = m.identity().unwrap().ik_pub();
+    let psk_a = m.issue_invite(Role::Party, Some(Side::A));
+    let psk_b = m.issue_invite(Role::Party, Some(Side::B));
+    let seated = vec![member(&mp, Role::Mediator, None)];
+
+    let mut a = invited(&psk_a, m_ik);
+    a.handle(welcome(&ap, Role::Party, Some(Side::A), None), now);
+    let mut b = invited(&psk_b, m_ik);
+    b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
+    let w = [waiting(&ap, Role::Party, Side::A)];
+    let out = arrive(&mut m, &mp, &mut a, &ap, &w, &seated, now);
+    assert!(admits(&out).is_empty(), "nobody is let in without a person's decision: {out:?}");
+    let w = [waiting(&ap, Role::Party, Side::A), waiting(&bp, Role::Party, Side::B)];
+    let out = arrive(&mut m, &mp, &mut b, &bp, &w, &seated, now);
+    assert!(admits(&out).is_empty(), "{out:?}");
+    assert_eq!(m.ready(), vec![ap.clone(), bp.clone()]);
+    // The fingerprint the mediator compares is of the key each arrival announced.
+    assert_eq!(m.announced_key(&ap), Some(a.identity().unwrap().ik_pub()));
+
+    // The mediator lets B in first, then A; nobody twice, and nobody who is not ready.
+    assert!(m.admit(&bp));
+    assert_eq!(admits(&drain(&mut m)), vec![bp.clone()]);
+    assert!(!m.admit(&bp), "already admitted");
+    assert!(!m.admit(&pid(9)), "not an arrival");
+    assert_eq!(m.ready(), vec![ap.clone()]);
+    assert!(m.admit(&ap));
+    assert_eq!(admits(&drain(&mut m)), vec![ap]);
+    assert!(m.ready().is_empty());
+}

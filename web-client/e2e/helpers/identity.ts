@@ -16,7 +16,21 @@ export const TONES = Object.values(PARTICIPANTS).map((p) => p.toneHz);
 /** `viewer` shows `who`'s colour in the camera tile of participant `id`. */
 export async function sees(viewer: E2EPage, id: string, who: Participant, timeoutMs = 15_000): Promise<void> {
   await viewer.waitFor(`video[data-participant="${id}"]`, timeoutMs);
-  await waitForVideoColour(viewer, `video[data-participant="${id}"]`, who.colour, timeoutMs);
+  // The tile's own stream, played in the probe's element: what the tile labelled `id` carries,
+  // whether or not the tile is scrolled into view (an element off screen presents no frames).
+  const stream = `tile-${id}`;
+  await viewer.evaluate(
+    ({ id, stream }) => {
+      const g = globalThis as unknown as { __conferE2E: { streams: Record<string, MediaStream> } };
+      const el = document.querySelector(`video[data-participant="${id}"]`);
+      if (!(el instanceof HTMLVideoElement) || !(el.srcObject instanceof MediaStream)) {
+        throw new Error(`no tile with a stream for ${id}`);
+      }
+      g.__conferE2E.streams[stream] = el.srcObject;
+    },
+    { id, stream },
+  );
+  await waitForVideoColour(viewer, { stream }, who.colour, timeoutMs);
 }
 
 /**

@@ -19,6 +19,9 @@ export interface SeenView {
   sharingScreen: boolean;
   keysDeleted: boolean;
   ended: string | undefined;
+  myFingerprint: string | undefined;
+  autoAdmit: boolean;
+  arrivals: { participantId: string; ready: boolean; fingerprint: string | undefined }[];
   locked: boolean;
 }
 

@@ -9,6 +9,8 @@ import type { ChannelView, SessionView } from "../proto/message.js";
 import type { View } from "../sdk.js";
 
 export interface BoardActions {
+  admit(participant: string): Promise<boolean>;
+  setAutoAdmit(on: boolean): Promise<void>;
   move(participant: string, channel: string): Promise<void>;
   breakout(members: string[]): Promise<void>;
   returnAll(): Promise<void>;
@@ -163,7 +165,7 @@ export class Board {
     if (!show || v.session === undefined) {
       return;
     }
-    const key = JSON.stringify({ s: v.session, n: v.names, me: v.participantId, l: v.locked });
+    const key = JSON.stringify({ s: v.session, n: v.names, me: v.participantId, l: v.locked, a: v.arrivals, auto: v.autoAdmit });
     if (key === this.#last) {
       return;
     }
@@ -195,13 +197,64 @@ export class Board {
     // Waiting room.
     const wh = doc.createElement("h3");
     wh.textContent = "Waiting room";
+    const auto = doc.createElement("label");
+    const autoBox = doc.createElement("input");
+    autoBox.type = "checkbox";
+    autoBox.id = "auto-admit";
+    autoBox.checked = v.autoAdmit;
+    autoBox.addEventListener("change", () => {
+      void this.#actions.setAutoAdmit(autoBox.checked).then(() => {
+        this.#announce(autoBox.checked ? "People are let in as soon as they accept the agreement." : "You let each person in yourself.");
+      });
+    });
+    auto.append(autoBox, " Let people in as soon as they accept the agreement");
     const wl = doc.createElement("ul");
     wl.id = "waiting";
-    for (const w of s.waiting) {
+    for (const w of v.arrivals) {
       const li = doc.createElement("li");
-      li.dataset["participant"] = w.participant_id;
-      const state = !w.connected ? "connection lost" : w.consented ? "accepted the agreement; joining" : "reading the agreement";
-      li.textContent = `${this.#label(v, { id: w.participant_id, role: w.role, side: w.side })}: ${state}`;
+      li.dataset["participant"] = w.participantId;
+      const who = this.#label(v, { id: w.participantId, role: w.role, side: w.side });
+      const state = !w.connected
+        ? "connection lost"
+        : w.ready
+          ? "accepted the agreement; ready"
+          : w.consented
+            ? "accepted the agreement; checking"
+            : "reading the agreement";
+      const text = doc.createElement("span");
+      text.textContent = `${who}: ${state}`;
+      li.append(text);
+      if (w.fingerprint !== undefined) {
+        const fp = doc.createElement("span");
+        fp.className = "code";
+        fp.id = `fingerprint-${w.participantId}`;
+        fp.textContent = ` key ${w.fingerprint}`;
+        li.append(fp);
+      }
+      if (w.ready && !v.autoAdmit) {
+        const letIn = doc.createElement("button");
+        letIn.type = "button";
+        letIn.id = `admit-${w.participantId}`;
+        letIn.textContent = "Let in";
+        letIn.setAttribute("aria-label", `Let ${who} in`);
+        letIn.addEventListener("click", () => {
+          void this.#actions.admit(w.participantId).then((ok) => {
+            this.#announce(ok ? `${who} is being let in.` : `${who} cannot be let in now.`);
+          });
+        });
+        li.append(letIn);
+      }
+      const away = doc.createElement("button");
+      away.type = "button";
+      away.id = `deny-${w.participantId}`;
+      away.textContent = "Turn away";
+      away.setAttribute("aria-label", `Turn ${who} away`);
+      away.addEventListener("click", () => {
+        void this.#actions.kick(w.participantId).then(() => {
+          this.#announce(`${who} was turned away.`);
+        });
+      });
+      li.append(away);
       wl.append(li);
     }
     if (s.waiting.length === 0) {
@@ -209,7 +262,7 @@ export class Board {
       li.textContent = s.locked ? "Nobody is waiting. The session is locked: new arrivals wait here." : "Nobody is waiting.";
       wl.append(li);
     }
-    out.push(wh, wl);
+    out.push(wh, auto, wl);
 
     // Rooms and people.
     const people: Person[] = s.channels.flatMap((c: ChannelView) =>

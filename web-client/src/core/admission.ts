@@ -222,28 +222,59 @@ function contactWaiting(this: Core): void {
 
 // Mediator: admit each waiting participant whose consent verified and whose hash the server
 // recorded.
-function admitReady(this: Core): void {
-  if (!this.isMediator() || !this.cfg.autoAdmit) {
-    return;
+/**
+ * Mediators: the arrivals ready to be let in (their acknowledgment verified under an invite
+ * secret, or a person admitted them as held), not admitted yet, in arrival order.
+ */
+function ready(this: Core): ParticipantId[] {
+  if (!this.isMediator()) {
+    return [];
   }
   const session = this.manager.lastSession;
   if (session === undefined) {
-    return;
+    return [];
   }
   // The role the server shows must be the announced one (§5.2); the side is the invite's (or
   // the admitting person's), never the server's.
-  const ready = session.waiting
+  return session.waiting
     .filter((w) => {
       const p = this.manager.peers.get(w.participant_id);
       return w.consented && p !== undefined && p.consentOk && p.side !== undefined && p.ann.role === w.role;
     })
     .map((w) => w.participant_id)
     .filter((p) => !this.manager.admitSent.has(p) && !this.manager.removed.has(p));
-  for (const p of ready) {
-    this.manager.intents.set(p, intentIn(ChannelId.joint()));
-    this.out.push({ type: "admit", participant_id: p });
-    this.manager.admitSent.add(p);
+}
+
+/**
+ * Mediators who let people in one by one (`autoAdmit` off): a person admits one ready
+ * arrival. False if it is not ready (see `ready`).
+ */
+function admit(this: Core, p: ParticipantId): boolean {
+  if (!this.ready().includes(p)) {
+    return false;
   }
+  this.sendAdmit(p);
+  return true;
+}
+
+/** The identity key an arrival announced (its fingerprint is what a mediator compares with the one the person reads out). */
+function announcedKey(this: Core, p: ParticipantId): Uint8Array | undefined {
+  return this.manager.peers.get(p)?.ann.ikPub.slice();
+}
+
+function admitReady(this: Core): void {
+  if (!this.cfg.autoAdmit) {
+    return;
+  }
+  for (const p of this.ready()) {
+    this.sendAdmit(p);
+  }
+}
+
+function sendAdmit(this: Core, p: ParticipantId): void {
+  this.manager.intents.set(p, intentIn(ChannelId.joint()));
+  this.out.push({ type: "admit", participant_id: p });
+  this.manager.admitSent.add(p);
 }
 
 async function onAnnounce(
@@ -467,6 +498,10 @@ export function admissionMethods() {
   return {
     held,
     admitHeld,
+    ready,
+    admit,
+    announcedKey,
+    sendAdmit,
     issueInvite,
     announcement,
     announceEnvelope,

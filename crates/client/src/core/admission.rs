@@ -197,39 +197,66 @@ impl<R: CryptoRng> Core<R> {
 
     // Mediator: admit each waiting participant whose consent verified and whose hash the
     // server recorded.
-    pub(super) fn admit_ready(&mut self) {
-        if !self.is_mediator() || !self.cfg.auto_admit {
-            return;
+    /// Mediators: the arrivals ready to be let in (their acknowledgment verified under an
+    /// invite secret, or a person admitted them as held), not admitted yet, in arrival order.
+    pub fn ready(&self) -> Vec<ParticipantId> {
+        if !self.is_mediator() {
+            return Vec::new();
         }
         let Some(session) = &self.manager.last_session else {
-            return;
+            return Vec::new();
         };
         // The role the server shows must be the announced one (§5.2); the side is the invite's
         // (or the admitting person's), never the server's.
-        let ready: Vec<ParticipantId> =
-            session
-                .waiting
-                .iter()
-                .filter(|w| {
-                    w.consented
-                        && self.manager.peers.get(&w.participant_id).is_some_and(|p| {
-                            p.consent_ok && p.side.is_some() && p.ann.role == w.role
-                        })
-                })
-                .map(|w| w.participant_id.clone())
-                .filter(|p| {
-                    !self.manager.admit_sent.contains(p) && !self.manager.removed.contains_key(p)
-                })
-                .collect();
-        for p in ready {
-            self.manager
-                .intents
-                .insert(p.clone(), Intent::In(ChannelId::joint()));
-            self.out.push_back(ClientMessage::Admit {
-                participant_id: p.clone(),
-            });
-            self.manager.admit_sent.insert(p);
+        session
+            .waiting
+            .iter()
+            .filter(|w| {
+                w.consented
+                    && self.manager.peers.get(&w.participant_id).is_some_and(|p| {
+                        p.consent_ok && p.side.is_some() && p.ann.role == w.role
+                    })
+            })
+            .map(|w| w.participant_id.clone())
+            .filter(|p| {
+                !self.manager.admit_sent.contains(p) && !self.manager.removed.contains_key(p)
+            })
+            .collect()
+    }
+
+    /// Mediators who let people in one by one (`auto_admit` off): a person admits one ready
+    /// arrival. False if it is not ready (see [`Core::ready`]).
+    pub fn admit(&mut self, p: &ParticipantId) -> bool {
+        if !self.ready().contains(p) {
+            return false;
         }
+        self.send_admit(p.clone());
+        true
+    }
+
+    /// The identity key an arrival announced (its fingerprint is what a mediator compares with
+    /// the one the person reads out).
+    pub fn announced_key(&self, p: &ParticipantId) -> Option<[u8; 32]> {
+        self.manager.peers.get(p).map(|x| x.ann.ik_pub)
+    }
+
+    pub(super) fn admit_ready(&mut self) {
+        if !self.cfg.auto_admit {
+            return;
+        }
+        for p in self.ready() {
+            self.send_admit(p);
+        }
+    }
+
+    fn send_admit(&mut self, p: ParticipantId) {
+        self.manager
+            .intents
+            .insert(p.clone(), Intent::In(ChannelId::joint()));
+        self.out.push_back(ClientMessage::Admit {
+            participant_id: p.clone(),
+        });
+        self.manager.admit_sent.insert(p);
     }
 
     pub(super) fn on_announce(
