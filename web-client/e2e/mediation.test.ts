@@ -154,6 +154,10 @@ describe("a mediation with a mediator, two parties and counsel", () => {
     id["red"] = vm.participantId ?? "";
 
     const linkA = await inviteByKeyboard(0);
+    // "Copy the link" puts it on the clipboard (the browser's permission granted for the test).
+    await m.playwright?.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url.replace(/\/$/, "") });
+    await m.playwright?.click("#invite-copy");
+    await until("the link is on the clipboard", () => m.evaluate(() => navigator.clipboard.readText(), undefined), (t) => t === linkA);
     const linkB = await inviteByKeyboard(1);
     await Promise.all([joinAsParty(a, linkA, "Ada"), joinAsParty(b, linkB, "Bo")]);
     for (const [p, name] of [[a, "green"], [b, "blue"]] as const) {

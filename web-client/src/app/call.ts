@@ -312,7 +312,25 @@ function inviteForm(doc: Document, actions: CallActions, announce: (text: string
   link.id = "invite-link";
   link.readOnly = true;
   link.value = "";
-  form.append(h, whoLabel, who, button, linkLabel, link);
+  const copy = el(doc, "button", { id: "invite-copy", text: "Copy the link" });
+  copy.type = "button";
+  copy.addEventListener("click", () => {
+    if (link.value === "") {
+      announce("Create an invitation link first.");
+      return;
+    }
+    navigator.clipboard.writeText(link.value).then(
+      () => {
+        announce("Invitation link copied.");
+      },
+      () => {
+        link.focus();
+        link.select();
+        announce("The browser did not allow copying: the link is selected, copy it with your keyboard.");
+      },
+    );
+  });
+  form.append(h, whoLabel, who, button, linkLabel, link, copy);
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const choice = INVITES.find((i) => i.value === who.value) ?? INVITES[0];
