@@ -174,6 +174,9 @@ async fn a_member_that_stops_reading_is_dropped_and_then_removed_like_any_lost_c
         c.resume_grace_secs = 1;
         c.rate_limit_msgs_per_sec = 100_000;
         c.rate_limit_burst = 100_000;
+        // The flood is 90 MB: far over the default byte budget.
+        c.rate_limit_bytes_per_sec = u32::MAX;
+        c.rate_limit_burst_bytes = u32::MAX;
     })
     .await;
     let mut m = mediator(&ts).await;

@@ -58,6 +58,8 @@ async fn start_confer() -> anyhow::Result<(Server, std::path::PathBuf)> {
     c.media_listen = "127.0.0.1:0".parse()?;
     c.rate_limit_msgs_per_sec = 10_000_000;
     c.rate_limit_burst = 10_000_000;
+    c.rate_limit_bytes_per_sec = u32::MAX;
+    c.rate_limit_burst_bytes = u32::MAX;
     Ok((Server::start(c).await?, dir))
 }
 

@@ -956,8 +956,14 @@ fn a_mediator_who_lets_people_in_one_by_one_admits_only_ready_arrivals_it_chose(
     b.handle(welcome(&bp, Role::Party, Some(Side::B), None), now);
     let w = [waiting(&ap, Role::Party, Side::A)];
     let out = arrive(&mut m, &mp, &mut a, &ap, &w, &seated, now);
-    assert!(admits(&out).is_empty(), "nobody is let in without a person's decision: {out:?}");
-    let w = [waiting(&ap, Role::Party, Side::A), waiting(&bp, Role::Party, Side::B)];
+    assert!(
+        admits(&out).is_empty(),
+        "nobody is let in without a person's decision: {out:?}"
+    );
+    let w = [
+        waiting(&ap, Role::Party, Side::A),
+        waiting(&bp, Role::Party, Side::B),
+    ];
     let out = arrive(&mut m, &mp, &mut b, &bp, &w, &seated, now);
     assert!(admits(&out).is_empty(), "{out:?}");
     assert_eq!(m.ready(), vec![ap.clone(), bp.clone()]);

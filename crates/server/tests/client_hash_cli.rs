@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `confer client-hash`: prints the build hash of a web root, and fails when the folder's
 //! client-manifest.json states another build (a file changed after the build).
 

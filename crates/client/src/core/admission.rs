@@ -213,9 +213,11 @@ impl<R: CryptoRng> Core<R> {
             .iter()
             .filter(|w| {
                 w.consented
-                    && self.manager.peers.get(&w.participant_id).is_some_and(|p| {
-                        p.consent_ok && p.side.is_some() && p.ann.role == w.role
-                    })
+                    && self
+                        .manager
+                        .peers
+                        .get(&w.participant_id)
+                        .is_some_and(|p| p.consent_ok && p.side.is_some() && p.ann.role == w.role)
             })
             .map(|w| w.participant_id.clone())
             .filter(|p| {
