@@ -129,6 +129,13 @@ struct Slot {
     /// Outgoing sequence = incoming + offset (wrapping), reset when the source changes.
     seq_offset: Option<i64>,
     last_seq: u64,
+    /// Outgoing RTP timestamp = incoming + offset (wrapping), reset when the source changes:
+    /// the subscriber's receiver sees one stream per slot, so a new source must continue the
+    /// slot's clock (a jump to another publisher's clock leaves frames decoded but scheduled
+    /// for display far away).
+    ts_offset: Option<u32>,
+    /// The last outgoing RTP timestamp and when its packet arrived.
+    last_ts: Option<(u32, Instant)>,
     /// When its last publisher left it.
     freed_at: Option<Instant>,
 }
@@ -338,6 +345,8 @@ impl Sfu {
                     source: None,
                     seq_offset: None,
                     last_seq: 0,
+                    ts_offset: None,
+                    last_ts: None,
                     freed_at: None,
                 }),
                 Direction::Inactive => {}
@@ -709,6 +718,23 @@ impl Sfu {
                 .get_or_insert(slot.last_seq as i64 + 1 - incoming);
             let seq = (incoming + offset).max(0) as u64;
             slot.last_seq = slot.last_seq.max(seq);
+            // Continuous RTP time per slot: a new source starts where the slot's clock is now.
+            let ts_in = packet.header.timestamp;
+            let ts_offset = *slot.ts_offset.get_or_insert_with(|| match slot.last_ts {
+                Some((last, at)) => {
+                    let rate: u64 = if slot.kind == MediaKind::Video {
+                        90_000
+                    } else {
+                        48_000
+                    };
+                    let elapsed = packet.timestamp.saturating_duration_since(at);
+                    let ticks = (elapsed.as_micros() as u64).saturating_mul(rate) / 1_000_000;
+                    last.wrapping_add(ticks as u32).wrapping_sub(ts_in)
+                }
+                None => 0,
+            });
+            let ts_out = ts_in.wrapping_add(ts_offset);
+            slot.last_ts = Some((ts_out, packet.timestamp));
             let slot_mid = slot.mid;
             let mut api = peer.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(slot_mid, None) else {
@@ -718,7 +744,7 @@ impl Sfu {
             let write = RtpWrite::new(
                 pt,
                 SeqNo::from(seq),
-                packet.header.timestamp,
+                ts_out,
                 packet.timestamp,
                 packet.payload.clone(),
             )
@@ -809,6 +835,7 @@ impl Sfu {
                     }
                     slot.source = None;
                     slot.seq_offset = None;
+                    slot.ts_offset = None;
                 }
             }
             for (p, mid, kind) in wanted {
@@ -833,6 +860,7 @@ impl Sfu {
                     Some(slot) => {
                         slot.source = Some((p.clone(), mid));
                         slot.seq_offset = None;
+                        slot.ts_offset = None;
                         if kind == MediaKind::Video {
                             new_video.push((p, mid));
                         }

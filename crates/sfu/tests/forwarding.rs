@@ -331,3 +331,57 @@ fn a_slot_emptied_by_an_earlier_change_stays_empty_for_a_while_if_another_is_fre
     assert_eq!(video_mid(&net, "a").unwrap(), a_slot);
     assert_ne!(video_mid(&net, "a").unwrap(), b_slot);
 }
+
+#[test]
+fn a_slot_that_changes_publisher_keeps_its_rtp_clock_running() {
+    // One video slot for s: a publishes into it, then a moves out and b (whose RTP clock started
+    // far from a's) takes the slot. The subscriber's receiver sees one stream per slot: b's
+    // frames must continue the slot's clock, not jump to b's (a browser decodes frames that
+    // jump, then schedules them for display far away).
+    let mut net = MediaNet::new(11, 0.0, Duration::from_millis(5));
+    for p in ["a", "b", "s"] {
+        net.add_client(p, 1);
+    }
+    net.clients[1].clock_offset = 3_000_000_000;
+    net.route(&[("joint", &["a", "s"]), ("caucus-B", &["b"])]);
+    net.connect();
+    warm_up(&mut net);
+    publish_round(&mut net, &[0], 20);
+    net.route(&[("joint", &["b", "s"]), ("caucus-A", &["a"])]);
+    net.run(Duration::from_millis(100));
+    publish_round(&mut net, &[1], 20);
+    let s = &net.clients[2];
+    let slot = s
+        .slots
+        .iter()
+        .find(|x| x.video)
+        .map(|x| x.mid.clone())
+        .unwrap();
+    let times: Vec<u64> = s
+        .received_times
+        .iter()
+        .filter(|(m, _)| m.to_string() == slot)
+        .map(|(_, t)| *t)
+        .collect();
+    let by = |who: u8| {
+        s.received
+            .iter()
+            .filter(|(m, f)| m.to_string() == slot && f.len() > 1000 && f[1] == who)
+            .count()
+    };
+    assert!(
+        by(0) >= 15 && by(1) >= 15,
+        "both published into the slot: {} and {}",
+        by(0),
+        by(1)
+    );
+    assert!(times.len() >= 30, "{} video frames", times.len());
+    for w in times.windows(2) {
+        let step = w[1].wrapping_sub(w[0]);
+        assert!(
+            step < 90_000 * 3,
+            "the slot's clock jumped by {} ticks",
+            step
+        );
+    }
+}

@@ -47,6 +47,11 @@ pub struct MediaClient {
     pub send: (Mid, Mid),
     /// Every frame received: (slot mid, payload).
     pub received: Vec<(Mid, Vec<u8>)>,
+    /// The RTP time of each frame received, in its clock's ticks (90 kHz video, 48 kHz audio).
+    pub received_times: Vec<(Mid, u64)>,
+    /// Added to the RTP time of every frame this client publishes: each real sender's RTP clock
+    /// starts at a random point.
+    pub clock_offset: u64,
     /// Keyframe requests that reached this client as a publisher.
     pub keyframe_requests: u64,
     /// The SFU's latest slot announcement for it.
@@ -221,6 +226,8 @@ impl MediaNet {
             addr: a,
             send: (audio, video),
             received: Vec::new(),
+            received_times: Vec::new(),
+            clock_offset: 0,
             keyframe_requests: 0,
             slots: Vec::new(),
             timeout: now,
@@ -265,6 +272,7 @@ impl MediaNet {
         let rate = if video { 90_000 } else { 48_000 };
         let time = MediaTime::from_micros(elapsed.as_micros() as u64)
             .rebase(str0m::media::Frequency::new(rate).expect("rate"));
+        let time = MediaTime::new(time.numer() + c.clock_offset, time.frequency());
         let _ = w.write(pt, now, time, frame.to_vec());
         self.drain();
     }
@@ -425,6 +433,7 @@ impl MediaNet {
                         sends.push((c.addr, t.destination, t.contents.to_vec()))
                     }
                     Ok(RtcOutput::Event(Event::MediaData(m))) => {
+                        c.received_times.push((m.mid, m.time.numer()));
                         c.received.push((m.mid, m.data.to_vec()))
                     }
                     Ok(RtcOutput::Event(Event::KeyframeRequest(_))) => c.keyframe_requests += 1,

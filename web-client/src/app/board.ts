@@ -8,6 +8,8 @@
 import type { ChannelView, SessionView } from "../proto/message.js";
 import type { View } from "../sdk.js";
 
+import { button } from "./dom.js";
+
 export interface BoardActions {
   admit(participant: string): Promise<boolean>;
   setAutoAdmit(on: boolean): Promise<void>;
@@ -111,15 +113,7 @@ export class Board {
       this.#tickTimers();
       this.#announce(`Timer for ${roomName(ch)}: ${String(Math.round(ms / 60_000))} minutes.`);
     };
-    const b = (id: string, label: string, f: () => void): HTMLButtonElement => {
-      const x = doc.createElement("button");
-      x.type = "button";
-      x.id = `${id}-${ch}`;
-      x.textContent = label;
-      x.setAttribute("aria-label", `${label}: ${roomName(ch)}`);
-      x.addEventListener("click", f);
-      return x;
-    };
+    const b = (id: string, label: string, f: () => void): HTMLButtonElement => button(doc, `${id}-${ch}`, label, f, `${label}: ${roomName(ch)}`);
     box.append(
       text,
       b("timer-start", "Start 15 minutes", () => {
@@ -232,28 +226,30 @@ export class Board {
         li.append(fp);
       }
       if (w.ready && !v.autoAdmit) {
-        const letIn = doc.createElement("button");
-        letIn.type = "button";
-        letIn.id = `admit-${w.participantId}`;
-        letIn.textContent = "Let in";
-        letIn.setAttribute("aria-label", `Let ${who} in`);
-        letIn.addEventListener("click", () => {
-          void this.#actions.admit(w.participantId).then((ok) => {
-            this.#announce(ok ? `${who} is being let in.` : `${who} cannot be let in now.`);
-          });
-        });
+        const letIn = button(
+          doc,
+          `admit-${w.participantId}`,
+          "Let in",
+          () => {
+            void this.#actions.admit(w.participantId).then((ok) => {
+              this.#announce(ok ? `${who} is being let in.` : `${who} cannot be let in now.`);
+            });
+          },
+          `Let ${who} in`,
+        );
         li.append(letIn);
       }
-      const away = doc.createElement("button");
-      away.type = "button";
-      away.id = `deny-${w.participantId}`;
-      away.textContent = "Turn away";
-      away.setAttribute("aria-label", `Turn ${who} away`);
-      away.addEventListener("click", () => {
-        void this.#actions.kick(w.participantId).then(() => {
-          this.#announce(`${who} was turned away.`);
-        });
-      });
+      const away = button(
+        doc,
+        `deny-${w.participantId}`,
+        "Turn away",
+        () => {
+          void this.#actions.kick(w.participantId).then(() => {
+            this.#announce(`${who} was turned away.`);
+          });
+        },
+        `Turn ${who} away`,
+      );
       li.append(away);
       wl.append(li);
     }
@@ -355,16 +351,11 @@ export class Board {
   }
 
   #button(id: string, text: string, f: () => Promise<void>, done: string): HTMLButtonElement {
-    const b = this.#doc.createElement("button");
-    b.type = "button";
-    b.id = id;
-    b.textContent = text;
-    b.addEventListener("click", () => {
+    return button(this.#doc, id, text, () => {
       void f().then(() => {
         this.#announce(done);
       });
     });
-    return b;
   }
 
   #personRow(v: View, p: Person, targets: string[], people: Person[]): HTMLElement {
@@ -409,16 +400,17 @@ export class Board {
     });
     li.append(name, l, sel, go);
     if (p.id !== v.participantId) {
-      const kick = doc.createElement("button");
-      kick.type = "button";
-      kick.id = `kick-${p.id}`;
-      kick.textContent = "Remove";
-      kick.setAttribute("aria-label", `Remove ${this.#label(v, p)} from the session`);
-      kick.addEventListener("click", () => {
-        void this.#actions.kick(p.id).then(() => {
-          this.#announce(`${this.#label(v, p)} was removed.`);
-        });
-      });
+      const kick = button(
+        doc,
+        `kick-${p.id}`,
+        "Remove",
+        () => {
+          void this.#actions.kick(p.id).then(() => {
+            this.#announce(`${this.#label(v, p)} was removed.`);
+          });
+        },
+        `Remove ${this.#label(v, p)} from the session`,
+      );
       li.append(kick);
     }
     return li;

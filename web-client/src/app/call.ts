@@ -6,7 +6,7 @@
 import type { View } from "../sdk.js";
 
 import { roomName } from "./board.js";
-import { el } from "./dom.js";
+import { button, el } from "./dom.js";
 
 /** What the call screen's buttons do (the SDK's session). */
 export interface CallActions {
@@ -124,28 +124,20 @@ export class CallView {
       );
     });
     chat.append(this.#chatTitle, this.#chatLog, this.#chatForm);
-    this.#leave = doc.createElement("button");
-    this.#leave.type = "button";
-    this.#leave.id = "leave";
-    this.#leave.textContent = "Leave the session";
-    this.#leave.addEventListener("click", () => {
+    this.#leave = button(doc, "leave", "Leave the session", () => {
       void actions.leave();
     });
-    const exit = doc.createElement("button");
-    exit.type = "button";
-    exit.id = "quick-exit";
-    exit.textContent = "Quick exit";
-    exit.setAttribute("aria-describedby", "quick-exit-help");
-    const exitHelp = doc.createElement("span");
-    exitHelp.id = "quick-exit-help";
-    exitHelp.className = "visually-hidden";
-    exitHelp.textContent = "Leaves at once and clears this page.";
-    exit.addEventListener("click", () => {
+    const exit = button(doc, "quick-exit", "Quick exit", () => {
       void actions.leave().finally(() => {
         location.replace("about:blank");
       });
       doc.body.replaceChildren();
     });
+    exit.setAttribute("aria-describedby", "quick-exit-help");
+    const exitHelp = doc.createElement("span");
+    exitHelp.id = "quick-exit-help";
+    exitHelp.className = "visually-hidden";
+    exitHelp.textContent = "Leaves at once and clears this page.";
     const bar = doc.createElement("div");
     bar.className = "controls";
     bar.append(this.#share, this.#leave, exit, exitHelp);

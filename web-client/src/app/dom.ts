@@ -19,3 +19,14 @@ export function el<K extends keyof HTMLElementTagNameMap>(doc: Document, tag: K,
   }
   return e;
 }
+
+/** A `type="button"` button; `label` is its accessible name when the text alone is ambiguous. */
+export function button(doc: Document, id: string, text: string, onClick: () => void, label?: string): HTMLButtonElement {
+  const b = el(doc, "button", { id, text });
+  b.type = "button";
+  if (label !== undefined) {
+    b.setAttribute("aria-label", label);
+  }
+  b.addEventListener("click", onClick);
+  return b;
+}
