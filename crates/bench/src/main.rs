@@ -2,11 +2,12 @@
 //! measures Confer and a baseline side by side in the same run and prints the ratio; every
 //! figure is the median of several runs. Results are recorded in docs/benchmarks.md.
 //!
-//! `cargo run --release -p confer-bench [-- e2ee|signalling|sfu]`
+//! `cargo run --release -p confer-bench [-- e2ee|signalling|noisy|sfu]`
 
 use std::time::{Duration, Instant};
 
 mod e2ee;
+mod noisy;
 mod sfu;
 mod signalling;
 
@@ -41,6 +42,12 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?;
         rt.block_on(signalling::run())?;
+    }
+    if which.is_empty() || which == "noisy" {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(noisy::run())?;
     }
     if which.is_empty() || which == "sfu" {
         sfu::run();

@@ -19,20 +19,20 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::median;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Peers = Arc<Mutex<Vec<(u64, mpsc::Sender<String>)>>>;
 
 const RECEIVERS: usize = 3;
 const MESSAGES: u64 = 20_000;
 const PAYLOAD: usize = 200;
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<Ws> {
+pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Ws> {
     Ok(tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await?
         .0)
 }
 
-async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
+pub(crate) async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
@@ -42,7 +42,7 @@ async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
     }
 }
 
-async fn send(ws: &mut Ws, v: serde_json::Value) -> anyhow::Result<()> {
+pub(crate) async fn send(ws: &mut Ws, v: serde_json::Value) -> anyhow::Result<()> {
     ws.send(Message::text(v.to_string())).await?;
     Ok(())
 }
@@ -64,7 +64,7 @@ async fn start_confer() -> anyhow::Result<(Server, std::path::PathBuf)> {
 }
 
 /// Joins and is admitted to joint; returns the connection.
-async fn admitted(
+pub(crate) async fn admitted(
     server: &Server,
     session: &SessionId,
     mediator: &mut Ws,
