@@ -1,6 +1,8 @@
 // Driving the page's SDK from a test (the e2e build's hook, src/main.ts): join through the
 // page's own form, read the view, wait for a condition, call the session's commands.
 
+import { vi } from "vitest";
+
 import type { MediaCounters } from "../../src/sdk.js";
 
 import type { E2EPage } from "./browsers.js";
@@ -90,21 +92,21 @@ export function countersOf(page: E2EPage): Promise<SeenCounters> {
 }
 
 /**
- * Polls `probe` until `ok` holds (returns the value) or `timeoutMs` passes (throws with the
- * last value). Each poll is a round trip to the page: a condition, not a fixed sleep.
+ * Waits for a condition: `probe` until `ok` holds (returns that value), through Vitest's
+ * `vi.waitUntil`; after `timeoutMs` it throws with the last value seen.
  */
 export async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
-  for (;;) {
-    last = await probe();
-    if (ok(last)) {
-      return last;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${String(timeoutMs)} ms; last ${JSON.stringify(last)}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  try {
+    return await vi.waitUntil(
+      async () => {
+        last = await probe();
+        return ok(last) ? { value: last } : false;
+      },
+      { timeout: timeoutMs, interval: 50 },
+    ).then((r) => r.value);
+  } catch (e) {
+    throw new Error(`${what}: not within ${String(timeoutMs)} ms; last ${JSON.stringify(last)}`, { cause: e });
   }
 }
 
