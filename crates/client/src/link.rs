@@ -1,5 +1,7 @@
 //! Invite links: `{base}/join#t=<token>&k=<invite secret>&m=<mediator IK>`, everything in the
-//! fragment (browsers never send it to a server). A bare token is accepted too.
+//! fragment (browsers never send it to a server). A bare token is accepted too. Fields it does
+//! not know are ignored, so a link can carry more for the page that opens it: the web client's
+//! `w` (the mediator's waiting-room message, web-client/src/app/waiting.ts).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -67,4 +69,32 @@ impl Invite {
 
 fn decode32(v: &str) -> Option<[u8; 32]> {
     B64.decode(v.as_bytes()).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA"; // bytes 1..=32
+
+    #[test]
+    fn unknown_fields_such_as_the_waiting_room_message_are_ignored() {
+        let plain = Invite::parse(&format!("http://h/join#t=tok&k={KEY}&m={KEY}")).unwrap();
+        for extra in [
+            "&w=VGhlIG1lZGlhdG9yIHdpbGwgam9pbiBhdCB0ZW4u",
+            "&w=",
+            "&future=1",
+        ] {
+            let link = format!("http://h/join#t=tok&k={KEY}&m={KEY}{extra}");
+            let invite = Invite::parse(&link).unwrap();
+            assert_eq!(invite.token, "tok");
+            assert_eq!(
+                invite.psk.map(|p| *p.expose()),
+                plain.psk.as_ref().map(|p| *p.expose())
+            );
+            assert_eq!(invite.mediator_ik, plain.mediator_ik);
+        }
+        let first = Invite::parse("http://h/join#w=VGVu&t=tok").unwrap();
+        assert_eq!(first.token, "tok");
+    }
 }

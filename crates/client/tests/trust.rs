@@ -980,3 +980,139 @@ fn a_mediator_who_lets_people_in_one_by_one_admits_only_ready_arrivals_it_chose(
     assert_eq!(admits(&drain(&mut m)), vec![ap]);
     assert!(m.ready().is_empty());
 }
+
+/// A party whose page reloaded resumes its participant id with new keys (§16). Nothing the
+/// server says lets the new keys in: the mediator's client holds them, the rosters keep the old
+/// keys, and only a person's decision re-signs the party's rooms with the new ones.
+#[test]
+fn a_party_that_lost_its_keys_is_let_back_into_its_caucus_only_by_a_person() {
+    let (mut t, from_m) = Trio::all_in_joint();
+    let now = t.now;
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    deliver(&from_m, &t.mp, &mut t.b, now);
+    let caucus_a = ChannelId::caucus(Side::A);
+    for p in [t.ap.clone(), t.mp.clone()] {
+        t.m.command(ClientMessage::Move {
+            participant_id: p,
+            channel_id: caucus_a.clone(),
+        });
+    }
+    drain(&mut t.m);
+    let with_a = |t: &Trio, connected: bool| {
+        let mut members = t.members(&['m', 'a']);
+        members[1].connected = connected;
+        view(vec![
+            joint_view(t.members(&['b'])),
+            room(caucus_a.clone(), ChannelKind::Caucus, members),
+        ])
+    };
+    t.m.handle(with_a(&t, true), now);
+    let out = drain(&mut t.m);
+    deliver(&out, &t.mp, &mut t.a, now);
+    deliver(&out, &t.mp, &mut t.b, now);
+    let caucus_view = room(
+        caucus_a.clone(),
+        ChannelKind::Caucus,
+        t.members(&['m', 'a']),
+    );
+    for c in [&mut t.a, &mut t.m] {
+        c.handle(
+            ServerMessage::Channel {
+                channel: caucus_view.clone(),
+            },
+            now,
+        );
+    }
+    drain(&mut t.m);
+    assert!(t.a.secured() == Some(&caucus_a));
+    // A's keys (joint, then its caucus) reach the mediator, which opens A's chat.
+    let keys_a = drain(&mut t.a);
+    deliver(&keys_a, &t.ap, &mut t.m, now);
+    t.a.send_chat("before").unwrap();
+    let chat = drain(&mut t.a);
+    deliver(&chat, &t.ap, &mut t.m, now);
+    drain(&mut t.m);
+    assert_eq!(chats(&mut t.m), 1);
+    let old_code = t.m.session_code().map(str::to_owned);
+
+    // A's page reloads: its connection drops, and a fresh client resumes A's id in the caucus.
+    t.m.handle(with_a(&t, false), now);
+    assert!(drain(&mut t.m).is_empty());
+    let mut a2 = core(false);
+    a2.handle(
+        welcome(&t.ap, Role::Party, Some(Side::A), Some(caucus_view)),
+        now,
+    );
+    t.m.handle(with_a(&t, true), now);
+    let hello = drain(&mut t.m);
+    assert_eq!(
+        hello.len(),
+        1,
+        "the mediator introduces itself again, and signs nothing"
+    );
+    deliver(&hello, &t.mp, &mut a2, now);
+    let from_a2 = drain(&mut a2);
+    assert!(
+        !from_a2
+            .iter()
+            .any(|m| matches!(m, ClientMessage::Consent { .. })),
+        "placed already: no consent for the server"
+    );
+    deliver(&from_a2, &t.ap, &mut t.m, now);
+    assert!(t.m.rekeyed(&t.ap));
+    assert_eq!(t.m.held(), vec![t.ap.clone()]);
+    let meanwhile = drain(&mut t.m);
+    assert!(
+        rosters(&meanwhile).is_empty(),
+        "no roster with the new keys before a person decides: {meanwhile:?}"
+    );
+    assert!(!alarmed(&t.m, "announcement_changed"));
+    // Meanwhile the fresh client waits: no keys, no chat, and no alarm about the room it cannot
+    // verify yet, even long after the grace.
+    let later = now + Duration::from_secs(60);
+    a2.tick(later);
+    assert!(a2.secured().is_none());
+    assert!(a2.send_chat("too early").is_err());
+    assert!(a2.stats().alarms.is_empty(), "{:?}", a2.stats().alarms);
+
+    // A person compares the new fingerprint and lets A back in: its rooms are re-signed with
+    // the new keys, and the fresh client gets each room's history.
+    assert!(t.m.admit_held(&t.ap, Role::Party, Some(Side::A)));
+    assert!(t.m.held().is_empty());
+    let resigned = drain(&mut t.m);
+    let signed = rosters(&resigned);
+    assert!(signed.iter().any(|(ch, _)| ch == caucus_a.as_str()));
+    assert!(signed.iter().any(|(ch, _)| ch == "joint"));
+    deliver(&resigned, &t.mp, &mut a2, later);
+    deliver(&resigned, &t.mp, &mut t.b, later);
+    assert!(a2.secured() == Some(&caucus_a), "back in its caucus");
+    assert!(a2.stats().alarms.is_empty(), "{:?}", a2.stats().alarms);
+    assert!(t.b.stats().alarms.is_empty(), "{:?}", t.b.stats().alarms);
+    assert_ne!(
+        t.m.session_code().map(str::to_owned),
+        old_code,
+        "the session code changes: people compare again"
+    );
+    // Keys flow both ways under the new keys, and A's fresh generations are accepted.
+    let keys_a2 = drain(&mut a2);
+    deliver(&keys_a2, &t.ap, &mut t.m, later);
+    a2.send_chat("back").unwrap();
+    let chat = drain(&mut a2);
+    deliver(&chat, &t.ap, &mut t.m, later);
+    drain(&mut t.m);
+    assert_eq!(chats(&mut t.m), 1, "the mediator opens A's chat");
+    t.m.send_chat("welcome back").unwrap();
+    let back = drain(&mut t.m);
+    deliver(&back, &t.mp, &mut a2, later);
+    assert_eq!(chats(&mut a2), 1, "A opens the mediator's chat");
+    assert_eq!(
+        t.b.receive_keys_for(&caucus_a),
+        0,
+        "B holds nothing of the caucus"
+    );
+    assert!(
+        !t.m.stats().alarms.iter().any(|a| a != "stale_key"),
+        "{:?}",
+        t.m.stats().alarms
+    );
+}

@@ -205,4 +205,10 @@ impl Sequences {
     pub fn accept(&mut self, peer: Id16, seq: u64) {
         self.last_recv.insert(peer, seq);
     }
+
+    /// Forgets what `peer` sent: it announced new keys (a client that lost its keys counts
+    /// from 0 again). Messages sealed under its old keys no longer open, so nothing replays.
+    pub fn forget_received(&mut self, peer: &Id16) {
+        self.last_recv.remove(peer);
+    }
 }

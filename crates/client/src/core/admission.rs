@@ -25,6 +25,19 @@ pub(super) struct Peer {
     pub(super) side: Option<u8>,
     /// Its display name as it sent it (committed to in the rosters).
     pub(super) name: Option<[u8; 32]>,
+    /// New keys announced after it was admitted and placed (§16: a client that resumed after
+    /// losing its keys, e.g. a page reload; or someone else claiming its id). The rosters keep
+    /// the old keys until a person lets the new ones in.
+    pub(super) rekey: Option<Box<Rekey>>,
+}
+
+/// A placed participant's new announcement, waiting for a person's decision.
+#[derive(Clone)]
+pub(super) struct Rekey {
+    pub(super) ann: Announcement,
+    /// Its acknowledgment verified under the new identity key.
+    pub(super) consent_ok: bool,
+    pub(super) name: Option<[u8; 32]>,
 }
 
 impl<R: CryptoRng> Core<R> {
@@ -34,9 +47,15 @@ impl<R: CryptoRng> Core<R> {
         self.manager
             .peers
             .iter()
-            .filter(|(_, p)| p.held)
+            .filter(|(_, p)| p.held || p.rekey.as_ref().is_some_and(|r| r.consent_ok))
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Mediators: whether `p` is held because it announced new keys after it was placed (a
+    /// person lets it back in with `admit_held`, into the rooms it is in).
+    pub fn rekeyed(&self, p: &ParticipantId) -> bool {
+        self.manager.peers.get(p).is_some_and(|x| x.rekey.is_some())
     }
 
     /// Mediators: a person admits a held arrival (after checking who it is, e.g. by voice),
@@ -45,6 +64,18 @@ impl<R: CryptoRng> Core<R> {
     pub fn admit_held(&mut self, p: &ParticipantId, role: Role, side: Option<Side>) -> bool {
         if self.manager.removed.contains_key(p) {
             return false;
+        }
+        // New keys of someone already placed: they replace the old ones in every roster it is
+        // in (its side stays the one it was bound to).
+        if let Some(peer) = self.manager.peers.get_mut(p)
+            && let Some(r) = peer.rekey.take_if(|r| r.consent_ok && r.ann.role == role)
+        {
+            peer.ann = r.ann;
+            peer.name = r.name;
+            if let Some(now) = self.now {
+                self.reconcile(now);
+            }
+            return true;
         }
         let Some(peer) = self
             .manager
@@ -184,6 +215,12 @@ impl<R: CryptoRng> Core<R> {
                 !self.manager.contacted.contains(p) && !self.manager.removed.contains_key(p)
             })
             .collect();
+        let placed: Vec<(ParticipantId, bool)> = session
+            .channels
+            .iter()
+            .flat_map(|c| c.members.iter())
+            .map(|m| (m.participant_id.clone(), m.connected))
+            .collect();
         for p in new {
             // Bounded: the server names the arrivals, and may not grow this without end.
             if self.manager.contacted.len() >= 4 * MAX_PEERS {
@@ -192,6 +229,26 @@ impl<R: CryptoRng> Core<R> {
             let env = self.announce_envelope();
             self.relay(RelayTarget::Participant(p.clone()), &env);
             self.manager.contacted.insert(p);
+        }
+        // Someone placed whose connection came back: introduce myself again. A client that
+        // kept its keys ignores it; one that lost them (a page reload, §16) answers with its
+        // new announcement and acknowledgment, as an arrival does.
+        let mut back = Vec::new();
+        for (p, connected) in placed {
+            if Some(&p) == me.as_ref() || !self.manager.peers.contains_key(&p) {
+                continue;
+            }
+            if !connected {
+                if self.manager.offline.len() < 4 * MAX_PEERS {
+                    self.manager.offline.insert(p.clone());
+                }
+            } else if self.manager.offline.remove(&p) {
+                back.push(p);
+            }
+        }
+        for p in back {
+            let env = self.announce_envelope();
+            self.relay(RelayTarget::Participant(p), &env);
         }
     }
 
@@ -305,14 +362,34 @@ impl<R: CryptoRng> Core<R> {
                 return;
             }
             if let Some(known) = self.manager.peers.get(&from) {
-                // One participant id, one set of keys: a second, different announcement is
-                // someone else claiming that id. The first one stands.
-                if known.ann != ann {
-                    self.alarm(
-                        Alarm::AnnouncementChanged(from.clone()),
-                        from.as_str().to_owned(),
-                    );
+                if known.ann == ann || known.rekey.as_ref().is_some_and(|r| r.ann == ann) {
+                    return;
                 }
+                // Someone placed in a room announces new keys: a client that resumed after
+                // losing its keys (§16), or someone else claiming its id. Held for a person,
+                // who compares the new fingerprint; the rosters keep the old keys meanwhile.
+                let placed = known.consent_ok && self.manager.confirmed.contains_key(&from);
+                if placed && known.ann.role == ann.role {
+                    let from_id = ann.participant_id;
+                    if let Some(p) = self.manager.peers.get_mut(&from) {
+                        p.rekey = Some(Box::new(Rekey {
+                            ann,
+                            consent_ok: false,
+                            name: None,
+                        }));
+                    }
+                    // It counts its pairwise messages from 0 again, and has never seen mine.
+                    self.seqs.forget_received(&from_id);
+                    let env = self.announce_envelope();
+                    self.relay(RelayTarget::Participant(from), &env);
+                    return;
+                }
+                // Before it is placed, one participant id has one set of keys: a second,
+                // different announcement is someone else claiming that id. The first stands.
+                self.alarm(
+                    Alarm::AnnouncementChanged(from.clone()),
+                    from.as_str().to_owned(),
+                );
                 return;
             }
             if self.manager.peers.len() >= MAX_PEERS {
@@ -326,6 +403,7 @@ impl<R: CryptoRng> Core<R> {
                     held: false,
                     side: None,
                     name: None,
+                    rekey: None,
                 },
             );
             return;
@@ -379,9 +457,11 @@ impl<R: CryptoRng> Core<R> {
         );
         // Managers are seated by the server without a waiting room: the acknowledgment to
         // the mediator is all there is.
+        // (Nor for someone placed already: a client that resumed into a room.)
         let manager = self.me.as_ref().is_some_and(|m| m.role.is_manager());
         if let Ok(h) = AgreementHash::new(hex::encode(hash))
             && !manager
+            && !self.rejoined
         {
             self.out
                 .push_back(ClientMessage::Consent { agreement_hash: h });
@@ -396,6 +476,43 @@ impl<R: CryptoRng> Core<R> {
         let Some(peer) = self.manager.peers.get(&from) else {
             return;
         };
+        // New keys of someone placed: their acknowledgment (under the new identity key)
+        // makes them ready for a person's decision, never more.
+        if let Some(r) = peer.rekey.as_ref() {
+            if r.consent_ok {
+                return;
+            }
+            let ok = ConsentAck::decode(pt).is_ok_and(|ack| {
+                ack.agreement_hash == self.cfg.agreement_hash
+                    && ack.attestations == ATTEST_ALL
+                    && verify(
+                        &r.ann.ik_pub,
+                        &consent_signed_bytes(
+                            &me.session,
+                            &r.ann.participant_id,
+                            &ack.agreement_hash,
+                            ack.attestations,
+                        ),
+                        &ack.signature,
+                    )
+                    .is_ok()
+            });
+            if ok {
+                self.stats.consents_verified += 1;
+                self.stats.consents_held += 1;
+                if let Some(r) = self
+                    .manager
+                    .peers
+                    .get_mut(&from)
+                    .and_then(|p| p.rekey.as_mut())
+                {
+                    r.consent_ok = true;
+                }
+            } else {
+                self.stats.consents_rejected += 1;
+            }
+            return;
+        }
         // One consent per arrival: a second one (bare, or under another invite) can neither
         // hold an admitted participant again nor rebind its side.
         if peer.consent_ok || peer.held {

@@ -93,6 +93,11 @@ impl<R: CryptoRng> Core<R> {
         let Some(view) = self.my_channel.clone() else {
             return;
         };
+        // Resumed after losing my keys: until the mediator lets my new keys into this room, I
+        // hold none of its rosters, and wait as in the waiting room.
+        if self.rejoined && !self.listed_rooms.contains(&view.id) {
+            return;
+        }
         let Some(me) = self.me.as_ref() else { return };
         let my_pid = me.pid.clone();
         let signed: BTreeSet<Id16> = self

@@ -235,6 +235,13 @@ impl<R: CryptoRng> Core<R> {
         let Some(head) = self.chains.get(&cid).and_then(|s| s.chain.head()).cloned() else {
             return;
         };
+        self.note_member_keys(&head.roster);
+        let room = self.chains.get(&cid).map(|s| s.server_channel.clone());
+        if let Some(room) = room.filter(|_| self.my_entry(&head.roster).is_some())
+            && self.listed_rooms.len() < 4 * MAX_PEERS
+        {
+            self.listed_rooms.insert(room);
+        }
         let present: BTreeSet<Id16> = head
             .roster
             .members
@@ -254,7 +261,19 @@ impl<R: CryptoRng> Core<R> {
         // My id with keys that are not mine: that entry is someone else, and I am not in this
         // roster (no keys sent, "securing" stays on).
         let mine = self.my_entry(&head.roster).is_some_and(|m| !m.is_away());
-        if !mine && head.roster.member(&my_id).is_some() && self.my_entry(&head.roster).is_none() {
+        // (A client that resumed after losing its keys is first sent the room's history, which
+        // lists its id with the keys it lost: that is no alarm until the room listed its new
+        // keys once.)
+        let history = self.rejoined
+            && !self
+                .chains
+                .get(&cid)
+                .is_some_and(|s| self.listed_rooms.contains(&s.server_channel));
+        if !mine
+            && !history
+            && head.roster.member(&my_id).is_some()
+            && self.my_entry(&head.roster).is_none()
+        {
             self.alarm(
                 Alarm::WrongSelfKey,
                 format!("{}:{}", hex::encode(cid), head.roster.epoch),

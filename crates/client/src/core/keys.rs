@@ -21,6 +21,8 @@ pub(super) struct KeyState {
     /// When I last asked each publisher for a keyframe.
     pub(super) keyframe_asked: BTreeMap<Id16, Instant>,
     pub(super) channel_expiries: Vec<(Instant, Id16, ChannelId)>,
+    /// The EK each member was last listed with (bounded like the other per-member state).
+    pub(super) ek_seen: BTreeMap<Id16, [u8; 32]>,
 }
 
 impl<R: CryptoRng> Core<R> {
@@ -88,9 +90,15 @@ impl<R: CryptoRng> Core<R> {
     }
 
     /// The sender's EK: from its announcement (mediator side) or from any roster I hold.
+    /// (Mediators: new keys a placed participant announced, once announced: it seals with
+    /// those.) Otherwise the EK the newest roster I accepted lists for it.
     pub(super) fn ek_of(&self, p: &ParticipantId) -> Option<[u8; 32]> {
         if let Some(peer) = self.manager.peers.get(p) {
-            return Some(peer.ann.ek_pub);
+            return Some(
+                peer.rekey
+                    .as_ref()
+                    .map_or(peer.ann.ek_pub, |r| r.ann.ek_pub),
+            );
         }
         if let Some((m, _, ek)) = &self.mediator
             && m == p
@@ -98,9 +106,41 @@ impl<R: CryptoRng> Core<R> {
             return Some(*ek);
         }
         let id = id16(p)?;
+        if let Some(ek) = self.keys.ek_seen.get(&id) {
+            return Some(*ek);
+        }
         self.chains
             .values()
             .find_map(|s| s.chain.head()?.roster.member(&id).map(|m| m.ek_pub))
+    }
+
+    // A roster advanced: a member listed with another EK than before lost its keys and
+    // announced new ones (§16). Everything held from its old keys goes at once (a replaced
+    // generation would refuse its new generations, numbered afresh), and its pairwise
+    // sequence numbers count from 0 again.
+    pub(super) fn note_member_keys(&mut self, roster: &Roster) {
+        let my_id = self.me.as_ref().map(|m| m.id);
+        for m in &roster.members {
+            if Some(m.participant_id) == my_id {
+                continue;
+            }
+            let before = self.keys.ek_seen.get(&m.participant_id).copied();
+            if before == Some(m.ek_pub) {
+                continue;
+            }
+            if before.is_some() {
+                let id = m.participant_id;
+                self.keys.openers.retain(|(_, s, _), _| *s != id);
+                self.keys.acked.retain(|(_, s, _), _| *s != id);
+                self.keys.key_epochs.retain(|(_, s), _| *s != id);
+                self.keys.expiries.retain(|(_, _, s, _)| *s != id);
+                self.keys.early_keys.retain(|(_, s, _)| *s != id);
+                self.seqs.forget_received(&id);
+            }
+            if self.keys.ek_seen.len() < 4 * MAX_PEERS || before.is_some() {
+                self.keys.ek_seen.insert(m.participant_id, m.ek_pub);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

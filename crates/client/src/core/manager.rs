@@ -12,6 +12,8 @@ pub(super) struct ManagerState {
     // Mediator side.
     pub(super) peers: BTreeMap<ParticipantId, Peer>,
     pub(super) contacted: BTreeSet<ParticipantId>,
+    /// Placed participants whose connection is down (per the server's view).
+    pub(super) offline: BTreeSet<ParticipantId>,
     pub(super) admit_sent: BTreeSet<ParticipantId>,
     /// Mediators: invite secrets made, bound to role and side, single use.
     pub(super) invites: Vec<IssuedInvite>,
@@ -547,15 +549,23 @@ impl<R: CryptoRng> Core<R> {
         // Every member gets the new roster; a newcomer to the chain gets the chain from its
         // genesis (so it can check the link to the room's previous chain, §7.6); a member it
         // removes gets the roster that removed it.
-        let before: BTreeSet<Id16> = head
+        // (A member listed with new keys is new to the chain: it lost the old keys, and the
+        // state that went with them, §16.)
+        let before: BTreeMap<Id16, [u8; 32]> = head
             .as_ref()
-            .map(|h| h.roster.members.iter().map(|m| m.participant_id).collect())
+            .map(|h| {
+                h.roster
+                    .members
+                    .iter()
+                    .map(|m| (m.participant_id, m.ek_pub))
+                    .collect()
+            })
             .unwrap_or_default();
-        let after: BTreeSet<Id16> = signed
+        let after: BTreeMap<Id16, [u8; 32]> = signed
             .roster
             .members
             .iter()
-            .map(|m| m.participant_id)
+            .map(|m| (m.participant_id, m.ek_pub))
             .collect();
         let env = |(s, del): &(SignedRoster, Option<Delegation>)| Envelope::Roster {
             ch: ch.as_str().to_owned(),
@@ -566,10 +576,14 @@ impl<R: CryptoRng> Core<R> {
         };
         // Each envelope is built once: the newest roster for everyone, the room's whole
         // history only when someone is new to the chain.
-        let recipients: Vec<(ParticipantId, bool)> = before
-            .union(&after)
+        let everyone: BTreeSet<Id16> = before.keys().chain(after.keys()).copied().collect();
+        let recipients: Vec<(ParticipantId, bool)> = everyone
+            .iter()
             .filter(|r| **r != my_id)
-            .filter_map(|r| Some((pid_of(r)?, !before.contains(r))))
+            .filter_map(|r| {
+                let new = after.get(r).is_some_and(|ek| before.get(r) != Some(ek));
+                Some((pid_of(r)?, new))
+            })
             .collect();
         let lineage = self
             .rooms

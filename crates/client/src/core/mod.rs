@@ -310,6 +310,11 @@ pub struct Core<R: CryptoRng> {
     consent_sent: bool,
     // Everyone.
     my_channel: Option<ChannelView>,
+    /// My first welcome placed me in a room: I resumed after losing my keys (§16), and wait
+    /// for the mediator to let my new keys in.
+    rejoined: bool,
+    /// Rooms whose rosters have listed me with my own keys.
+    listed_rooms: BTreeSet<ChannelId>,
     chains: BTreeMap<Id16, ChainState>,
     /// Per server room: its current chain and the chains it replaced.
     rooms: BTreeMap<ChannelId, RoomChains>,
@@ -374,6 +379,8 @@ impl<R: CryptoRng> Core<R> {
             mediator: None,
             consent_sent: false,
             my_channel: None,
+            rejoined: false,
+            listed_rooms: BTreeSet::new(),
             chains: BTreeMap::new(),
             rooms: BTreeMap::new(),
             name_claims: BTreeMap::new(),
@@ -548,12 +555,14 @@ impl<R: CryptoRng> Core<R> {
                             held: false,
                             side: Some(0),
                             name: self.my_name.as_ref().map(NameMsg::commit),
+                            rekey: None,
                         },
                     );
                     if let Some(n) = self.my_name.clone() {
                         self.name_claims.insert(id, n);
                     }
                 }
+                self.rejoined = channel.is_some() && !role.is_manager();
                 self.my_channel = channel;
                 self.reconcile(now);
             }

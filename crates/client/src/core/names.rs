@@ -15,8 +15,13 @@ impl<R: CryptoRng> Core<R> {
             // a later rename would make the mediator re-sign every room (and everyone rekey)
             // at the participant's will.
             match self.manager.peers.get_mut(&from) {
-                Some(p) if p.name.is_none() && !p.consent_ok => p.name = Some(n.commit()),
-                _ => return,
+                Some(p) => match p.rekey.as_mut() {
+                    // New keys after a lost page: the name before their acknowledgment.
+                    Some(r) if r.name.is_none() && !r.consent_ok => r.name = Some(n.commit()),
+                    None if p.name.is_none() && !p.consent_ok => p.name = Some(n.commit()),
+                    _ => return,
+                },
+                None => return,
             }
         }
         if self.name_claims.len() < MAX_PEERS || self.name_claims.contains_key(&from_id) {
