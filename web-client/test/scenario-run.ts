@@ -142,6 +142,8 @@ export class Run {
   readonly order: string[] = [];
   /** Who the server has in which room, by participant name (iterated in name order). */
   rooms = new Map<string, ChannelId>();
+  /** Who the last view showed with their connection down. */
+  offline = new Set<string>();
   readonly invites = new Map<string, Secret32>();
   readonly log: Relayed[] = [];
   readonly captured = new Map<string, Relayed>();
@@ -226,7 +228,7 @@ export class Run {
 
   member(n: string): ChannelMember {
     const w = this.who(n);
-    return { participant_id: w.pid, role: w.role, side: w.side, connected: true };
+    return { participant_id: w.pid, role: w.role, side: w.side, connected: !this.offline.has(n) };
   }
 
   channelView(room: string, names: string[]): ChannelView {
@@ -257,13 +259,17 @@ export class Run {
     }
   }
 
-  async welcome(n: string): Promise<void> {
+  /**
+   * `reload`: the participant's page reloaded (keys gone): a fresh core resumes its id, in the
+   * room the server has it in, with no invite secret.
+   */
+  async welcome(n: string, reload = false): Promise<void> {
     const w = this.who(n);
     const cfg = CoreConfig.create(agreementHash("scenario agreement"));
     cfg.autoAdmit = w.role === "mediator";
     cfg.admitWithoutInviteSecret = w.spec["strict"] !== true;
     cfg.displayName = optStr(w.spec, "display_name");
-    const inv = optStr(w.spec, "invite");
+    const inv = reload ? undefined : optStr(w.spec, "invite");
     if (inv !== undefined) {
       const psk = this.invites.get(inv);
       if (psk === undefined) {
@@ -272,10 +278,19 @@ export class Run {
       cfg.invite = { token: "t", psk: psk.clone(), mediatorIk: undefined };
     }
     this.configure?.(n, cfg);
-    const rng = new SeededRng(utf8(`${this.seed}/${n}`));
+    const rng = new SeededRng(utf8(`${this.seed}/${n}${reload ? "/reload" : ""}`));
     const manager = Role.isManager(w.role);
+    if (reload && manager) {
+      throw new Error(`${this.name}: only non-managers reload`);
+    }
     let channel: ChannelView | undefined;
-    if (manager) {
+    const here = reload ? this.rooms.get(n) : undefined;
+    if (here !== undefined) {
+      const members = this.seated()
+        .filter(([, r]) => r === here)
+        .map(([k]) => k);
+      channel = this.channelView(here, members);
+    } else if (manager) {
       const inJoint = this.seated()
         .filter(([, r]) => r === "joint")
         .map(([k]) => k);
@@ -327,6 +342,8 @@ export class Run {
     if (!rooms.some(([r]) => r === "joint")) {
       rooms.push(["joint", []]);
     }
+    const offline = v["offline"];
+    this.offline = new Set((Array.isArray(offline) ? offline : []).filter((x): x is string => typeof x === "string"));
     const waitingV = v["waiting"];
     const waiting: WaitingView[] = (Array.isArray(waitingV) ? waitingV : []).map((x) => {
       if (typeof x !== "string") {
@@ -678,6 +695,9 @@ export class Run {
     switch (op) {
       case "welcome":
         await this.welcome(s(v, "who"));
+        break;
+      case "reload":
+        await this.welcome(s(v, "who"), true);
         break;
       case "issue_invite": {
         const psk = this.core(s(v, "who")).issueInvite(roleOf(s(v, "role")), sideOf(v));

@@ -82,6 +82,8 @@ struct Run {
     people: BTreeMap<String, Who>,
     order: Vec<String>,
     rooms: BTreeMap<String, ChannelId>,
+    /// Who the last view showed with their connection down.
+    offline: BTreeSet<String>,
     invites: BTreeMap<String, Secret32>,
     log: Vec<Relayed>,
     captured: BTreeMap<String, Relayed>,
@@ -151,6 +153,7 @@ impl Run {
             people,
             order,
             rooms: BTreeMap::new(),
+            offline: BTreeSet::new(),
             invites: BTreeMap::new(),
             log: Vec::new(),
             captured: BTreeMap::new(),
@@ -208,7 +211,7 @@ impl Run {
             participant_id: w.pid.clone(),
             role: w.role,
             side: w.side,
-            connected: true,
+            connected: !self.offline.contains(n),
         }
     }
 
@@ -240,13 +243,15 @@ impl Run {
         }
     }
 
-    fn welcome(&mut self, n: &str) {
+    /// `reload`: the participant's page reloaded (keys gone): a fresh core resumes its id, in
+    /// the room the server has it in, with no invite secret.
+    fn welcome(&mut self, n: &str, reload: bool) {
         let w = &self.people[n];
         let mut cfg = CoreConfig::new(agreement_hash("scenario agreement"));
         cfg.auto_admit = w.role == Role::Mediator;
         cfg.admit_without_invite_secret = !w.spec["strict"].as_bool().unwrap_or(false);
         cfg.display_name = w.spec["display_name"].as_str().map(str::to_owned);
-        if let Some(inv) = w.spec["invite"].as_str() {
+        if let Some(inv) = w.spec["invite"].as_str().filter(|_| !reload) {
             cfg.invite = Some(Invite {
                 token: "t".into(),
                 psk: Some(self.invites[inv].clone()),
@@ -254,20 +259,36 @@ impl Run {
             });
         }
         let rng = SeededRng {
-            seed: format!("{}/{n}", self.seed).into_bytes(),
+            seed: format!("{}/{n}{}", self.seed, if reload { "/reload" } else { "" }).into_bytes(),
             counter: 0,
         };
         let (pid, role, side) = (w.pid.clone(), w.role, w.side);
         let manager = role.is_manager();
-        let channel = manager.then(|| {
-            let mut in_joint: Vec<String> = self
+        assert!(
+            !(reload && manager),
+            "{}: only non-managers reload",
+            self.name
+        );
+        let here = self.rooms.get(n).cloned().filter(|_| reload).map(|room| {
+            let members: Vec<String> = self
                 .rooms
                 .iter()
-                .filter(|(_, r)| r.as_str() == "joint")
+                .filter(|(_, r)| **r == room)
                 .map(|(k, _)| k.clone())
                 .collect();
-            in_joint.push(n.to_owned());
-            self.channel_view("joint", &in_joint)
+            self.channel_view(room.as_str(), &members)
+        });
+        let channel = here.or_else(|| {
+            manager.then(|| {
+                let mut in_joint: Vec<String> = self
+                    .rooms
+                    .iter()
+                    .filter(|(_, r)| r.as_str() == "joint")
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                in_joint.push(n.to_owned());
+                self.channel_view("joint", &in_joint)
+            })
         });
         if manager {
             self.rooms.insert(n.to_owned(), ChannelId::joint());
@@ -298,6 +319,14 @@ impl Run {
         if !rooms.iter().any(|(r, _)| r == "joint") {
             rooms.push(("joint".into(), Vec::new()));
         }
+        self.offline = v["offline"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         let waiting: Vec<WaitingView> = v["waiting"]
             .as_array()
             .map(|a| {
@@ -734,7 +763,8 @@ impl Run {
 
     fn step(&mut self, v: &Value, i: usize) {
         match s(v, "op") {
-            "welcome" => self.welcome(s(v, "who")),
+            "welcome" => self.welcome(s(v, "who"), false),
+            "reload" => self.welcome(s(v, "who"), true),
             "issue_invite" => {
                 let who = s(v, "who").to_owned();
                 let role: Role = s(v, "role").parse().unwrap();

@@ -44,6 +44,20 @@ export interface Peer {
   side: number | undefined;
   /** Its display name as it sent it (committed to in the rosters). */
   name: Uint8Array | undefined;
+  /**
+   * New keys announced after it was admitted and placed (§15.12: a client that resumed after
+   * losing its keys, e.g. a page reload; or someone else claiming its id). The rosters keep the
+   * old keys until a person lets the new ones in.
+   */
+  rekey: Rekey | undefined;
+}
+
+/** A placed participant's new announcement, waiting for a person's decision. */
+export interface Rekey {
+  ann: Announcement;
+  /** Its acknowledgment verified under the new identity key. */
+  consentOk: boolean;
+  name: Uint8Array | undefined;
 }
 
 /** Rust derives `PartialEq` for `Announcement`. */
@@ -72,9 +86,17 @@ function verifies(ik: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
  */
 function held(this: Core): ParticipantId[] {
   return [...this.manager.peers.entries()]
-    .filter(([, p]) => p.held)
+    .filter(([, p]) => p.held || p.rekey?.consentOk === true)
     .map(([id]) => id)
     .sort();
+}
+
+/**
+ * Mediators: whether `p` is held because it announced new keys after it was placed (a person
+ * lets it back in with `admitHeld`, into the rooms it is in).
+ */
+function rekeyed(this: Core, p: ParticipantId): boolean {
+  return this.manager.peers.get(p)?.rekey !== undefined;
 }
 
 /**
@@ -88,6 +110,15 @@ function admitHeld(this: Core, p: ParticipantId, role: Role, side: Side | undefi
       return Promise.resolve(false);
     }
     const peer = this.manager.peers.get(p);
+    // New keys of someone already placed: they replace the old ones in every roster it is in
+    // (its side stays the one it was bound to).
+    const r = peer?.rekey;
+    if (peer !== undefined && r !== undefined && r.consentOk && r.ann.role === role) {
+      peer.rekey = undefined;
+      peer.ann = r.ann;
+      peer.name = r.name;
+      return (this.now === undefined ? Promise.resolve() : this.reconcile(this.now)).then(() => true);
+    }
     if (peer === undefined || !peer.held || peer.ann.role !== role) {
       return Promise.resolve(false);
     }
@@ -218,6 +249,26 @@ function contactWaiting(this: Core): void {
     this.relay({ participant: p }, env);
     this.manager.contacted.add(p);
   }
+  // Someone placed whose connection came back: introduce myself again. A client that kept its
+  // keys ignores it; one that lost them (a page reload, §15.12) answers with its new announcement
+  // and acknowledgment, as an arrival does.
+  const back: ParticipantId[] = [];
+  for (const m of session.channels.flatMap((c) => c.members)) {
+    const p = m.participant_id;
+    if (p === me || !this.manager.peers.has(p)) {
+      continue;
+    }
+    if (!m.connected) {
+      if (this.manager.offline.size < 4 * MAX_PEERS) {
+        this.manager.offline.add(p);
+      }
+    } else if (this.manager.offline.delete(p)) {
+      back.push(p);
+    }
+  }
+  for (const p of back) {
+    this.relay({ participant: p }, this.announceEnvelope());
+  }
 }
 
 // Mediator: admit each waiting participant whose consent verified and whose hash the server
@@ -326,17 +377,29 @@ async function onAnnounce(
     }
     const known = this.manager.peers.get(from);
     if (known !== undefined) {
-      // One participant id, one set of keys: a second, different announcement is someone
-      // else claiming that id. The first one stands.
-      if (!sameAnnouncement(known.ann, ann)) {
-        this.alarm({ type: "announcement_changed", participantId: from }, from);
+      if (sameAnnouncement(known.ann, ann) || (known.rekey !== undefined && sameAnnouncement(known.rekey.ann, ann))) {
+        return;
       }
+      // Someone placed in a room announces new keys: a client that resumed after losing its
+      // keys (§15.12), or someone else claiming its id. Held for a person, who compares the new
+      // fingerprint; the rosters keep the old keys meanwhile.
+      const placed = known.consentOk && this.manager.confirmed.has(from);
+      if (placed && known.ann.role === ann.role) {
+        known.rekey = { ann, consentOk: false, name: undefined };
+        // It counts its pairwise messages from 0 again. (It announced in answer to mine, sent
+        // when its connection came back: see `contactWaiting`.)
+        this.seqs.forgetReceived(ann.participantId);
+        return;
+      }
+      // Before it is placed, one participant id has one set of keys: a second, different
+      // announcement is someone else claiming that id. The first one stands.
+      this.alarm({ type: "announcement_changed", participantId: from }, from);
       return;
     }
     if (this.manager.peers.size >= MAX_PEERS) {
       return;
     }
-    this.manager.peers.set(from, { ann, consentOk: false, held: false, side: undefined, name: undefined });
+    this.manager.peers.set(from, { ann, consentOk: false, held: false, side: undefined, name: undefined, rekey: undefined });
     return;
   }
   if (role !== "mediator") {
@@ -383,9 +446,10 @@ async function sendConsent(this: Core, mediator: ParticipantId, mediatorEk: Uint
   psk?.zeroize();
   // Managers are seated by the server without a waiting room: the acknowledgment to the
   // mediator is all there is.
+  // (Nor for someone placed already: a client that resumed into a room.)
   const manager = this.me !== undefined && Role.isManager(this.me.role);
   const h = AgreementHash.parse(toHex(hash));
-  if (h !== undefined && !manager) {
+  if (h !== undefined && !manager && !this.rejoined) {
     this.out.push({ type: "consent", agreement_hash: h });
   }
 }
@@ -400,6 +464,32 @@ async function onConsent(this: Core, from: ParticipantId, pt: Uint8Array, invite
   }
   const peer = this.manager.peers.get(from);
   if (peer === undefined) {
+    return;
+  }
+  // New keys of someone placed: their acknowledgment (under the new identity key) makes them
+  // ready for a person's decision, never more.
+  const r = peer.rekey;
+  if (r !== undefined) {
+    if (r.consentOk) {
+      return;
+    }
+    let ok: boolean;
+    try {
+      const ack = ConsentAck.decode(pt);
+      ok =
+        bytesEqual(ack.agreementHash, this.cfg.agreementHash) &&
+        ack.attestations === ATTEST_ALL &&
+        verifies(r.ann.ikPub, consentSignedBytes(me.session, r.ann.participantId, ack.agreementHash, ack.attestations), ack.signature);
+    } catch {
+      ok = false;
+    }
+    if (ok) {
+      this._stats.consentsVerified += 1;
+      this._stats.consentsHeld += 1;
+      r.consentOk = true;
+    } else {
+      this._stats.consentsRejected += 1;
+    }
     return;
   }
   // One consent per arrival: a second one (bare, or under another invite) can neither hold an
@@ -497,6 +587,7 @@ async function delegateTo(this: Core, co: ParticipantId): Promise<void> {
 export function admissionMethods() {
   return {
     held,
+    rekeyed,
     admitHeld,
     ready,
     admit,

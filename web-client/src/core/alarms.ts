@@ -123,6 +123,11 @@ function checkUnsigned(this: Core, now: number): void {
   if (view === undefined) {
     return;
   }
+  // Resumed after losing my keys: until the mediator lets my new keys into this room, I hold
+  // none of its rosters, and wait as in the waiting room.
+  if (this.rejoined && !this.listedRooms.has(view.id)) {
+    return;
+  }
   const me = this.me;
   if (me === undefined) {
     return;

@@ -6,7 +6,7 @@ import type { ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-
 import type { ChainState, Core, Delegation } from "./client.js";
 import { RoomChains, durationSince, pidOf, sortedEntries } from "./client.js";
 import { sessionCode } from "./code.js";
-import { MAX_CHAIN_HISTORY } from "./codes.js";
+import { MAX_CHAIN_HISTORY, MAX_PEERS } from "./codes.js";
 import { bytesEqual, fromHex, isAllZero, toHex } from "./enc.js";
 import { SCOPE_ROSTERS } from "./identity.js";
 import { STREAM_DATA } from "./frame.js";
@@ -270,6 +270,11 @@ async function afterRoster(this: Core, cid: Id16, now: number): Promise<void> {
   if (head === undefined) {
     return;
   }
+  this.noteMemberKeys(head.roster);
+  const room = this.chains.get(toHex(cid))?.serverChannel;
+  if (room !== undefined && this.myEntry(head.roster) !== undefined && this.listedRooms.size < 4 * MAX_PEERS) {
+    this.listedRooms.add(room);
+  }
   const present = new Set<string>(head.roster.members.filter((m) => !isAway(m)).map((m) => toHex(m.participantId)));
   const senders = new Set<string>();
   for (const k of [...this.keys.openers.keys()].sort()) {
@@ -291,7 +296,10 @@ async function afterRoster(this: Core, cid: Id16, now: number): Promise<void> {
   // roster (no keys sent, "securing" stays on).
   const entry = this.myEntry(head.roster);
   const mine = entry !== undefined && !isAway(entry);
-  if (!mine && head.roster.member(myId) !== undefined && this.myEntry(head.roster) === undefined) {
+  // (A client that resumed after losing its keys is first sent the room's history, which lists
+  // its id with the keys it lost: that is no alarm until the room listed its new keys once.)
+  const history = this.rejoined && !(room !== undefined && this.listedRooms.has(room));
+  if (!mine && !history && head.roster.member(myId) !== undefined && this.myEntry(head.roster) === undefined) {
     this.alarm({ type: "wrong_self_key" }, `${toHex(cid)}:${head.roster.epoch.toString()}`);
   }
   if (mine && present.has(toHex(myId))) {

@@ -40,8 +40,7 @@ import type { Envelope } from "../proto/envelope.js"; // eslint-disable-line no-
 import { envelopeFromData, envelopeToData } from "../proto/envelope.js"; // eslint-disable-line no-restricted-imports -- as above
 import type { ChannelView, ClientMessage, RelayTarget, ServerMessage } from "../proto/message.js"; // eslint-disable-line no-restricted-imports -- as above
 import { PROTOCOL_VERSION } from "../proto/message.js"; // eslint-disable-line no-restricted-imports -- as above
-import { ChannelId, ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- as above
-import type { Role } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- as above
+import { ChannelId, ParticipantId, Role } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- as above
 import { admissionMethods } from "./admission.js";
 import type { AdmissionMethods, Peer } from "./admission.js";
 import { alarmsMethods } from "./alarms.js";
@@ -364,6 +363,13 @@ export class Core {
   consentSent = false;
   // Everyone.
   myChannel: ChannelView | undefined = undefined;
+  /**
+   * My first welcome placed me in a room: I resumed after losing my keys (§15.12), and wait for
+   * the mediator to let my new keys in.
+   */
+  rejoined = false;
+  /** Rooms whose rosters have listed me with my own keys. */
+  listedRooms = new Set<ChannelId>();
   /** By channel id (hex). */
   chains = new Map<string, ChainState>();
   /** Per server room: its current chain and the chains it replaced. */
@@ -559,12 +565,14 @@ export class Core {
             held: false,
             side: 0,
             name: this.myName?.commit(),
+            rekey: undefined,
           };
           this.manager.peers.set(this.mePid(), peer);
           if (this.myName !== undefined) {
             this.nameClaims.set(toHex(id), this.myName);
           }
         }
+        this.rejoined = msg.channel !== undefined && !Role.isManager(msg.role);
         this.myChannel = msg.channel;
         await this.reconcile(now);
         break;

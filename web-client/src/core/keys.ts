@@ -4,7 +4,7 @@
 import type { ChannelId, ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- the client core speaks crates/proto's wire types (sans-IO, ES2022)
 import type { Core } from "./client.js";
 import { durationSince, id16, pidOf, sortedEntries } from "./client.js";
-import { FailureReason, KEYFRAME_REQUEST_EVERY_MS, MAX_HELD_KEYS, MAX_OLD_GENERATIONS, RATCHET_EVERY_MS } from "./codes.js";
+import { FailureReason, KEYFRAME_REQUEST_EVERY_MS, MAX_HELD_KEYS, MAX_OLD_GENERATIONS, MAX_PEERS, RATCHET_EVERY_MS } from "./codes.js";
 import { bytesEqual, fromHex, toHex } from "./enc.js";
 import {
   FrameCtx,
@@ -89,6 +89,8 @@ export class KeyState {
   /** When I last asked each publisher (id hex) for a keyframe. */
   keyframeAsked = new Map<string, number>();
   channelExpiries: { at: number; cid: Id16; ch: ChannelId }[] = [];
+  /** The EK each member (id hex) was last listed with (bounded like the other per-member state). */
+  ekSeen = new Map<string, Uint8Array>();
 }
 
 /** How many senders' receive keys I hold for a server channel. */
@@ -154,11 +156,15 @@ async function sendPairwise(
   );
 }
 
-/** The sender's EK: from its announcement (mediator side) or from any roster I hold. */
+/**
+ * The sender's EK: from its announcement (mediator side: new keys a placed participant
+ * announced, once announced: it seals with those), else the EK the newest roster I accepted
+ * lists for it.
+ */
 function ekOf(this: Core, p: ParticipantId): Uint8Array | undefined {
   const peer = this.manager.peers.get(p);
   if (peer !== undefined) {
-    return peer.ann.ekPub;
+    return (peer.rekey?.ann ?? peer.ann).ekPub;
   }
   if (this.mediator?.pid === p) {
     return this.mediator.ek;
@@ -167,6 +173,10 @@ function ekOf(this: Core, p: ParticipantId): Uint8Array | undefined {
   if (id === undefined) {
     return undefined;
   }
+  const seen = this.keys.ekSeen.get(toHex(id));
+  if (seen !== undefined) {
+    return seen;
+  }
   for (const [, s] of sortedEntries(this.chains)) {
     const m = s.chain.head()?.roster.member(id);
     if (m !== undefined) {
@@ -174,6 +184,56 @@ function ekOf(this: Core, p: ParticipantId): Uint8Array | undefined {
     }
   }
   return undefined;
+}
+
+// A roster advanced: a member listed with another EK than before lost its keys and announced
+// new ones (§15.12). Everything held from its old keys goes at once (a replaced generation would
+// refuse its new generations, numbered afresh), and its pairwise sequence numbers count from 0
+// again.
+function noteMemberKeys(this: Core, roster: Roster): void {
+  const myId = this.me?.id;
+  for (const m of roster.members) {
+    if (myId !== undefined && bytesEqual(m.participantId, myId)) {
+      continue;
+    }
+    const k = toHex(m.participantId);
+    const before = this.keys.ekSeen.get(k);
+    if (before !== undefined && bytesEqual(before, m.ekPub)) {
+      continue;
+    }
+    if (before !== undefined) {
+      for (const [key, o] of [...this.keys.openers.entries()]) {
+        if (key.split(":")[1] === k) {
+          zeroizeOpener(o);
+          this.keys.openers.delete(key);
+        }
+      }
+      for (const key of [...this.keys.acked.keys()]) {
+        if (key.split(":")[1] === k) {
+          this.keys.acked.delete(key);
+        }
+      }
+      for (const key of [...this.keys.keyEpochs.keys()]) {
+        if (key.split(":")[1] === k) {
+          this.keys.keyEpochs.delete(key);
+        }
+      }
+      this.keys.expiries = this.keys.expiries.filter((e) => toHex(e.sender) !== k);
+      this.keys.earlyKeys = this.keys.earlyKeys.filter((e) => {
+        const mine = toHex(e.fromId) === k;
+        if (mine) {
+          e.msg.baseKey.zeroize();
+        }
+        return !mine;
+      });
+      this.seqs.forgetReceived(m.participantId);
+      // It lost my name with its keys.
+      this.named.delete(k);
+    }
+    if (this.keys.ekSeen.size < 4 * MAX_PEERS || before !== undefined) {
+      this.keys.ekSeen.set(k, m.ekPub.slice());
+    }
+  }
 }
 
 async function onPairwise(
@@ -503,6 +563,7 @@ export function keysMethods() {
     heldGenerations,
     sendPairwise,
     ekOf,
+    noteMemberKeys,
     onPairwise,
     onSenderKey,
     installKey,

@@ -9,7 +9,7 @@ import type { IssuedInvite, Peer } from "./admission.js";
 import type { Core, Delegation } from "./client.js";
 import { RoomChains, durationSince, id16, pidOf, sortedEntries } from "./client.js";
 import { MAX_CHAIN_HISTORY, MAX_PEERS } from "./codes.js";
-import { compareBytes, fromHex, toHex } from "./enc.js";
+import { bytesEqual, compareBytes, fromHex, toHex } from "./enc.js";
 import { roleCode } from "./identity.js";
 import type { Id16 } from "./lib.js";
 import { Accepted, FLAG_AWAY, Kind, Roster, isAway } from "./roster.js";
@@ -76,6 +76,8 @@ export class ManagerState {
   // Mediator side.
   peers = new Map<ParticipantId, Peer>();
   contacted = new Set<ParticipantId>();
+  /** Placed participants whose connection is down (per the server's view). */
+  offline = new Set<ParticipantId>();
   admitSent = new Set<ParticipantId>();
   /** Mediators: invite secrets made, bound to role and side, single use. */
   invites: IssuedInvite[] = [];
@@ -583,8 +585,10 @@ async function publishRoster(
   // Every member gets the new roster; a newcomer to the chain gets the chain from its genesis
   // (so it can check the link to the room's previous chain, §7.6); a member it removes gets
   // the roster that removed it.
-  const before = new Set<string>((head?.roster.members ?? []).map((m) => toHex(m.participantId)));
-  const after = new Set<string>(signed.roster.members.map((m) => toHex(m.participantId)));
+  // (A member listed with new keys is new to the chain: it lost the old keys, and the state
+  // that went with them, §15.12.)
+  const before = new Map<string, Uint8Array>((head?.roster.members ?? []).map((m) => [toHex(m.participantId), m.ekPub]));
+  const after = new Map<string, Uint8Array>(signed.roster.members.map((m) => [toHex(m.participantId), m.ekPub]));
   const lineage = [...(this.rooms.get(ch)?.lineage ?? [])];
   const env = ({ sr: s, del }: { sr: SignedRoster; del: Delegation | undefined }): Envelope => ({
     k: "roster",
@@ -598,7 +602,7 @@ async function publishRoster(
     throw new Error("just recorded"); // Rust: `expect("just recorded")`
   }
   const newest = [last];
-  for (const r of [...new Set([...before, ...after])].sort()) {
+  for (const r of [...new Set([...before.keys(), ...after.keys()])].sort()) {
     if (r === toHex(myId)) {
       continue;
     }
@@ -606,7 +610,10 @@ async function publishRoster(
     if (to === undefined) {
       continue;
     }
-    const send = before.has(r) ? newest : lineage;
+    const ekAfter = after.get(r);
+    const ekBefore = before.get(r);
+    const isNew = ekAfter !== undefined && (ekBefore === undefined || !bytesEqual(ekBefore, ekAfter));
+    const send = isNew ? lineage : newest;
     for (const s of send) {
       this.relay({ participant: to }, env(s));
     }

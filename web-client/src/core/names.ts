@@ -27,7 +27,15 @@ function onName(this: Core, from: ParticipantId, fromId: Id16, pt: Uint8Array): 
     // rename would make the mediator re-sign every room (and everyone rekey) at the
     // participant's will.
     const p = this.manager.peers.get(from);
-    if (p !== undefined && p.name === undefined && !p.consentOk) {
+    const r = p?.rekey;
+    if (r !== undefined) {
+      // New keys after a lost page: the name before their acknowledgment.
+      if (r.name === undefined && !r.consentOk) {
+        r.name = n.commit();
+      } else {
+        return;
+      }
+    } else if (p !== undefined && p.name === undefined && !p.consentOk) {
       p.name = n.commit();
     } else {
       return;

@@ -289,4 +289,12 @@ export class Sequences {
   accept(peer: Id16, seq: bigint): void {
     this.lastRecvBy.set(toHex(peer), seq);
   }
+
+  /**
+   * Forgets what `peer` sent: it announced new keys (a client that lost its keys counts from 0
+   * again). Messages sealed under its old keys no longer open, so nothing replays.
+   */
+  forgetReceived(peer: Id16): void {
+    this.lastRecvBy.delete(toHex(peer));
+  }
 }

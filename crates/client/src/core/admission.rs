@@ -25,7 +25,7 @@ pub(super) struct Peer {
     pub(super) side: Option<u8>,
     /// Its display name as it sent it (committed to in the rosters).
     pub(super) name: Option<[u8; 32]>,
-    /// New keys announced after it was admitted and placed (§16: a client that resumed after
+    /// New keys announced after it was admitted and placed (§15.12: a client that resumed after
     /// losing its keys, e.g. a page reload; or someone else claiming its id). The rosters keep
     /// the old keys until a person lets the new ones in.
     pub(super) rekey: Option<Box<Rekey>>,
@@ -231,7 +231,7 @@ impl<R: CryptoRng> Core<R> {
             self.manager.contacted.insert(p);
         }
         // Someone placed whose connection came back: introduce myself again. A client that
-        // kept its keys ignores it; one that lost them (a page reload, §16) answers with its
+        // kept its keys ignores it; one that lost them (a page reload, §15.12) answers with its
         // new announcement and acknowledgment, as an arrival does.
         let mut back = Vec::new();
         for (p, connected) in placed {
@@ -366,7 +366,7 @@ impl<R: CryptoRng> Core<R> {
                     return;
                 }
                 // Someone placed in a room announces new keys: a client that resumed after
-                // losing its keys (§16), or someone else claiming its id. Held for a person,
+                // losing its keys (§15.12), or someone else claiming its id. Held for a person,
                 // who compares the new fingerprint; the rosters keep the old keys meanwhile.
                 let placed = known.consent_ok && self.manager.confirmed.contains_key(&from);
                 if placed && known.ann.role == ann.role {
@@ -378,10 +378,9 @@ impl<R: CryptoRng> Core<R> {
                             name: None,
                         }));
                     }
-                    // It counts its pairwise messages from 0 again, and has never seen mine.
+                    // It counts its pairwise messages from 0 again. (It announced in answer to
+                    // mine, sent when its connection came back: see `contact_waiting`.)
                     self.seqs.forget_received(&from_id);
-                    let env = self.announce_envelope();
-                    self.relay(RelayTarget::Participant(from), &env);
                     return;
                 }
                 // Before it is placed, one participant id has one set of keys: a second,

@@ -115,7 +115,7 @@ impl<R: CryptoRng> Core<R> {
     }
 
     // A roster advanced: a member listed with another EK than before lost its keys and
-    // announced new ones (§16). Everything held from its old keys goes at once (a replaced
+    // announced new ones (§15.12). Everything held from its old keys goes at once (a replaced
     // generation would refuse its new generations, numbered afresh), and its pairwise
     // sequence numbers count from 0 again.
     pub(super) fn note_member_keys(&mut self, roster: &Roster) {
@@ -136,6 +136,8 @@ impl<R: CryptoRng> Core<R> {
                 self.keys.expiries.retain(|(_, _, s, _)| *s != id);
                 self.keys.early_keys.retain(|(_, s, _)| *s != id);
                 self.seqs.forget_received(&id);
+                // It lost my name with its keys.
+                self.named.remove(&id);
             }
             if self.keys.ek_seen.len() < 4 * MAX_PEERS || before.is_some() {
                 self.keys.ek_seen.insert(m.participant_id, m.ek_pub);

@@ -550,7 +550,7 @@ impl<R: CryptoRng> Core<R> {
         // genesis (so it can check the link to the room's previous chain, §7.6); a member it
         // removes gets the roster that removed it.
         // (A member listed with new keys is new to the chain: it lost the old keys, and the
-        // state that went with them, §16.)
+        // state that went with them, §15.12.)
         let before: BTreeMap<Id16, [u8; 32]> = head
             .as_ref()
             .map(|h| {

@@ -310,7 +310,7 @@ pub struct Core<R: CryptoRng> {
     consent_sent: bool,
     // Everyone.
     my_channel: Option<ChannelView>,
-    /// My first welcome placed me in a room: I resumed after losing my keys (§16), and wait
+    /// My first welcome placed me in a room: I resumed after losing my keys (§15.12), and wait
     /// for the mediator to let my new keys in.
     rejoined: bool,
     /// Rooms whose rosters have listed me with my own keys.
