@@ -19,7 +19,8 @@ import type { TransformPath } from "./media/transform.js";
 import { ScriptTransforms, insertableReceiver, insertableSender, transformPaths } from "./media/transform.js";
 import { Watchdog } from "./media/watchdog.js";
 import type { Bypass, WatchedReceiver, WatchedSender } from "./media/watchdog.js";
-import type { ChannelId, ParticipantId, Role, Side } from "./proto/ids.js";
+import { Role } from "./proto/ids.js";
+import type { ChannelId, ParticipantId, Side } from "./proto/ids.js";
 import type { ClientMessage, IceServer, ServerMessage, SessionView } from "./proto/message.js";
 import { Signal } from "./signal/connection.js";
 import type { SocketLike } from "./signal/connection.js";
@@ -135,11 +136,18 @@ export interface Person {
 
 export type Phase = "connecting" | "waiting" | "securing" | "secured" | "ended";
 
-/** Mediators: someone in the waiting room. */
+/**
+ * Mediators: someone in the waiting room, or someone placed whose page reloaded and who came
+ * back with new keys (`rekeyed`: it is let back into the rooms it is in).
+ */
 export interface Arrival {
   participantId: ParticipantId;
   role: Role;
   side: Side | undefined;
+  /** Placed already, back with new keys (a page reload): a person compares its new fingerprint. */
+  rekeyed: boolean;
+  /** Rekeyed: the room the server has it in. */
+  channel: ChannelId | undefined;
   /** The server says the agreement was acknowledged. */
   consented: boolean;
   connected: boolean;
@@ -206,6 +214,11 @@ export interface View {
   autoAdmit: boolean;
   /** Why the session ended, once it has. */
   ended: string | undefined;
+  /**
+   * My page reloaded and I resumed into a room with new keys: the mediator lets me back in
+   * after comparing my new fingerprint (until then nothing is sent or opened).
+   */
+  rejoining: boolean;
 }
 
 /** What the SDK tells the page, besides view changes. */
@@ -269,6 +282,7 @@ export class ConferSession {
   readonly #watchdog = new Watchdog();
   readonly #keyframeAsked = new Map<string, number>();
   #session: SessionView | undefined;
+  #resumeToken: string | undefined;
   #locked = false;
   #chat: ChatLine[] = [];
 
@@ -380,7 +394,24 @@ export class ConferSession {
       alarms: [...this.#alarms],
       transformPath: this.#path,
       ended: this.#ended,
+      rejoining: core.rejoined && secured === undefined && this.#ended === undefined,
     };
+  }
+
+  /**
+   * Parties, counsel and observers: the link that resumes this participant after a page
+   * reload (the newest resume token, and the mediator's public key the invite pinned), or
+   * `undefined` (managers: participants pin a mediator's key, so its page cannot resume; and
+   * after the end). It holds no key: a resumed page makes new keys, and the mediator lets them
+   * in after comparing their fingerprint.
+   */
+  resumeLink(): string | undefined {
+    const role = this.#core.role();
+    if (this.#resumeToken === undefined || role === undefined || Role.isManager(role) || this.#ended !== undefined) {
+      return undefined;
+    }
+    const m = this.#core.cfg.invite?.mediatorIk;
+    return `#t=${this.#resumeToken}${m === undefined ? "" : `&m=${b64url(m)}`}`;
   }
 
   /** Sends an encrypted chat message to the room I am secured in. */
@@ -408,18 +439,40 @@ export class ConferSession {
       return [];
     }
     const ready = new Set(core.ready());
-    return this.#session.waiting.map((w) => {
+    const held = new Set(core.held());
+    const waiting = this.#session.waiting.map((w) => {
       const key = core.announcedKey(w.participant_id);
       return {
         participantId: w.participant_id,
         role: w.role,
         side: w.side,
+        rekeyed: false,
+        channel: undefined,
         consented: w.consented,
         connected: w.connected,
         ready: ready.has(w.participant_id),
         fingerprint: key === undefined ? undefined : fingerprint(key),
       };
     });
+    const back = this.#session.channels.flatMap((c) =>
+      c.members
+        .filter((m) => core.rekeyed(m.participant_id))
+        .map((m) => {
+          const key = core.announcedKey(m.participant_id);
+          return {
+            participantId: m.participant_id,
+            role: m.role,
+            side: m.side,
+            rekeyed: true,
+            channel: c.id,
+            consented: held.has(m.participant_id),
+            connected: m.connected,
+            ready: held.has(m.participant_id),
+            fingerprint: key === undefined ? undefined : fingerprint(key),
+          };
+        }),
+    );
+    return [...waiting, ...back];
   }
 
   /** Mediators: let arrivals in as soon as they are ready (on), or one by one with `admit` (off). */
@@ -434,8 +487,16 @@ export class ConferSession {
     });
   }
 
-  /** Mediators: lets one ready arrival in; false if it is not ready. */
+  /**
+   * Mediators: lets one ready arrival in; false if it is not ready. For someone back with new
+   * keys (`Arrival.rekeyed`), a person's decision after comparing the new fingerprint: its
+   * rooms are re-signed with the new keys.
+   */
   admit(p: ParticipantId): Promise<boolean> {
+    const back = this.#arrivals().find((a) => a.participantId === p && a.rekeyed && a.ready);
+    if (back !== undefined) {
+      return this.#call(() => this.#core.admitHeld(p, back.role, back.side));
+    }
     return this.#call(() => this.#core.admit(p));
   }
 
@@ -659,6 +720,7 @@ export class ConferSession {
       case "welcome":
         this.#iceServers = msg.ice_servers;
         this.#locked = msg.locked;
+        this.#resumeToken = msg.resume_token;
         break;
       case "media_answer": {
         const pc = this.#pc;

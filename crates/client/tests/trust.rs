@@ -1061,6 +1061,13 @@ fn a_party_that_lost_its_keys_is_let_back_into_its_caucus_only_by_a_person() {
     deliver(&from_a2, &t.ap, &mut t.m, now);
     assert!(t.m.rekeyed(&t.ap));
     assert_eq!(t.m.held(), vec![t.ap.clone()]);
+    let new_key = a2.identity().map(|i| i.ik_pub());
+    assert!(new_key.is_some());
+    assert_eq!(
+        t.m.announced_key(&t.ap),
+        new_key,
+        "the fingerprint a person compares is the new key's"
+    );
     let meanwhile = drain(&mut t.m);
     assert!(
         rosters(&meanwhile).is_empty(),

@@ -308,9 +308,13 @@ function admit(this: Core, p: ParticipantId): boolean {
   return true;
 }
 
-/** The identity key an arrival announced (its fingerprint is what a mediator compares with the one the person reads out). */
+/**
+ * The identity key an arrival announced (its fingerprint is what a mediator compares with the
+ * one the person reads out); for someone back with new keys, the new one.
+ */
 function announcedKey(this: Core, p: ParticipantId): Uint8Array | undefined {
-  return this.manager.peers.get(p)?.ann.ikPub.slice();
+  const peer = this.manager.peers.get(p);
+  return (peer?.rekey?.ann ?? peer?.ann)?.ikPub.slice();
 }
 
 function admitReady(this: Core): void {

@@ -294,9 +294,12 @@ impl<R: CryptoRng> Core<R> {
     }
 
     /// The identity key an arrival announced (its fingerprint is what a mediator compares with
-    /// the one the person reads out).
+    /// the one the person reads out); for someone back with new keys, the new one.
     pub fn announced_key(&self, p: &ParticipantId) -> Option<[u8; 32]> {
-        self.manager.peers.get(p).map(|x| x.ann.ik_pub)
+        self.manager
+            .peers
+            .get(p)
+            .map(|x| x.rekey.as_ref().map_or(x.ann.ik_pub, |r| r.ann.ik_pub))
     }
 
     pub(super) fn admit_ready(&mut self) {
