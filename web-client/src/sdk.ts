@@ -219,6 +219,11 @@ export interface View {
    * after comparing my new fingerprint (until then nothing is sent or opened).
    */
   rejoining: boolean;
+  /**
+   * I sign rosters: the mediator, or a co-mediator once the mediator's delegation verified (it
+   * may then move people, split and bring back; `command`).
+   */
+  signsRosters: boolean;
 }
 
 /** What the SDK tells the page, besides view changes. */
@@ -395,6 +400,7 @@ export class ConferSession {
       transformPath: this.#path,
       ended: this.#ended,
       rejoining: core.rejoined && secured === undefined && this.#ended === undefined,
+      signsRosters: core.isManager(),
     };
   }
 
