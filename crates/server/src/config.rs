@@ -82,6 +82,20 @@ pub struct Config {
     /// at `/`. Empty: no web client, `/` shows a short landing page. `--dev` uses
     /// `web-client/dist` when that folder holds an `index.html`.
     pub web_root: PathBuf,
+    /// Console accounts must set up a TOTP authenticator at enrolment and give a code (or a
+    /// recovery code) at every login. Off: the authenticator is optional.
+    pub accounts_require_totp: bool,
+    /// Lifetime of an enrolment link (`confer user add`, `confer user reset-mfa`), in seconds.
+    pub enrolment_ttl_secs: u64,
+    /// Failed console logins of one account name, within `login_lockout_secs`, that lock it
+    /// for `login_lockout_secs`. 0: no lockout per account.
+    pub login_max_failures: u32,
+    /// Failed console logins from one client address that lock that address. 0: none.
+    pub login_max_failures_per_address: u32,
+    /// How long a login lockout lasts, and the window failures are counted in, in seconds.
+    pub login_lockout_secs: u64,
+    /// Lifetime of a console login (its session cookie), in seconds.
+    pub console_session_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -119,6 +133,12 @@ impl Default for Config {
             turn_secret_file: PathBuf::new(),
             turn_credential_ttl_secs: 12 * 3600,
             web_root: PathBuf::new(),
+            accounts_require_totp: true,
+            enrolment_ttl_secs: 24 * 3600,
+            login_max_failures: 5,
+            login_max_failures_per_address: 20,
+            login_lockout_secs: 15 * 60,
+            console_session_ttl_secs: 12 * 3600,
         }
     }
 }
@@ -253,6 +273,17 @@ impl Config {
     /// The audit database.
     pub fn audit_path(&self) -> PathBuf {
         self.data_dir.join("audit.db")
+    }
+
+    /// The accounts database: `DATA_DIR/accounts.db`.
+    pub fn accounts_path(&self) -> PathBuf {
+        self.data_dir.join("accounts.db")
+    }
+
+    /// Whether people reach the server over TLS (`public_url` is `https://`): the console's
+    /// cookies are then `Secure` and `__Host-` prefixed.
+    pub fn cookies_secure(&self) -> bool {
+        self.public_url.starts_with("https://")
     }
 
     /// The spent-invite store: `DATA_DIR/tokens.db`.

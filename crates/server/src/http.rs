@@ -1,5 +1,5 @@
-//! HTTP routes: health, readiness, the WebSocket, the web client or landing page
-//! ([`crate::web`]), and metrics.
+//! HTTP routes: health, readiness, the WebSocket, the console's API ([`crate::console`]), the
+//! web client or landing page ([`crate::web`]), and metrics.
 
 use std::sync::Arc;
 
@@ -22,12 +22,17 @@ const HARD_LIMIT_FACTOR: usize = 4;
 
 /// The public port: the API routes, the page (`web` when there is a web root), and the strict
 /// headers of [`crate::web::security_headers`] on every response.
-pub(crate) fn router(state: Arc<AppState>, web: Option<WebRoot>) -> Router {
+pub(crate) fn router(
+    state: Arc<AppState>,
+    web: Option<WebRoot>,
+    console: Arc<crate::console::Console>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/ws", get(ws))
         .with_state(state)
+        .merge(crate::console::router(console))
         .merge(crate::web::router(web))
         .layer(axum::middleware::map_response(crate::web::security_headers))
 }

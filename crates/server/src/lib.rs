@@ -12,10 +12,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accounts;
 pub mod audit;
 pub mod client_hash;
+pub mod clock;
 pub mod config;
 mod conn;
+mod console;
 mod gate;
 mod http;
 mod media;
@@ -61,6 +64,9 @@ pub enum StartError {
     /// The spent-invite store could not be opened.
     #[error(transparent)]
     Spent(#[from] spent::SpentError),
+    /// The accounts database could not be opened.
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountError),
     /// The SFU's UDP port could not be set up.
     #[error(
         "cannot run the SFU on udp {addr}: {error}; pick another address with --media-listen (or media_listen), or set media_enabled = false"
@@ -107,12 +113,20 @@ pub struct Server {
     media_addr: Option<SocketAddr>,
     web_dir: Option<std::path::PathBuf>,
     state: Arc<AppState>,
+    accounts: Arc<accounts::Accounts>,
+    clock: clock::Clock,
 }
 
 impl Server {
     /// Opens the data directory, key and audit log, applies retention, binds both ports and
     /// starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_with_clock(config, clock::Clock::system()).await
+    }
+
+    /// [`start`](Self::start), with the console (logins, lockouts, enrolment links, login
+    /// sessions) reading `clock`: a test moves a manual clock instead of waiting.
+    pub async fn start_with_clock(config: Config, clock: clock::Clock) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|error| StartError::DataDir {
             path: config.data_dir.display().to_string(),
             error,
@@ -133,6 +147,10 @@ impl Server {
         if pruned > 0 {
             tracing::info!(rows = pruned, "expired spent invites pruned");
         }
+        let accounts = Arc::new(accounts::Accounts::open(
+            &config.accounts_path(),
+            clock.now(),
+        )?);
         let audit = audit::AuditLog::start(&config.audit_path())?;
         let retention = config.audit_retention_days;
         let purge_log = audit.clone();
@@ -194,7 +212,12 @@ impl Server {
             config.turn_credential_ttl_secs,
         )?;
         let state = Arc::new(AppState::new(config, tokens, spent, audit, media, turn));
-        let app = http::router(state.clone(), web);
+        let console = Arc::new(console::Console::new(
+            state.clone(),
+            accounts.clone(),
+            clock.clone(),
+        ));
+        let app = http::router(state.clone(), web, console);
         // Signalling is many small messages: send each at once (no Nagle, no delayed-ACK stall).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
@@ -220,7 +243,39 @@ impl Server {
             media_addr,
             web_dir,
             state,
+            accounts,
+            clock,
         })
+    }
+
+    /// The accounts database the console uses.
+    pub fn accounts(&self) -> &accounts::Accounts {
+        &self.accounts
+    }
+
+    /// The console's clock.
+    pub fn clock(&self) -> &clock::Clock {
+        &self.clock
+    }
+
+    /// For `--dev`: an enrolment link's token for the first mediator account (`mediator`),
+    /// made when no account is enrolled yet (a new link each start until one is); `None` once
+    /// an account exists that has enrolled.
+    pub fn dev_enrolment(&self) -> Result<Option<accounts::Enrolment>, accounts::AccountError> {
+        let now = self.clock.now();
+        let ttl = self.state.config.enrolment_ttl_secs;
+        let users = self.accounts.list(now)?;
+        if users.iter().any(|u| u.state == "active") {
+            return Ok(None);
+        }
+        // Names of `Name`'s alphabet: always valid.
+        let name = accounts::Name::new(DEV_MEDIATOR).expect("a valid name");
+        if users.iter().any(|u| u.name == DEV_MEDIATOR) {
+            return self.accounts.reset_mfa(&name, now, ttl).map(Some);
+        }
+        self.accounts
+            .add(&name, accounts::AccountRole::Mediator, now, ttl)
+            .map(Some)
     }
 
     /// The HTTP/WebSocket address actually bound.
@@ -295,6 +350,9 @@ impl Server {
         }
     }
 }
+
+/// The name of the first mediator account `--dev` makes.
+pub const DEV_MEDIATOR: &str = "mediator";
 
 async fn retention_daily(state: Arc<AppState>) {
     let mut every = tokio::time::interval(Duration::from_secs(24 * 3600));

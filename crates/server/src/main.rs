@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use confer_proto::{Role, SessionId, Side};
-use confer_server::{Config, Server, audit, token};
+use confer_server::{Config, Server, accounts, audit, token};
 
 /// Confer: end-to-end encrypted video mediation. This binary is the signalling server.
 #[derive(Debug, Parser)]
@@ -42,6 +42,11 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         command: AuditCmd,
+    },
+    /// Administer mediator and co-mediator accounts (the console's logins).
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
     },
     /// Print the web client's build hash (what its "About this client" screen shows), from the
     /// files on disk; fails when the folder's client-manifest.json states another one.
@@ -107,6 +112,44 @@ enum AuditCmd {
     Purge {
         #[command(flatten)]
         source: Source,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Create an account and print its one-time enrolment link (the person sets a password and
+    /// an authenticator app there, within enrolment_ttl_secs).
+    Add {
+        #[command(flatten)]
+        source: Source,
+        /// The login name: 1 to 64 characters of a-z 0-9 . _ - @ (compared in lower case).
+        name: String,
+        /// mediator (starts sessions) or co_mediator.
+        #[arg(long, default_value = "mediator")]
+        role: accounts::AccountRole,
+    },
+    /// Refuse the account's logins from now on and end its login sessions.
+    Disable {
+        #[command(flatten)]
+        source: Source,
+        /// The login name.
+        name: String,
+    },
+    /// Remove the account's authenticator, recovery codes and logins, and print a new
+    /// enrolment link (for a lost phone, or a stolen one).
+    ResetMfa {
+        #[command(flatten)]
+        source: Source,
+        /// The login name.
+        name: String,
+    },
+    /// List the accounts: name, role, state, authenticator, recovery codes left. No secrets.
+    List {
+        #[command(flatten)]
+        source: Source,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -264,7 +307,87 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit { command } => audit_cmd(command),
+        Cmd::User { command } => user_cmd(command),
     }
+}
+
+fn user_cmd(command: UserCmd) -> anyhow::Result<ExitCode> {
+    let source = match &command {
+        UserCmd::Add { source, .. }
+        | UserCmd::Disable { source, .. }
+        | UserCmd::ResetMfa { source, .. }
+        | UserCmd::List { source, .. } => source,
+    };
+    let config = source.load()?;
+    let now = token::unix_now();
+    let db = accounts::Accounts::open(&config.accounts_path(), now)?;
+    let name = |n: &str| {
+        accounts::Name::new(n)
+            .context("a login name is 1 to 64 characters of a-z, 0-9, '.', '_', '-' or '@'")
+    };
+    let base = config.public_url.trim_end_matches('/');
+    let print_link = |e: &accounts::Enrolment, who: &accounts::Name| {
+        println!("{}", e.link(base));
+        eprintln!(
+            "Send this link to {} privately; it works once, within {} hours. There they choose a password, set up an authenticator app, and keep ten recovery codes.",
+            who.as_str(),
+            config.enrolment_ttl_secs.div_ceil(3600)
+        );
+    };
+    match command {
+        UserCmd::Add { name: n, role, .. } => {
+            let n = name(&n)?;
+            match db.add(&n, role, now, config.enrolment_ttl_secs) {
+                Ok(e) => print_link(&e, &n),
+                Err(accounts::AccountError::Exists) => bail!(
+                    "an account named {} exists already; `confer user reset-mfa {}` gives it a new enrolment link",
+                    n.as_str(),
+                    n.as_str()
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UserCmd::ResetMfa { name: n, .. } => {
+            let n = name(&n)?;
+            let e = db.reset_mfa(&n, now, config.enrolment_ttl_secs)?;
+            print_link(&e, &n);
+        }
+        UserCmd::Disable { name: n, .. } => {
+            let n = name(&n)?;
+            db.disable(&n)?;
+            println!(
+                "{} is disabled: its logins are refused and its login sessions ended",
+                n.as_str()
+            );
+        }
+        UserCmd::List { json, .. } => {
+            let users = db.list(now)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                for u in &users {
+                    let _ = writeln!(out, "{}", serde_json::to_string(u)?);
+                }
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<12} {:<13} {:<5} recovery codes",
+                    "name", "role", "state", "totp"
+                );
+                for u in &users {
+                    let _ = writeln!(
+                        out,
+                        "{:<24} {:<12} {:<13} {:<5} {}",
+                        u.name,
+                        u.role,
+                        u.state,
+                        if u.totp { "yes" } else { "no" },
+                        u.recovery_codes
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
@@ -425,6 +548,59 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
         let token = server.invite(&session, Role::Mediator, None, invite_ttl);
         let dd = data_dir.display();
         writeln!(out)?;
+        // The enrolment link is only worth making when there is a page to open it in.
+        let enrolment = match server.web_dir() {
+            Some(_) => server.dev_enrolment()?,
+            None => None,
+        };
+        match (server.web_dir(), enrolment) {
+            (Some(_), Some(enrolment)) => {
+                writeln!(
+                    out,
+                    "Start here: open this link in your browser to set up the first mediator account, \"{}\"",
+                    confer_server::DEV_MEDIATOR
+                )?;
+                writeln!(
+                    out,
+                    "(it works once, for {} hours; each start prints a new one until the account is set up):",
+                    server.config().enrolment_ttl_secs.div_ceil(3600)
+                )?;
+                writeln!(out, "  {}", enrolment.link(&format!("http://{addr}")))?;
+                writeln!(
+                    out,
+                    "There, choose a password, add the account to an authenticator app (scan or type the secret it shows),"
+                )?;
+                writeln!(
+                    out,
+                    "type the app's code, and keep the ten recovery codes. Then log in at http://{addr}/console,"
+                )?;
+                writeln!(
+                    out,
+                    "press \"Start a session\", open the mediator link it gives you, and invite the parties from that page."
+                )?;
+            }
+            (Some(_), None) => {
+                writeln!(
+                    out,
+                    "Mediate in your browser: log in at http://{addr}/console, press \"Start a session\" and open the link it gives you;"
+                )?;
+                writeln!(
+                    out,
+                    "invite the parties from that page. (Accounts: `target/debug/confer user list --dev --data-dir {dd}`.)"
+                )?;
+            }
+            (None, _) => {
+                writeln!(
+                    out,
+                    "No web client here: `make build` builds it; `make run` builds it and starts this server."
+                )?;
+            }
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Without an account, from a shell or with bots: a session is also ready, and its mediator needs no login."
+        )?;
         writeln!(
             out,
             "A new session is ready: {}. The mediator's single-use invite token:",
@@ -432,17 +608,9 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
         )?;
         writeln!(out, "  {token}")?;
         writeln!(out)?;
-        if server.web_dir().is_some() {
-            writeln!(
-                out,
-                "Mediate in your browser: open this link (once), then invite the parties from the page:"
-            )?;
-            writeln!(out, "  http://{addr}/join#t={token}")?;
-            writeln!(out)?;
-        }
         writeln!(
             out,
-            "Or invite the parties from a shell (in another terminal):"
+            "Invite the parties of that session from a shell (in another terminal):"
         )?;
         for (role, side) in [
             ("party", " --side A"),

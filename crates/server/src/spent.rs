@@ -120,6 +120,18 @@ impl SpentInvites {
         Ok(())
     }
 
+    /// Whether an invite id is spent (or being used right now).
+    pub fn is_spent(&self, jti: &str) -> Result<bool, SpentError> {
+        self.lock()
+            .query_row(
+                "SELECT COUNT(*) FROM spent_invites WHERE jti = ?1",
+                params![jti],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.db(e))
+    }
+
     /// How many ids are stored.
     pub fn len(&self) -> Result<usize, SpentError> {
         self.lock()

@@ -1,6 +1,7 @@
 //! The web client's files (`web_root`, e.g. `web-client/dist`): `/` and `/join` (the path of
 //! invite links, whose fragment carries the secrets and never reaches the server) serve
-//! `index.html`; any other path names one file of the web root. Every response of the public
+//! `index.html`; `/console` (enrolment links carry their token in the fragment too) serves
+//! `console.html`; any other path names one file of the web root. Every response of the public
 //! port gets the strict headers of [`security_headers`].
 //!
 //! What is refused (404): a path that is not plain segments of `A-Z a-z 0-9 . _ -` (so no
@@ -108,6 +109,7 @@ pub(crate) fn router(root: Option<WebRoot>) -> Router {
         Some(root) => Router::new()
             .route("/", get(index))
             .route("/join", get(index))
+            .route("/console", get(console))
             .fallback(get(file))
             .with_state(root),
         None => Router::new()
@@ -167,6 +169,10 @@ fn relative_path(path: &str) -> Option<PathBuf> {
 
 async fn index(State(root): State<WebRoot>) -> Response {
     root.serve(Path::new("index.html")).await
+}
+
+async fn console(State(root): State<WebRoot>) -> Response {
+    root.serve(Path::new("console.html")).await
 }
 
 async fn file(State(root): State<WebRoot>, uri: Uri) -> Response {
