@@ -766,14 +766,16 @@ async fn start_session(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res
             let session = SessionId::new(id).expect("a valid session id");
             let ttl = c.app.config.invite_ttl_secs;
             let (token, claims) = c.app.tokens.invite(&session, Role::Mediator, None, ttl);
+            // The invite's own `exp` is the system clock's; the list reads the console's.
+            let now = c.clock.now();
             c.started()
                 .entry(account.user_id)
                 .or_default()
                 .push(Started {
                     session: session.clone(),
                     jti: claims.jti,
-                    created_at: c.clock.now(),
-                    expires_at: claims.exp,
+                    created_at: now,
+                    expires_at: now.saturating_add(ttl),
                 });
             Ok(ok(json!({
                 "id": session.as_str(),

@@ -13,6 +13,7 @@ use confer_server::{Config, Server, StartError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const INDEX: &str = "<!doctype html><title>Confer</title><main><h1>Confer</h1></main>";
+const CONSOLE: &str = "<!doctype html><title>Confer console</title>";
 const OUTSIDE: &str = "outside-the-web-root-must-never-be-served";
 
 struct Reply {
@@ -89,6 +90,7 @@ fn web_root(base: &Path) -> PathBuf {
     std::fs::create_dir_all(dist.join("assets")).unwrap();
     std::fs::create_dir_all(dist.join("empty")).unwrap();
     std::fs::write(dist.join("index.html"), INDEX).unwrap();
+    std::fs::write(dist.join("console.html"), CONSOLE).unwrap();
     std::fs::write(dist.join("assets/index-AbC123.js"), "console.info(1);\n").unwrap();
     std::fs::write(dist.join("assets/index-AbC123.css"), "main{margin:0}\n").unwrap();
     std::fs::write(dist.join("hashes.json"), "{}\n").unwrap();
@@ -132,6 +134,14 @@ async fn the_page_and_its_files_are_served_with_strict_headers() {
             Some("text/html; charset=utf-8"),
             "{path}"
         );
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{path}");
+        r.assert_strict(path);
+    }
+
+    // The console's page, whose enrolment links carry their token in the fragment.
+    for path in ["/console", "/console?x=1"] {
+        let r = get(addr, path).await;
+        assert_eq!((r.status, r.body.as_str()), (200, CONSOLE), "{path}");
         assert_eq!(r.header("cache-control"), Some("no-cache"), "{path}");
         r.assert_strict(path);
     }

@@ -724,6 +724,12 @@ pub fn totp_code(secret: &[u8], time: u64) -> Option<String> {
     Some(totp(secret)?.generate(time).to_string())
 }
 
+/// The TOTP code at `time` of a secret given in base32 (as the enrolment page shows it).
+pub fn totp_code_base32(secret: &str, time: u64) -> Option<String> {
+    let bytes = totp_rs::Secret::try_from_base32(secret).ok()?;
+    totp_code(bytes.as_bytes(), time)
+}
+
 fn totp(secret: &[u8]) -> Option<totp_rs::Totp> {
     // SHA-1, 6 digits, 30 s, one step of skew: the defaults authenticator apps assume.
     totp_rs::Builder::new()
@@ -823,6 +829,23 @@ mod tests {
 
     fn name(s: &str) -> Name {
         Name::new(s).unwrap()
+    }
+
+    #[test]
+    fn totp_is_rfc_6238_sha1_six_digits() {
+        // RFC 6238 appendix B, SHA-1, the last six of the eight digits.
+        let secret = b"12345678901234567890";
+        for (time, code) in [
+            (59, "287082"),
+            (1_111_111_109, "081804"),
+            (2_000_000_000, "279037"),
+        ] {
+            assert_eq!(totp_code(secret, time).as_deref(), Some(code), "{time}");
+        }
+        let b32 = totp_rs::Secret::from(secret.to_vec()).to_base32();
+        assert_eq!(totp_code_base32(&b32, 59).as_deref(), Some("287082"));
+        assert_eq!(totp_step(secret, "287 082", 59), Some(1));
+        assert_eq!(totp_step(secret, "287082", 59 + 60), None);
     }
 
     #[test]
