@@ -7,8 +7,9 @@ import { mountAbout } from "./app/about.js";
 import { Board } from "./app/board.js";
 import { CallView } from "./app/call.js";
 import { takeInviteFragment } from "./app/invite.js";
-import type { InviteReading } from "./app/invite.js";
+import type { InviteFields, InviteReading } from "./app/invite.js";
 import { askToJoin } from "./app/join.js";
+import type { JoinChoice } from "./app/join.js";
 import { Shell } from "./app/shell.js";
 import { Role, Side } from "./proto/ids.js";
 import type { ChannelId, ParticipantId } from "./proto/ids.js";
@@ -51,12 +52,12 @@ function show(r: InviteReading): void {
     joining = true;
     const fields = r.invite.take();
     if (fields !== undefined) {
-      void join(main, fields.token, fields.secret, fields.mediatorKey);
+      void join(main, fields);
     }
   }
 }
 
-async function join(main: HTMLElement, token: string, secret: string | undefined, mediatorKey: string | undefined): Promise<void> {
+async function join(main: HTMLElement, fields: InviteFields): Promise<void> {
   if (transformPaths().length === 0) {
     shell.setStatus(
       "This browser cannot encrypt a video call end to end (it lacks WebRTC encoded transforms). Open this link in a current Chrome, Edge, Chromium or Firefox.",
@@ -65,12 +66,15 @@ async function join(main: HTMLElement, token: string, secret: string | undefined
     return;
   }
   const choice = await askToJoin(document, main, DEMO_AGREEMENT);
-  start(main, token, secret, mediatorKey, choice.name);
+  start(main, fields, choice);
 }
 
 // Joins with the link (kept in memory only) and shows the call; a page refused because the
-// session is locked offers to try again with the same link.
-function start(main: HTMLElement, token: string, secret: string | undefined, mediatorKey: string | undefined, name: string): void {
+// session is locked offers to try again with the same link. The waiting-room message stays in
+// the page: the SDK gets the link without it.
+function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): void {
+  const { token, secret, mediatorKey, waitingMessage } = fields;
+  const name = choice.name;
   let link = `#t=${token}`;
   if (secret !== undefined) {
     link += `&k=${secret}`;
@@ -105,7 +109,7 @@ function start(main: HTMLElement, token: string, secret: string | undefined, med
   const announce = (text: string): void => {
     shell.announce(text);
   };
-  const call = new CallView(document, main, actions, announce);
+  const call = new CallView(document, main, actions, announce, { waitingMessage, speaker: choice.speaker });
   const board = new Board(
     document,
     main,
@@ -137,13 +141,13 @@ function start(main: HTMLElement, token: string, secret: string | undefined, med
         document.getElementById("call")?.remove();
         document.getElementById("board")?.remove();
         retry?.remove();
-        start(main, token, secret, mediatorKey, name);
+        start(main, fields, choice);
       });
       main.append(retry);
       retry.focus();
     }
     document.documentElement.dataset["phase"] = v.phase;
-    const status = statusOf(v);
+    const status = statusOf(v, waitingMessage !== undefined);
     if (status !== last) {
       last = status;
       shell.setStatus(status);
@@ -151,7 +155,7 @@ function start(main: HTMLElement, token: string, secret: string | undefined, med
   });
 }
 
-function statusOf(v: View): string {
+function statusOf(v: View, hasMessage: boolean): string {
   if (v.alarms.length > 0 && v.phase !== "ended") {
     return "Security alarm: read the message below before you say anything confidential.";
   }
@@ -159,7 +163,7 @@ function statusOf(v: View): string {
     case "connecting":
       return "Connecting to the mediation.";
     case "waiting":
-      return `You are in the waiting room. The mediator will let you in.${v.myFingerprint === undefined ? "" : ` If the mediator asks, your key is ${v.myFingerprint}.`}`;
+      return `You are in the waiting room. The mediator will let you in.${hasMessage ? " The mediator left you a message below." : ""}${v.myFingerprint === undefined ? "" : ` If the mediator asks, your key is ${v.myFingerprint}.`}`;
     case "securing":
       return "Securing the room. Your microphone and camera stay off until it is secured.";
     case "secured":

@@ -1,9 +1,11 @@
 // The mediator's board: who is waiting, who is in which room, and the moves. Moves go through
 // the SDK's `command` (the mediator's client signs the rosters that follow); the lists come
 // from the server's session view, the only source for who is waiting, and name people by their
-// verified display names. Each person has a "Move to" menu (WEB.md: moves by menu first); a
-// party's counsel moves with the party unless the mediator unticks it. A breakout is made from
-// a list of checkboxes. Re-rendered only when the session changes, keeping focus where it was.
+// verified display names. Each person has a "Move to" menu (WEB.md: moves by menu first, the
+// keyboard's and screen reader's way); a person's row can also be dragged onto a room, which
+// makes the same move. A party's counsel moves with the party unless the mediator unticks it,
+// whichever way the party is moved. A breakout is made from a list of checkboxes. Re-rendered
+// only when the session changes, keeping focus where it was.
 
 import type { ChannelView, SessionView } from "../proto/message.js";
 import type { View } from "../sdk.js";
@@ -66,6 +68,8 @@ export class Board {
   readonly #announce: (text: string) => void;
   #last = "";
   #withCounsel = true;
+  /** The person being dragged, if any (set on `dragstart`, cleared on `dragend` or drop). */
+  #dragging: { person: Person; view: View; people: Person[] } | undefined;
   /** Room timers (caucuses and breakouts), by channel: time left when paused, or when it ends. */
   readonly #timers = new Map<string, { endsAt: number | undefined; leftMs: number; told: boolean }>();
 
@@ -267,22 +271,36 @@ export class Board {
     const targets = ["joint", "caucus-A", "caucus-B", ...s.channels.filter((c) => c.kind === "breakout").map((c) => c.id)];
     const rh = doc.createElement("h3");
     rh.textContent = "Rooms";
-    out.push(rh);
-    for (const c of s.channels) {
+    const hint = doc.createElement("p");
+    hint.className = "help";
+    hint.textContent = "Move someone with the Move menu beside their name, or drag their row onto a room.";
+    out.push(rh, hint);
+    // Every room one can move to (empty ones too, so they can take a drop), then any other.
+    const rooms = [...targets, ...s.channels.map((c) => c.id).filter((id) => !targets.includes(id))];
+    for (const id of rooms) {
+      const c = s.channels.find((x) => x.id === id);
       const section = doc.createElement("div");
       section.className = "room";
-      section.dataset["channel"] = c.id;
+      section.dataset["channel"] = id;
       const ch = doc.createElement("h4");
-      ch.textContent = roomName(c.id);
-      const ul = doc.createElement("ul");
-      for (const m of c.members) {
-        const p: Person = { id: m.participant_id, role: m.role, side: m.side, channel: c.id };
-        ul.append(this.#personRow(v, p, targets, people));
+      ch.textContent = roomName(id);
+      section.append(ch);
+      if (c === undefined || c.members.length === 0) {
+        const empty = doc.createElement("p");
+        empty.textContent = "Nobody is in this room.";
+        section.append(empty);
+      } else {
+        const ul = doc.createElement("ul");
+        for (const m of c.members) {
+          const p: Person = { id: m.participant_id, role: m.role, side: m.side, channel: c.id };
+          ul.append(this.#personRow(v, p, targets, people));
+        }
+        section.append(ul);
+        if (c.kind !== "joint") {
+          section.append(this.#timerControls(c.id));
+        }
       }
-      section.append(ch, ul);
-      if (c.kind !== "joint") {
-        section.append(this.#timerControls(c.id));
-      }
+      this.#dropTarget(section, id);
       out.push(section);
     }
 
@@ -358,6 +376,63 @@ export class Board {
     });
   }
 
+  /**
+   * Moves `p` to `to`, and a party's counsel in the same room with them when "move their
+   * counsel too" is ticked; says so in the live region. The menu and a drop both come here.
+   */
+  #move(v: View, p: Person, to: string, people: Person[]): void {
+    if (to === p.channel) {
+      return;
+    }
+    const moving = [p.id];
+    if (this.#withCounsel && p.role === "party") {
+      moving.push(...people.filter((q) => q.role === "counsel" && q.side === p.side && q.channel === p.channel).map((q) => q.id));
+    }
+    void (async () => {
+      for (const id of moving) {
+        await this.#actions.move(id, to);
+      }
+      this.#announce(`${this.#label(v, p)} ${moving.length > 1 ? "and their counsel " : ""}moved to ${roomName(to)}.`);
+    })();
+  }
+
+  /** A room's section takes a dragged person (not one already in it) and moves them there. */
+  #dropTarget(section: HTMLElement, channel: string): void {
+    const wanted = (ev: DragEvent): boolean => {
+      const d = this.#dragging;
+      return d !== undefined && d.person.channel !== channel && (ev.dataTransfer?.types.includes(DRAG_TYPE) ?? true);
+    };
+    const over = (ev: DragEvent): void => {
+      if (!wanted(ev)) {
+        return;
+      }
+      ev.preventDefault();
+      if (ev.dataTransfer !== null) {
+        ev.dataTransfer.dropEffect = "move";
+      }
+      section.classList.add("drop-target");
+    };
+    section.addEventListener("dragenter", over);
+    section.addEventListener("dragover", over);
+    section.addEventListener("dragleave", (ev) => {
+      if (!(ev.relatedTarget instanceof Node && section.contains(ev.relatedTarget))) {
+        section.classList.remove("drop-target");
+      }
+    });
+    section.addEventListener("drop", (ev) => {
+      const d = this.#dragging;
+      section.classList.remove("drop-target");
+      if (d === undefined || !wanted(ev)) {
+        return;
+      }
+      ev.preventDefault();
+      this.#dragging = undefined;
+      this.#move(d.view, d.person, channel, d.people);
+      // Focus follows the moved person: their menu, where the keyboard path goes on.
+      this.#doc.getElementById(`move-${d.person.id}`)?.focus();
+    });
+  }
+
   #personRow(v: View, p: Person, targets: string[], people: Person[]): HTMLElement {
     const doc = this.#doc;
     const li = doc.createElement("li");
@@ -383,22 +458,26 @@ export class Board {
     go.id = `go-${p.id}`;
     go.textContent = "Move";
     go.addEventListener("click", () => {
-      const to = sel.value;
-      if (to === p.channel) {
-        return;
-      }
-      const moving = [p.id];
-      if (this.#withCounsel && p.role === "party") {
-        moving.push(...people.filter((q) => q.role === "counsel" && q.side === p.side && q.channel === p.channel).map((q) => q.id));
-      }
-      void (async () => {
-        for (const id of moving) {
-          await this.#actions.move(id, to);
-        }
-        this.#announce(`${this.#label(v, p)} ${moving.length > 1 ? "and their counsel " : ""}moved to ${roomName(to)}.`);
-      })();
+      this.#move(v, p, sel.value, people);
     });
     li.append(name, l, sel, go);
+    // Dragging: an addition for pointer users (WCAG 2.5.7); the menu above does the same.
+    li.draggable = true;
+    li.addEventListener("dragstart", (ev) => {
+      this.#dragging = { person: p, view: v, people };
+      if (ev.dataTransfer !== null) {
+        ev.dataTransfer.effectAllowed = "move";
+        ev.dataTransfer.setData(DRAG_TYPE, p.id);
+      }
+      li.classList.add("dragging");
+    });
+    li.addEventListener("dragend", () => {
+      this.#dragging = undefined;
+      li.classList.remove("dragging");
+      for (const t of this.#root.querySelectorAll(".drop-target")) {
+        t.classList.remove("drop-target");
+      }
+    });
     if (p.id !== v.participantId) {
       const kick = button(
         doc,
@@ -416,6 +495,9 @@ export class Board {
     return li;
   }
 }
+
+/** The drag data type of a person's row (their participant id). */
+const DRAG_TYPE = "application/x-confer-participant";
 
 /** "12:34 left", "paused, 12:34 left", "time is up". */
 function timerText(leftMs: number, running: boolean): string {

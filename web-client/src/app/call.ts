@@ -7,6 +7,7 @@ import type { View } from "../sdk.js";
 
 import { roomName } from "./board.js";
 import { button, el } from "./dom.js";
+import { WAITING_MESSAGE_MAX, withWaitingMessage } from "./waiting.js";
 
 /** What the call screen's buttons do (the SDK's session). */
 export interface CallActions {
@@ -15,6 +16,14 @@ export interface CallActions {
   sendChat(text: string): Promise<void>;
   leave(): Promise<void>;
   createInvite(role: "party" | "counsel", side: "A" | "B"): Promise<string>;
+}
+
+/** What the page brings from before the call. */
+export interface CallOptions {
+  /** The mediator's message from the invite link (waiting.ts), shown while the person waits. */
+  waitingMessage?: string | undefined;
+  /** The sound output chosen on the pre-join screen (a device id); the default otherwise. */
+  speaker?: string | undefined;
 }
 
 /** Whom a mediator can invite from the call screen (the link is bound to that role and side). */
@@ -33,6 +42,8 @@ export class CallView {
   readonly #tiles: HTMLElement;
   readonly #audio: HTMLElement;
   readonly #alarm: HTMLElement;
+  readonly #waitingNote: HTMLElement;
+  readonly #speaker: string | undefined;
   readonly #media = new Map<string, { el: HTMLMediaElement; box: HTMLElement; label: HTMLElement; shown: boolean }>();
   readonly #share: HTMLButtonElement;
   readonly #invite: HTMLFormElement;
@@ -51,9 +62,10 @@ export class CallView {
 
   readonly #announce: (text: string) => void;
 
-  constructor(doc: Document, main: HTMLElement, actions: CallActions, announce: (text: string) => void) {
+  constructor(doc: Document, main: HTMLElement, actions: CallActions, announce: (text: string) => void, options: CallOptions = {}) {
     this.#doc = doc;
     this.#announce = announce;
+    this.#speaker = options.speaker;
     const section = doc.createElement("section");
     section.id = "call";
     section.setAttribute("aria-labelledby", "room");
@@ -62,6 +74,16 @@ export class CallView {
     this.#room.tabIndex = -1;
     this.#hear = doc.createElement("p");
     this.#hear.id = "hear";
+    // The mediator's message, plain text (never markup), while the person waits.
+    this.#waitingNote = el(doc, "section", { id: "waiting-note" });
+    this.#waitingNote.setAttribute("aria-labelledby", "waiting-note-title");
+    this.#waitingNote.hidden = true;
+    if (options.waitingMessage !== undefined) {
+      this.#waitingNote.append(
+        el(doc, "h3", { id: "waiting-note-title", text: "A message from the mediator" }),
+        el(doc, "p", { id: "waiting-message", text: options.waitingMessage }),
+      );
+    }
     const codeP = doc.createElement("p");
     codeP.append("Session code: ");
     this.#code = doc.createElement("span");
@@ -154,7 +176,7 @@ export class CallView {
     });
     this.#dialog.append(dh, this.#dialogText, ok);
     section.append(this.#dialog);
-    section.append(this.#room, this.#hear, this.#badge, codeP, recording, this.#lockState, this.#alarm, bar, this.#invite, this.#tiles, chat, this.#audio);
+    section.append(this.#room, this.#hear, this.#waitingNote, this.#badge, codeP, recording, this.#lockState, this.#alarm, bar, this.#invite, this.#tiles, chat, this.#audio);
     main.append(section);
   }
 
@@ -170,6 +192,7 @@ export class CallView {
         : v.phase === "ended"
           ? "The session has ended."
           : "Securing: your microphone and camera stay off until this room is secured.";
+    this.#waitingNote.hidden = v.phase !== "waiting" || !this.#waitingNote.hasChildNodes();
     this.#code.textContent = v.sessionCode ?? "not yet";
     // Read digit by digit: "1 2 3 4 5, ..." rather than "twelve thousand ...".
     this.#code.setAttribute("aria-label", v.sessionCode === undefined ? "not yet" : v.sessionCode.split(" ").map((g) => g.split("").join(" ")).join(", "));
@@ -272,6 +295,10 @@ export class CallView {
       box = doc.createElement("div");
       box.append(el, label);
       this.#audio.append(box);
+      // The output chosen in the speaker check; the default if the browser refuses it.
+      if (this.#speaker !== undefined && typeof el.setSinkId === "function") {
+        void el.setSinkId(this.#speaker).catch(() => undefined);
+      }
     }
     const m = { el, box, label, shown: false };
     this.#media.set(mid, m);
@@ -279,8 +306,10 @@ export class CallView {
   }
 }
 
-// Mediators: "Invite someone": choose whom, make the link, copy it from a read-only field. The
-// link carries the invite secret in its fragment: it is shown here only, never logged.
+// Mediators: "Invite someone": choose whom, optionally write a message for the waiting room, make
+// the link, copy it from a read-only field. The link carries the invite secret in its fragment,
+// and the message too (`&w=`, waiting.ts), so the server never sees either: it is shown here
+// only, never logged. The message goes into every link made while it is written.
 function inviteForm(doc: Document, actions: CallActions, announce: (text: string) => void): HTMLFormElement {
   const form = el(doc, "form", { id: "invite" });
   form.hidden = true;
@@ -294,6 +323,23 @@ function inviteForm(doc: Document, actions: CallActions, announce: (text: string
     o.textContent = i.label;
     who.append(o);
   }
+  const messageLabel = el(doc, "label", { text: "Message for the waiting room (optional)" });
+  messageLabel.htmlFor = "invite-message";
+  const message = el(doc, "textarea", { id: "invite-message" });
+  message.rows = 3;
+  message.maxLength = WAITING_MESSAGE_MAX;
+  message.setAttribute("aria-describedby", "invite-message-help invite-message-count");
+  const messageHelp = el(doc, "p", {
+    id: "invite-message-help",
+    className: "help",
+    text: "This person reads it while they wait to be let in. It travels inside the link only: Confer's server never sees it.",
+  });
+  const count = el(doc, "p", { id: "invite-message-count", className: "help" });
+  const counted = (): void => {
+    count.textContent = `${String(Array.from(message.value).length)} of ${String(WAITING_MESSAGE_MAX)} characters`;
+  };
+  counted();
+  message.addEventListener("input", counted);
   const button = doc.createElement("button");
   button.type = "submit";
   button.textContent = "Create invitation link";
@@ -322,7 +368,7 @@ function inviteForm(doc: Document, actions: CallActions, announce: (text: string
       },
     );
   });
-  form.append(h, whoLabel, who, button, linkLabel, link, copy);
+  form.append(h, whoLabel, who, messageLabel, message, messageHelp, count, button, linkLabel, link, copy);
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const choice = INVITES.find((i) => i.value === who.value) ?? INVITES[0];
@@ -330,10 +376,12 @@ function inviteForm(doc: Document, actions: CallActions, announce: (text: string
     void actions
       .createInvite(choice.role, choice.side)
       .then((l) => {
-        link.value = l;
+        const withMessage = withWaitingMessage(l, message.value);
+        link.value = withMessage;
         link.focus();
         link.select();
-        announce(`Invitation link for ${choice.label} created. Copy it and send it to them.`);
+        const note = withMessage === l ? "" : " It carries your message for the waiting room.";
+        announce(`Invitation link for ${choice.label} created.${note} Copy it and send it to them.`);
       })
       .catch(() => {
         announce("The invitation link could not be created. Try again.");

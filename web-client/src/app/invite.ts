@@ -1,9 +1,13 @@
 // The invite link's fragment (`/join#t=<token>&k=<invite secret>&m=<mediator key>`, the format
-// of crates/client/src/link.rs): read once when the page starts, then removed from the address
-// bar and the history entry, so it is not left where a screenshot, a shared screen, a bookmark
-// or a synced history could reveal it. Browsers never send a fragment to the server.
+// of crates/client/src/link.rs, and the page's own `&w=<the mediator's waiting-room message>`,
+// which both link parsers ignore: waiting.ts): read once when the page starts, then removed
+// from the address bar and the history entry, so it is not left where a screenshot, a shared
+// screen, a bookmark or a synced history could reveal it. Browsers never send a fragment to
+// the server.
 //
 // The fragment holds secrets: it is never logged, and `Invite` prints as `[redacted]`.
+
+import { decodeWaitingMessage } from "./waiting.js";
 
 /** What the fragment carries, still encoded (the SDK decodes and checks it). */
 export interface InviteFields {
@@ -13,6 +17,8 @@ export interface InviteFields {
   readonly secret: string | undefined;
   /** The mediator's identity key (`m`, base64url), when the link has one. */
   readonly mediatorKey: string | undefined;
+  /** The mediator's waiting-room message (`w`), decoded and cleaned, when the link has one. */
+  readonly waitingMessage: string | undefined;
 }
 
 /** The invite, held in memory only; `take()` hands it over once. */
@@ -55,6 +61,7 @@ export function parseFragment(fragment: string): InviteReading {
   let token: string | undefined;
   let secret: string | undefined;
   let mediatorKey: string | undefined;
+  let waitingMessage: string | undefined;
   for (const part of fragment.split("&")) {
     const at = part.indexOf("=");
     if (at < 0) {
@@ -68,12 +75,15 @@ export function parseFragment(fragment: string): InviteReading {
       secret = value;
     } else if (key === "m") {
       mediatorKey = value;
+    } else if (key === "w") {
+      // A message that does not decode is left out; the invitation still works.
+      waitingMessage = decodeWaitingMessage(value);
     }
   }
   if (token === undefined || token === "") {
     return { kind: "invalid", problem: "no_token" };
   }
-  return { kind: "invite", invite: new Invite({ token, secret, mediatorKey }) };
+  return { kind: "invite", invite: new Invite({ token, secret, mediatorKey, waitingMessage }) };
 }
 
 /** The parts of `window.location` and `window.history` this needs (tests pass fakes). */

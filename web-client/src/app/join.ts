@@ -1,11 +1,15 @@
-// The pre-join screen: what Confer is and is not, a camera and microphone check, the agreement
-// to mediate with its three explicit acknowledgments, the person's name, one button. Joining
-// happens only when the person asks (no automatic consent).
+// The pre-join screen: what Confer is and is not, a camera and microphone check, a speaker
+// check, the agreement to mediate with its three explicit acknowledgments, the person's name,
+// one button. Joining happens only when the person asks (no automatic consent); the checks
+// never hold it up.
 
 import { el as make } from "./dom.js";
+import { speakerCheck } from "./speakers.js";
 
 export interface JoinChoice {
   name: string;
+  /** The sound output chosen in the speaker check (a device id), if the person chose one. */
+  speaker: string | undefined;
 }
 
 /** The acknowledgments a participant gives before joining (DOMAIN.md: the agreement to mediate). */
@@ -64,6 +68,8 @@ export function askToJoin(doc: Document, main: HTMLElement, agreement: string): 
         const cam = stream.getVideoTracks().length > 0 ? "Your camera works (you see yourself above)." : "No camera found.";
         const mic = stream.getAudioTracks().length > 0 ? "A microphone is connected." : "No microphone found.";
         checkStatus.textContent = `${cam} ${mic}`;
+        // With the permission given, the browser names the sound outputs too.
+        speakers.refresh();
       },
       () => {
         checkStatus.textContent =
@@ -72,6 +78,7 @@ export function askToJoin(doc: Document, main: HTMLElement, agreement: string): 
     );
   });
   check.append(preview, checkButton, checkStatus);
+  const speakers = speakerCheck(doc);
 
   // The agreement and the acknowledgments.
   const agreementBox = el(doc, "fieldset");
@@ -110,7 +117,7 @@ export function askToJoin(doc: Document, main: HTMLElement, agreement: string): 
   problem.setAttribute("role", "alert");
   const button = el(doc, "button", "Join");
   button.type = "submit";
-  form.append(h, guide, check, agreementBox, nameLabel, name, problem, button);
+  form.append(h, guide, check, speakers.fieldset, agreementBox, nameLabel, name, problem, button);
   main.append(form);
   return new Promise((resolve) => {
     form.addEventListener("submit", (ev) => {
@@ -124,8 +131,10 @@ export function askToJoin(doc: Document, main: HTMLElement, agreement: string): 
       for (const t of previewStream?.getTracks() ?? []) {
         t.stop();
       }
+      const speaker = speakers.chosen();
+      speakers.close();
       form.remove();
-      resolve({ name: name.value.trim() });
+      resolve({ name: name.value.trim(), speaker });
     });
   });
 }

@@ -1,5 +1,7 @@
 // Twin of crates/client/src/link.rs: invite links `{base}/join#t=<token>&k=<invite secret>&m=<mediator IK>`,
 // everything in the fragment (browsers never send it to a server). A bare token is accepted too.
+// Fields it does not know are ignored, as link.rs ignores them: the page's `w` (the mediator's
+// waiting-room message, src/app/waiting.ts) rides in the same fragment.
 
 import { Secret32 } from "../core/secret.js";
 
