@@ -1,11 +1,13 @@
 // A whole mediation as people hold it, in four Chromium processes (each with its own colour and
 // tone) on a real `confer serve --dev`: the mediator (by keyboard only), parties A and B, and
-// counsel for A. Pre-join and the agreement's acknowledgments; invitation links made on the
-// mediator's page; joint; a lock that keeps a newcomer out until it is lifted; caucus A by the
-// "Move to" menu, counsel moving with the party (B sees and hears nothing of A or counsel; A's
-// banner names only the mediator and counsel, and the live region says so); a breakout; chat;
-// everyone back; a removal; the end, after which no page holds keys. axe scans every screen;
-// screenshots of each land in e2e/artifacts/mediation/.
+// counsel for A. Pre-join with its speaker check and the agreement's acknowledgments;
+// invitation links made on the mediator's page, carrying the mediator's waiting-room message
+// (which the parties read while they wait); joint; a lock that keeps a newcomer out until it is
+// lifted; caucus A by the "Move to" menu, counsel moving with the party (B sees and hears
+// nothing of A or counsel; A's banner names only the mediator and counsel, and the live region
+// says so); B dragged into caucus B; a breakout; chat; everyone back; a removal; the end, after
+// which no page holds keys. axe scans every screen; screenshots of each land in
+// e2e/artifacts/mediation/.
 
 import { spawn } from "node:child_process";
 
@@ -39,6 +41,8 @@ let a: E2EPage;
 let b: E2EPage;
 let c: E2EPage;
 const id: Record<string, string> = {};
+/** The mediator's waiting-room message, typed before the invitations are made. */
+const MESSAGE = "Welcome. I will let you in shortly; please have your documents ready.";
 
 beforeAll(async () => {
   server = await startServer({ webRoot: DIST_E2E });
@@ -134,9 +138,31 @@ async function seesAndHears(viewer: E2EPage, who: E2EPage): Promise<void> {
 
 describe("a mediation with a mediator, two parties and counsel", () => {
   test("pre-join, invitations and the joint session", async () => {
+    // Copying the invitation link needs the clipboard. Granted before the page loads, with the
+    // camera and microphone: a grant replaces the origin's permissions, and Chromium ends the
+    // capture tracks of a permission it no longer has.
+    await m.playwright?.context().grantPermissions(["clipboard-read", "clipboard-write", "camera", "microphone"], { origin: server.url.replace(/\/$/, "") });
     // The mediator, by keyboard only: the pre-join screen, its acknowledgments, a name, Join.
     await m.goto(`${server.url}join#t=${server.mediatorToken}`);
     await m.waitFor("#join button[type=submit]");
+    // The speaker check: a tone plays (the page's AudioContext ran), then "I did not hear it"
+    // gives advice in the live region. It never holds up joining.
+    await tabTo(m, "#speaker-test");
+    await press(m, "Enter");
+    const tone = await until(
+      "the test sound has played",
+      () =>
+        m.evaluate(() => {
+          const d = document.getElementById("speaker-check")?.dataset;
+          return { tone: d?.["tone"], audioState: d?.["audioState"] };
+        }, undefined),
+      (d) => d.tone === "played" || d.tone === "failed",
+    );
+    expect(tone).toMatchObject({ tone: "played", audioState: "running" });
+    await tabTo(m, "#speaker-not-heard");
+    await press(m, "Enter");
+    expect(await textOf(m, "#speaker-status")).toMatch(/^No sound reached you\. Things to try:.*switched on and connected.*You can join anyway/);
+    expect(await m.evaluate(() => document.querySelector("#speaker-status")?.getAttribute("role"), undefined)).toBe("status");
     await noAxe(m, "pre-join");
     await m.evaluate(() => {
       const g = globalThis as unknown as { __conferE2E: { join?: unknown } };
@@ -153,17 +179,43 @@ describe("a mediation with a mediator, two parties and counsel", () => {
     const vm = await until("the mediator is secured", () => viewOf(m), (v) => inRoom(v, "joint", 1));
     id["red"] = vm.participantId ?? "";
 
+    // The waiting-room message goes into every link made while it is written.
+    await tabTo(m, "#invite-message");
+    await typeText(m, MESSAGE);
     const linkA = await inviteByKeyboard(0);
+    expect(new URL(linkA).hash).toMatch(/&w=[A-Za-z0-9_-]+$/);
     // "Copy the link" puts it on the clipboard (the browser's permission granted for the test).
-    await m.playwright?.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url.replace(/\/$/, "") });
     await m.playwright?.click("#invite-copy");
     await until("the link is on the clipboard", () => m.evaluate(() => navigator.clipboard.readText(), undefined), (t) => t === linkA);
     const linkB = await inviteByKeyboard(1);
+    // The parties wait (the mediator lets each in), reading the mediator's message.
+    await tabTo(m, "#auto-admit");
+    await press(m, "Space");
+    await until("the mediator lets people in one by one", () => viewOf(m), (v) => !v.autoAdmit);
     await Promise.all([joinAsParty(a, linkA, "Ada"), joinAsParty(b, linkB, "Bo")]);
     for (const [p, name] of [[a, "green"], [b, "blue"]] as const) {
-      const v = await until(`${name} is in joint with three`, () => viewOf(p), (v) => inRoom(v, "joint", 3));
+      const v = await until(`${name} waits`, () => viewOf(p), (v) => v.phase === "waiting" && v.participantId !== undefined);
       id[name] = v.participantId ?? "";
+      await until(`${name} reads the mediator's message`, () => textOf(p, "#waiting-message"), (t) => t === MESSAGE);
+      expect(await p.evaluate(() => document.getElementById("waiting-note")?.hidden, undefined)).toBe(false);
+      expect(await textOf(p, "#waiting-note-title")).toBe("A message from the mediator");
+      expect(await textOf(p, "#status")).toContain("The mediator left you a message below.");
     }
+    await noAxe(a, "party-waiting");
+    for (const name of ["green", "blue"]) {
+      const who = id[name] ?? "";
+      await until(`the board offers to let ${name} in`, () => viewOf(m), (v) => v.arrivals.some((x) => x.participantId === who && x.ready));
+      await tabTo(m, `#admit-${who}`);
+      await press(m, "Enter");
+    }
+    for (const [p, name] of [[a, "green"], [b, "blue"]] as const) {
+      await until(`${name} is in joint with three`, () => viewOf(p), (v) => inRoom(v, "joint", 3));
+    }
+    // Let in, the message is gone from the screen.
+    expect(await a.evaluate(() => document.getElementById("waiting-note")?.hidden, undefined)).toBe(true);
+    await tabTo(m, "#auto-admit");
+    await press(m, "Space");
+    await until("the mediator lets people in on their own again", () => viewOf(m), (v) => v.autoAdmit);
     await until("the mediator sees three", () => viewOf(m), (v) => inRoom(v, "joint", 3));
     for (const viewer of [m, a, b]) {
       for (const who of [m, a, b]) {
@@ -202,6 +254,7 @@ describe("a mediation with a mediator, two parties and counsel", () => {
     expect(waiting.present).toEqual([]);
     expect(await c.evaluate(() => document.querySelectorAll("video[data-participant], audio[data-participant]").length, undefined)).toBe(0);
     expect(await textOf(c, "#status")).toContain(`your key is ${waiting.myFingerprint ?? "?"}`);
+    expect(await textOf(c, "#waiting-message")).toBe(MESSAGE);
     await until("the board offers to let counsel in", () => viewOf(m), (v) => v.arrivals.some((x) => x.participantId === idc && x.ready));
     expect(await textOf(m, `#fingerprint-${idc}`)).toBe(` key ${waiting.myFingerprint ?? "?"}`);
     await noAxe(m, "mediator-waiting-room");
@@ -243,6 +296,24 @@ describe("a mediation with a mediator, two parties and counsel", () => {
     expect(await textOf(m, "#timer-caucus-A")).toMatch(/^Paused, (19|20):\d\d left$/);
     await noAxe(m, "mediator-caucus");
     await noAxe(b, "party-alone");
+
+    // B dragged onto caucus B on the board: the same move as the menu's, said the same way.
+    const idb = id["blue"] ?? "";
+    const pw = m.playwright;
+    if (pw === undefined) {
+      throw new Error("Chromium pages only");
+    }
+    await pw.locator(`#board .room li[data-participant="${idb}"] > span`).first().dragTo(pw.locator('#board .room[data-channel="caucus-B"]'));
+    await until("B is alone in caucus B", () => viewOf(b), (v) => inRoom(v, "caucus-B", 1));
+    await until(
+      "the mediator's board (the server's session view) has B in caucus B",
+      () => m.evaluate((who) => document.querySelector(`#board .room[data-channel="caucus-B"] li[data-participant="${who}"]`) !== null, idb),
+      (there) => there,
+    );
+    await until("the mediator's live region says so", () => textOf(m, "#announcer"), (t) => t === "Bo (Party B) moved to Private caucus B.");
+    expect(await textOf(b, "#room")).toBe("Private caucus B");
+    expect(await textOf(b, "#hear")).toBe("Nobody else can hear you now.");
+    await until("A is still with the mediator and counsel only", () => viewOf(a), (v) => inRoom(v, "caucus-A", 3));
   });
 
   test("a breakout with A and B, chat in it, then everyone back", async () => {
