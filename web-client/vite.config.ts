@@ -1,4 +1,5 @@
-// Vite builds the page (index.html, src/main.ts, src/app/) into dist/; Vitest runs test/ in
+// Vite builds the page (index.html, src/main.ts, src/app/) and the console (console.html,
+// src/console/) into dist/; Vitest runs test/ in
 // Node (the browser tests in e2e/ have their own config, e2e/vitest.config.ts).
 //
 // `vite build --mode e2e` builds the same page into dist-e2e/ with the test hooks of the SDK
@@ -59,6 +60,8 @@ export default defineConfig(({ mode }) => {
     plugins: [clientManifest()],
     build: {
       outDir: e2e ? "dist-e2e" : "dist",
+      // Two pages: the client (index.html) and the mediators' console (console.html, /console).
+      rolldownOptions: { input: { index: path.resolve(import.meta.dirname, "index.html"), console: path.resolve(import.meta.dirname, "console.html") } },
       emptyOutDir: true,
       sourcemap: false,
       // Reproducible output: no inlined assets whose names depend on anything but content.

@@ -34,6 +34,11 @@ export interface ConferServer {
   /** The demo session `--dev` created, and its mediator's single-use invite token. */
   readonly demoSession: string;
   readonly mediatorToken: string;
+  /**
+   * The one-time enrolment link `--dev` prints for the first mediator account (`mediator`),
+   * `http://127.0.0.1:PORT/console#enrol=…`, when it printed one (a web root to open it in).
+   */
+  readonly enrolmentLink: string | undefined;
   /** Mints a single-use invite token with `confer token create`. */
   token(session: string, role: Role, side?: string): Promise<string>;
   /** What the server logged on stderr so far (JSON lines). */
@@ -114,6 +119,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ConferSe
     dataDir,
     demoSession: banner.session,
     mediatorToken: banner.token,
+    enrolmentLink: banner.enrolment,
     async token(session, role, side) {
       const args = ["token", "create", "--dev", "--data-dir", dataDir, "--session", session, "--role", role];
       if (side !== undefined) {
@@ -147,6 +153,7 @@ interface Banner {
   media: string | undefined;
   session: string;
   token: string;
+  enrolment: string | undefined;
 }
 
 /** Reads the start-up banner (crates/server/src/main.rs) up to "Press Ctrl-C". */
@@ -173,6 +180,10 @@ async function readBanner(child: ChildProcess, exited: Promise<number | null>): 
       if (media?.[1] !== undefined) {
         found.media = media[1];
       }
+      const enrolment = /^(http:\/\/\S+\/console#enrol=\S+)$/.exec(line);
+      if (enrolment?.[1] !== undefined) {
+        found.enrolment = enrolment[1];
+      }
       const session = /^A new session is ready: ([A-Za-z0-9_-]+)\./.exec(line);
       if (session?.[1] !== undefined) {
         found.session = session[1];
@@ -188,7 +199,7 @@ async function readBanner(child: ChildProcess, exited: Promise<number | null>): 
     if (addr === undefined || session === undefined || token === undefined) {
       throw new Error("the banner lacks the address, the demo session or its token");
     }
-    return { addr, media: found.media, session, token };
+    return { addr, media: found.media, session, token, enrolment: found.enrolment };
   })();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
