@@ -13,6 +13,8 @@ import { expect } from "vitest";
 
 import { Core, CoreConfig, NotSecured, agreementHash } from "../src/core/client.js";
 import type { Event } from "../src/core/client.js";
+import { ShareRefused } from "../src/core/docs.js";
+import type { SealedDoc } from "../src/core/docs.js";
 import { concat, fromHex, u64Bytes } from "../src/core/enc.js";
 import { SenderKeyMsg } from "../src/core/frame.js";
 import type { Rng } from "../src/core/lib.js";
@@ -120,7 +122,7 @@ export function kindOf(data: string): string {
     case "delegate":
       return "delegate";
     case "pw":
-      return ({ 1: "sender_key", 2: "ack", 3: "consent", 4: "name" } as Record<number, string>)[e.t] ?? "other";
+      return ({ 1: "sender_key", 2: "ack", 3: "consent", 4: "name", 5: "doc_key" } as Record<number, string>)[e.t] ?? "other";
     case undefined:
       return "other";
   }
@@ -147,6 +149,8 @@ export class Run {
   readonly invites = new Map<string, Secret32>();
   readonly log: Relayed[] = [];
   readonly captured = new Map<string, Relayed>();
+  /** Documents shared so far, by name: their id and ciphertext chunks (the server's store). */
+  readonly docs = new Map<string, SealedDoc>();
   readonly start = 0;
   now = 0;
 
@@ -636,6 +640,32 @@ export class Run {
         .sort(byteSort);
       expect(got, `${at}: names`).toEqual(this.names(v["names"]));
     }
+    if (v["docs"] !== undefined) {
+      const got = core
+        .documents()
+        .map((d) => d.name)
+        .sort(byteSort);
+      expect(got, `${at}: documents`).toEqual(this.names(v["docs"]));
+    }
+    const opens = v["opens"];
+    if (isObj(opens)) {
+      for (const [doc, text] of Object.entries(opens)) {
+        const d = this.docs.get(doc);
+        if (d === undefined || typeof text !== "string") {
+          throw new Error(`${at}: no document ${doc}`);
+        }
+        expect(new TextDecoder().decode(core.openDocument(d.docId, d.chunks)), `${at}: opens ${doc}`).toBe(text);
+      }
+    }
+    if (v["not_opens"] !== undefined) {
+      for (const doc of this.names(v["not_opens"])) {
+        const d = this.docs.get(doc);
+        if (d === undefined) {
+          throw new Error(`${at}: no document ${doc}`);
+        }
+        expect(() => core.openDocument(d.docId, d.chunks), `${at}: opens ${doc}`).toThrow();
+      }
+    }
     if (v["held"] !== undefined) {
       expect(this.byName(core.held()), `${at}: held`).toEqual(this.names(v["held"]));
     }
@@ -753,6 +783,28 @@ export class Run {
           if (Role.isManager(this.who(n).role) && this.who(n).core !== undefined) {
             await this.handle(n, { type: "participant_left", participant_id: p, reason: "left" });
           }
+        }
+        break;
+      }
+      case "share_doc": {
+        const who = s(v, "who");
+        const into = optStr(v, "into");
+        const name = s(v, "name");
+        const shared = await this.core(who)
+          .shareDocument(into === undefined ? undefined : ChannelId.create(into), name, "text/plain", utf8(s(v, "text")))
+          .then(
+            (d) => d,
+            (e: unknown) => {
+              if (e instanceof ShareRefused) {
+                return undefined;
+              }
+              throw e;
+            },
+          );
+        this.collect(who);
+        expect(shared === undefined, `${this.name} step ${i.toString()}: refused`).toBe(v["refused"] === true);
+        if (shared !== undefined) {
+          this.docs.set(name, shared);
         }
         break;
       }

@@ -11,8 +11,8 @@ pub mod link;
 pub mod media;
 
 pub use crate::core::{
-    Alarm, ChatRefused, Core, CoreConfig, Event, MediaRejected, NotSecured, Stats, agreement_hash,
-    media_codec,
+    Alarm, ChatRefused, Core, CoreConfig, DocInfo, Event, MAX_DOCS, MediaRejected, NotSecured,
+    SealedDoc, ShareRefused, Stats, agreement_hash, media_codec,
 };
 
 /// The operating system's RNG in the form confer-e2ee takes.

@@ -87,6 +87,8 @@ struct Run {
     invites: BTreeMap<String, Secret32>,
     log: Vec<Relayed>,
     captured: BTreeMap<String, Relayed>,
+    /// Documents shared so far, by name: their id and ciphertext chunks (the server's store).
+    docs: BTreeMap<String, ([u8; 16], Vec<Vec<u8>>)>,
     start: Instant,
     now: Instant,
 }
@@ -112,6 +114,7 @@ fn kind_of(data: &str) -> &'static str {
         Some(Envelope::Pw { t: 2, .. }) => "ack",
         Some(Envelope::Pw { t: 3, .. }) => "consent",
         Some(Envelope::Pw { t: 4, .. }) => "name",
+        Some(Envelope::Pw { t: 5, .. }) => "doc_key",
         _ => "other",
     }
 }
@@ -157,6 +160,7 @@ impl Run {
             invites: BTreeMap::new(),
             log: Vec::new(),
             captured: BTreeMap::new(),
+            docs: BTreeMap::new(),
             start: now,
             now,
         }
@@ -710,6 +714,25 @@ impl Run {
             got.sort();
             assert_eq!(got, self.names(want), "{at}: names");
         }
+        if let Some(want) = v.get("docs") {
+            let mut got: Vec<String> = core.documents().into_iter().map(|d| d.name).collect();
+            got.sort();
+            assert_eq!(got, self.names(want), "{at}: documents");
+        }
+        if let Some(opens) = v.get("opens").and_then(Value::as_object) {
+            for (doc, text) in opens {
+                let (id, chunks) = &self.docs[doc.as_str()];
+                let got = core.open_document(id, chunks);
+                let want = text.as_str().unwrap().as_bytes();
+                assert_eq!(got.as_deref().ok(), Some(want), "{at}: opens {doc}");
+            }
+        }
+        if let Some(docs) = v.get("not_opens") {
+            for doc in self.names(docs) {
+                let (id, chunks) = &self.docs[doc.as_str()];
+                assert!(core.open_document(id, chunks).is_err(), "{at}: opens {doc}");
+            }
+        }
         if let Some(want) = v.get("held") {
             assert_eq!(self.by_name(core.held()), self.names(want), "{at}: held");
         }
@@ -797,6 +820,29 @@ impl Run {
                         };
                         self.handle(&n, m);
                     }
+                }
+            }
+            "share_doc" => {
+                let who = s(v, "who").to_owned();
+                let into = v["into"].as_str().map(|r| ChannelId::new(r).unwrap());
+                let name = s(v, "name").to_owned();
+                let shared = self.core(&who).share_document(
+                    into.as_ref(),
+                    &name,
+                    "text/plain",
+                    s(v, "text").as_bytes(),
+                );
+                self.collect(&who);
+                match shared {
+                    Ok(d) => {
+                        assert!(!v["refused"].as_bool().unwrap_or(false), "{} step {i}: shared", self.name);
+                        self.docs.insert(name, (d.doc_id, d.chunks));
+                    }
+                    Err(e) => assert!(
+                        v["refused"].as_bool().unwrap_or(false),
+                        "{} step {i}: not shared: {e}",
+                        self.name
+                    ),
                 }
             }
             "admit_held" => {

@@ -12,6 +12,7 @@
 //! - [`frame`]: sender keys, the ratchet, SFrame-style frames, the replay window, padding;
 //! - [`code`]: the session security code;
 //! - [`codes`]: the client rules' constants, alarm codes and failure reasons;
+//! - [`doc`]: documents shared into a room, in chunks under a per-file key;
 //! - [`messages`]: consent, sender-key acknowledgment and display-name plaintexts, the psk hint.
 //!
 //! ```
@@ -26,6 +27,7 @@
 
 pub mod code;
 pub mod codes;
+pub mod doc;
 pub mod enc;
 pub mod frame;
 pub mod identity;

@@ -29,6 +29,8 @@ pub enum MsgType {
     Consent = 3,
     /// Display name and its salt.
     Name = 4,
+    /// A document's key and what it is.
+    DocKey = 5,
 }
 
 impl MsgType {
@@ -39,6 +41,7 @@ impl MsgType {
             2 => Self::SenderKeyAck,
             3 => Self::Consent,
             4 => Self::Name,
+            5 => Self::DocKey,
             _ => return None,
         })
     }

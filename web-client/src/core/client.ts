@@ -62,6 +62,8 @@ import type { ManagerMethods } from "./manager.js";
 import { mediaMethods } from "./media.js";
 import type { MediaMethods } from "./media.js";
 import { NameMsg } from "./messages.js";
+import { docsMethods } from "./docs.js";
+import type { DocInfo, DocsMethods, HeldDoc } from "./docs.js";
 import { namesMethods } from "./names.js";
 import type { NamesMethods } from "./names.js";
 import { Sequences } from "./pairwise.js";
@@ -97,6 +99,8 @@ export type Event =
    * (mediators: as the participant sent it, before they commit to it in a roster).
    */
   | { type: "name"; participantId: ParticipantId; name: string }
+  /** A document whose key arrived (or that I shared): fetch its chunks and open it with `openDocument`. */
+  | { type: "document"; doc: DocInfo }
   /** An alarm. */
   | { type: "alarm"; alarm: Alarm }
   /** A server error frame. */
@@ -395,6 +399,8 @@ export class Core {
    * (since, from, cid, frame), opened once the key is installed.
    */
   earlyChats: { since: number; from: ParticipantId; cid: Uint8Array; f: Uint8Array }[] = [];
+  /** Documents whose key I hold, by id hex (at most `MAX_DOCS`). */
+  docs = new Map<string, HeldDoc>();
   seqs = new Sequences();
   unsignedSince = new Map<ParticipantId, number>();
   /** Since when someone in my roster has been missing from the server's view of my room. */
@@ -701,6 +707,10 @@ export class Core {
     }
     this.keys.earlyKeys = [];
     this.earlyChats = [];
+    for (const d of this.docs.values()) {
+      d.msg.fileKey.zeroize();
+    }
+    this.docs.clear();
     this._identity?.zeroize();
     this._identity = undefined;
     this._secured = undefined;
@@ -726,6 +736,7 @@ export interface Core
     AlarmsMethods,
     ChainsMethods,
     ChatMethods,
+    DocsMethods,
     KeysMethods,
     ManagerMethods,
     MediaMethods,
@@ -738,6 +749,7 @@ Object.assign(
   alarmsMethods(),
   chainsMethods(),
   chatMethods(),
+  docsMethods(),
   keysMethods(),
   managerMethods(),
   mediaMethods(),

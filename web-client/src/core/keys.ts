@@ -312,6 +312,9 @@ async function onPairwise(
       case MsgType.Name:
         this.onName(from, fromId, pt);
         break;
+      case MsgType.DocKey:
+        this.onDocKey(from, fromId, pt);
+        break;
     }
   } finally {
     pt.fill(0);

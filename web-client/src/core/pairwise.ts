@@ -32,6 +32,8 @@ export const MsgType = {
   Consent: 3,
   /** Display name and its salt. */
   Name: 4,
+  /** A document's key and what it is. */
+  DocKey: 5,
 } as const;
 export type MsgType = (typeof MsgType)[keyof typeof MsgType];
 
@@ -42,6 +44,7 @@ export function msgTypeFromCode(c: number): MsgType | undefined {
     case 2:
     case 3:
     case 4:
+    case 5:
       return c;
     default:
       return undefined;

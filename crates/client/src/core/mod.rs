@@ -26,6 +26,7 @@ mod admission;
 mod alarms;
 mod chains;
 mod chat;
+mod docs;
 mod keys;
 mod manager;
 mod media;
@@ -33,6 +34,8 @@ mod names;
 mod timers;
 
 use admission::{IssuedInvite, Peer};
+pub use docs::{DocInfo, MAX_DOCS, SealedDoc, ShareRefused};
+use docs::HeldDoc;
 pub use alarms::Alarm;
 use keys::KeyState;
 use manager::{Intent, ManagerState};
@@ -105,6 +108,9 @@ pub enum Event {
         /// The name.
         name: String,
     },
+    /// A document whose key arrived (or that I shared): fetch its chunks and open it with
+    /// `open_document`.
+    Document(DocInfo),
     /// An alarm.
     Alarm(Alarm),
     /// A server error frame.
@@ -335,6 +341,8 @@ pub struct Core<R: CryptoRng> {
     /// Chat frames that came before the key they name (its sender saw a roster before I did):
     /// (since, from, cid, frame), opened once the key is installed.
     early_chats: Vec<(Instant, ParticipantId, Bytes, Bytes)>,
+    /// Documents whose key I hold, by id (at most `MAX_DOCS`).
+    docs: BTreeMap<Id16, HeldDoc>,
     seqs: Sequences,
     unsigned_since: BTreeMap<ParticipantId, Instant>,
     /// Since when someone in my roster has been missing from the server's view of my room.
@@ -391,6 +399,7 @@ impl<R: CryptoRng> Core<R> {
             my_delegation: None,
             pending: VecDeque::new(),
             early_chats: Vec::new(),
+            docs: BTreeMap::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
             departed_since: None,
@@ -700,6 +709,7 @@ impl<R: CryptoRng> Core<R> {
         self.pending.clear();
         self.keys.early_keys.clear();
         self.early_chats.clear();
+        self.docs.clear();
         self.identity = None;
         self.secured = None;
         self.manager.invites.clear();

@@ -1,0 +1,199 @@
+//! docs.rs: documents shared into a room (e2ee §8.7; TS twin: core/docs.ts). The sharer seals
+//! the file in chunks under a fresh key and sends the key (pairwise type 5) to the present
+//! members of the room's current roster only; the shell uploads the chunks, which the server
+//! stores without the key. A manager may carry a document into another room: re-keyed (a new
+//! id and key), sent to that room's present members.
+
+use confer_e2ee::OpenError;
+use confer_e2ee::doc::{DocCipher, DocKeyMsg, MAX_DOC_NAME_BYTES, MAX_DOC_TYPE_BYTES};
+
+use super::*;
+
+/// Documents whose key a client holds at most (bounded like the other per-room state).
+pub const MAX_DOCS: usize = 256;
+
+/// A document sealed for upload: its id and its chunks, in order.
+#[derive(Debug)]
+pub struct SealedDoc {
+    /// The document's id.
+    pub doc_id: Id16,
+    /// The ciphertext chunks (upload them under `doc_id`, index by index).
+    pub chunks: Vec<Vec<u8>>,
+}
+
+/// Why a document could not be shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareRefused {
+    /// I am not secured in that room (or, carrying, I am not a manager or it has no roster).
+    NotSecured,
+    /// The name is empty or too long, or the media type is not plain ASCII of at most 127 bytes.
+    BadName,
+}
+
+impl std::fmt::Display for ShareRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotSecured => "not secured in that room",
+            Self::BadName => "a document needs a name of 1 to 255 bytes and a plain media type",
+        })
+    }
+}
+
+impl std::error::Error for ShareRefused {}
+
+/// A document whose key I hold.
+#[derive(Clone)]
+pub(super) struct HeldDoc {
+    pub(super) from: ParticipantId,
+    pub(super) room: ChannelId,
+    pub(super) msg: DocKeyMsg,
+}
+
+impl<R: CryptoRng> Core<R> {
+    /// Shares `file` into the room I am secured in (`into: None`), or, for managers, into
+    /// another room whose roster I signed (`Some(room)`: carrying a document, re-keyed for
+    /// that room's members). Returns the chunks to upload.
+    pub fn share_document(
+        &mut self,
+        into: Option<&ChannelId>,
+        name: &str,
+        media_type: &str,
+        file: &[u8],
+    ) -> Result<SealedDoc, ShareRefused> {
+        if name.is_empty()
+            || name.len() > MAX_DOC_NAME_BYTES
+            || media_type.len() > MAX_DOC_TYPE_BYTES
+            || !media_type.bytes().all(|c| (0x21..0x7f).contains(&c))
+        {
+            return Err(ShareRefused::BadName);
+        }
+        let room = match into {
+            None => self.secured.clone().ok_or(ShareRefused::NotSecured)?,
+            Some(r) if self.is_manager() => r.clone(),
+            Some(_) => return Err(ShareRefused::NotSecured),
+        };
+        let (cid, head) = self
+            .current_chain(&room)
+            .and_then(|(c, s)| Some((*c, s.chain.head()?.roster.clone())))
+            .ok_or(ShareRefused::NotSecured)?;
+        let me = self.me.as_ref().ok_or(ShareRefused::NotSecured)?;
+        let my_id = me.id;
+        let pid = me.pid.clone();
+        // Sharing into my own room needs my present entry; a manager carrying a document may
+        // be away from the room (every roster lists it).
+        let mine = self.my_entry(&head).ok_or(ShareRefused::NotSecured)?;
+        if into.is_none() && mine.is_away() {
+            return Err(ShareRefused::NotSecured);
+        }
+        let mut doc_id = [0u8; 16];
+        self.rng.fill_bytes(&mut doc_id);
+        let msg = DocKeyMsg {
+            channel_id: cid,
+            doc_id,
+            file_key: Secret32::random(&mut self.rng),
+            size: file.len() as u64,
+            sha256: Sha256::digest(file).into(),
+            name: name.to_owned(),
+            media_type: media_type.to_owned(),
+        };
+        let chunks = DocCipher::new(&msg.file_key, doc_id).seal_all(file);
+        let pt = Zeroizing::new(msg.encode());
+        let recipients: Vec<(Id16, [u8; 32])> = head
+            .members
+            .iter()
+            .filter(|m| !m.is_away() && m.participant_id != my_id)
+            .map(|m| (m.participant_id, m.ek_pub))
+            .collect();
+        for (id, ek) in recipients {
+            self.send_pairwise(id, &ek, MsgType::DocKey, &pt, None);
+        }
+        self.keep_doc(HeldDoc {
+            from: pid,
+            room,
+            msg,
+        });
+        Ok(SealedDoc { doc_id, chunks })
+    }
+
+    /// Opens a document whose key I hold from its chunks, in order; checks its size and hash.
+    pub fn open_document(&self, doc_id: &Id16, chunks: &[Vec<u8>]) -> Result<Vec<u8>, OpenError> {
+        let d = self.docs.get(doc_id).ok_or(OpenError)?;
+        DocCipher::new(&d.msg.file_key, d.msg.doc_id).open_all(chunks, &d.msg)
+    }
+
+    /// The documents whose key I hold: (id, who shared it, the room, name, media type, size).
+    pub fn documents(&self) -> Vec<DocInfo> {
+        self.docs
+            .values()
+            .map(|d| DocInfo {
+                doc_id: d.msg.doc_id,
+                from: d.from.clone(),
+                room: d.room.clone(),
+                name: d.msg.name.clone(),
+                media_type: d.msg.media_type.clone(),
+                size: d.msg.size,
+            })
+            .collect()
+    }
+
+    fn keep_doc(&mut self, d: HeldDoc) {
+        if self.docs.len() >= MAX_DOCS && !self.docs.contains_key(&d.msg.doc_id) {
+            return;
+        }
+        let info = DocInfo {
+            doc_id: d.msg.doc_id,
+            from: d.from.clone(),
+            room: d.room.clone(),
+            name: d.msg.name.clone(),
+            media_type: d.msg.media_type.clone(),
+            size: d.msg.size,
+        };
+        self.docs.insert(d.msg.doc_id, d);
+        self.events.push_back(Event::Document(info));
+    }
+
+    // A document's key (type 5): taken only for a room's current chain whose roster lists the
+    // sender (present, or a manager carrying it in) and me as present; never a second time.
+    pub(super) fn on_doc_key(&mut self, from: ParticipantId, from_id: Id16, pt: &[u8]) {
+        let Ok(msg) = DocKeyMsg::decode(pt) else {
+            self.failed(FailureReason::PairwiseDecode);
+            return;
+        };
+        let Some(room) = self
+            .rooms
+            .iter()
+            .find(|(_, r)| r.current == Some(msg.channel_id))
+            .map(|(ch, _)| ch.clone())
+        else {
+            return;
+        };
+        let Some(head) = self.chains.get(&msg.channel_id).and_then(|s| s.chain.head()) else {
+            return;
+        };
+        let sender_ok = head.roster.member(&from_id).is_some_and(|m| {
+            !m.is_away() || role_from_code(m.role).is_some_and(|r| r.is_manager())
+        });
+        let me_present = self.my_entry(&head.roster).is_some_and(|m| !m.is_away());
+        if !sender_ok || !me_present || self.docs.contains_key(&msg.doc_id) {
+            return;
+        }
+        self.keep_doc(HeldDoc { from, room, msg });
+    }
+}
+
+/// What a client shows of a document whose key it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocInfo {
+    /// The document's id (the server stores its chunks under it).
+    pub doc_id: Id16,
+    /// Who shared it.
+    pub from: ParticipantId,
+    /// The room it was shared into.
+    pub room: ChannelId,
+    /// Its name.
+    pub name: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}

@@ -1,0 +1,170 @@
+// Twin of crates/client/src/core/docs.rs: documents shared into a room (e2ee §8.7). The sharer
+// seals the file in chunks under a fresh key and sends the key (pairwise type 5) to the present
+// members of the room's current roster only; the shell uploads the chunks, which the server
+// stores without the key. A manager may carry a document into another room: re-keyed (a new id
+// and key), sent to that room's present members.
+
+import { sha256 } from "@noble/hashes/sha2.js";
+
+import { Role } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- the client core speaks crates/proto's wire types (sans-IO, ES2022)
+import type { ChannelId, ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- as above
+import type { Core } from "./client.js";
+import { FailureReason } from "./codes.js";
+import { DocCipher, DocKeyMsg, shareableName } from "./doc.js";
+import { bytesEqual, toHex } from "./enc.js";
+import { roleFromCode } from "./identity.js";
+import { OpenError } from "./lib.js";
+import type { Id16 } from "./lib.js";
+import { MsgType } from "./pairwise.js";
+import { isAway } from "./roster.js";
+import { Secret32 } from "./secret.js";
+
+/** Documents whose key a client holds at most (bounded like the other per-room state). */
+export const MAX_DOCS = 256;
+
+/** A document sealed for upload: its id and its chunks, in order. */
+export interface SealedDoc {
+  docId: Id16;
+  chunks: Uint8Array[];
+}
+
+/** Why a document could not be shared (Rust: `ShareRefused`). */
+export class ShareRefused extends Error {
+  constructor(readonly reason: "not_secured" | "bad_name") {
+    super(reason === "not_secured" ? "not secured in that room" : "a document needs a name of 1 to 255 bytes and a plain media type");
+    this.name = "ShareRefused";
+  }
+}
+
+/** What a client shows of a document whose key it holds. */
+export interface DocInfo {
+  docId: Id16;
+  from: ParticipantId;
+  room: ChannelId;
+  name: string;
+  mediaType: string;
+  size: bigint;
+}
+
+/** A document whose key I hold. */
+export interface HeldDoc {
+  from: ParticipantId;
+  room: ChannelId;
+  msg: DocKeyMsg;
+}
+
+function infoOf(d: HeldDoc): DocInfo {
+  return { docId: d.msg.docId.slice(), from: d.from, room: d.room, name: d.msg.name, mediaType: d.msg.mediaType, size: d.msg.size };
+}
+
+/**
+ * Shares `file` into the room I am secured in (`into` undefined), or, for managers, into
+ * another room whose roster I signed (carrying a document, re-keyed for that room's members).
+ * Resolves to the chunks to upload; rejects with `ShareRefused`.
+ */
+function shareDocument(this: Core, into: ChannelId | undefined, name: string, mediaType: string, file: Uint8Array): Promise<SealedDoc> {
+  return this.serial(async () => {
+    if (!shareableName(name, mediaType)) {
+      throw new ShareRefused("bad_name");
+    }
+    let room: ChannelId;
+    if (into === undefined) {
+      const s = this.secured();
+      if (s === undefined) {
+        throw new ShareRefused("not_secured");
+      }
+      room = s;
+    } else if (this.isManager()) {
+      room = into;
+    } else {
+      throw new ShareRefused("not_secured");
+    }
+    const cur = this.currentChain(room);
+    const head = cur?.[1].chain.head()?.roster;
+    const me = this.me;
+    if (cur === undefined || head === undefined || me === undefined) {
+      throw new ShareRefused("not_secured");
+    }
+    // Sharing into my own room needs my present entry; a manager carrying a document may be
+    // away from the room (every roster lists it).
+    const mine = this.myEntry(head);
+    if (mine === undefined || (into === undefined && isAway(mine))) {
+      throw new ShareRefused("not_secured");
+    }
+    const docId = new Uint8Array(16);
+    this.rng.fill(docId);
+    const msg = new DocKeyMsg(cur[0].slice(), docId, Secret32.random(this.rng), BigInt(file.length), sha256(file), name, mediaType);
+    const chunks = new DocCipher(msg.fileKey, docId).sealAll(file);
+    const pt = msg.encode();
+    try {
+      for (const m of head.members) {
+        if (!isAway(m) && !bytesEqual(m.participantId, me.id)) {
+          await this.sendPairwise(m.participantId, m.ekPub, MsgType.DocKey, pt, undefined);
+        }
+      }
+    } finally {
+      pt.fill(0);
+    }
+    this.keepDoc({ from: me.pid, room, msg });
+    return { docId, chunks };
+  });
+}
+
+/** Opens a document whose key I hold from its chunks, in order; checks its size and hash. Throws `OpenError`. */
+function openDocument(this: Core, docId: Id16, chunks: readonly Uint8Array[]): Uint8Array {
+  const d = this.docs.get(toHex(docId));
+  if (d === undefined) {
+    throw new OpenError();
+  }
+  return new DocCipher(d.msg.fileKey, d.msg.docId).openAll(chunks, d.msg);
+}
+
+/** The documents whose key I hold. */
+function documents(this: Core): DocInfo[] {
+  return [...this.docs.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, d]) => infoOf(d));
+}
+
+function keepDoc(this: Core, d: HeldDoc): void {
+  const k = toHex(d.msg.docId);
+  if (this.docs.size >= MAX_DOCS && !this.docs.has(k)) {
+    return;
+  }
+  this.docs.set(k, d);
+  this.events.push({ type: "document", doc: infoOf(d) });
+}
+
+// A document's key (type 5): taken only for a room's current chain whose roster lists the
+// sender (present, or a manager carrying it in) and me as present; never a second time.
+function onDocKey(this: Core, from: ParticipantId, fromId: Id16, pt: Uint8Array): void {
+  let msg: DocKeyMsg;
+  try {
+    msg = DocKeyMsg.decode(pt);
+  } catch {
+    this.failed(FailureReason.PairwiseDecode);
+    return;
+  }
+  const room = [...this.rooms.entries()].find(([, r]) => r.current !== undefined && bytesEqual(r.current, msg.channelId))?.[0];
+  if (room === undefined) {
+    return;
+  }
+  const head = this.chains.get(toHex(msg.channelId))?.chain.head()?.roster;
+  if (head === undefined) {
+    return;
+  }
+  const sender = head.member(fromId);
+  const role = sender === undefined ? undefined : roleFromCode(sender.role);
+  const senderOk = sender !== undefined && (!isAway(sender) || (role !== undefined && Role.isManager(role)));
+  const mine = this.myEntry(head);
+  const mePresent = mine !== undefined && !isAway(mine);
+  if (!senderOk || !mePresent || this.docs.has(toHex(msg.docId))) {
+    msg.fileKey.zeroize();
+    return;
+  }
+  this.keepDoc({ from, room, msg });
+}
+
+/** The methods of docs.rs's `impl Core`. */
+export function docsMethods() {
+  return { shareDocument, openDocument, documents, keepDoc, onDocKey };
+}
+export type DocsMethods = ReturnType<typeof docsMethods>;
