@@ -91,6 +91,11 @@ struct Started {
 
 impl Console {
     pub(crate) fn new(app: Arc<AppState>, accounts: Arc<Accounts>, clock: Clock) -> Self {
+        // The decoy hash is made once; made now, the first login for an unknown name takes
+        // no longer than the others.
+        tokio::task::spawn_blocking(|| {
+            accounts::decoy_hash();
+        });
         let c = &app.config;
         let throttle = Throttle::new(accounts::lockout::Policy {
             per_account: c.login_max_failures,
