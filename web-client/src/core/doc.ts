@@ -190,10 +190,3 @@ export class DocKeyMsg {
     }
   }
 }
-
-/** Whether a name and media type may be shared (as `decode` will check them). */
-export function shareableName(name: string, mediaType: string): boolean {
-  const n = utf8Encode(name);
-  const t = utf8Encode(mediaType);
-  return n !== undefined && t !== undefined && n.length > 0 && n.length <= MAX_DOC_NAME_BYTES && t.length <= MAX_DOC_TYPE_BYTES && plainType(t);
-}

@@ -10,8 +10,8 @@ import { Role } from "../proto/ids.js"; // eslint-disable-line no-restricted-imp
 import type { ChannelId, ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- as above
 import type { Core } from "./client.js";
 import { FailureReason } from "./codes.js";
-import { DocCipher, DocKeyMsg, shareableName } from "./doc.js";
-import { bytesEqual, toHex } from "./enc.js";
+import { DocCipher, DocKeyMsg, MAX_DOC_NAME_BYTES, MAX_DOC_TYPE_BYTES } from "./doc.js";
+import { bytesEqual, toHex, utf8Encode } from "./enc.js";
 import { roleFromCode } from "./identity.js";
 import { OpenError } from "./lib.js";
 import type { Id16 } from "./lib.js";
@@ -64,7 +64,16 @@ function infoOf(d: HeldDoc): DocInfo {
  */
 function shareDocument(this: Core, into: ChannelId | undefined, name: string, mediaType: string, file: Uint8Array): Promise<SealedDoc> {
   return this.serial(async () => {
-    if (!shareableName(name, mediaType)) {
+    const n = utf8Encode(name);
+    const t = utf8Encode(mediaType);
+    if (
+      n === undefined ||
+      t === undefined ||
+      n.length === 0 ||
+      n.length > MAX_DOC_NAME_BYTES ||
+      t.length > MAX_DOC_TYPE_BYTES ||
+      !t.every((c) => c >= 0x21 && c < 0x7f)
+    ) {
       throw new ShareRefused("bad_name");
     }
     let room: ChannelId;
