@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 mod e2ee;
 mod noisy;
+mod peer;
 mod sfu;
 mod signalling;
 

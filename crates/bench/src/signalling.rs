@@ -32,6 +32,17 @@ pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Ws> {
         .0)
 }
 
+/// Like a browser's WebSocket: Nagle's algorithm off (`TCP_NODELAY`), so a frame written
+/// while an earlier one is unacknowledged does not wait for a delayed ACK (up to 40 ms).
+pub(crate) async fn connect_nodelay(addr: SocketAddr) -> anyhow::Result<Ws> {
+    let url = format!("ws://{addr}/ws");
+    Ok(
+        tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await?
+            .0,
+    )
+}
+
 pub(crate) async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
     loop {
         match ws.next().await {
@@ -70,7 +81,18 @@ pub(crate) async fn admitted(
     mediator: &mut Ws,
     side: Side,
 ) -> anyhow::Result<Ws> {
-    let mut ws = connect(server.addr()).await?;
+    let ws = connect(server.addr()).await?;
+    admit(server, session, mediator, side, ws).await
+}
+
+/// Joins on a connection made by the caller and is admitted to joint; returns the connection.
+pub(crate) async fn admit(
+    server: &Server,
+    session: &SessionId,
+    mediator: &mut Ws,
+    side: Side,
+    mut ws: Ws,
+) -> anyhow::Result<Ws> {
     send(&mut ws, json!({"type": "hello", "version": 1, "token": server.invite(session, Role::Party, Some(side), 600)})).await?;
     let ServerMessage::Welcome { participant_id, .. } = recv(&mut ws).await? else {
         anyhow::bail!("no welcome")
