@@ -6,10 +6,11 @@
 import { mountAbout } from "./app/about.js";
 import { Board } from "./app/board.js";
 import { CallView } from "./app/call.js";
-import { takeInviteFragment } from "./app/invite.js";
+import { parseFragment, takeInviteFragment } from "./app/invite.js";
 import type { InviteFields, InviteReading } from "./app/invite.js";
 import { askToJoin } from "./app/join.js";
 import type { JoinChoice } from "./app/join.js";
+import { clearResume, readResume, saveResume, tabStore } from "./app/resume.js";
 import { Shell } from "./app/shell.js";
 import { Role, Side } from "./proto/ids.js";
 import type { ChannelId, ParticipantId } from "./proto/ids.js";
@@ -29,8 +30,26 @@ interface TestHook {
 const reading = takeInviteFragment(window);
 const shell = Shell.mount(document);
 const main = document.getElementById("main");
+const store = tabStore(window);
 let joining = false;
-show(reading);
+// A page that reloaded during a session (no fragment: it left the address bar) resumes into
+// its room with new keys; the mediator lets them in (resume.ts). A new invite link wins.
+const kept = reading.kind === "none" ? readResume(store) : undefined;
+const keptLink = kept === undefined ? undefined : parseFragment(kept.link.slice(1));
+if (kept !== undefined && keptLink?.kind === "invite" && main !== null && transformPaths().length > 0) {
+  const fields = keptLink.invite.take();
+  if (fields !== undefined) {
+    joining = true;
+    document.documentElement.dataset["invite"] = "resume";
+    shell.setStatus("Reconnecting you to your mediation.");
+    start(main, fields, { name: kept.name, speaker: kept.speaker });
+  }
+} else {
+  clearResume(store);
+}
+if (!joining) {
+  show(reading);
+}
 // A link opened in a tab that already shows the page changes only the fragment (no new page
 // load): that fragment leaves the address bar too.
 window.addEventListener("hashchange", () => {
@@ -99,11 +118,14 @@ function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): voi
     shareScreen: () => session.shareScreen(),
     stopScreen: () => session.stopScreen(),
     sendChat: (text: string) => session.sendChat(text),
-    leave: () => session.leave(),
-    createInvite: (role: "party" | "counsel", side: "A" | "B") => {
+    leave: () => {
+      clearResume(store);
+      return session.leave();
+    },
+    createInvite: (role: "party" | "counsel" | "co_mediator", side: "A" | "B" | undefined) => {
       const r = Role.fromStr(role);
-      const sd = Side.fromStr(side);
-      return r === undefined || sd === undefined ? Promise.reject(new Error("no such role")) : session.createInvite(r, sd);
+      const sd = side === undefined ? undefined : Side.fromStr(side);
+      return r === undefined || (side !== undefined && sd === undefined) ? Promise.reject(new Error("no such role")) : session.createInvite(r, sd);
     },
   };
   const announce = (text: string): void => {
@@ -126,12 +148,24 @@ function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): voi
     announce,
   );
   let last = "";
+  let saved = kept?.link;
   let retry: HTMLButtonElement | undefined;
   // Focus moves from the join button (now gone) to the room's heading.
   document.getElementById("room")?.focus();
   session.subscribe((v) => {
     call.render(v);
     board.render(v);
+    // Keep what a reload needs (the newest resume token), and nothing once it is over.
+    // (Before the welcome there is no new token yet: the one kept stays.)
+    const resume = v.phase === "ended" || v.keysDeleted ? undefined : (session.resumeLink() ?? saved);
+    if (resume !== saved) {
+      saved = resume;
+      if (resume === undefined) {
+        clearResume(store);
+      } else {
+        saveResume(store, { link: resume, name, speaker: choice.speaker });
+      }
+    }
     if (v.phase === "ended" && v.ended === "locked" && retry === undefined) {
       retry = document.createElement("button");
       retry.type = "button";
@@ -165,6 +199,9 @@ function statusOf(v: View, hasMessage: boolean): string {
     case "waiting":
       return `You are in the waiting room. The mediator will let you in.${hasMessage ? " The mediator left you a message below." : ""}${v.myFingerprint === undefined ? "" : ` If the mediator asks, your key is ${v.myFingerprint}.`}`;
     case "securing":
+      if (v.rejoining) {
+        return `You are back after your page reloaded. Your encryption keys are new, so the mediator will check them and let you back in. Your microphone and camera stay off until then.${v.myFingerprint === undefined ? "" : ` If the mediator asks, your key is ${v.myFingerprint}.`}`;
+      }
       return "Securing the room. Your microphone and camera stay off until it is secured.";
     case "secured":
       return "Connected. Everything you say and show is end-to-end encrypted.";

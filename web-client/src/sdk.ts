@@ -676,6 +676,7 @@ export class ConferSession {
           break;
         case "session_code":
         case "name":
+        case "document":
           break;
       }
       this.#emit(e);

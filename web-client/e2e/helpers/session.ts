@@ -23,8 +23,10 @@ export interface SeenView {
   ended: string | undefined;
   myFingerprint: string | undefined;
   autoAdmit: boolean;
-  arrivals: { participantId: string; ready: boolean; fingerprint: string | undefined }[];
+  arrivals: { participantId: string; ready: boolean; fingerprint: string | undefined; rekeyed: boolean }[];
   locked: boolean;
+  rejoining: boolean;
+  signsRosters: boolean;
 }
 
 /** The SDK's media counters (src/sdk.ts). */

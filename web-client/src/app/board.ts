@@ -158,12 +158,15 @@ export class Board {
   }
 
   render(v: View): void {
-    const show = v.role === "mediator" && v.phase === "secured" && v.session !== undefined;
+    // The mediator's board; a co-mediator's once the mediator delegated roster signing to it
+    // (moves, caucuses, breakouts, bringing everyone back and the lock: no admissions or end,
+    // which only the mediator's client can verify and decide).
+    const show = (v.role === "mediator" || (v.role === "co_mediator" && v.signsRosters)) && v.phase === "secured" && v.session !== undefined;
     this.#root.hidden = !show;
     if (!show || v.session === undefined) {
       return;
     }
-    const key = JSON.stringify({ s: v.session, n: v.names, me: v.participantId, l: v.locked, a: v.arrivals, auto: v.autoAdmit });
+    const key = JSON.stringify({ s: v.session, n: v.names, me: v.participantId, l: v.locked, a: v.arrivals, auto: v.autoAdmit, r: v.role });
     if (key === this.#last) {
       return;
     }
@@ -189,8 +192,18 @@ export class Board {
     const out: HTMLElement[] = [];
     const h = doc.createElement("h2");
     h.id = "board-title";
-    h.textContent = "Your mediation";
+    h.textContent = v.role === "mediator" ? "Your mediation" : "Your mediation (as co-mediator)";
     out.push(h);
+    if (v.role === "mediator") {
+      out.push(...this.#arrivals(v, s));
+    }
+    out.push(...this.#rooms(v, s));
+    return out;
+  }
+
+  #arrivals(v: View, s: SessionView): HTMLElement[] {
+    const doc = this.#doc;
+    const out: HTMLElement[] = [];
 
     // Waiting room.
     const wh = doc.createElement("h3");
@@ -208,7 +221,7 @@ export class Board {
     auto.append(autoBox, " Let people in as soon as they accept the agreement");
     const wl = doc.createElement("ul");
     wl.id = "waiting";
-    for (const w of v.arrivals) {
+    for (const w of v.arrivals.filter((a) => !a.rekeyed)) {
       const li = doc.createElement("li");
       li.dataset["participant"] = w.participantId;
       const who = this.#label(v, { id: w.participantId, role: w.role, side: w.side });
@@ -263,7 +276,76 @@ export class Board {
       wl.append(li);
     }
     out.push(wh, auto, wl);
+    out.push(...this.#back(v));
+    return out;
+  }
 
+  // People whose page reloaded and who came back with new keys (e2ee §15.12): held until the
+  // mediator compares the new fingerprint with the one the person reads out.
+  #back(v: View): HTMLElement[] {
+    const doc = this.#doc;
+    const back = v.arrivals.filter((a) => a.rekeyed);
+    if (back.length === 0) {
+      return [];
+    }
+    const h = doc.createElement("h3");
+    h.textContent = "Back after a reload";
+    const p = doc.createElement("p");
+    p.id = "back-help";
+    p.textContent =
+      "Their page reloaded, so their encryption keys are new. Ask each to read out the key their screen shows, and let them back in only if it matches the one here. Until then they see and hear nothing, and nobody hears them.";
+    const ul = doc.createElement("ul");
+    ul.id = "back";
+    for (const w of back) {
+      const li = doc.createElement("li");
+      li.dataset["participant"] = w.participantId;
+      const who = this.#label(v, { id: w.participantId, role: w.role, side: w.side });
+      const text = doc.createElement("span");
+      text.textContent = `${who}, in ${roomName(w.channel)}: ${!w.connected ? "connection lost" : w.ready ? "new key" : "reconnecting"}`;
+      li.append(text);
+      if (w.fingerprint !== undefined) {
+        const fp = doc.createElement("span");
+        fp.className = "code";
+        fp.id = `fingerprint-${w.participantId}`;
+        fp.textContent = ` key ${w.fingerprint}`;
+        li.append(fp);
+      }
+      if (w.ready) {
+        const letIn = button(
+          doc,
+          `let-back-${w.participantId}`,
+          "Let back in",
+          () => {
+            void this.#actions.admit(w.participantId).then((ok) => {
+              this.#announce(ok ? `${who} is back in ${roomName(w.channel)}.` : `${who} cannot be let back in now.`);
+            });
+          },
+          `Let ${who} back in`,
+        );
+        letIn.setAttribute("aria-describedby", "back-help");
+        li.append(letIn);
+      }
+      li.append(
+        button(
+          doc,
+          `remove-back-${w.participantId}`,
+          "Remove",
+          () => {
+            void this.#actions.kick(w.participantId).then(() => {
+              this.#announce(`${who} was removed.`);
+            });
+          },
+          `Remove ${who}`,
+        ),
+      );
+      ul.append(li);
+    }
+    return [h, p, ul];
+  }
+
+  #rooms(v: View, s: SessionView): HTMLElement[] {
+    const doc = this.#doc;
+    const out: HTMLElement[] = [];
     // Rooms and people.
     const people: Person[] = s.channels.flatMap((c: ChannelView) =>
       c.members.map((m) => ({ id: m.participant_id, role: m.role, side: m.side, channel: c.id })),
@@ -362,8 +444,10 @@ export class Board {
       () => this.#actions.lock(!s.locked),
       s.locked ? "The session is unlocked." : "The session is locked: new arrivals wait.",
     );
-    const end = this.#button("end", "End the session for everyone", () => this.#actions.end(), "The session has ended.");
-    controls.append(back, lock, end);
+    controls.append(back, lock);
+    if (v.role === "mediator") {
+      controls.append(this.#button("end", "End the session for everyone", () => this.#actions.end(), "The session has ended."));
+    }
     out.push(controls);
     return out;
   }

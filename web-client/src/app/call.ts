@@ -15,7 +15,7 @@ export interface CallActions {
   stopScreen(): Promise<void>;
   sendChat(text: string): Promise<void>;
   leave(): Promise<void>;
-  createInvite(role: "party" | "counsel", side: "A" | "B"): Promise<string>;
+  createInvite(role: "party" | "counsel" | "co_mediator", side: "A" | "B" | undefined): Promise<string>;
 }
 
 /** What the page brings from before the call. */
@@ -32,6 +32,9 @@ const INVITES = [
   { value: "party:B", label: "Party B", role: "party", side: "B" },
   { value: "counsel:A", label: "Counsel for party A", role: "counsel", side: "A" },
   { value: "counsel:B", label: "Counsel for party B", role: "counsel", side: "B" },
+  // A co-mediator joins in the joint session and may run caucuses once the mediator's page has
+  // checked its acknowledgment under this link's secret (it then delegates roster signing).
+  { value: "co_mediator", label: "Co-mediator", role: "co_mediator", side: undefined },
 ] as const;
 
 export class CallView {
