@@ -155,9 +155,11 @@ function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): voi
   session.subscribe((v) => {
     call.render(v);
     board.render(v);
-    // Keep what a reload needs (the newest resume token), and nothing once it is over.
-    // (Before the welcome there is no new token yet: the one kept stays.)
-    const resume = v.phase === "ended" || v.keysDeleted ? undefined : (session.resumeLink() ?? saved);
+    // Keep what a reload needs (the newest resume token) once admitted to a room, and nothing
+    // once it is over. (Before the welcome there is no new token yet: the one kept stays. In
+    // the waiting room a reload cannot resume: the mediator keeps the first key it saw.)
+    const resume =
+      v.phase === "ended" || v.keysDeleted || (v.phase !== "connecting" && v.channel === undefined) ? undefined : (session.resumeLink() ?? saved);
     if (resume !== saved) {
       saved = resume;
       if (resume === undefined) {
