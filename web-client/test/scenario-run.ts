@@ -53,6 +53,7 @@ export class SeededRng implements Rng {
 }
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+const toHexBytes = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 interface Who {
   pid: ParticipantId;
@@ -122,7 +123,7 @@ export function kindOf(data: string): string {
     case "delegate":
       return "delegate";
     case "pw":
-      return ({ 1: "sender_key", 2: "ack", 3: "consent", 4: "name", 5: "doc_key" } as Record<number, string>)[e.t] ?? "other";
+      return ({ 1: "sender_key", 2: "ack", 3: "consent", 4: "name", 5: "doc_key", 6: "doc_ack" } as Record<number, string>)[e.t] ?? "other";
     case undefined:
       return "other";
   }
@@ -657,6 +658,21 @@ export class Run {
         expect(new TextDecoder().decode(core.openDocument(d.docId, d.chunks)), `${at}: opens ${doc}`).toBe(text);
       }
     }
+    const acks = v["doc_acks"];
+    if (isObj(acks)) {
+      const got = core.documentAcks();
+      for (const [doc, who] of Object.entries(acks)) {
+        const d = this.docs.get(doc);
+        if (d === undefined) {
+          throw new Error(`${at}: no document ${doc}`);
+        }
+        const by = got
+          .filter(([x]) => toHexBytes(x) === toHexBytes(d.docId))
+          .map(([, p]) => this.nameOf(p))
+          .sort(byteSort);
+        expect(by, `${at}: acknowledged ${doc}`).toEqual(this.names(who));
+      }
+    }
     if (v["not_opens"] !== undefined) {
       for (const doc of this.names(v["not_opens"])) {
         const d = this.docs.get(doc);
@@ -784,6 +800,27 @@ export class Run {
             await this.handle(n, { type: "participant_left", participant_id: p, reason: "left" });
           }
         }
+        break;
+      }
+      case "ack_doc": {
+        const who = s(v, "who");
+        const d = this.docs.get(s(v, "doc"));
+        if (d === undefined) {
+          throw new Error(`${this.name} step ${i.toString()}: no document ${s(v, "doc")}`);
+        }
+        const ok = await this.core(who)
+          .acknowledgeDocument(d.docId)
+          .then(
+            () => true,
+            (e: unknown) => {
+              if (e instanceof ShareRefused) {
+                return false;
+              }
+              throw e;
+            },
+          );
+        this.collect(who);
+        expect(ok, `${this.name} step ${i.toString()}: acknowledged`).toBe(v["refused"] !== true);
         break;
       }
       case "share_doc": {

@@ -383,6 +383,20 @@ function judgeCode(c: Obj): boolean {
 }
 
 function judgeDoc(c: Obj): boolean {
+  if (c["ik_seed"] !== undefined) {
+    const sha = bytes(c, "sha256", 32);
+    const signed = doc.docAckSignedBytes(utf8(str(c, "session_id")), bytes(c, "participant_id", 16), sha);
+    expect(toHex(signed)).toBe(str(c, "encoded"));
+    const ikPub = bytes(c, "ik_pub", 32);
+    const signature = bytes(c, "signature", 64);
+    identity.verify(ikPub, signed, signature);
+    const id = identity.Identity.fromSecrets(bytes(c, "ik_seed", 32), ONES);
+    expect([toHex(id.ikPub()), toHex(id.sign(signed))]).toEqual([toHex(ikPub), toHex(signature)]);
+    const ack = doc.DocAck.decode(bytes(c, "plaintext", 96));
+    expect([toHex(ack.sha256), toHex(ack.signature)]).toEqual([toHex(sha), toHex(signature)]);
+    expect(toHex(new doc.DocAck(sha, signature).encode())).toBe(str(c, "plaintext"));
+    return true;
+  }
   const msg = doc.DocKeyMsg.decode(bytes(c, "encoded"));
   expect(toHex(msg.channelId)).toBe(str(c, "channel_id"));
   expect(toHex(msg.docId)).toBe(str(c, "doc_id"));
@@ -722,6 +736,7 @@ function tsConstants(): Record<string, number | string> {
     msg_type_consent: pairwise.MsgType.Consent,
     msg_type_name: pairwise.MsgType.Name,
     msg_type_doc_key: pairwise.MsgType.DocKey,
+    msg_type_doc_ack: pairwise.MsgType.DocAck,
   };
   for (const [k, v] of Object.entries(derived)) {
     if (k in out) {

@@ -115,6 +115,7 @@ fn kind_of(data: &str) -> &'static str {
         Some(Envelope::Pw { t: 3, .. }) => "consent",
         Some(Envelope::Pw { t: 4, .. }) => "name",
         Some(Envelope::Pw { t: 5, .. }) => "doc_key",
+        Some(Envelope::Pw { t: 6, .. }) => "doc_ack",
         _ => "other",
     }
 }
@@ -727,6 +728,19 @@ impl Run {
                 assert_eq!(got.as_deref().ok(), Some(want), "{at}: opens {doc}");
             }
         }
+        if let Some(acks) = v.get("doc_acks").and_then(Value::as_object) {
+            let got = core.document_acks();
+            for (doc, who) in acks {
+                let id = self.docs[doc.as_str()].0;
+                let mut by: Vec<String> = got
+                    .iter()
+                    .filter(|(d, _)| *d == id)
+                    .map(|(_, p)| self.name_of(p))
+                    .collect();
+                by.sort();
+                assert_eq!(by, self.names(who), "{at}: acknowledged {doc}");
+            }
+        }
         if let Some(docs) = v.get("not_opens") {
             for doc in self.names(docs) {
                 let (id, chunks) = &self.docs[doc.as_str()];
@@ -822,6 +836,14 @@ impl Run {
                     }
                 }
             }
+            "ack_doc" => {
+                let who = s(v, "who").to_owned();
+                let id = self.docs[s(v, "doc")].0;
+                let ok = self.core(&who).acknowledge_document(&id).is_ok();
+                self.collect(&who);
+                let want = !v["refused"].as_bool().unwrap_or(false);
+                assert_eq!(ok, want, "{} step {i}: acknowledged", self.name);
+            }
             "share_doc" => {
                 let who = s(v, "who").to_owned();
                 let into = v["into"].as_str().map(|r| ChannelId::new(r).unwrap());
@@ -835,7 +857,11 @@ impl Run {
                 self.collect(&who);
                 match shared {
                     Ok(d) => {
-                        assert!(!v["refused"].as_bool().unwrap_or(false), "{} step {i}: shared", self.name);
+                        assert!(
+                            !v["refused"].as_bool().unwrap_or(false),
+                            "{} step {i}: shared",
+                            self.name
+                        );
                         self.docs.insert(name, (d.doc_id, d.chunks));
                     }
                     Err(e) => assert!(

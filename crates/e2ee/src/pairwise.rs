@@ -31,6 +31,8 @@ pub enum MsgType {
     Name = 4,
     /// A document's key and what it is.
     DocKey = 5,
+    /// A participant's acknowledgment of one version of a document.
+    DocAck = 6,
 }
 
 impl MsgType {
@@ -42,6 +44,7 @@ impl MsgType {
             3 => Self::Consent,
             4 => Self::Name,
             5 => Self::DocKey,
+            6 => Self::DocAck,
             _ => return None,
         })
     }

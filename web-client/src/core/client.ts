@@ -101,6 +101,8 @@ export type Event =
   | { type: "name"; participantId: ParticipantId; name: string }
   /** A document whose key arrived (or that I shared): fetch its chunks and open it with `openDocument`. */
   | { type: "document"; doc: DocInfo }
+  /** Mediators: a participant acknowledged one version of a document (its SHA-256), signed with its identity key. */
+  | { type: "document_acknowledged"; participantId: ParticipantId; sha256: Uint8Array }
   /** An alarm. */
   | { type: "alarm"; alarm: Alarm }
   /** A server error frame. */
@@ -401,6 +403,8 @@ export class Core {
   earlyChats: { since: number; from: ParticipantId; cid: Uint8Array; f: Uint8Array }[] = [];
   /** Documents whose key I hold, by id hex (at most `MAX_DOCS`). */
   docs = new Map<string, HeldDoc>();
+  /** Mediators: verified acknowledgments of a version, by `who:sha256hex` (Rust: a set). */
+  docAcks = new Map<string, { from: ParticipantId; sha256: Uint8Array }>();
   seqs = new Sequences();
   unsignedSince = new Map<ParticipantId, number>();
   /** Since when someone in my roster has been missing from the server's view of my room. */

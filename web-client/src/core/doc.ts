@@ -117,6 +117,42 @@ export class DocCipher {
   }
 }
 
+/** What a participant signs when it acknowledges one version of a document (a settlement draft). */
+export function docAckSignedBytes(sessionId: Uint8Array, participantId: Id16, sha256: Uint8Array): Uint8Array {
+  return Writer.label("confer/1 doc-ack").lp(sessionId).lp(participantId).raw(sha256).intoBytes();
+}
+
+/**
+ * Pairwise type 6: a participant's acknowledgment of one version of a document, to the
+ * mediator: `sha256[32] || signature[64]`.
+ */
+export class DocAck {
+  constructor(
+    readonly sha256: Uint8Array,
+    readonly signature: Uint8Array,
+  ) {}
+
+  /** The 96 bytes. */
+  encode(): Uint8Array {
+    return new Writer().raw(this.sha256).raw(this.signature).intoBytes();
+  }
+
+  /** Exactly 96 bytes. Throws `OpenError`. */
+  static decode(b: Uint8Array): DocAck {
+    try {
+      const r = new Reader(b);
+      const sha = r.array(32);
+      const sig = r.array(64);
+      if (r.remaining() !== 0) {
+        throw new OpenError();
+      }
+      return new DocAck(sha, sig);
+    } catch {
+      throw new OpenError();
+    }
+  }
+}
+
 /** Pairwise type 5: a document's key and what it is. */
 export class DocKeyMsg {
   constructor(

@@ -9,10 +9,11 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { Role } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- the client core speaks crates/proto's wire types (sans-IO, ES2022)
 import type { ChannelId, ParticipantId } from "../proto/ids.js"; // eslint-disable-line no-restricted-imports -- as above
 import type { Core } from "./client.js";
+import { id16 } from "./client.js";
 import { FailureReason } from "./codes.js";
-import { DocCipher, DocKeyMsg, MAX_DOC_NAME_BYTES, MAX_DOC_TYPE_BYTES } from "./doc.js";
+import { DocAck, DocCipher, DocKeyMsg, MAX_DOC_NAME_BYTES, MAX_DOC_TYPE_BYTES, docAckSignedBytes } from "./doc.js";
 import { bytesEqual, toHex, utf8Encode } from "./enc.js";
-import { roleFromCode } from "./identity.js";
+import { roleFromCode, verify } from "./identity.js";
 import { OpenError } from "./lib.js";
 import type { Id16 } from "./lib.js";
 import { MsgType } from "./pairwise.js";
@@ -133,6 +134,75 @@ function documents(this: Core): DocInfo[] {
   return [...this.docs.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, d]) => infoOf(d));
 }
 
+/**
+ * Acknowledges one version of a document I hold (a settlement draft): signs its SHA-256 with my
+ * identity key and sends that to the mediator (pairwise type 6). Rejects with `ShareRefused`.
+ */
+function acknowledgeDocument(this: Core, docId: Id16): Promise<void> {
+  return this.serial(async () => {
+    const d = this.docs.get(toHex(docId));
+    const me = this.me;
+    const identity = this._identity;
+    const m = this.mediator;
+    if (d === undefined || me === undefined || identity === undefined || m === undefined || m.pid === me.pid) {
+      throw new ShareRefused("not_secured");
+    }
+    const mId = id16(m.pid);
+    if (mId === undefined) {
+      throw new ShareRefused("not_secured");
+    }
+    const sha = d.msg.sha256;
+    const ack = new DocAck(sha.slice(), identity.sign(docAckSignedBytes(me.session, me.id, sha)));
+    await this.sendPairwise(mId, m.ek, MsgType.DocAck, ack.encode(), undefined);
+  });
+}
+
+/** Mediators: who acknowledged which document I hold (verified signatures), by document. */
+function documentAcks(this: Core): [Id16, ParticipantId][] {
+  const out: [Id16, ParticipantId][] = [];
+  for (const a of this.docAcks.values()) {
+    for (const d of this.docs.values()) {
+      if (bytesEqual(d.msg.sha256, a.sha256)) {
+        out.push([d.msg.docId.slice(), a.from]);
+      }
+    }
+  }
+  return out.sort(([x, p], [y, q]) => {
+    const c = toHex(x).localeCompare(toHex(y));
+    return c !== 0 ? c : p < q ? -1 : p > q ? 1 : 0;
+  });
+}
+
+// Mediators: a participant's acknowledgment of a version (type 6), verified under the identity
+// key this client holds for it, of a version this client holds.
+function onDocAck(this: Core, from: ParticipantId, fromId: Id16, pt: Uint8Array): void {
+  let ack: DocAck;
+  try {
+    ack = DocAck.decode(pt);
+  } catch {
+    this.failed(FailureReason.PairwiseDecode);
+    return;
+  }
+  if (!this.isMediator() || ![...this.docs.values()].some((d) => bytesEqual(d.msg.sha256, ack.sha256))) {
+    return;
+  }
+  const me = this.me;
+  const peer = this.manager.peers.get(from);
+  if (me === undefined || !peer?.consentOk) {
+    return;
+  }
+  try {
+    verify(peer.ann.ikPub, docAckSignedBytes(me.session, fromId, ack.sha256), ack.signature);
+  } catch {
+    return;
+  }
+  const k = `${from}:${toHex(ack.sha256)}`;
+  if (this.docAcks.size < MAX_DOCS * 4 && !this.docAcks.has(k)) {
+    this.docAcks.set(k, { from, sha256: ack.sha256.slice() });
+    this.events.push({ type: "document_acknowledged", participantId: from, sha256: ack.sha256.slice() });
+  }
+}
+
 function keepDoc(this: Core, d: HeldDoc): void {
   const k = toHex(d.msg.docId);
   if (this.docs.size >= MAX_DOCS && !this.docs.has(k)) {
@@ -174,6 +244,6 @@ function onDocKey(this: Core, from: ParticipantId, fromId: Id16, pt: Uint8Array)
 
 /** The methods of docs.rs's `impl Core`. */
 export function docsMethods() {
-  return { shareDocument, openDocument, documents, keepDoc, onDocKey };
+  return { shareDocument, openDocument, documents, acknowledgeDocument, documentAcks, onDocAck, keepDoc, onDocKey };
 }
 export type DocsMethods = ReturnType<typeof docsMethods>;

@@ -315,6 +315,9 @@ async function onPairwise(
       case MsgType.DocKey:
         this.onDocKey(from, fromId, pt);
         break;
+      case MsgType.DocAck:
+        this.onDocAck(from, fromId, pt);
+        break;
     }
   } finally {
     pt.fill(0);

@@ -34,6 +34,8 @@ export const MsgType = {
   Name: 4,
   /** A document's key and what it is. */
   DocKey: 5,
+  /** A participant's acknowledgment of one version of a document. */
+  DocAck: 6,
 } as const;
 export type MsgType = (typeof MsgType)[keyof typeof MsgType];
 
@@ -45,6 +47,7 @@ export function msgTypeFromCode(c: number): MsgType | undefined {
     case 3:
     case 4:
     case 5:
+    case 6:
       return c;
     default:
       return undefined;

@@ -5,7 +5,9 @@
 //! id and key), sent to that room's present members.
 
 use confer_e2ee::OpenError;
-use confer_e2ee::doc::{DocCipher, DocKeyMsg, MAX_DOC_NAME_BYTES, MAX_DOC_TYPE_BYTES};
+use confer_e2ee::doc::{
+    DocAck, DocCipher, DocKeyMsg, MAX_DOC_NAME_BYTES, MAX_DOC_TYPE_BYTES, doc_ack_signed_bytes,
+};
 
 use super::*;
 
@@ -136,6 +138,78 @@ impl<R: CryptoRng> Core<R> {
             .collect()
     }
 
+    /// Acknowledges one version of a document I hold (a settlement draft): signs its SHA-256
+    /// with my identity key and sends that to the mediator (pairwise type 6), who verifies it.
+    pub fn acknowledge_document(&mut self, doc_id: &Id16) -> Result<(), ShareRefused> {
+        let sha256 = self
+            .docs
+            .get(doc_id)
+            .map(|d| d.msg.sha256)
+            .ok_or(ShareRefused::NotSecured)?;
+        let (Some(me), Some(identity), Some((m_pid, _, m_ek))) = (
+            self.me.as_ref(),
+            self.identity.as_ref(),
+            self.mediator.as_ref(),
+        ) else {
+            return Err(ShareRefused::NotSecured);
+        };
+        if *m_pid == me.pid {
+            return Err(ShareRefused::NotSecured);
+        }
+        let ack = DocAck {
+            sha256,
+            signature: identity.sign(&doc_ack_signed_bytes(&me.session, &me.id, &sha256)),
+        };
+        let (Some(m_id), m_ek) = (id16(m_pid), *m_ek) else {
+            return Err(ShareRefused::NotSecured);
+        };
+        self.send_pairwise(m_id, &m_ek, MsgType::DocAck, &ack.encode(), None);
+        Ok(())
+    }
+
+    /// Mediators: who acknowledged which document I hold (verified signatures), by document.
+    pub fn document_acks(&self) -> Vec<(Id16, ParticipantId)> {
+        let mut out = Vec::new();
+        for (p, sha) in &self.doc_acks {
+            for d in self.docs.values().filter(|d| d.msg.sha256 == *sha) {
+                out.push((d.msg.doc_id, p.clone()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    // Mediators: a participant's acknowledgment of a version (type 6), verified under the
+    // identity key this client holds for it, of a version this client holds.
+    pub(super) fn on_doc_ack(&mut self, from: ParticipantId, from_id: Id16, pt: &[u8]) {
+        let Ok(ack) = DocAck::decode(pt) else {
+            self.failed(FailureReason::PairwiseDecode);
+            return;
+        };
+        if !self.is_mediator() || !self.docs.values().any(|d| d.msg.sha256 == ack.sha256) {
+            return;
+        }
+        let (Some(me), Some(peer)) = (self.me.as_ref(), self.manager.peers.get(&from)) else {
+            return;
+        };
+        if !peer.consent_ok
+            || verify(
+                &peer.ann.ik_pub,
+                &doc_ack_signed_bytes(&me.session, &from_id, &ack.sha256),
+                &ack.signature,
+            )
+            .is_err()
+        {
+            return;
+        }
+        if self.doc_acks.len() < MAX_DOCS * 4 && self.doc_acks.insert((from.clone(), ack.sha256)) {
+            self.events.push_back(Event::DocumentAcknowledged {
+                participant_id: from,
+                sha256: ack.sha256,
+            });
+        }
+    }
+
     fn keep_doc(&mut self, d: HeldDoc) {
         if self.docs.len() >= MAX_DOCS && !self.docs.contains_key(&d.msg.doc_id) {
             return;
@@ -167,7 +241,11 @@ impl<R: CryptoRng> Core<R> {
         else {
             return;
         };
-        let Some(head) = self.chains.get(&msg.channel_id).and_then(|s| s.chain.head()) else {
+        let Some(head) = self
+            .chains
+            .get(&msg.channel_id)
+            .and_then(|s| s.chain.head())
+        else {
             return;
         };
         let sender_ok = head.roster.member(&from_id).is_some_and(|m| {

@@ -228,6 +228,7 @@ impl<R: CryptoRng> Core<R> {
             }
             MsgType::Name => self.on_name(from, from_id, &pt),
             MsgType::DocKey => self.on_doc_key(from, from_id, &pt),
+            MsgType::DocAck => self.on_doc_ack(from, from_id, &pt),
         }
     }
 

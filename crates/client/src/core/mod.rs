@@ -34,9 +34,9 @@ mod names;
 mod timers;
 
 use admission::{IssuedInvite, Peer};
-pub use docs::{DocInfo, MAX_DOCS, SealedDoc, ShareRefused};
-use docs::HeldDoc;
 pub use alarms::Alarm;
+use docs::HeldDoc;
+pub use docs::{DocInfo, MAX_DOCS, SealedDoc, ShareRefused};
 use keys::KeyState;
 use manager::{Intent, ManagerState};
 
@@ -111,6 +111,14 @@ pub enum Event {
     /// A document whose key arrived (or that I shared): fetch its chunks and open it with
     /// `open_document`.
     Document(DocInfo),
+    /// Mediators: a participant acknowledged one version of a document (its SHA-256), signed
+    /// with its identity key.
+    DocumentAcknowledged {
+        /// Who.
+        participant_id: ParticipantId,
+        /// The version's SHA-256.
+        sha256: [u8; 32],
+    },
     /// An alarm.
     Alarm(Alarm),
     /// A server error frame.
@@ -343,6 +351,8 @@ pub struct Core<R: CryptoRng> {
     early_chats: Vec<(Instant, ParticipantId, Bytes, Bytes)>,
     /// Documents whose key I hold, by id (at most `MAX_DOCS`).
     docs: BTreeMap<Id16, HeldDoc>,
+    /// Mediators: verified acknowledgments of a version, (who, its SHA-256).
+    doc_acks: BTreeSet<(ParticipantId, [u8; 32])>,
     seqs: Sequences,
     unsigned_since: BTreeMap<ParticipantId, Instant>,
     /// Since when someone in my roster has been missing from the server's view of my room.
@@ -400,6 +410,7 @@ impl<R: CryptoRng> Core<R> {
             pending: VecDeque::new(),
             early_chats: Vec::new(),
             docs: BTreeMap::new(),
+            doc_acks: BTreeSet::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
             departed_since: None,
