@@ -7,9 +7,13 @@ import { DecodeError } from "../src/proto/error.js";
 import { ChannelId, IdError, ParticipantId, Role, Side } from "../src/proto/ids.js";
 import {
   CLIENT_TYPES,
+  DOC_MAX_CHUNK_BODY,
+  DocId,
   SERVER_TYPES,
   decodeClient,
   decodeServer,
+  docChunkMaxBody,
+  docChunks,
   encodeClient,
   encodeServer,
   parseServerMessage,
@@ -67,6 +71,7 @@ describe("server messages", () => {
       pong: { type: "pong" },
       media_answer: { type: "media_answer", sdp: "v=0" },
       media_slots: { type: "media_slots", slots: [{ mid: "1", kind: "video" }, { mid: "2", kind: "audio", participant_id: P }] },
+      doc_ticket: { type: "doc_ticket", doc_id: "ab".repeat(16), op: "up", token: "t", chunks: 3, expires_at: 1_800_000_600 },
       error: { type: "error", code: "forbidden", message: "no", in_reply_to: "admit" },
     };
     expect(Object.keys(samples).sort()).toEqual([...SERVER_TYPES].sort());
@@ -133,6 +138,8 @@ describe("client messages", () => {
     { type: "ping" },
     { type: "media_offer", sdp: "v=0" },
     { type: "keyframe_request", publisher: ParticipantId.create(P) },
+    { type: "doc_upload", doc_id: DocId.create("ab".repeat(16)), size: 65_537n, chunks: 2 },
+    { type: "doc_download", doc_id: DocId.create("ab".repeat(16)) },
   ];
 
   it("round trip every type through encodeClient and decodeClient", () => {
@@ -189,6 +196,67 @@ describe("client messages", () => {
         expect(e.message, frame).not.toContain(part);
       }
     }
+  });
+});
+
+describe("documents", () => {
+  const D = "0123456789abcdef0123456789abcdef";
+
+  it("encode requests as the Rust decoder reads them (size a u64, chunks a u32)", () => {
+    expect(encodeClient({ type: "doc_upload", doc_id: DocId.create(D), size: 65_537n, chunks: 2 })).toBe(
+      `{"type":"doc_upload","doc_id":"${D}","size":65537,"chunks":2}`,
+    );
+    expect(encodeClient({ type: "doc_download", doc_id: DocId.create(D) })).toBe(`{"type":"doc_download","doc_id":"${D}"}`);
+  });
+
+  it("decode the ticket as Rust's encode_server writes it", () => {
+    const wire = `{"type":"doc_ticket","doc_id":"${D}","op":"down","token":"t","chunks":3,"expires_at":1800000600}`;
+    const want: ServerMessage = {
+      type: "doc_ticket",
+      doc_id: DocId.create(D),
+      op: "down",
+      token: "t",
+      chunks: 3,
+      expires_at: 1_800_000_600n,
+    };
+    expect(decodeServer(wire)).toEqual(want);
+    expect(encodeServer(want)).toBe(wire);
+  });
+
+  it.each([
+    ["a short id", `{"type":"doc_download","doc_id":"${D.slice(1)}"}`],
+    ["an uppercase id", `{"type":"doc_download","doc_id":"${D.toUpperCase()}"}`],
+    ["a negative size", `{"type":"doc_upload","doc_id":"${D}","size":-1,"chunks":1}`],
+    ["chunks beyond u32", `{"type":"doc_upload","doc_id":"${D}","size":1,"chunks":4294967296}`],
+    ["a missing field", `{"type":"doc_upload","doc_id":"${D}","size":1}`],
+    ["an unknown field", `{"type":"doc_download","doc_id":"${D}","name":"contract.pdf"}`],
+  ])("refuse a request with %s", (_what, text) => {
+    const e = refusal(() => decodeClient(text));
+    expect(e.code).toBe("invalid_message");
+    expect(e.message).not.toContain("contract");
+  });
+
+  it.each([
+    ["an unknown op", "op", "sideways"],
+    ["a null token", "token", null],
+    ["a u64 beyond 2^53", "expires_at", 2 ** 60],
+    ["a bad id", "doc_id", "nope"],
+  ])("refuse a ticket with %s", (_what, field, value) => {
+    const base = { type: "doc_ticket", doc_id: D, op: "up", token: "t", chunks: 1, expires_at: 1 };
+    const text = JSON.stringify({ ...base, [field]: value });
+    expect(refusal(() => decodeServer(text)).code).toBe("invalid_message");
+  });
+
+  it("count chunks and sealed lengths as e2ee §8.7 does", () => {
+    expect([0n, 1n, 65_536n, 65_537n, 25n * 1024n * 1024n].map(docChunks)).toEqual([1n, 1n, 1n, 2n, 400n]);
+    expect(docChunkMaxBody(0n, 0n)).toBe(16n);
+    expect(docChunkMaxBody(0n, 1n)).toBeUndefined();
+    expect(docChunkMaxBody(65_537n, 0n)).toBe(DOC_MAX_CHUNK_BODY);
+    expect(docChunkMaxBody(65_537n, 1n)).toBe(17n);
+    expect(DOC_MAX_CHUNK_BODY).toBe(65_552n);
+    expect(DocId.parse("ab".repeat(16))).toBe("ab".repeat(16));
+    expect(DocId.parse("../".repeat(11).slice(0, 32))).toBeUndefined();
+    expect(() => DocId.create("x")).toThrow(DecodeError);
   });
 });
 

@@ -81,6 +81,10 @@ error_codes! {
     MediaUnavailable = "media_unavailable", "Audio and video are not available on this server; chat still works.";
     /// The SDP offer does not parse or cannot be answered.
     BadSdp = "bad_sdp", "The media offer could not be accepted; reload and try again.";
+    /// `doc_upload` of a document larger than the server's `docs_max_bytes`.
+    DocTooLarge = "doc_too_large", "This document is larger than this server accepts.";
+    /// `doc_upload` that would take the session's documents past `docs_max_session_bytes`.
+    DocQuota = "doc_quota", "This session has no room for another document of that size.";
     /// Something failed inside the server; nothing the client did.
     Internal = "internal", "Something went wrong on the server; try again.";
 }

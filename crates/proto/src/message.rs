@@ -46,6 +46,96 @@ impl From<AgreementHash> for String {
     }
 }
 
+/// A document's id: the 16 random bytes its sharer's client drew (e2ee.md §8.7), as 32
+/// lowercase hex characters. It names the document's chunks on the server and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DocId(String);
+
+impl DocId {
+    /// Accepts exactly 32 lowercase hex characters.
+    pub fn new(s: impl Into<String>) -> Result<Self, ErrorCode> {
+        let s = s.into();
+        if s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Self(s))
+        } else {
+            Err(ErrorCode::InvalidMessage)
+        }
+    }
+
+    /// The hex string (also the document's folder name on the server).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DocId {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s).map_err(|_| "doc_id must be 32 lowercase hex characters")
+    }
+}
+
+impl From<DocId> for String {
+    fn from(d: DocId) -> String {
+        d.0
+    }
+}
+
+/// What a document ticket allows: writing the document's chunks, or reading them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocOp {
+    /// `PUT /docs/{doc_id}/{index}`.
+    Up,
+    /// `GET /docs/{doc_id}/{index}`.
+    Down,
+}
+
+impl DocOp {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocOp::Up => "up",
+            DocOp::Down => "down",
+        }
+    }
+}
+
+/// Bytes of the file in every chunk of a document but the last (e2ee.md §8.7, `CHUNK_BYTES`).
+pub const DOC_CHUNK_BYTES: u64 = 65_536;
+
+/// Bytes a sealed chunk adds to the file's bytes it carries (the AEAD tag).
+pub const DOC_TAG_BYTES: u64 = 16;
+
+/// The largest chunk body the server takes: a full chunk and its tag, 65,552 bytes.
+pub const DOC_MAX_CHUNK_BODY: u64 = DOC_CHUNK_BYTES + DOC_TAG_BYTES;
+
+/// How many chunks a document of `size` bytes is sealed in: `max(1, ceil(size / 65536))`
+/// (an empty file is one empty last chunk).
+pub fn doc_chunks(size: u64) -> u64 {
+    size.div_ceil(DOC_CHUNK_BYTES).max(1)
+}
+
+/// The largest body chunk `index` of a document of `size` bytes can have once sealed: the
+/// file's bytes it carries (65,536 but in the last chunk) and the tag. `None` past the last
+/// chunk.
+pub fn doc_chunk_max_body(size: u64, index: u64) -> Option<u64> {
+    let chunks = doc_chunks(size);
+    if index >= chunks {
+        return None;
+    }
+    let carried = if index + 1 < chunks {
+        DOC_CHUNK_BYTES
+    } else {
+        size - index * DOC_CHUNK_BYTES
+    };
+    Some(carried + DOC_TAG_BYTES)
+}
+
 /// Where a relayed message goes: every current member of a channel, or one participant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -135,6 +225,22 @@ pub enum ClientMessage {
         /// The publisher.
         publisher: ParticipantId,
     },
+    /// Documents: ask to store a sealed document's chunks (answered with a `doc_ticket` of
+    /// op `up`). Admitted participants only.
+    DocUpload {
+        /// The document, named by its sharer's client.
+        doc_id: DocId,
+        /// The file's size in bytes (before sealing).
+        size: u64,
+        /// How many chunks: must be [`doc_chunks`]`(size)`.
+        chunks: u32,
+    },
+    /// Documents: ask to read a document of this session (answered with a `doc_ticket` of op
+    /// `down`). Admitted participants only.
+    DocDownload {
+        /// The document.
+        doc_id: DocId,
+    },
 }
 
 impl ClientMessage {
@@ -157,6 +263,8 @@ impl ClientMessage {
             ClientMessage::Ping => "ping",
             ClientMessage::MediaOffer { .. } => "media_offer",
             ClientMessage::KeyframeRequest { .. } => "keyframe_request",
+            ClientMessage::DocUpload { .. } => "doc_upload",
+            ClientMessage::DocDownload { .. } => "doc_download",
         }
     }
 }
@@ -179,6 +287,8 @@ pub const CLIENT_TYPES: &[&str] = &[
     "ping",
     "media_offer",
     "keyframe_request",
+    "doc_upload",
+    "doc_download",
 ];
 
 /// Decodes one client text frame, classifying failures into stable codes.
@@ -296,10 +406,20 @@ const FIELDS: &[(&str, &[(&str, &str)])] = &[
     ("ping", &[]),
     ("media_offer", &[("sdp", "a string")]),
     ("keyframe_request", &[("publisher", ID)]),
+    (
+        "doc_upload",
+        &[
+            ("doc_id", DOC_ID),
+            ("size", "a whole number"),
+            ("chunks", "a whole number"),
+        ],
+    ),
+    ("doc_download", &[("doc_id", DOC_ID)]),
 ];
 
 const ID: &str = "a string of 1 to 64 characters A-Z a-z 0-9 _ -";
 const HASH: &str = "a string of 64 lowercase hex characters";
+const DOC_ID: &str = "a string of 32 lowercase hex characters";
 
 /// Which field of a message of a known type is wrong, and what it must hold. Only static text.
 fn field_detail(text: &str, fields: &[(&'static str, &'static str)]) -> String {
@@ -543,6 +663,20 @@ pub enum ServerMessage {
         /// One entry per receive m-line.
         slots: Vec<MediaSlot>,
     },
+    /// The answer to `doc_upload` or `doc_download`: a short-lived ticket for the document's
+    /// chunks over HTTP (`Authorization: Bearer <token>`).
+    DocTicket {
+        /// The document.
+        doc_id: DocId,
+        /// `up` (PUT the chunks) or `down` (GET them).
+        op: DocOp,
+        /// The ticket.
+        token: String,
+        /// How many chunks the document has (indices 0 to `chunks - 1`).
+        chunks: u32,
+        /// When the ticket stops working, Unix seconds; ask again for a new one.
+        expires_at: u64,
+    },
     /// Something you sent was refused; nothing changed.
     Error {
         /// Stable code.
@@ -706,6 +840,9 @@ mod tests {
             format!(r#"{{"type":"kick","participant_id":"p1",{s}:1}}"#),
             format!(r#"{{"type":"consent","agreement_hash":{s}}}"#),
             format!(r#"{{"type":"consent","agreement_hash":[{s}]}}"#),
+            format!(r#"{{"type":"doc_upload","doc_id":{s},"size":1,"chunks":1}}"#),
+            format!(r#"{{"type":"doc_upload","doc_id":"{D}","size":{s},"chunks":1}}"#),
+            format!(r#"{{"type":"doc_download","doc_id":{s}}}"#),
         ];
         for frame in &frames {
             let e = decode_client(frame).unwrap_err();
@@ -746,6 +883,92 @@ mod tests {
                     assert_eq!(ours, theirs, "{ty}");
                 }
             }
+        }
+    }
+
+    const D: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn doc_messages_decode_and_refuse_malformed_ids() {
+        let m = decode_client(&format!(
+            r#"{{"type":"doc_upload","doc_id":"{D}","size":65537,"chunks":2}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::DocUpload {
+                doc_id: DocId::new(D).unwrap(),
+                size: 65537,
+                chunks: 2
+            }
+        );
+        assert_eq!(m.type_name(), "doc_upload");
+        let m = decode_client(&format!(r#"{{"type":"doc_download","doc_id":"{D}"}}"#)).unwrap();
+        assert_eq!(m.type_name(), "doc_download");
+        for bad in [
+            &D[1..],
+            &D.to_uppercase(),
+            "0123456789abcdef0123456789abcdeg",
+            "../../etc/passwd0123456789abcdef",
+        ] {
+            assert!(DocId::new(bad).is_err(), "{bad}");
+            let e = decode_client(&format!(r#"{{"type":"doc_download","doc_id":"{bad}"}}"#))
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidMessage);
+            assert_eq!(
+                e.detail,
+                "doc_download: `doc_id` must be a string of 32 lowercase hex characters"
+            );
+        }
+        for frame in [
+            format!(r#"{{"type":"doc_upload","doc_id":"{D}","size":-1,"chunks":1}}"#),
+            format!(r#"{{"type":"doc_upload","doc_id":"{D}","size":1,"chunks":4294967296}}"#),
+            format!(r#"{{"type":"doc_upload","doc_id":"{D}","size":1}}"#),
+        ] {
+            let e = decode_client(&frame).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidMessage, "{frame}");
+        }
+    }
+
+    #[test]
+    fn doc_tickets_encode_with_their_op() {
+        let m = ServerMessage::DocTicket {
+            doc_id: DocId::new(D).unwrap(),
+            op: DocOp::Down,
+            token: "t".into(),
+            chunks: 3,
+            expires_at: 1_800_000_600,
+        };
+        let s = encode_server(&m);
+        assert_eq!(
+            s,
+            format!(
+                r#"{{"type":"doc_ticket","doc_id":"{D}","op":"down","token":"t","chunks":3,"expires_at":1800000600}}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<ServerMessage>(&s).unwrap(), m);
+    }
+
+    #[test]
+    fn chunk_counts_and_bodies_follow_e2ee_8_7() {
+        assert_eq!(doc_chunks(0), 1);
+        assert_eq!(doc_chunks(1), 1);
+        assert_eq!(doc_chunks(65_536), 1);
+        assert_eq!(doc_chunks(65_537), 2);
+        assert_eq!(doc_chunks(25 * 1024 * 1024), 400);
+        assert_eq!(doc_chunk_max_body(0, 0), Some(16));
+        assert_eq!(doc_chunk_max_body(0, 1), None);
+        assert_eq!(doc_chunk_max_body(65_536, 0), Some(65_552));
+        assert_eq!(doc_chunk_max_body(65_537, 0), Some(65_552));
+        assert_eq!(doc_chunk_max_body(65_537, 1), Some(17));
+        assert_eq!(doc_chunk_max_body(65_537, 2), None);
+        assert_eq!(DOC_MAX_CHUNK_BODY, 65_552);
+        // A document's chunks hold at most its size and one tag per chunk.
+        for size in [0, 1, 65_535, 65_536, 65_537, 200_000, 3 * 65_536] {
+            let total: u64 = (0..doc_chunks(size))
+                .map(|i| doc_chunk_max_body(size, i).unwrap())
+                .sum();
+            assert_eq!(total, size + DOC_TAG_BYTES * doc_chunks(size), "{size}");
         }
     }
 

@@ -34,6 +34,7 @@ fn every_message_type_is_documented() {
         "error",
         "media_answer",
         "media_slots",
+        "doc_ticket",
     ];
     for t in client.iter().chain(server.iter()) {
         assert!(

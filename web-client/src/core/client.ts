@@ -631,6 +631,7 @@ export class Core {
       case "draining":
       case "media_answer":
       case "media_slots":
+      case "doc_ticket":
         break;
     }
     await this.tickNow(now);

@@ -185,6 +185,8 @@ async function commandNow(this: Core, m: ClientMessage): Promise<void> {
     case "ping":
     case "media_offer":
     case "keyframe_request":
+    case "doc_upload":
+    case "doc_download":
       break;
   }
   this.out.push(m);

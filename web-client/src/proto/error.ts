@@ -28,6 +28,8 @@ export const ErrorCode = {
   ServerDraining: "server_draining",
   MediaUnavailable: "media_unavailable",
   BadSdp: "bad_sdp",
+  DocTooLarge: "doc_too_large",
+  DocQuota: "doc_quota",
   Internal: "internal",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

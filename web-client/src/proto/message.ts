@@ -13,9 +13,9 @@
 // whose detail is static text: never a value from the frame. Rust's per-field details
 // (`classify`, `field_detail`) are the server's concern and are not twinned.
 //
-// u64 fields (`resume_grace_secs`, `expires_at`, `ttl_secs`) are bigints; a JSON number above
-// 2^53 - 1 is refused, since `JSON.parse` has already lost its precision. JSON.parse keeps the
-// last of repeated keys, where serde refuses the frame.
+// u64 fields (`resume_grace_secs`, `expires_at`, `ttl_secs`, `size`) are bigints; a JSON number
+// above 2^53 - 1 is refused, since `JSON.parse` has already lost its precision. JSON.parse keeps
+// the last of repeated keys, where serde refuses the frame.
 
 import { DecodeError, ERROR_CODES } from "./error.js";
 import type { ErrorCode } from "./error.js";
@@ -47,6 +47,60 @@ export const AgreementHash = {
     return HASH.test(s) ? (s as AgreementHash) : undefined;
   },
 };
+
+/**
+ * A document's id: the 16 random bytes its sharer's client drew (e2ee.md §8.7), as 32
+ * lowercase hex characters. It names the document's chunks on the server and nothing else.
+ */
+export type DocId = string & { readonly [brand]: "DocId" };
+
+const DOC_ID = /^[0-9a-f]{32}$/;
+
+export const DocId = {
+  /** Rust: `DocId::new`: exactly 32 lowercase hex characters; throws `DecodeError` (invalid_message). */
+  create: (s: string): DocId => {
+    if (!DOC_ID.test(s)) {
+      throw new DecodeError("invalid_message", "doc_id");
+    }
+    return s as DocId;
+  },
+  /** `DocId::new(s).ok()`. */
+  parse: (s: string): DocId | undefined => {
+    return DOC_ID.test(s) ? (s as DocId) : undefined;
+  },
+};
+
+/** What a document ticket allows: writing the document's chunks (`up`), or reading them (`down`). */
+export type DocOp = "up" | "down";
+
+/** Bytes of the file in every chunk of a document but the last (e2ee.md §8.7, `CHUNK_BYTES`). */
+export const DOC_CHUNK_BYTES = 65_536n;
+
+/** Bytes a sealed chunk adds to the file's bytes it carries (the AEAD tag). */
+export const DOC_TAG_BYTES = 16n;
+
+/** The largest chunk body the server takes: a full chunk and its tag, 65,552 bytes. */
+export const DOC_MAX_CHUNK_BODY = DOC_CHUNK_BYTES + DOC_TAG_BYTES;
+
+/** How many chunks a document of `size` bytes is sealed in: `max(1, ceil(size / 65536))`. */
+export function docChunks(size: bigint): bigint {
+  const n = (size + DOC_CHUNK_BYTES - 1n) / DOC_CHUNK_BYTES;
+  return n > 1n ? n : 1n;
+}
+
+/**
+ * The largest body chunk `index` of a document of `size` bytes can have once sealed: the
+ * file's bytes it carries (65,536 but in the last chunk) and the tag. `undefined` past the
+ * last chunk.
+ */
+export function docChunkMaxBody(size: bigint, index: bigint): bigint | undefined {
+  const chunks = docChunks(size);
+  if (index < 0n || index >= chunks) {
+    return undefined;
+  }
+  const carried = index + 1n < chunks ? DOC_CHUNK_BYTES : size - index * DOC_CHUNK_BYTES;
+  return carried + DOC_TAG_BYTES;
+}
 
 /** Where a relayed message goes: every current member of a channel, or one participant. */
 export type RelayTarget =
@@ -99,7 +153,11 @@ export type ClientMessage =
   /** Media: an SDP offer for the one peer connection to the SFU. */
   | { type: "media_offer"; sdp: string }
   /** Media: ask a publisher in my channel for a keyframe (after switching keys). */
-  | { type: "keyframe_request"; publisher: ParticipantId };
+  | { type: "keyframe_request"; publisher: ParticipantId }
+  /** Documents: ask to store a sealed document's chunks (answered with a `doc_ticket` of op `up`). */
+  | { type: "doc_upload"; doc_id: DocId; size: bigint; chunks: number }
+  /** Documents: ask to read a document of this session (answered with a `doc_ticket` of op `down`). */
+  | { type: "doc_download"; doc_id: DocId };
 
 /** The wire name of every client message type. */
 export const CLIENT_TYPES: readonly ClientMessage["type"][] = [
@@ -119,6 +177,8 @@ export const CLIENT_TYPES: readonly ClientMessage["type"][] = [
   "ping",
   "media_offer",
   "keyframe_request",
+  "doc_upload",
+  "doc_download",
 ];
 
 /** One member of a channel as the server knows it (the routing view, not a signed roster). */
@@ -233,6 +293,12 @@ export type ServerMessage =
   | { type: "media_answer"; sdp: string }
   /** Which publisher each of my receive slots carries now. */
   | { type: "media_slots"; slots: MediaSlot[] }
+  /**
+   * The answer to `doc_upload` (`up`) or `doc_download` (`down`): a ticket for the document's
+   * chunks, `Authorization: Bearer <token>` on `/docs/{doc_id}/{index}` (signalling.md §11),
+   * until `expires_at` (Unix seconds).
+   */
+  | { type: "doc_ticket"; doc_id: DocId; op: DocOp; token: string; chunks: number; expires_at: bigint }
   /** Something you sent was refused; nothing changed. */
   | { type: "error"; code: ErrorCode; message: string; in_reply_to?: string | undefined };
 
@@ -252,6 +318,7 @@ export const SERVER_TYPES: readonly ServerMessage["type"][] = [
   "pong",
   "media_answer",
   "media_slots",
+  "doc_ticket",
   "error",
 ];
 
@@ -423,6 +490,12 @@ const iceServer = struct(
   }),
 );
 
+const docId = (v: unknown): DocId | undefined => (typeof v === "string" ? DocId.parse(v) : undefined);
+
+function docOp(v: unknown): DocOp | undefined {
+  return v === "up" || v === "down" ? v : undefined;
+}
+
 function leaveReason(v: unknown): LeaveReason | undefined {
   return v === "left" || v === "kicked" || v === "timeout" ? v : undefined;
 }
@@ -509,6 +582,15 @@ export function parseServerMessage(v: unknown): ServerMessage {
       return { type: "media_answer", sdp: r.req("sdp", string) };
     case "media_slots":
       return { type: "media_slots", slots: r.req("slots", (x) => arrayOf(x, mediaSlot)) };
+    case "doc_ticket":
+      return {
+        type: "doc_ticket",
+        doc_id: r.req("doc_id", docId),
+        op: r.req("op", docOp),
+        token: r.req("token", string),
+        chunks: r.req("chunks", u32),
+        expires_at: r.req("expires_at", u64),
+      };
     case "error":
       return {
         type: "error",
@@ -630,6 +712,17 @@ export function parseClientMessage(v: unknown): ClientMessage {
     case "keyframe_request":
       r.noKeysBut("publisher");
       return { type: "keyframe_request", publisher: r.req("publisher", participant) };
+    case "doc_upload":
+      r.noKeysBut("doc_id", "size", "chunks");
+      return {
+        type: "doc_upload",
+        doc_id: r.req("doc_id", docId),
+        size: r.req("size", u64),
+        chunks: r.req("chunks", u32),
+      };
+    case "doc_download":
+      r.noKeysBut("doc_id");
+      return { type: "doc_download", doc_id: r.req("doc_id", docId) };
     default:
       throw unknownType();
   }
@@ -656,6 +749,9 @@ export function encodeClient(m: ClientMessage): string {
       side: m.side ?? null,
       ttl_secs: m.ttl_secs === undefined ? null : u64Json(m.ttl_secs),
     });
+  }
+  if (m.type === "doc_upload") {
+    return JSON.stringify({ type: m.type, doc_id: m.doc_id, size: u64Json(m.size), chunks: m.chunks });
   }
   return JSON.stringify(m);
 }
