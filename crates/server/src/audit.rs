@@ -1,10 +1,10 @@
 //! The audit log: content-free events in SQLite, each row chained to the previous by SHA-256.
 //!
 //! Rows hold a time, the session id, an event name, a pseudonymous participant id, a role,
-//! and at most a consent hash or a channel id: never names, never content. A `chain` table
-//! keeps the anchor (where the chain starts after retention purges, and the time of the last
-//! row purged) and the head (the last row), so that editing, removing or truncating rows is
-//! detected by [`verify`].
+//! and at most a consent hash, a channel id or a document's size: never names, never
+//! content. A `chain` table keeps the anchor (where the chain starts after retention purges,
+//! and the time of the last row purged) and the head (the last row), so that editing,
+//! removing or truncating rows is detected by [`verify`].
 //!
 //! Someone who can write the file can also rewrite the `chain` table. The head, `SEQ:HASH`
 //! ([`Head`]), is therefore meant to be copied elsewhere (the server logs it after every
@@ -30,6 +30,10 @@ const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000
 /// The event that records how many events the writer could not write.
 pub const GAP: &str = "gap";
 
+/// A participant shared a document: its upload was accepted. The detail is the file's size
+/// in bytes; never its name, type or id.
+pub const DOC_SHARED: &str = "doc_shared";
+
 /// Events the writer holds while the database fails, by default.
 pub const MAX_PENDING: usize = 100_000;
 
@@ -46,7 +50,7 @@ pub struct NewEvent {
     pub participant: Option<String>,
     /// Role.
     pub role: Option<String>,
-    /// Consent hash or channel id.
+    /// Consent hash, channel id, or a document's size.
     pub detail: Option<String>,
 }
 
@@ -67,7 +71,7 @@ pub struct Row {
     /// Role.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// Consent hash or channel id.
+    /// Consent hash, channel id, or a document's size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Hash of the previous row (hex).

@@ -96,6 +96,18 @@ pub struct Config {
     pub login_lockout_secs: u64,
     /// Lifetime of a console login (its session cookie), in seconds.
     pub console_session_ttl_secs: u64,
+    /// Largest document a participant may share, in bytes of the file (its sealed chunks add
+    /// 16 bytes per 64 KiB). 0: no documents.
+    pub docs_max_bytes: u64,
+    /// Bytes of documents one session may hold at once (files deleted by retention no longer
+    /// count).
+    pub docs_max_session_bytes: u64,
+    /// Hours a document is kept after it was shared, even while its session goes on; a
+    /// session's documents are deleted when it ends in any case.
+    pub docs_retention_hours: u64,
+    /// Lifetime of a document ticket (the HTTP authorisation for one document's chunks), in
+    /// seconds.
+    pub docs_ticket_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -139,6 +151,10 @@ impl Default for Config {
             login_max_failures_per_address: 20,
             login_lockout_secs: 15 * 60,
             console_session_ttl_secs: 12 * 3600,
+            docs_max_bytes: 25 * 1024 * 1024,
+            docs_max_session_bytes: 200 * 1024 * 1024,
+            docs_retention_hours: 24,
+            docs_ticket_ttl_secs: 600,
         }
     }
 }
@@ -284,6 +300,11 @@ impl Config {
     /// cookies are then `Secure` and `__Host-` prefixed.
     pub fn cookies_secure(&self) -> bool {
         self.public_url.starts_with("https://")
+    }
+
+    /// The document store: `DATA_DIR/docs`.
+    pub fn docs_path(&self) -> PathBuf {
+        self.data_dir.join("docs")
     }
 
     /// The spent-invite store: `DATA_DIR/tokens.db`.

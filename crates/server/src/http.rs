@@ -1,5 +1,6 @@
-//! HTTP routes: health, readiness, the WebSocket, the console's API ([`crate::console`]), the
-//! web client or landing page ([`crate::web`]), and metrics.
+//! HTTP routes: health, readiness, the WebSocket, document chunks ([`crate::docs`]), the
+//! console's API ([`crate::console`]), the web client or landing page ([`crate::web`]), and
+//! metrics.
 
 use std::sync::Arc;
 
@@ -31,7 +32,8 @@ pub(crate) fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/ws", get(ws))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::docs::router(state))
         .merge(crate::console::router(console))
         .merge(crate::web::router(web))
         .layer(axum::middleware::map_response(crate::web::security_headers))

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 mod conn;
 mod console;
+pub mod docs;
 mod gate;
 mod http;
 mod media;
@@ -67,6 +68,14 @@ pub enum StartError {
     /// The accounts database could not be opened.
     #[error(transparent)]
     Accounts(#[from] accounts::AccountError),
+    /// The document store could not be opened or emptied.
+    #[error("cannot open the document store {path}: {error}; the data directory must be writable")]
+    Docs {
+        /// Which folder.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The SFU's UDP port could not be set up.
     #[error(
         "cannot run the SFU on udp {addr}: {error}; pick another address with --media-listen (or media_listen), or set media_enabled = false"
@@ -211,7 +220,22 @@ impl Server {
             &config.turn_secret_file,
             config.turn_credential_ttl_secs,
         )?;
-        let state = Arc::new(AppState::new(config, tokens, spent, audit, media, turn));
+        let docs_path = config.docs_path();
+        let (docs, removed) = docs::DocStore::open(
+            &docs_path,
+            docs::DocLimits::from_config(&config),
+            clock.clone(),
+        )
+        .map_err(|error| StartError::Docs {
+            path: docs_path.display().to_string(),
+            error,
+        })?;
+        if removed > 0 {
+            tracing::info!(documents = removed, "documents of ended sessions deleted");
+        }
+        let state = Arc::new(AppState::new(
+            config, tokens, spent, audit, docs, media, turn,
+        ));
         let console = Arc::new(console::Console::new(
             state.clone(),
             accounts.clone(),
@@ -236,6 +260,7 @@ impl Server {
             }
         });
         tokio::spawn(retention_daily(state.clone()));
+        tokio::spawn(document_retention(state.clone()));
         tracing::info!(%addr, %metrics_addr, media = ?media_addr, "confer listening");
         Ok(Self {
             addr,
@@ -319,6 +344,12 @@ impl Server {
         self.state.sessions.len()
     }
 
+    /// Deletes, now, the documents shared `docs_retention_hours` or more ago by the server's
+    /// clock (the server does this every minute); returns how many.
+    pub async fn apply_document_retention(&self) -> usize {
+        sweep_documents(&self.state).await
+    }
+
     /// Waits until every queued audit event is on disk.
     pub async fn flush_audit(&self) -> Result<(), audit::AuditError> {
         let log = self.state.audit.clone();
@@ -353,6 +384,25 @@ impl Server {
 
 /// The name of the first mediator account `--dev` makes.
 pub const DEV_MEDIATOR: &str = "mediator";
+
+async fn sweep_documents(state: &Arc<AppState>) -> usize {
+    let docs = state.docs.clone();
+    let n = tokio::task::spawn_blocking(move || docs.sweep())
+        .await
+        .unwrap_or(0);
+    if n > 0 {
+        tracing::info!(documents = n, "document retention applied");
+    }
+    n
+}
+
+async fn document_retention(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        sweep_documents(&state).await;
+    }
+}
 
 async fn retention_daily(state: Arc<AppState>) {
     let mut every = tokio::time::interval(Duration::from_secs(24 * 3600));

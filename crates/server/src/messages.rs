@@ -2,7 +2,7 @@
 //! media task, their refusals, and the handles that carry them. A leaf: the tasks depend on it,
 //! it depends on no task.
 
-use confer_proto::{ErrorCode, ParticipantId, Role, ServerMessage, Side};
+use confer_proto::{DocId, ErrorCode, ParticipantId, Role, ServerMessage, Side};
 use confer_room::{Command, RoutingTable};
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,6 +56,27 @@ pub(crate) enum SessionCmd {
         pid: ParticipantId,
         conn_id: u64,
         cmd: MediaCmd,
+    },
+    /// `doc_upload` or `doc_download`: answered with a `doc_ticket`, or a refusal's code, only
+    /// for an admitted participant's current connection.
+    Doc {
+        pid: ParticipantId,
+        conn_id: u64,
+        request: DocRequest,
+        reply: oneshot::Sender<Result<ServerMessage, ErrorCode>>,
+    },
+}
+
+/// A participant's request about a document (`chunks` already checked against `size`).
+#[derive(Debug)]
+pub(crate) enum DocRequest {
+    Upload {
+        doc_id: DocId,
+        size: u64,
+        chunks: u32,
+    },
+    Download {
+        doc_id: DocId,
     },
 }
 

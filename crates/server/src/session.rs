@@ -12,7 +12,10 @@ use tokio::time::Instant;
 
 use crate::audit::NewEvent;
 use crate::conn::{Conn, Outbound};
-use crate::messages::{InviteRefused, MediaCmd, OfferRefused, SessionCmd, SessionHandle};
+use crate::docs::DocRefused;
+use crate::messages::{
+    DocRequest, InviteRefused, MediaCmd, OfferRefused, SessionCmd, SessionHandle,
+};
 use crate::metrics as m;
 use crate::state::AppState;
 use crate::token::{random_id, unix_now};
@@ -83,6 +86,11 @@ impl SessionTask {
                     let _ = self.room.handle_input(Input::Timeout { now });
                 }
             }
+        }
+        // The session's documents go before it leaves the registry: once it is gone (what
+        // `Server::drained` waits for), so are they.
+        if let Some(closed) = self.state.docs.close(&self.instance) {
+            let _ = tokio::task::spawn_blocking(move || closed.delete()).await;
         }
         self.state.sessions.remove(&self.session, self.generation);
         self.state.sessions_changed.notify_waiters();
@@ -227,7 +235,62 @@ impl SessionTask {
                     cmd => self.to_media(cmd),
                 }
             }
+            SessionCmd::Doc {
+                pid,
+                conn_id,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.doc(&pid, conn_id, request));
+            }
         }
+    }
+
+    // Documents: admitted participants only (not the waiting room), on their current
+    // connection. The store checks the limits; an upload accepted for the first time is
+    // audited with its size only.
+    fn doc(
+        &self,
+        pid: &ParticipantId,
+        conn_id: u64,
+        request: DocRequest,
+    ) -> Result<ServerMessage, ErrorCode> {
+        if !self.is_current(pid, conn_id) || !self.room.is_admitted(pid) {
+            return Err(ErrorCode::Forbidden);
+        }
+        let docs = &self.state.docs;
+        let claims = match request {
+            DocRequest::Upload {
+                doc_id,
+                size,
+                chunks,
+            } => {
+                let granted = docs
+                    .upload(&self.session, &self.instance, pid, &doc_id, size, chunks)
+                    .map_err(DocRefused::code)?;
+                if granted.new {
+                    self.state.audit.record(NewEvent {
+                        at: unix_now(),
+                        session: self.session.as_str().to_owned(),
+                        event: crate::audit::DOC_SHARED.to_owned(),
+                        participant: Some(pid.as_str().to_owned()),
+                        role: self.members.get(pid).map(|m| m.role.as_str().to_owned()),
+                        detail: Some(size.to_string()),
+                    });
+                }
+                granted.claims
+            }
+            DocRequest::Download { doc_id } => docs
+                .download(&self.session, &self.instance, pid, &doc_id)
+                .map_err(DocRefused::code)?,
+        };
+        Ok(ServerMessage::DocTicket {
+            token: self.state.tokens.mint_doc(&claims),
+            doc_id: claims.doc_id,
+            op: claims.op,
+            chunks: claims.chunks,
+            expires_at: claims.exp,
+        })
     }
 
     // At most one offer per `media_offer_interval_ms` per participant (whatever its
@@ -450,11 +513,18 @@ mod tests {
         let config = Config::dev(dir.clone());
         let (spent, _) = SpentInvites::open(&config.tokens_path(), unix_now()).unwrap();
         let audit = crate::audit::AuditLog::start(&config.audit_path()).unwrap();
+        let (docs, _) = crate::docs::DocStore::open(
+            &config.docs_path(),
+            crate::docs::DocLimits::from_config(&config),
+            crate::clock::Clock::system(),
+        )
+        .unwrap();
         let state = Arc::new(AppState::new(
             config,
             Tokens::new(&[7; 32]),
             spent,
             audit,
+            docs,
             media,
             None,
         ));

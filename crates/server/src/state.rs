@@ -21,6 +21,8 @@ pub struct AppState {
     /// Spent invite ids, on disk.
     pub(crate) spent: Arc<SpentInvites>,
     pub(crate) audit: AuditLog,
+    /// Sealed document chunks, on disk.
+    pub(crate) docs: Arc<crate::docs::DocStore>,
     /// The SFU, when media is enabled.
     pub(crate) media: Option<MediaHandle>,
     /// TURN credentials for clients, when configured.
@@ -43,6 +45,7 @@ impl AppState {
         tokens: Tokens,
         spent: SpentInvites,
         audit: AuditLog,
+        docs: crate::docs::DocStore,
         media: Option<MediaHandle>,
         turn: Option<crate::turn::Turn>,
     ) -> Self {
@@ -59,6 +62,7 @@ impl AppState {
             tokens,
             spent: Arc::new(spent),
             audit,
+            docs: Arc::new(docs),
             media,
             turn,
             sessions: Sessions::default(),

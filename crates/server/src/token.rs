@@ -9,11 +9,18 @@
 //! that reuses the id. An invite without an instance (`confer token create`, which can mint
 //! before the session exists) opens whichever instance of its session is live, or, for a
 //! mediator, creates one.
+//!
+//! A document ticket ([`DocClaims`], kind `doc`) is the third kind: minted by a session task
+//! for an admitted participant's `doc_upload` or `doc_download`, it authorises the HTTP reads
+//! or writes of one document's chunks for a few minutes. Its expiry is checked against the
+//! server's [`crate::clock::Clock`], not inside the JWT library, so tests move time by hand.
+//! It never passes [`Tokens::verify`] (it has no role), and invites and resume tokens never
+//! pass [`Tokens::verify_doc`].
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use confer_proto::{ParticipantId, Role, SessionId, Side};
+use confer_proto::{DocId, DocOp, ParticipantId, Role, SessionId, Side};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +32,8 @@ pub enum TokenKind {
     Invite,
     /// Comes back to a session after a dropped connection.
     Resume,
+    /// Reads or writes one document's chunks over HTTP ([`DocClaims`]); never says hello.
+    Doc,
 }
 
 /// The claims of every Confer token.
@@ -99,6 +108,43 @@ pub enum TokenError {
     BadRole,
 }
 
+/// The claims of a document ticket: who may do what with which document, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocClaims {
+    /// Always [`TokenKind::Doc`].
+    pub kind: TokenKind,
+    /// The session.
+    pub session: SessionId,
+    /// The session's instance (the document lives and dies with it).
+    pub instance: String,
+    /// The participant the ticket was given to.
+    pub pid: ParticipantId,
+    /// The document.
+    pub doc_id: DocId,
+    /// Write (`up`) or read (`down`).
+    pub op: DocOp,
+    /// The document's size in bytes, as its sharer declared it.
+    pub size: u64,
+    /// Its number of chunks.
+    pub chunks: u32,
+    /// Expiry, Unix seconds of the server's clock: valid while `now < exp`.
+    pub exp: u64,
+}
+
+/// Why a document ticket was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// Bad signature, encoding or algorithm, or not the claims of a ticket.
+    #[error("invalid ticket")]
+    Invalid,
+    /// Past its `exp`.
+    #[error("expired ticket")]
+    Expired,
+    /// A token of this server, of another kind (an invite or a resume token).
+    #[error("not a document ticket")]
+    WrongKind,
+}
+
 /// Why the signing key could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -123,6 +169,8 @@ pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// HS256 and a required `exp`, whose value [`Tokens::verify_doc`] checks itself.
+    doc_validation: Validation,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -156,10 +204,15 @@ impl Tokens {
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp"]);
         validation.validate_exp = true;
+        let mut doc_validation = Validation::new(Algorithm::HS256);
+        doc_validation.leeway = 0;
+        doc_validation.set_required_spec_claims(&["exp"]);
+        doc_validation.validate_exp = false;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            doc_validation,
         }
     }
 
@@ -265,6 +318,40 @@ impl Tokens {
             (TokenKind::Resume, Some(pid)) => Ok(Verified::Resume { claims: c, pid }),
             _ => Err(TokenError::Invalid),
         }
+    }
+
+    /// Mints a document ticket.
+    pub fn mint_doc(&self, claims: &DocClaims) -> String {
+        // HS256 over serde-serializable claims cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 encoding of plain claims")
+    }
+
+    /// Checks a document ticket: HS256 only, its signature, its kind (an invite or a resume
+    /// token of this server is [`TicketError::WrongKind`]), its claims, and `now < exp` (`now`
+    /// from the server's clock, no leeway).
+    pub fn verify_doc(&self, token: &str, now: u64) -> Result<DocClaims, TicketError> {
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding, &self.doc_validation)
+                .map_err(|_| TicketError::Invalid)?;
+        let kind = data.claims.get("kind").and_then(serde_json::Value::as_str);
+        if kind != Some("doc") {
+            // Signed by this server: an invite or a resume token, or a kind it never mints.
+            return Err(if kind.is_some() {
+                TicketError::WrongKind
+            } else {
+                TicketError::Invalid
+            });
+        }
+        let claims: DocClaims =
+            serde_json::from_value(data.claims).map_err(|_| TicketError::Invalid)?;
+        if claims.kind != TokenKind::Doc {
+            return Err(TicketError::Invalid);
+        }
+        if now >= claims.exp {
+            return Err(TicketError::Expired);
+        }
+        Ok(claims)
     }
 
     /// An invite token, checked as by [`verify`](Self::verify). A resume token is refused
@@ -558,6 +645,69 @@ mod tests {
             t.verify(&signed(&header, &p, hmac::HMAC_SHA256)),
             Err(TokenError::Invalid)
         );
+    }
+
+    fn doc_claims(op: DocOp, exp: u64) -> DocClaims {
+        DocClaims {
+            kind: TokenKind::Doc,
+            session: sid(),
+            instance: "0a".repeat(16),
+            pid: ParticipantId::new("p1").unwrap(),
+            doc_id: DocId::new("ab".repeat(16)).unwrap(),
+            op,
+            size: 10,
+            chunks: 1,
+            exp,
+        }
+    }
+
+    #[test]
+    fn doc_tickets_verify_until_their_expiry_on_the_given_clock() {
+        let t = Tokens::new(&SECRET);
+        let c = doc_claims(DocOp::Up, 1_000);
+        let tok = t.mint_doc(&c);
+        assert_eq!(t.verify_doc(&tok, 999), Ok(c.clone()));
+        assert_eq!(t.verify_doc(&tok, 1_000), Err(TicketError::Expired));
+        // Another key, an edited payload, no signature.
+        let other = Tokens::new(&[8; 32]).mint_doc(&c);
+        assert_eq!(t.verify_doc(&other, 0), Err(TicketError::Invalid));
+        let [header, payload, sig] = tok.split('.').collect::<Vec<_>>()[..] else {
+            panic!("three parts")
+        };
+        let text = String::from_utf8(unb64(payload)).unwrap();
+        let edited = text.replace(r#""op":"up""#, r#""op":"down""#);
+        assert_ne!(edited, text);
+        let forged = format!("{header}.{}.{sig}", b64(edited.as_bytes()));
+        assert_eq!(t.verify_doc(&forged, 0), Err(TicketError::Invalid));
+        let none = format!(
+            "{}.{payload}.",
+            b64(json!({"alg": "none", "typ": "JWT"}).to_string().as_bytes())
+        );
+        assert_eq!(t.verify_doc(&none, 0), Err(TicketError::Invalid));
+        assert_eq!(t.verify_doc("", 0), Err(TicketError::Invalid));
+    }
+
+    #[test]
+    fn doc_tickets_and_session_tokens_never_stand_in_for_each_other() {
+        let t = Tokens::new(&SECRET);
+        let (invite, _) = party_invite(&t);
+        let resume = t.mint(&resume_claims());
+        assert_eq!(t.verify_doc(&invite, 0), Err(TicketError::WrongKind));
+        assert_eq!(t.verify_doc(&resume, 0), Err(TicketError::WrongKind));
+        let ticket = t.mint_doc(&doc_claims(DocOp::Down, unix_now() + 60));
+        assert_eq!(t.verify(&ticket), Err(TokenError::Invalid));
+        // Session claims of kind doc (never minted so): neither a session token nor a ticket.
+        let mut c = resume_claims();
+        c.kind = TokenKind::Doc;
+        let odd = t.mint(&c);
+        assert_eq!(t.verify(&odd), Err(TokenError::Invalid));
+        assert_eq!(t.verify_doc(&odd, 0), Err(TicketError::Invalid));
+        // A kind the server never mints, signed with its key.
+        let mut p = json!(doc_claims(DocOp::Up, 1_000));
+        p["kind"] = json!("admin");
+        let header = json!({"alg": "HS256", "typ": "JWT"});
+        let tok = signed(&header, &p, hmac::HMAC_SHA256);
+        assert_eq!(t.verify_doc(&tok, 0), Err(TicketError::WrongKind));
     }
 
     #[test]

@@ -16,7 +16,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::conn::{Conn, Outbound};
-use crate::messages::{InviteRefused, MediaCmd, OfferRefused, SessionCmd, SessionHandle};
+use crate::messages::{
+    DocRequest, InviteRefused, MediaCmd, OfferRefused, SessionCmd, SessionHandle,
+};
 use crate::metrics as m;
 use crate::session;
 use crate::spent::Reservation;
@@ -464,6 +466,28 @@ impl Connection {
                 ttl_secs,
             } => return self.create_invite(role, side, ttl_secs).await,
             ClientMessage::MediaOffer { sdp } => return self.media_offer(sdp).await,
+            ClientMessage::DocUpload {
+                doc_id,
+                size,
+                chunks,
+            } => {
+                if u64::from(chunks) != confer_proto::doc_chunks(size) {
+                    return self.error(
+                        ErrorCode::InvalidMessage,
+                        Some("doc_upload: `chunks` must be max(1, ceil(size / 65536))"),
+                        Some(in_reply_to),
+                    );
+                }
+                let request = DocRequest::Upload {
+                    doc_id,
+                    size,
+                    chunks,
+                };
+                return self.doc(request, in_reply_to).await;
+            }
+            ClientMessage::DocDownload { doc_id } => {
+                return self.doc(DocRequest::Download { doc_id }, in_reply_to).await;
+            }
             ClientMessage::KeyframeRequest { publisher } => {
                 if let (Some(_), Some(j)) = (&self.state.media, &self.joined) {
                     let cmd = MediaCmd::Keyframe {
@@ -563,6 +587,37 @@ impl Connection {
             }
             Err(_) => self.error(ErrorCode::MediaUnavailable, None, Some("media_offer")),
         }
+    }
+
+    /// Through the session task, which answers only an admitted participant's current
+    /// connection. Its refusals are the session's decisions: not counted as errors.
+    async fn doc(&mut self, request: DocRequest, in_reply_to: &'static str) -> Flow {
+        let Some(j) = &self.joined else {
+            return Flow::Stop;
+        };
+        let (reply, answer) = oneshot::channel();
+        let cmd = SessionCmd::Doc {
+            pid: j.pid.clone(),
+            conn_id: self.conn.id,
+            request,
+            reply,
+        };
+        if j.handle.tx.send(cmd).await.is_err() {
+            self.send(&ServerMessage::SessionEnded);
+            return Flow::Close(CloseCode::SessionEnded);
+        }
+        match answer.await {
+            Ok(Ok(ticket)) => self.send(&ticket),
+            Ok(Err(code)) => {
+                m::error(code);
+                self.send(&ServerMessage::error(code, Some(in_reply_to)));
+            }
+            Err(_) => {
+                self.send(&ServerMessage::SessionEnded);
+                return Flow::Close(CloseCode::SessionEnded);
+            }
+        }
+        Flow::Continue
     }
 
     /// Through the session task, which mints only for a manager's current connection and
