@@ -34,6 +34,9 @@ pub const GAP: &str = "gap";
 /// in bytes; never its name, type or id.
 pub const DOC_SHARED: &str = "doc_shared";
 
+/// `confer session purge` removed a session's files; its content-free rows stay.
+pub const SESSION_PURGED: &str = "session_purged";
+
 /// Events the writer holds while the database fails, by default.
 pub const MAX_PENDING: usize = 100_000;
 
@@ -265,7 +268,10 @@ fn append_all<'a>(
     conn: &mut Connection,
     events: impl IntoIterator<Item = &'a NewEvent>,
 ) -> rusqlite::Result<Head> {
-    let tx = conn.transaction()?;
+    // Immediate: the write lock is taken before the head is read, so another process
+    // appending at the same time (`confer session purge` beside the server) waits for it
+    // instead of failing on a head that moved.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (mut seq, mut prev): (i64, String) = tx.query_row(
         "SELECT head_seq, head_hash FROM chain WHERE id = 1",
         [],
@@ -627,6 +633,18 @@ pub fn export(conn: &Connection, session: &str) -> rusqlite::Result<Vec<Row>> {
     ))?;
     let rows = stmt
         .query_map(params![session], read_row)?
+        .collect::<rusqlite::Result<Vec<Row>>>()?;
+    Ok(rows)
+}
+
+/// Every row about one participant (as `participant`), in order: what an access request by
+/// that person is answered with.
+pub fn export_participant(conn: &Connection, participant: &str) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM events WHERE participant = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt
+        .query_map(params![participant], read_row)?
         .collect::<rusqlite::Result<Vec<Row>>>()?;
     Ok(rows)
 }

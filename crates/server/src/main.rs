@@ -48,6 +48,11 @@ enum Cmd {
         #[command(subcommand)]
         command: UserCmd,
     },
+    /// Erase what the data directory holds about a session.
+    Session {
+        #[command(subcommand)]
+        command: SessionAdminCmd,
+    },
     /// Print the web client's build hash (what its "About this client" screen shows), from the
     /// files on disk; fails when the folder's client-manifest.json states another one.
     ClientHash {
@@ -100,13 +105,21 @@ enum AuditCmd {
         #[command(flatten)]
         source: Source,
     },
-    /// Print one session's events as JSON.
+    /// Print one session's events as JSON, or one participant's as JSON lines.
     Export {
         #[command(flatten)]
         source: Source,
-        /// The session id.
+        /// The session id: prints {"session": ID, "events": [...]}.
+        #[arg(
+            long,
+            required_unless_present = "participant",
+            conflicts_with = "participant"
+        )]
+        session: Option<String>,
+        /// A participant id (a pseudonym from the log): prints that participant's rows, one
+        /// JSON object per line (for a person's access request).
         #[arg(long)]
-        session: String,
+        participant: Option<String>,
     },
     /// Delete events older than audit_retention_days now.
     Purge {
@@ -150,6 +163,19 @@ enum UserCmd {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionAdminCmd {
+    /// Remove every trace of a session from the data directory (its documents, all
+    /// instances) but the audit log's content-free rows, and record the purge there. Run it
+    /// once the session has ended.
+    Purge {
+        #[command(flatten)]
+        source: Source,
+        /// The session id.
+        id: String,
     },
 }
 
@@ -307,6 +333,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit { command } => audit_cmd(command),
+        Cmd::Session {
+            command: SessionAdminCmd::Purge { source, id },
+        } => session_purge(&source, &id),
         Cmd::User { command } => user_cmd(command),
     }
 }
@@ -407,7 +436,20 @@ fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
     }
     let mut conn = audit::open(&path)?;
     match command {
+        AuditCmd::Export {
+            participant: Some(participant),
+            ..
+        } => {
+            let mut out = std::io::stdout().lock();
+            for row in audit::export_participant(&conn, &participant)? {
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = writeln!(out, "{}", serde_json::to_string(&row)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCmd::Export { session, .. } => {
+            // clap requires one of the two.
+            let session = session.unwrap_or_default();
             let rows = audit::export(&conn, &session)?;
             let out = serde_json::json!({ "session": session, "events": rows });
             // A closed pipe (`| head`) is not an error worth a panic.
@@ -451,6 +493,50 @@ fn audit_cmd(command: AuditCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+// What the data directory holds about a session: its documents (`docs/<ID>/`, every
+// instance) and its audit rows. `tokens.db` holds spent invite ids and expiries only, and
+// `accounts.db` no session ids: nothing there names the session.
+fn session_purge(source: &Source, id: &str) -> anyhow::Result<ExitCode> {
+    let config = source.load()?;
+    let session = SessionId::new(id)
+        .context("the session id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")?;
+    let files =
+        confer_server::docs::purge_session(&config.docs_path(), &session).with_context(|| {
+            format!(
+                "cannot remove the session's documents under {}",
+                config.docs_path().display()
+            )
+        })?;
+    let path = config.audit_path();
+    let recorded = if path.exists() {
+        let mut conn = audit::open(&path)?;
+        let event = audit::NewEvent {
+            at: token::unix_now(),
+            session: session.as_str().to_owned(),
+            event: audit::SESSION_PURGED.to_owned(),
+            participant: None,
+            role: None,
+            detail: None,
+        };
+        audit::append(&mut conn, &[event]).context(
+            "the documents are removed, but the purge could not be recorded in the audit log; run the command again",
+        )?;
+        true
+    } else {
+        false
+    };
+    println!(
+        "purged session {}: {files} document files removed; its audit rows (content-free) are kept{}",
+        session.as_str(),
+        if recorded {
+            ", with a session_purged row"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(r: &audit::Report, opts: &audit::CheckOptions) {
