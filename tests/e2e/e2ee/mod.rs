@@ -3,6 +3,7 @@
 mod canaries;
 mod channels;
 mod consent;
+mod documents;
 mod harness;
 mod media;
 mod membership;
