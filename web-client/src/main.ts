@@ -6,6 +6,7 @@
 import { mountAbout } from "./app/about.js";
 import { Board } from "./app/board.js";
 import { CallView } from "./app/call.js";
+import { DocumentsView } from "./app/documents.js";
 import { parseFragment, takeInviteFragment } from "./app/invite.js";
 import type { InviteFields, InviteReading } from "./app/invite.js";
 import { askToJoin } from "./app/join.js";
@@ -132,6 +133,30 @@ function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): voi
     shell.announce(text);
   };
   const call = new CallView(document, main, actions, announce, { waitingMessage, speaker: choice.speaker });
+  const documents = new DocumentsView(
+    document,
+    document.getElementById("call") ?? main,
+    {
+      share: async (file) => {
+        await session.shareDocument(file.name, file.type, new Uint8Array(await file.arrayBuffer()));
+      },
+      open: (docId) => session.openDocument(docId),
+      acknowledge: (docId) => session.acknowledgeDocument(docId),
+      carry: async (docId, room) => {
+        const d = session.view().documents.find((x) => x.docId === docId);
+        if (d === undefined) {
+          throw new Error("no such document");
+        }
+        const bytes = await session.openDocument(docId);
+        try {
+          await session.shareDocument(d.name, d.mediaType, bytes, room as ChannelId);
+        } finally {
+          bytes.fill(0);
+        }
+      },
+    },
+    announce,
+  );
   const board = new Board(
     document,
     main,
@@ -154,6 +179,7 @@ function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): voi
   document.getElementById("room")?.focus();
   session.subscribe((v) => {
     call.render(v);
+    documents.render(v);
     board.render(v);
     // Keep what a reload needs (the newest resume token) once admitted to a room, and nothing
     // once it is over. (Before the welcome there is no new token yet: the one kept stays. In

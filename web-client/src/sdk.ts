@@ -21,6 +21,7 @@ import { Watchdog } from "./media/watchdog.js";
 import type { Bypass, WatchedReceiver, WatchedSender } from "./media/watchdog.js";
 import { Role } from "./proto/ids.js";
 import type { ChannelId, ParticipantId, Side } from "./proto/ids.js";
+import { DocId } from "./proto/message.js";
 import type { ClientMessage, IceServer, ServerMessage, SessionView } from "./proto/message.js";
 import { Signal } from "./signal/connection.js";
 import type { SocketLike } from "./signal/connection.js";
@@ -171,6 +172,28 @@ export interface ChatLine {
   mine: boolean;
 }
 
+/**
+ * A document whose key I hold (shared into a room I was in, or by me). The file is sealed end
+ * to end (e2ee §8.7); the server stores its chunks and never the key.
+ */
+export interface DocumentItem {
+  /** 32 hex digits. */
+  docId: string;
+  name: string;
+  mediaType: string;
+  size: number;
+  from: ParticipantId;
+  room: ChannelId;
+  mine: boolean;
+  /** Mine: `uploading` (with `progress` 0..1), `ready`, or `failed`. Others': `ready`. */
+  state: "uploading" | "ready" | "failed";
+  progress: number;
+  /** I acknowledged this version (signed its SHA-256 and sent that to the mediator). */
+  acknowledged: boolean;
+  /** Mediators: who acknowledged this version (their signatures verified). */
+  acknowledgedBy: ParticipantId[];
+}
+
 /** Chat messages kept per session (all rooms). */
 const CHAT_KEPT = 200;
 
@@ -202,6 +225,8 @@ export interface View {
   names: Record<string, string>;
   /** The chat of the room I am secured in, oldest first (at most `CHAT_KEPT`). */
   chat: ChatLine[];
+  /** The documents of the room I am secured in (and, for managers, every room), oldest first. */
+  documents: DocumentItem[];
   /** The session is locked (as the server last said). */
   locked: boolean;
   /** Every key of this session is deleted (after the end, a removal or leaving). */
@@ -248,6 +273,35 @@ export interface MediaCounters {
   cryptoCalls: number;
 }
 
+/** A document could not be shared or opened: a stable code and words for the person. */
+export class DocumentError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "DocumentError";
+  }
+}
+
+function toHexString(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function fromHexString(h: string): Uint8Array {
+  return Uint8Array.from(h.match(/../g) ?? [], (x) => parseInt(x, 16));
+}
+
+/** The stable code of an HTTP error answer (`{"code": ...}`), or the status. */
+async function errorCode(r: Response): Promise<string> {
+  try {
+    const j = (await r.json()) as { code?: unknown };
+    return typeof j.code === "string" ? j.code : `http_${String(r.status)}`;
+  } catch {
+    return `http_${String(r.status)}`;
+  }
+}
+
 function b64url(b: Uint8Array): string {
   let s = "";
   for (const x of b) {
@@ -288,6 +342,9 @@ export class ConferSession {
   readonly #keyframeAsked = new Map<string, number>();
   #session: SessionView | undefined;
   #resumeToken: string | undefined;
+  /** Documents: what the page shows of each, and the tickets asked for (by doc id and op). */
+  #docs = new Map<string, DocumentItem>();
+  #tickets: { docId: string; op: "up" | "down"; resolve: (t: { token: string; chunks: number }) => void; reject: (e: Error) => void }[] = [];
   #locked = false;
   #chat: ChatLine[] = [];
 
@@ -390,6 +447,7 @@ export class ConferSession {
       session: this.#session,
       names: Object.fromEntries(names),
       chat: this.#chat.filter((c) => c.channel === secured),
+      documents: this.#documents(secured),
       locked: this.#locked,
       keysDeleted: core.stats().keysDeleted,
       myFingerprint: ((k) => (k === undefined ? undefined : fingerprint(k)))(core.identity()?.ikPub()),
@@ -533,6 +591,128 @@ export class ConferSession {
     });
   }
 
+  /**
+   * Shares a file into the room I am secured in: sealed here under a fresh key that only that
+   * room's present members get (e2ee §8.7), then uploaded in chunks; `documents` shows the
+   * progress. Managers may carry a document into another room (`into`): re-keyed for it.
+   */
+  async shareDocument(name: string, mediaType: string, bytes: Uint8Array, into?: ChannelId): Promise<string> {
+    const type = /^[\x21-\x7e]{0,127}$/.test(mediaType) ? mediaType : "application/octet-stream";
+    const sealed = await this.#call(() => this.#core.shareDocument(into, name, type, bytes));
+    const id = toHexString(sealed.docId);
+    // Listed here while it uploads; the others are told of it (its key) once it is all there.
+    const me = this.#core.participantId();
+    const item: DocumentItem | undefined =
+      me === undefined
+        ? undefined
+        : {
+            docId: id,
+            name,
+            mediaType: type,
+            size: bytes.length,
+            from: me,
+            room: into ?? this.#core.secured() ?? ("joint" as ChannelId),
+            mine: true,
+            state: "uploading",
+            progress: 0,
+            acknowledged: false,
+            acknowledgedBy: [],
+          };
+    if (item !== undefined) {
+      this.#docs.set(id, item);
+      this.#changed();
+    }
+    try {
+      const t = await this.#ticket(id, "up", { type: "doc_upload", doc_id: DocId.create(id), size: BigInt(bytes.length), chunks: sealed.chunks.length });
+      for (const [i, chunk] of sealed.chunks.entries()) {
+        const r = await fetch(`${this.#httpBase()}/docs/${id}/${String(i)}`, {
+          method: "PUT",
+          headers: { authorization: `Bearer ${t.token}`, "content-type": "application/octet-stream" },
+          body: chunk as Uint8Array<ArrayBuffer>,
+        });
+        if (!r.ok) {
+          throw new DocumentError(await errorCode(r), "The file could not be uploaded.");
+        }
+        if (item !== undefined) {
+          item.progress = (i + 1) / sealed.chunks.length;
+          this.#changed();
+        }
+      }
+      await this.#call(() => this.#core.publishDocument(sealed.docId));
+      if (item !== undefined) {
+        item.state = "ready";
+      }
+      return id;
+    } catch (e) {
+      if (item !== undefined) {
+        item.state = "failed";
+      }
+      throw e;
+    } finally {
+      this.#changed();
+    }
+  }
+
+  /**
+   * Downloads a document's chunks and opens them here: the file's bytes, or a `DocumentError`
+   * (`not_ready` while its sharer is still uploading it).
+   */
+  async openDocument(docId: string): Promise<Uint8Array> {
+    const item = this.#docs.get(docId);
+    if (item === undefined) {
+      throw new DocumentError("not_found", "There is no such document here.");
+    }
+    const t = await this.#ticket(docId, "down", { type: "doc_download", doc_id: DocId.create(docId) });
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < t.chunks; i++) {
+      const r = await fetch(`${this.#httpBase()}/docs/${docId}/${String(i)}`, { headers: { authorization: `Bearer ${t.token}` } });
+      if (r.status === 404) {
+        throw new DocumentError("not_ready", "This file is still being uploaded. Try again in a moment.");
+      }
+      if (!r.ok) {
+        throw new DocumentError(await errorCode(r), "The file could not be downloaded.");
+      }
+      chunks.push(new Uint8Array(await r.arrayBuffer()));
+    }
+    try {
+      return this.#core.openDocument(fromHexString(docId), chunks);
+    } catch {
+      throw new DocumentError("does_not_open", "This file does not open with the key you were given: it was changed or is incomplete.");
+    }
+  }
+
+  /**
+   * Acknowledges the version of a document I hold (a settlement draft): my identity key signs
+   * its SHA-256 and the mediator's page verifies it.
+   */
+  async acknowledgeDocument(docId: string): Promise<void> {
+    await this.#call(() => this.#core.acknowledgeDocument(fromHexString(docId)));
+    const item = this.#docs.get(docId);
+    if (item !== undefined) {
+      item.acknowledged = true;
+    }
+    this.#changed();
+  }
+
+  #documents(secured: ChannelId | undefined): DocumentItem[] {
+    const core = this.#core;
+    const acks = core.role() === "mediator" ? core.documentAcks() : [];
+    return [...this.#docs.values()]
+      .filter((d) => d.room === secured || core.isManager())
+      .map((d) => ({ ...d, acknowledgedBy: acks.filter(([id]) => toHexString(id) === d.docId).map(([, p]) => p) }));
+  }
+
+  #ticket(docId: string, op: "up" | "down", m: ClientMessage): Promise<{ token: string; chunks: number }> {
+    return new Promise((resolve, reject) => {
+      this.#tickets.push({ docId, op, resolve, reject });
+      this.#signal.send(m);
+    });
+  }
+
+  #httpBase(): string {
+    return this.#opts.wsUrl.replace(/^ws/, "http").replace(/\/ws$/, "");
+  }
+
   /** The gate's counters, and frames opened per publisher. */
   mediaCounters(): MediaCounters {
     const c: MediaCounters = {
@@ -674,9 +854,29 @@ export class ConferSession {
             this.#signal.close();
           }
           break;
+        case "document": {
+          const id = toHexString(e.doc.docId);
+          if (!this.#docs.has(id)) {
+            const mine = e.doc.from === core.participantId();
+            this.#docs.set(id, {
+              docId: id,
+              name: e.doc.name,
+              mediaType: e.doc.mediaType,
+              size: Number(e.doc.size),
+              from: e.doc.from,
+              room: e.doc.room,
+              mine,
+              state: mine ? "uploading" : "ready",
+              progress: 0,
+              acknowledged: false,
+              acknowledgedBy: [],
+            });
+          }
+          break;
+        }
         case "session_code":
         case "name":
-        case "document":
+        case "document_acknowledged":
           break;
       }
       this.#emit(e);
@@ -767,7 +967,21 @@ export class ConferSession {
         if (msg.in_reply_to === "create_invite") {
           this.#requested.shift()?.reject(new Error(msg.message));
         }
+        if (msg.in_reply_to === "doc_upload" || msg.in_reply_to === "doc_download") {
+          const op = msg.in_reply_to === "doc_upload" ? "up" : "down";
+          const i = this.#tickets.findIndex((t) => t.op === op);
+          if (i >= 0) {
+            this.#tickets.splice(i, 1)[0]?.reject(new DocumentError(msg.code, msg.message));
+          }
+        }
         break;
+      case "doc_ticket": {
+        const i = this.#tickets.findIndex((t) => t.docId === msg.doc_id && t.op === msg.op);
+        if (i >= 0) {
+          this.#tickets.splice(i, 1)[0]?.resolve({ token: msg.token, chunks: msg.chunks });
+        }
+        return;
+      }
       case "consent_recorded":
       case "channel":
       case "participant_left":

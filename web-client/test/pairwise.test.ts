@@ -92,10 +92,10 @@ describe("pairwise messages", () => {
     );
   });
 
-  it("know exactly four types", () => {
-    expect([1, 2, 3, 4].map(msgTypeFromCode)).toEqual([1, 2, 3, 4]);
+  it("know exactly six types", () => {
+    expect([1, 2, 3, 4, 5, 6].map(msgTypeFromCode)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(msgTypeFromCode(0)).toBeUndefined();
-    expect(msgTypeFromCode(5)).toBeUndefined();
+    expect(msgTypeFromCode(7)).toBeUndefined();
   });
 });
 

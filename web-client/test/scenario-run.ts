@@ -827,8 +827,13 @@ export class Run {
         const who = s(v, "who");
         const into = optStr(v, "into");
         const name = s(v, "name");
-        const shared = await this.core(who)
+        const core = this.core(who);
+        const shared = await core
           .shareDocument(into === undefined ? undefined : ChannelId.create(into), name, "text/plain", utf8(s(v, "text")))
+          .then(async (d) => {
+            await core.publishDocument(d.docId);
+            return d;
+          })
           .then(
             (d) => d,
             (e: unknown) => {

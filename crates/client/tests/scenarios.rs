@@ -855,6 +855,11 @@ impl Run {
                     s(v, "text").as_bytes(),
                 );
                 self.collect(&who);
+                let shared = shared.and_then(|d| {
+                    self.core(&who).publish_document(&d.doc_id)?;
+                    Ok(d)
+                });
+                self.collect(&who);
                 match shared {
                     Ok(d) => {
                         assert!(

@@ -403,6 +403,8 @@ export class Core {
   earlyChats: { since: number; from: ParticipantId; cid: Uint8Array; f: Uint8Array }[] = [];
   /** Documents whose key I hold, by id hex (at most `MAX_DOCS`). */
   docs = new Map<string, HeldDoc>();
+  /** Documents I sealed whose key I have not sent yet (their chunks are being uploaded). */
+  docsSealed = new Map<string, HeldDoc>();
   /** Mediators: verified acknowledgments of a version, by `who:sha256hex` (Rust: a set). */
   docAcks = new Map<string, { from: ParticipantId; sha256: Uint8Array }>();
   seqs = new Sequences();
@@ -716,6 +718,10 @@ export class Core {
       d.msg.fileKey.zeroize();
     }
     this.docs.clear();
+    for (const d of this.docsSealed.values()) {
+      d.msg.fileKey.zeroize();
+    }
+    this.docsSealed.clear();
     this._identity?.zeroize();
     this._identity = undefined;
     this._secured = undefined;

@@ -59,12 +59,14 @@ function infoOf(d: HeldDoc): DocInfo {
 }
 
 /**
- * Shares `file` into the room I am secured in (`into` undefined), or, for managers, into
- * another room whose roster I signed (carrying a document, re-keyed for that room's members).
- * Resolves to the chunks to upload; rejects with `ShareRefused`.
+ * Seals `file` for the room I am secured in (`into` undefined), or, for managers, for another
+ * room whose roster I signed (carrying a document, re-keyed for that room's members). Resolves
+ * to the chunks to upload; once they are, `publishDocument` sends the key to the people then
+ * present in that room (so nobody is told of a file that cannot be fetched yet). Rejects with
+ * `ShareRefused`.
  */
 function shareDocument(this: Core, into: ChannelId | undefined, name: string, mediaType: string, file: Uint8Array): Promise<SealedDoc> {
-  return this.serial(async () => {
+  return this.serial(() => {
     const n = utf8Encode(name);
     const t = utf8Encode(mediaType);
     if (
@@ -105,6 +107,43 @@ function shareDocument(this: Core, into: ChannelId | undefined, name: string, me
     this.rng.fill(docId);
     const msg = new DocKeyMsg(cur[0].slice(), docId, Secret32.random(this.rng), BigInt(file.length), sha256(file), name, mediaType);
     const chunks = new DocCipher(msg.fileKey, docId).sealAll(file);
+    if (this.docsSealed.size >= MAX_DOCS) {
+      throw new ShareRefused("not_secured");
+    }
+    this.docsSealed.set(toHex(docId), { from: me.pid, room, msg });
+    return Promise.resolve({ docId, chunks });
+  });
+}
+
+/**
+ * Sends the key of a document I sealed (its chunks are uploaded) to the people present in its
+ * room now (pairwise type 5), under the room's current chain. Rejects with `ShareRefused` when I
+ * am no longer secured there (or, carrying, no longer a manager): the key goes nowhere.
+ */
+function publishDocument(this: Core, docId: Id16): Promise<void> {
+  return this.serial(async () => {
+    const k = toHex(docId);
+    const d = this.docsSealed.get(k);
+    if (d === undefined) {
+      throw new ShareRefused("not_secured");
+    }
+    this.docsSealed.delete(k);
+    const carrying = this.secured() !== d.room;
+    if (carrying && !this.isManager()) {
+      throw new ShareRefused("not_secured");
+    }
+    const cur = this.currentChain(d.room);
+    const head = cur?.[1].chain.head()?.roster;
+    const me = this.me;
+    if (cur === undefined || head === undefined || me === undefined) {
+      throw new ShareRefused("not_secured");
+    }
+    const mine = this.myEntry(head);
+    if (mine === undefined || (!carrying && isAway(mine))) {
+      throw new ShareRefused("not_secured");
+    }
+    const m0 = d.msg;
+    const msg = new DocKeyMsg(cur[0].slice(), m0.docId, m0.fileKey, m0.size, m0.sha256, m0.name, m0.mediaType);
     const pt = msg.encode();
     try {
       for (const m of head.members) {
@@ -115,8 +154,7 @@ function shareDocument(this: Core, into: ChannelId | undefined, name: string, me
     } finally {
       pt.fill(0);
     }
-    this.keepDoc({ from: me.pid, room, msg });
-    return { docId, chunks };
+    this.keepDoc({ from: d.from, room: d.room, msg });
   });
 }
 
@@ -244,6 +282,6 @@ function onDocKey(this: Core, from: ParticipantId, fromId: Id16, pt: Uint8Array)
 
 /** The methods of docs.rs's `impl Core`. */
 export function docsMethods() {
-  return { shareDocument, openDocument, documents, acknowledgeDocument, documentAcks, onDocAck, keepDoc, onDocKey };
+  return { shareDocument, publishDocument, openDocument, documents, acknowledgeDocument, documentAcks, onDocAck, keepDoc, onDocKey };
 }
 export type DocsMethods = ReturnType<typeof docsMethods>;

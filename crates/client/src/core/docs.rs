@@ -52,9 +52,11 @@ pub(super) struct HeldDoc {
 }
 
 impl<R: CryptoRng> Core<R> {
-    /// Shares `file` into the room I am secured in (`into: None`), or, for managers, into
-    /// another room whose roster I signed (`Some(room)`: carrying a document, re-keyed for
-    /// that room's members). Returns the chunks to upload.
+    /// Seals `file` for the room I am secured in (`into: None`), or, for managers, for another
+    /// room whose roster I signed (`Some(room)`: carrying a document, re-keyed for that room's
+    /// members). Returns the chunks to upload; once they are, [`Core::publish_document`] sends
+    /// the key to the people then present in that room (so nobody is told of a file that cannot
+    /// be fetched yet).
     pub fn share_document(
         &mut self,
         into: Option<&ChannelId>,
@@ -98,8 +100,45 @@ impl<R: CryptoRng> Core<R> {
             name: name.to_owned(),
             media_type: media_type.to_owned(),
         };
+        let _ = my_id;
         let chunks = DocCipher::new(&msg.file_key, doc_id).seal_all(file);
-        let pt = Zeroizing::new(msg.encode());
+        if self.docs_sealed.len() >= MAX_DOCS {
+            return Err(ShareRefused::NotSecured);
+        }
+        self.docs_sealed.insert(
+            doc_id,
+            HeldDoc {
+                from: pid,
+                room,
+                msg,
+            },
+        );
+        Ok(SealedDoc { doc_id, chunks })
+    }
+
+    /// Sends the key of a document I sealed (its chunks are uploaded) to the people present in
+    /// its room now (pairwise type 5), under the room's current chain. Refused when I am no
+    /// longer secured there (or, carrying, no longer a manager): the key goes nowhere.
+    pub fn publish_document(&mut self, doc_id: &Id16) -> Result<(), ShareRefused> {
+        let mut d = self
+            .docs_sealed
+            .remove(doc_id)
+            .ok_or(ShareRefused::NotSecured)?;
+        let carrying = self.secured.as_ref() != Some(&d.room);
+        if carrying && !self.is_manager() {
+            return Err(ShareRefused::NotSecured);
+        }
+        let (cid, head) = self
+            .current_chain(&d.room)
+            .and_then(|(c, s)| Some((*c, s.chain.head()?.roster.clone())))
+            .ok_or(ShareRefused::NotSecured)?;
+        let my_id = self.me.as_ref().ok_or(ShareRefused::NotSecured)?.id;
+        let mine = self.my_entry(&head).ok_or(ShareRefused::NotSecured)?;
+        if !carrying && mine.is_away() {
+            return Err(ShareRefused::NotSecured);
+        }
+        d.msg.channel_id = cid;
+        let pt = Zeroizing::new(d.msg.encode());
         let recipients: Vec<(Id16, [u8; 32])> = head
             .members
             .iter()
@@ -109,12 +148,8 @@ impl<R: CryptoRng> Core<R> {
         for (id, ek) in recipients {
             self.send_pairwise(id, &ek, MsgType::DocKey, &pt, None);
         }
-        self.keep_doc(HeldDoc {
-            from: pid,
-            room,
-            msg,
-        });
-        Ok(SealedDoc { doc_id, chunks })
+        self.keep_doc(d);
+        Ok(())
     }
 
     /// Opens a document whose key I hold from its chunks, in order; checks its size and hash.

@@ -351,6 +351,8 @@ pub struct Core<R: CryptoRng> {
     early_chats: Vec<(Instant, ParticipantId, Bytes, Bytes)>,
     /// Documents whose key I hold, by id (at most `MAX_DOCS`).
     docs: BTreeMap<Id16, HeldDoc>,
+    /// Documents I sealed whose key I have not sent yet (their chunks are being uploaded).
+    docs_sealed: BTreeMap<Id16, HeldDoc>,
     /// Mediators: verified acknowledgments of a version, (who, its SHA-256).
     doc_acks: BTreeSet<(ParticipantId, [u8; 32])>,
     seqs: Sequences,
@@ -410,6 +412,7 @@ impl<R: CryptoRng> Core<R> {
             pending: VecDeque::new(),
             early_chats: Vec::new(),
             docs: BTreeMap::new(),
+            docs_sealed: BTreeMap::new(),
             doc_acks: BTreeSet::new(),
             seqs: Sequences::default(),
             unsigned_since: BTreeMap::new(),
@@ -721,6 +724,7 @@ impl<R: CryptoRng> Core<R> {
         self.keys.early_keys.clear();
         self.early_chats.clear();
         self.docs.clear();
+        self.docs_sealed.clear();
         self.identity = None;
         self.secured = None;
         self.manager.invites.clear();
