@@ -166,6 +166,28 @@ describe("documents shared end to end", () => {
     await m.screenshot("documents", "mediator-acknowledged");
   });
 
+  test("the mediator's private notes: saved encrypted, opened back, nobody else gets them", async () => {
+    const note = "Private: A may move on the dates if B moves on the amount.";
+    const before = await storedDocFiles(server.dataDir);
+    await pw(m).fill("#notes-text", note);
+    await pw(m).click("#notes-save");
+    await until("the notes are saved", () => textOf(m, "#notes-status"), (t) => t.startsWith("Notes saved, encrypted"));
+    const added = (await storedDocFiles(server.dataDir)).filter((p) => !before.includes(p));
+    expect(added.length, "one chunk stored").toBe(1);
+    for (const p of added) {
+      expect((await readFile(p)).includes(Buffer.from("Private:")), p).toBe(false);
+    }
+    await pw(m).fill("#notes-text", "");
+    const versionId = await m.evaluate(() => document.querySelector("#notes-versions button")?.id ?? "", undefined);
+    await pw(m).click(`#${versionId}`);
+    await until("the notes are back", () => m.evaluate(() => (document.getElementById("notes-text") as HTMLTextAreaElement).value, undefined), (t) => t === note);
+    // Nobody else is told of them: their lists are what they were.
+    expect((await docsOf(a)).length).toBe(1);
+    expect((await docsOf(b)).length).toBe(1);
+    expect(await a.evaluate(() => document.getElementById("notes")?.hidden ?? true, undefined), "A has no notes panel").toBe(true);
+    expect(await axeViolations(m), "the notes panel").toEqual([]);
+  });
+
   test("after the end the server holds none of it", async () => {
     await pw(m).click("#end");
     for (const p of [m, a, b]) {

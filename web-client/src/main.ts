@@ -7,6 +7,7 @@ import { mountAbout } from "./app/about.js";
 import { Board } from "./app/board.js";
 import { CallView } from "./app/call.js";
 import { DocumentsView } from "./app/documents.js";
+import { NotesView } from "./app/notes.js";
 import { parseFragment, takeInviteFragment } from "./app/invite.js";
 import type { InviteFields, InviteReading } from "./app/invite.js";
 import { askToJoin } from "./app/join.js";
@@ -172,6 +173,7 @@ function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): voi
     },
     announce,
   );
+  const notes = new NotesView(document, main, { save: (text) => session.saveNotes(text), open: (docId) => session.openNotes(docId) });
   let last = "";
   let saved = kept?.link;
   let retry: HTMLButtonElement | undefined;
@@ -181,6 +183,7 @@ function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): voi
     call.render(v);
     documents.render(v);
     board.render(v);
+    notes.render(v);
     // Keep what a reload needs (the newest resume token) once admitted to a room, and nothing
     // once it is over. (Before the welcome there is no new token yet: the one kept stays. In
     // the waiting room a reload cannot resume: the mediator keeps the first key it saw.)
@@ -202,6 +205,7 @@ function start(main: HTMLElement, fields: InviteFields, choice: JoinChoice): voi
       retry.addEventListener("click", () => {
         document.getElementById("call")?.remove();
         document.getElementById("board")?.remove();
+        document.getElementById("notes")?.remove();
         retry?.remove();
         start(main, fields, choice);
       });

@@ -227,6 +227,8 @@ export interface View {
   chat: ChatLine[];
   /** The documents of the room I am secured in (and, for managers, every room), oldest first. */
   documents: DocumentItem[];
+  /** Mediators: my private notes, each saved version (sealed under a key only this page holds). */
+  notes: { docId: string; savedAt: number; size: number }[];
   /** The session is locked (as the server last said). */
   locked: boolean;
   /** Every key of this session is deleted (after the end, a removal or leaving). */
@@ -344,6 +346,7 @@ export class ConferSession {
   #resumeToken: string | undefined;
   /** Documents: what the page shows of each, and the tickets asked for (by doc id and op). */
   #docs = new Map<string, DocumentItem>();
+  #notes = new Map<string, { docId: string; savedAt: number; size: number }>();
   #tickets: { docId: string; op: "up" | "down"; resolve: (t: { token: string; chunks: number }) => void; reject: (e: Error) => void }[] = [];
   #locked = false;
   #chat: ChatLine[] = [];
@@ -448,6 +451,7 @@ export class ConferSession {
       names: Object.fromEntries(names),
       chat: this.#chat.filter((c) => c.channel === secured),
       documents: this.#documents(secured),
+      notes: [...this.#notes.values()],
       locked: this.#locked,
       keysDeleted: core.stats().keysDeleted,
       myFingerprint: ((k) => (k === undefined ? undefined : fingerprint(k)))(core.identity()?.ikPub()),
@@ -623,21 +627,12 @@ export class ConferSession {
       this.#changed();
     }
     try {
-      const t = await this.#ticket(id, "up", { type: "doc_upload", doc_id: DocId.create(id), size: BigInt(bytes.length), chunks: sealed.chunks.length });
-      for (const [i, chunk] of sealed.chunks.entries()) {
-        const r = await fetch(`${this.#httpBase()}/docs/${id}/${String(i)}`, {
-          method: "PUT",
-          headers: { authorization: `Bearer ${t.token}`, "content-type": "application/octet-stream" },
-          body: chunk as Uint8Array<ArrayBuffer>,
-        });
-        if (!r.ok) {
-          throw new DocumentError(await errorCode(r), "The file could not be uploaded.");
-        }
+      await this.#upload(id, bytes.length, sealed.chunks, (p) => {
         if (item !== undefined) {
-          item.progress = (i + 1) / sealed.chunks.length;
+          item.progress = p;
           this.#changed();
         }
-      }
+      });
       await this.#call(() => this.#core.publishDocument(sealed.docId));
       if (item !== undefined) {
         item.state = "ready";
@@ -658,10 +653,13 @@ export class ConferSession {
    * (`not_ready` while its sharer is still uploading it).
    */
   async openDocument(docId: string): Promise<Uint8Array> {
-    const item = this.#docs.get(docId);
-    if (item === undefined) {
+    if (!this.#docs.has(docId)) {
       throw new DocumentError("not_found", "There is no such document here.");
     }
+    return this.#fetchDocument(docId);
+  }
+
+  async #fetchDocument(docId: string): Promise<Uint8Array> {
     const t = await this.#ticket(docId, "down", { type: "doc_download", doc_id: DocId.create(docId) });
     const chunks: Uint8Array[] = [];
     for (let i = 0; i < t.chunks; i++) {
@@ -678,6 +676,52 @@ export class ConferSession {
       return this.#core.openDocument(fromHexString(docId), chunks);
     } catch {
       throw new DocumentError("does_not_open", "This file does not open with the key you were given: it was changed or is incomplete.");
+    }
+  }
+
+  /**
+   * Mediators: saves my notes as a new version, sealed under a key only this page holds (a
+   * document whose key goes to nobody) and stored encrypted on the server until the session
+   * ends. Resolves to the version's id.
+   */
+  async saveNotes(text: string): Promise<string> {
+    const bytes = new TextEncoder().encode(text);
+    const savedAt = Date.now();
+    const sealed = await this.#call(() => this.#core.shareDocument(undefined, "notes.txt", "text/plain", bytes));
+    const id = toHexString(sealed.docId);
+    this.#notes.set(id, { docId: id, savedAt, size: bytes.length });
+    try {
+      await this.#upload(id, bytes.length, sealed.chunks, () => undefined);
+      await this.#call(() => {
+        this.#core.keepDocumentPrivate(sealed.docId);
+      });
+      return id;
+    } catch (e) {
+      this.#notes.delete(id);
+      throw e;
+    } finally {
+      bytes.fill(0);
+      this.#changed();
+    }
+  }
+
+  /** Mediators: one saved version of my notes, downloaded and decrypted here. */
+  async openNotes(docId: string): Promise<string> {
+    return new TextDecoder().decode(await this.#fetchDocument(docId));
+  }
+
+  async #upload(id: string, size: number, chunks: Uint8Array[], progress: (p: number) => void): Promise<void> {
+    const t = await this.#ticket(id, "up", { type: "doc_upload", doc_id: DocId.create(id), size: BigInt(size), chunks: chunks.length });
+    for (const [i, chunk] of chunks.entries()) {
+      const r = await fetch(`${this.#httpBase()}/docs/${id}/${String(i)}`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${t.token}`, "content-type": "application/octet-stream" },
+        body: chunk as Uint8Array<ArrayBuffer>,
+      });
+      if (!r.ok) {
+        throw new DocumentError(await errorCode(r), "The file could not be uploaded.");
+      }
+      progress((i + 1) / chunks.length);
     }
   }
 
@@ -856,7 +900,7 @@ export class ConferSession {
           break;
         case "document": {
           const id = toHexString(e.doc.docId);
-          if (!this.#docs.has(id)) {
+          if (!this.#docs.has(id) && !this.#notes.has(id)) {
             const mine = e.doc.from === core.participantId();
             this.#docs.set(id, {
               docId: id,

@@ -831,7 +831,11 @@ export class Run {
         const shared = await core
           .shareDocument(into === undefined ? undefined : ChannelId.create(into), name, "text/plain", utf8(s(v, "text")))
           .then(async (d) => {
-            await core.publishDocument(d.docId);
+            if (v["private"] === true) {
+              core.keepDocumentPrivate(d.docId);
+            } else {
+              await core.publishDocument(d.docId);
+            }
             return d;
           })
           .then(

@@ -855,8 +855,13 @@ impl Run {
                     s(v, "text").as_bytes(),
                 );
                 self.collect(&who);
+                let private = v["private"].as_bool().unwrap_or(false);
                 let shared = shared.and_then(|d| {
-                    self.core(&who).publish_document(&d.doc_id)?;
+                    if private {
+                        self.core(&who).keep_document_private(&d.doc_id)?;
+                    } else {
+                        self.core(&who).publish_document(&d.doc_id)?;
+                    }
                     Ok(d)
                 });
                 self.collect(&who);

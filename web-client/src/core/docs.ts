@@ -158,6 +158,20 @@ function publishDocument(this: Core, docId: Id16): Promise<void> {
   });
 }
 
+/**
+ * Keeps a document I sealed for myself only: its key goes to nobody (the mediator's notes; the
+ * server stores the chunks, and the key dies with this client at the end). Throws `ShareRefused`.
+ */
+function keepDocumentPrivate(this: Core, docId: Id16): void {
+  const k = toHex(docId);
+  const d = this.docsSealed.get(k);
+  if (d === undefined) {
+    throw new ShareRefused("not_secured");
+  }
+  this.docsSealed.delete(k);
+  this.keepDoc(d);
+}
+
 /** Opens a document whose key I hold from its chunks, in order; checks its size and hash. Throws `OpenError`. */
 function openDocument(this: Core, docId: Id16, chunks: readonly Uint8Array[]): Uint8Array {
   const d = this.docs.get(toHex(docId));
@@ -282,6 +296,6 @@ function onDocKey(this: Core, from: ParticipantId, fromId: Id16, pt: Uint8Array)
 
 /** The methods of docs.rs's `impl Core`. */
 export function docsMethods() {
-  return { shareDocument, publishDocument, openDocument, documents, acknowledgeDocument, documentAcks, onDocAck, keepDoc, onDocKey };
+  return { shareDocument, publishDocument, keepDocumentPrivate, openDocument, documents, acknowledgeDocument, documentAcks, onDocAck, keepDoc, onDocKey };
 }
 export type DocsMethods = ReturnType<typeof docsMethods>;

@@ -152,6 +152,17 @@ impl<R: CryptoRng> Core<R> {
         Ok(())
     }
 
+    /// Keeps a document I sealed for myself only: its key goes to nobody (the mediator's notes;
+    /// the server stores the chunks, and the key dies with this client at the end).
+    pub fn keep_document_private(&mut self, doc_id: &Id16) -> Result<(), ShareRefused> {
+        let d = self
+            .docs_sealed
+            .remove(doc_id)
+            .ok_or(ShareRefused::NotSecured)?;
+        self.keep_doc(d);
+        Ok(())
+    }
+
     /// Opens a document whose key I hold from its chunks, in order; checks its size and hash.
     pub fn open_document(&self, doc_id: &Id16, chunks: &[Vec<u8>]) -> Result<Vec<u8>, OpenError> {
         let d = self.docs.get(doc_id).ok_or(OpenError)?;
