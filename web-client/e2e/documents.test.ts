@@ -11,8 +11,8 @@ import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { DIST_E2E, PARTICIPANTS, axeViolations, commandFrom, inviteFrom, joinThroughPage, launchChromium, startServer, textOf, until, viewOf } from "./helpers/index.js";
-import type { ConferServer, E2EPage, SeenView } from "./helpers/index.js";
+import { DIST_E2E, PARTICIPANTS, axeViolations, commandFrom, inRoom, launchChromium, mediationInJoint, playwrightOf, startServer, textOf, until, viewOf } from "./helpers/index.js";
+import type { ConferServer, E2EPage } from "./helpers/index.js";
 
 let server: ConferServer;
 let m: E2EPage;
@@ -36,15 +36,7 @@ afterAll(async () => {
   await server.stop();
 });
 
-const inRoom = (v: SeenView, ch: string, n: number): boolean => v.phase === "secured" && v.secured === ch && v.present.length === n;
-
-function pw(p: E2EPage): NonNullable<E2EPage["playwright"]> {
-  const page = p.playwright;
-  if (page === undefined) {
-    throw new Error("Chromium pages only");
-  }
-  return page;
-}
+const pw = playwrightOf;
 
 interface DocSeen {
   docId: string;
@@ -91,18 +83,7 @@ async function storedDocFiles(dir: string): Promise<string[]> {
 
 describe("documents shared end to end", () => {
   test("A shares a file in its caucus: the mediator opens it, B gets nothing", async () => {
-    await joinThroughPage(m, `${server.url}join#t=${server.mediatorToken}`, "Mediator Mo", quiet);
-    await until("the mediator is in joint", () => viewOf(m), (v) => inRoom(v, "joint", 1));
-    const [linkA, linkB] = [await inviteFrom(m, "party", "A"), await inviteFrom(m, "party", "B")];
-    await joinThroughPage(a, linkA, "Ada", quiet);
-    await joinThroughPage(b, linkB, "Bo", quiet);
-    for (const [p, n] of [
-      [m, "m"],
-      [a, "a"],
-      [b, "b"],
-    ] as const) {
-      id[n] = (await until(`${n} in joint`, () => viewOf(p), (v) => inRoom(v, "joint", 3))).participantId ?? "";
-    }
+    Object.assign(id, await mediationInJoint(`${server.url}join#t=${server.mediatorToken}`, m, a, b, quiet));
     await commandFrom(m, { type: "move", participant_id: id["a"], channel_id: "caucus-A" });
     await commandFrom(m, { type: "move", participant_id: id["m"], channel_id: "caucus-A" });
     await until("A in caucus with the mediator", () => viewOf(a), (v) => inRoom(v, "caucus-A", 2));

@@ -16,9 +16,11 @@ import {
   commandFrom,
   hears,
   hearsNowhere,
-  inviteFrom,
+  inRoom,
   joinThroughPage,
   launchChromium,
+  mediationInJoint,
+  playwrightOf,
   sees,
   showsNowhere,
   startServer,
@@ -26,7 +28,7 @@ import {
   until,
   viewOf,
 } from "./helpers/index.js";
-import type { ConferServer, E2EPage, SeenView } from "./helpers/index.js";
+import type { ConferServer, E2EPage } from "./helpers/index.js";
 
 let server: ConferServer;
 let m: E2EPage;
@@ -51,35 +53,15 @@ afterAll(async () => {
   await server.stop();
 });
 
-const inRoom = (v: SeenView, ch: string, n: number): boolean => v.phase === "secured" && v.secured === ch && v.present.length === n;
-
 function kept(p: E2EPage): Promise<string | null> {
   return p.evaluate(() => sessionStorage.getItem("confer.resume"), undefined);
 }
 
-function pw(p: E2EPage): NonNullable<E2EPage["playwright"]> {
-  const page = p.playwright;
-  if (page === undefined) {
-    throw new Error("Chromium pages only");
-  }
-  return page;
-}
+const pw = playwrightOf;
 
 describe("a reload and a co-mediator", () => {
   test("everyone joins; A goes into caucus with the mediator", async () => {
-    await joinThroughPage(m, `${server.url}join#t=${server.mediatorToken}`, "Mediator Mo", quiet);
-    await until("the mediator is in joint", () => viewOf(m), (v) => inRoom(v, "joint", 1));
-    const [linkA, linkB] = [await inviteFrom(m, "party", "A"), await inviteFrom(m, "party", "B")];
-    await joinThroughPage(a, linkA, "Ada", quiet);
-    await joinThroughPage(b, linkB, "Bo", quiet);
-    for (const [p, n] of [
-      [m, "m"],
-      [a, "a"],
-      [b, "b"],
-    ] as const) {
-      const v = await until(`${n} is in joint with three`, () => viewOf(p), (x) => inRoom(x, "joint", 3));
-      id[n] = v.participantId ?? "";
-    }
+    Object.assign(id, await mediationInJoint(`${server.url}join#t=${server.mediatorToken}`, m, a, b, quiet));
     expect(await kept(a), "a party keeps its resume link").toMatch(/^\{.*"link":"#t=/);
     expect(await kept(m), "the mediator keeps nothing").toBeNull();
     await commandFrom(m, { type: "move", participant_id: id["a"], channel_id: "caucus-A" });

@@ -229,3 +229,36 @@ export async function typeText(page: E2EPage, text: string): Promise<void> {
 export function textOf(page: E2EPage, selector: string): Promise<string> {
   return page.evaluate((sel) => document.querySelector(sel)?.textContent ?? "", selector);
 }
+
+/** The page's view shows it secured in `ch` with `n` people present (itself included). */
+export function inRoom(v: SeenView, ch: string, n: number): boolean {
+  return v.phase === "secured" && v.secured === ch && v.present.length === n;
+}
+
+/** The underlying Playwright page (Chromium pages only). */
+export function playwrightOf(p: E2EPage): NonNullable<E2EPage["playwright"]> {
+  const page = p.playwright;
+  if (page === undefined) {
+    throw new Error("Chromium pages only");
+  }
+  return page;
+}
+
+/**
+ * A mediation in joint: the mediator joins from `mediatorLink` as "Mediator Mo", makes party
+ * links for A ("Ada") and B ("Bo"), who join; waits until all three are secured in joint.
+ * Returns their participant ids.
+ */
+export async function mediationInJoint(mediatorLink: string, m: E2EPage, a: E2EPage, b: E2EPage, hook: JoinHook = {}): Promise<{ m: string; a: string; b: string }> {
+  await joinThroughPage(m, mediatorLink, "Mediator Mo", hook);
+  await until("the mediator is in joint", () => viewOf(m), (v) => inRoom(v, "joint", 1));
+  const [linkA, linkB] = [await inviteFrom(m, "party", "A"), await inviteFrom(m, "party", "B")];
+  await joinThroughPage(a, linkA, "Ada", hook);
+  await joinThroughPage(b, linkB, "Bo", hook);
+  const ids: string[] = [];
+  for (const p of [m, a, b]) {
+    const v = await until(`${p.participant.name} is in joint with three`, () => viewOf(p), (x) => inRoom(x, "joint", 3));
+    ids.push(v.participantId ?? "");
+  }
+  return { m: ids[0] ?? "", a: ids[1] ?? "", b: ids[2] ?? "" };
+}

@@ -18,6 +18,7 @@ import { OpenError } from "./lib.js";
 import type { Id16 } from "./lib.js";
 import { MsgType } from "./pairwise.js";
 import { isAway } from "./roster.js";
+import type { Roster } from "./roster.js";
 import { Secret32 } from "./secret.js";
 
 /** Documents whose key a client holds at most (bounded like the other per-room state). */
@@ -52,6 +53,14 @@ export interface HeldDoc {
   from: ParticipantId;
   room: ChannelId;
   msg: DocKeyMsg;
+}
+
+/**
+ * The present members of a roster other than me, with their session keys: who gets a room's
+ * keys (sender keys, document keys).
+ */
+export function presentOthers(roster: Roster, myId: Id16): (readonly [Id16, Uint8Array])[] {
+  return roster.members.filter((m) => !isAway(m) && !bytesEqual(m.participantId, myId)).map((m) => [m.participantId, m.ekPub] as const);
 }
 
 function infoOf(d: HeldDoc): DocInfo {
@@ -146,10 +155,8 @@ function publishDocument(this: Core, docId: Id16): Promise<void> {
     const msg = new DocKeyMsg(cur[0].slice(), m0.docId, m0.fileKey, m0.size, m0.sha256, m0.name, m0.mediaType);
     const pt = msg.encode();
     try {
-      for (const m of head.members) {
-        if (!isAway(m) && !bytesEqual(m.participantId, me.id)) {
-          await this.sendPairwise(m.participantId, m.ekPub, MsgType.DocKey, pt, undefined);
-        }
+      for (const [id, ek] of presentOthers(head, me.id)) {
+        await this.sendPairwise(id, ek, MsgType.DocKey, pt, undefined);
       }
     } finally {
       pt.fill(0);

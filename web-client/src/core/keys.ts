@@ -20,6 +20,7 @@ import {
 import type { Id16 } from "./lib.js";
 import { SenderKeyAck, pskHint } from "./messages.js";
 import * as pairwise from "./pairwise.js";
+import { presentOthers } from "./docs.js";
 import { MsgType, Pair, msgTypeFromCode } from "./pairwise.js";
 import { isAway } from "./roster.js";
 import type { Roster } from "./roster.js";
@@ -501,11 +502,7 @@ async function rekeyStream(this: Core, cid: Id16, roster: Roster, stream: number
   const base = Secret32.random(this.rng);
   const msg = new SenderKeyMsg(cid, roster.epoch, stream, generation, base);
   const pt = msg.encode();
-  const myId = me.id;
-  const recipients = roster.members
-    .filter((m) => !isAway(m) && !bytesEqual(m.participantId, myId))
-    .map((m) => [m.participantId, m.ekPub] as const);
-  for (const [id, ek] of recipients) {
+  for (const [id, ek] of presentOthers(roster, me.id)) {
     await this.sendPairwise(id, ek, MsgType.SenderKey, pt, undefined);
   }
   pt.fill(0);

@@ -51,6 +51,30 @@ pub(super) struct HeldDoc {
     pub(super) msg: DocKeyMsg,
 }
 
+impl HeldDoc {
+    fn info(&self) -> DocInfo {
+        DocInfo {
+            doc_id: self.msg.doc_id,
+            from: self.from.clone(),
+            room: self.room.clone(),
+            name: self.msg.name.clone(),
+            media_type: self.msg.media_type.clone(),
+            size: self.msg.size,
+        }
+    }
+}
+
+/// The present members of a roster other than me, with their session keys: who gets a room's
+/// keys (sender keys, document keys).
+pub(super) fn present_others(roster: &Roster, my_id: Id16) -> Vec<(Id16, [u8; 32])> {
+    roster
+        .members
+        .iter()
+        .filter(|m| !m.is_away() && m.participant_id != my_id)
+        .map(|m| (m.participant_id, m.ek_pub))
+        .collect()
+}
+
 impl<R: CryptoRng> Core<R> {
     /// Seals `file` for the room I am secured in (`into: None`), or, for managers, for another
     /// room whose roster I signed (`Some(room)`: carrying a document, re-keyed for that room's
@@ -81,7 +105,6 @@ impl<R: CryptoRng> Core<R> {
             .and_then(|(c, s)| Some((*c, s.chain.head()?.roster.clone())))
             .ok_or(ShareRefused::NotSecured)?;
         let me = self.me.as_ref().ok_or(ShareRefused::NotSecured)?;
-        let my_id = me.id;
         let pid = me.pid.clone();
         // Sharing into my own room needs my present entry; a manager carrying a document may
         // be away from the room (every roster lists it).
@@ -100,7 +123,6 @@ impl<R: CryptoRng> Core<R> {
             name: name.to_owned(),
             media_type: media_type.to_owned(),
         };
-        let _ = my_id;
         let chunks = DocCipher::new(&msg.file_key, doc_id).seal_all(file);
         if self.docs_sealed.len() >= MAX_DOCS {
             return Err(ShareRefused::NotSecured);
@@ -139,13 +161,7 @@ impl<R: CryptoRng> Core<R> {
         }
         d.msg.channel_id = cid;
         let pt = Zeroizing::new(d.msg.encode());
-        let recipients: Vec<(Id16, [u8; 32])> = head
-            .members
-            .iter()
-            .filter(|m| !m.is_away() && m.participant_id != my_id)
-            .map(|m| (m.participant_id, m.ek_pub))
-            .collect();
-        for (id, ek) in recipients {
+        for (id, ek) in present_others(&head, my_id) {
             self.send_pairwise(id, &ek, MsgType::DocKey, &pt, None);
         }
         self.keep_doc(d);
@@ -171,17 +187,7 @@ impl<R: CryptoRng> Core<R> {
 
     /// The documents whose key I hold: (id, who shared it, the room, name, media type, size).
     pub fn documents(&self) -> Vec<DocInfo> {
-        self.docs
-            .values()
-            .map(|d| DocInfo {
-                doc_id: d.msg.doc_id,
-                from: d.from.clone(),
-                room: d.room.clone(),
-                name: d.msg.name.clone(),
-                media_type: d.msg.media_type.clone(),
-                size: d.msg.size,
-            })
-            .collect()
+        self.docs.values().map(HeldDoc::info).collect()
     }
 
     /// Acknowledges one version of a document I hold (a settlement draft): signs its SHA-256
@@ -260,14 +266,7 @@ impl<R: CryptoRng> Core<R> {
         if self.docs.len() >= MAX_DOCS && !self.docs.contains_key(&d.msg.doc_id) {
             return;
         }
-        let info = DocInfo {
-            doc_id: d.msg.doc_id,
-            from: d.from.clone(),
-            room: d.room.clone(),
-            name: d.msg.name.clone(),
-            media_type: d.msg.media_type.clone(),
-            size: d.msg.size,
-        };
+        let info = d.info();
         self.docs.insert(d.msg.doc_id, d);
         self.events.push_back(Event::Document(info));
     }

@@ -437,14 +437,7 @@ impl<R: CryptoRng> Core<R> {
             base_key: base.clone(),
         };
         let pt = Zeroizing::new(msg.encode());
-        let my_id = me.id;
-        let recipients: Vec<(Id16, [u8; 32])> = roster
-            .members
-            .iter()
-            .filter(|m| !m.is_away() && m.participant_id != my_id)
-            .map(|m| (m.participant_id, m.ek_pub))
-            .collect();
-        for (id, ek) in recipients {
+        for (id, ek) in super::docs::present_others(roster, me.id) {
             self.send_pairwise(id, &ek, MsgType::SenderKey, &pt, None);
         }
         // Switch at once: the relay keeps each sender's messages in order, so every recipient
