@@ -46,6 +46,8 @@ export interface DocInfo {
   name: string;
   mediaType: string;
   size: bigint;
+  /** The SHA-256 of its content (what an acknowledgment of this version names). */
+  sha256: Uint8Array;
 }
 
 /** A document whose key I hold. */
@@ -64,7 +66,7 @@ export function presentOthers(roster: Roster, myId: Id16): (readonly [Id16, Uint
 }
 
 function infoOf(d: HeldDoc): DocInfo {
-  return { docId: d.msg.docId.slice(), from: d.from, room: d.room, name: d.msg.name, mediaType: d.msg.mediaType, size: d.msg.size };
+  return { docId: d.msg.docId.slice(), from: d.from, room: d.room, name: d.msg.name, mediaType: d.msg.mediaType, size: d.msg.size, sha256: d.msg.sha256.slice() };
 }
 
 /**

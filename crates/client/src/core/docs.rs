@@ -60,6 +60,7 @@ impl HeldDoc {
             name: self.msg.name.clone(),
             media_type: self.msg.media_type.clone(),
             size: self.msg.size,
+            sha256: self.msg.sha256,
         }
     }
 }
@@ -319,4 +320,6 @@ pub struct DocInfo {
     pub media_type: String,
     /// Its size in bytes.
     pub size: u64,
+    /// The SHA-256 of its content (what an acknowledgment of this version names).
+    pub sha256: [u8; 32],
 }
