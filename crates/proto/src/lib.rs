@@ -19,7 +19,7 @@ pub use error::{CloseCode, DecodeError, ErrorCode};
 pub use ids::{ChannelId, ChannelKind, IdError, ParticipantId, Role, SessionId, Side};
 pub use message::{
     AgreementHash, CLIENT_TYPES, ChannelMember, ChannelView, ClientMessage, DOC_CHUNK_BYTES,
-    DOC_MAX_CHUNK_BODY, DOC_TAG_BYTES, DocId, DocOp, IceServer, LeaveReason, MediaSlot,
+    DOC_MAX_CHUNK_BODY, DOC_TAG_BYTES, DocHash, DocId, DocOp, IceServer, LeaveReason, MediaSlot,
     PROTOCOL_VERSION, RelayTarget, ServerMessage, SessionView, WaitingView, decode_client,
     doc_chunk_max_body, doc_chunks, encode_server,
 };

@@ -46,6 +46,46 @@ impl From<AgreementHash> for String {
     }
 }
 
+/// The SHA-256 of one version of a document (a settlement draft) that a participant
+/// acknowledged (e2ee.md §8.7), as 64 lowercase hex characters. The server records only this
+/// hash: never the document, its name or its id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DocHash(String);
+
+impl DocHash {
+    /// Accepts exactly 64 lowercase hex characters.
+    pub fn new(s: impl Into<String>) -> Result<Self, ErrorCode> {
+        let s = s.into();
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Self(s))
+        } else {
+            Err(ErrorCode::InvalidMessage)
+        }
+    }
+
+    /// The hex string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DocHash {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s).map_err(|_| "sha256 must be 64 lowercase hex characters")
+    }
+}
+
+impl From<DocHash> for String {
+    fn from(h: DocHash) -> String {
+        h.0
+    }
+}
+
 /// A document's id: the 16 random bytes its sharer's client drew (e2ee.md §8.7), as 32
 /// lowercase hex characters. It names the document's chunks on the server and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -241,6 +281,13 @@ pub enum ClientMessage {
         /// The document.
         doc_id: DocId,
     },
+    /// Documents: the sender acknowledged this version of a document (its client signed the
+    /// pairwise acknowledgment, e2ee.md §8.7); recorded as a content-free audit row. Admitted
+    /// participants only; no answer unless refused.
+    DocAck {
+        /// The version's SHA-256, 64 lowercase hex characters.
+        sha256: DocHash,
+    },
 }
 
 impl ClientMessage {
@@ -265,6 +312,7 @@ impl ClientMessage {
             ClientMessage::KeyframeRequest { .. } => "keyframe_request",
             ClientMessage::DocUpload { .. } => "doc_upload",
             ClientMessage::DocDownload { .. } => "doc_download",
+            ClientMessage::DocAck { .. } => "doc_ack",
         }
     }
 }
@@ -289,6 +337,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "keyframe_request",
     "doc_upload",
     "doc_download",
+    "doc_ack",
 ];
 
 /// Decodes one client text frame, classifying failures into stable codes.
@@ -415,6 +464,7 @@ const FIELDS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("doc_download", &[("doc_id", DOC_ID)]),
+    ("doc_ack", &[("sha256", HASH)]),
 ];
 
 const ID: &str = "a string of 1 to 64 characters A-Z a-z 0-9 _ -";
@@ -843,6 +893,7 @@ mod tests {
             format!(r#"{{"type":"doc_upload","doc_id":{s},"size":1,"chunks":1}}"#),
             format!(r#"{{"type":"doc_upload","doc_id":"{D}","size":{s},"chunks":1}}"#),
             format!(r#"{{"type":"doc_download","doc_id":{s}}}"#),
+            format!(r#"{{"type":"doc_ack","sha256":{s}}}"#),
         ];
         for frame in &frames {
             let e = decode_client(frame).unwrap_err();
@@ -928,6 +979,44 @@ mod tests {
             let e = decode_client(&frame).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidMessage, "{frame}");
         }
+    }
+
+    #[test]
+    fn doc_ack_takes_a_sha256_and_nothing_else() {
+        const H: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let m = decode_client(&format!(r#"{{"type":"doc_ack","sha256":"{H}"}}"#)).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::DocAck {
+                sha256: DocHash::new(H).unwrap()
+            }
+        );
+        assert_eq!(m.type_name(), "doc_ack");
+        let upper = H.to_uppercase();
+        for (bad, detail) in [
+            (
+                format!(r#"{{"type":"doc_ack","sha256":"{}"}}"#, &H[1..]),
+                "doc_ack: `sha256` must be a string of 64 lowercase hex characters",
+            ),
+            (
+                format!(r#"{{"type":"doc_ack","sha256":"{upper}"}}"#),
+                "doc_ack: `sha256` must be a string of 64 lowercase hex characters",
+            ),
+            (
+                r#"{"type":"doc_ack"}"#.to_owned(),
+                "doc_ack: missing field `sha256`",
+            ),
+            (
+                format!(r#"{{"type":"doc_ack","sha256":"{H}","name":"draft.pdf"}}"#),
+                "doc_ack: unknown field (its fields are `sha256`)",
+            ),
+        ] {
+            let e = decode_client(&bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidMessage, "{bad}");
+            assert_eq!(e.detail, detail, "{bad}");
+            assert!(!e.to_string().contains("draft.pdf"));
+        }
+        assert!(DocHash::new(&H[..63]).is_err());
     }
 
     #[test]

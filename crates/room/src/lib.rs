@@ -30,5 +30,6 @@ mod room;
 
 pub use policy::{Location, RelayDecision, RelayTo, may_enter, may_relay};
 pub use room::{
-    AuditEvent, AuditKind, Command, Input, Output, Room, RoomConfig, RoomError, RoutingTable,
+    AuditEvent, AuditKind, Command, Input, MAX_ACKNOWLEDGED_DOCS, Output, Room, RoomConfig,
+    RoomError, RoutingTable,
 };

@@ -4,12 +4,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use confer_proto::{
-    AgreementHash, ChannelId, ChannelKind, ChannelMember, ChannelView, CloseCode, ErrorCode,
-    LeaveReason, ParticipantId, RelayTarget, Role, ServerMessage, SessionId, SessionView, Side,
-    WaitingView,
+    AgreementHash, ChannelId, ChannelKind, ChannelMember, ChannelView, CloseCode, DocHash,
+    ErrorCode, LeaveReason, ParticipantId, RelayTarget, Role, ServerMessage, SessionId,
+    SessionView, Side, WaitingView,
 };
 
 use crate::policy::{Location, RelayDecision, RelayTo, may_enter, may_relay};
+
+/// The most distinct document versions one participant may acknowledge in a session: as many
+/// documents as its client may hold (e2ee.md §8.7, `MAX_DOCS`).
+pub const MAX_ACKNOWLEDGED_DOCS: usize = 256;
 
 /// Tunables of one room.
 #[derive(Debug, Clone)]
@@ -90,6 +94,12 @@ pub enum Input {
         /// Now.
         now: Instant,
     },
+    /// The session is ended from outside it (the console's purge): as if a manager sent
+    /// `end`, every connected participant gets `session_ended` and is closed.
+    End {
+        /// Now.
+        now: Instant,
+    },
     /// Time passed (the deadline of the last [`Output::Timeout`] was reached, or any time).
     Timeout {
         /// Now.
@@ -123,6 +133,8 @@ pub enum Command {
     Leave,
     /// Relay opaque data.
     Relay(RelayTarget, String),
+    /// Record that the sender acknowledged this version of a document (its SHA-256).
+    AcknowledgeDoc(DocHash),
 }
 
 /// What the room asks the shell to do.
@@ -186,6 +198,8 @@ pub enum AuditKind {
     Left(LeaveReason),
     /// The session ended.
     SessionEnded,
+    /// A version of a document (its SHA-256) someone acknowledged.
+    DocAcknowledged(DocHash),
 }
 
 impl AuditKind {
@@ -203,13 +217,16 @@ impl AuditKind {
             AuditKind::Left(LeaveReason::Left) => "left",
             AuditKind::Left(LeaveReason::Timeout) => "timed_out",
             AuditKind::SessionEnded => "session_ended",
+            AuditKind::DocAcknowledged(_) => "doc_acknowledged",
         }
     }
 
-    /// The event's content-free detail: a consent hash or a channel id.
+    /// The event's content-free detail: a consent hash, a channel id, or the SHA-256 of an
+    /// acknowledged document version.
     pub fn detail(&self) -> Option<&str> {
         match self {
             AuditKind::Consent(h) => Some(h.as_str()),
+            AuditKind::DocAcknowledged(h) => Some(h.as_str()),
             AuditKind::Moved(c) => Some(c.as_str()),
             _ => None,
         }
@@ -296,6 +313,8 @@ struct Participant {
     side: Option<Side>,
     place: Place,
     consent: Option<AgreementHash>,
+    /// The document versions it acknowledged (at most [`MAX_ACKNOWLEDGED_DOCS`]).
+    acknowledged: BTreeSet<DocHash>,
     connected: bool,
     /// When a dropped participant is removed.
     deadline: Option<Instant>,
@@ -400,6 +419,7 @@ impl Room {
             | Input::Resume { now, .. }
             | Input::Disconnected { now, .. }
             | Input::Command { now, .. }
+            | Input::End { now }
             | Input::Timeout { now } => *now,
         };
         self.advance(now);
@@ -425,6 +445,10 @@ impl Room {
             } => self.resume(&participant, resume_token),
             Input::Disconnected { participant, .. } => self.disconnected(&participant),
             Input::Command { from, command, .. } => self.command(&from, command),
+            Input::End { .. } => {
+                self.end();
+                Ok(())
+            }
             Input::Timeout { .. } => Ok(()),
         }
     }
@@ -488,6 +512,7 @@ impl Room {
                 side,
                 place,
                 consent: None,
+                acknowledged: BTreeSet::new(),
                 connected: true,
                 deadline: None,
                 arrival: self.next_arrival,
@@ -648,7 +673,27 @@ impl Room {
                 Ok(())
             }
             Command::Relay(target, data) => self.relay(from, target, data),
+            Command::AcknowledgeDoc(hash) => self.acknowledge_doc(from, hash),
         }
+    }
+
+    // Admitted participants only: in the waiting room nobody holds a document. A repeated
+    // acknowledgment of the same version writes no second row; a participant's distinct
+    // versions are bounded like the documents its client may hold.
+    fn acknowledge_doc(&mut self, from: &ParticipantId, hash: DocHash) -> Result<(), RoomError> {
+        let p = self.participants.get_mut(from).ok_or(RoomError::NotFound)?;
+        if p.place == Place::Waiting {
+            return Err(RoomError::Forbidden);
+        }
+        if p.acknowledged.contains(&hash) {
+            return Ok(());
+        }
+        if p.acknowledged.len() >= MAX_ACKNOWLEDGED_DOCS {
+            return Err(RoomError::Forbidden);
+        }
+        p.acknowledged.insert(hash.clone());
+        self.audit(AuditKind::DocAcknowledged(hash), Some(from));
+        Ok(())
     }
 
     fn consent(&mut self, from: &ParticipantId, hash: AgreementHash) -> Result<(), RoomError> {

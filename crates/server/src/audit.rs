@@ -1,10 +1,11 @@
 //! The audit log: content-free events in SQLite, each row chained to the previous by SHA-256.
 //!
 //! Rows hold a time, the session id, an event name, a pseudonymous participant id, a role,
-//! and at most a consent hash, a channel id or a document's size: never names, never
-//! content. A `chain` table keeps the anchor (where the chain starts after retention purges,
-//! and the time of the last row purged) and the head (the last row), so that editing,
-//! removing or truncating rows is detected by [`verify`].
+//! and at most a consent hash, a channel id, a document's size or the SHA-256 of an
+//! acknowledged document version: never names, never content. A `chain` table keeps the
+//! anchor (where the chain starts after retention purges, and the time of the last row
+//! purged) and the head (the last row), so that editing, removing or truncating rows is
+//! detected by [`verify`].
 //!
 //! Someone who can write the file can also rewrite the `chain` table. The head, `SEQ:HASH`
 //! ([`Head`]), is therefore meant to be copied elsewhere (the server logs it after every
@@ -34,8 +35,26 @@ pub const GAP: &str = "gap";
 /// in bytes; never its name, type or id.
 pub const DOC_SHARED: &str = "doc_shared";
 
-/// `confer session purge` removed a session's files; its content-free rows stay.
+/// `confer session purge`, or the console's purge, removed a session's files; its
+/// content-free rows stay.
 pub const SESSION_PURGED: &str = "session_purged";
+
+/// The `session_purged` row of a session id: content-free, no participant.
+pub fn session_purged(session: &str, at: u64) -> NewEvent {
+    NewEvent {
+        at,
+        session: session.to_owned(),
+        event: SESSION_PURGED.to_owned(),
+        participant: None,
+        role: None,
+        detail: None,
+    }
+}
+
+/// A participant acknowledged a version of a document (`doc_ack`). The detail is the
+/// version's SHA-256; never the document, its name or its id. Written by the room
+/// (`confer_room::AuditKind::DocAcknowledged`).
+pub const DOC_ACKNOWLEDGED: &str = "doc_acknowledged";
 
 /// Events the writer holds while the database fails, by default.
 pub const MAX_PENDING: usize = 100_000;

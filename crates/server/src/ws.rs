@@ -516,6 +516,7 @@ impl Connection {
             ClientMessage::Kick { participant_id } => (Command::Kick(participant_id), 0),
             ClientMessage::End => (Command::End, 0),
             ClientMessage::Leave => (Command::Leave, 0),
+            ClientMessage::DocAck { sha256 } => (Command::AcknowledgeDoc(sha256), 0),
             ClientMessage::Relay { to, data } => {
                 let n = data.len();
                 (Command::Relay(to, data), n)
