@@ -102,9 +102,14 @@ pub struct Config {
     /// Bytes of documents one session may hold at once (files deleted by retention no longer
     /// count).
     pub docs_max_session_bytes: u64,
-    /// Hours a document is kept after it was shared, even while its session goes on; a
+    /// Hours a document is kept after it was shared, even while its session goes on, in a
+    /// session whose mediator chose no retention (one not started in the console); a
     /// session's documents are deleted when it ends in any case.
     pub docs_retention_hours: u64,
+    /// The longest retention, in hours after sharing, a mediator may choose for a session's
+    /// documents in the console ("until the session ends" included); it also caps
+    /// `docs_retention_hours`.
+    pub docs_max_retention_hours: u64,
     /// Lifetime of a document ticket (the HTTP authorisation for one document's chunks), in
     /// seconds.
     pub docs_ticket_ttl_secs: u64,
@@ -154,6 +159,7 @@ impl Default for Config {
             docs_max_bytes: 25 * 1024 * 1024,
             docs_max_session_bytes: 200 * 1024 * 1024,
             docs_retention_hours: 24,
+            docs_max_retention_hours: 24,
             docs_ticket_ttl_secs: 600,
         }
     }

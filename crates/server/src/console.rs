@@ -10,8 +10,9 @@
 //! | `POST /console/api/login` `{name, password}` | `{"next":"second_factor"}` and a 5-minute login cookie, or `{"next":"done"}` for an account without TOTP where none is required |
 //! | `POST /console/api/login/second-factor` `{code}` or `{recovery_code}` | the session cookie |
 //! | `POST /console/api/logout` | ends the session |
-//! | `GET /console/api/sessions` | the account's sessions: live, or not opened yet |
-//! | `POST /console/api/sessions` | a new session and its mediator invite, `/join#t=…` (mediators only) |
+//! | `GET /console/api/sessions` | the account's sessions: live, or not opened yet, each with its documents' retention; the retention choices |
+//! | `POST /console/api/sessions` `{docs_retention_hours?}` | a new session and its mediator invite, `/join#t=…` (mediators only); `0` keeps documents until the session ends, `N` for N hours, at most `docs_max_retention_hours` |
+//! | `POST /console/api/sessions/{id}/purge` | one of the account's own sessions: ended if live (everyone in it gets `session_ended`), its invite spent, then purged as `confer session purge` does |
 //!
 //! **CSRF: double-submit token plus an Origin check.** `GET /console/api/me` sets an
 //! `HttpOnly`, `SameSite=Strict` cookie holding a random token and answers the same token in
@@ -36,7 +37,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, ORIGIN, RETRY_AFTER, SET_COOKIE,
 };
@@ -51,6 +52,9 @@ use serde_json::json;
 use crate::accounts::lockout::Throttle;
 use crate::accounts::{self, AccountRole, Accounts, Name, SessionUser};
 use crate::clock::Clock;
+use crate::docs::DocRetention;
+use crate::messages::SessionCmd;
+use crate::sessions::SessionPlan;
 use crate::state::AppState;
 
 /// How long the step between password and second factor may take.
@@ -85,8 +89,12 @@ struct PendingLogin {
 struct Started {
     session: SessionId,
     jti: String,
+    /// The invite's own `exp` (the system clock's), for marking it spent.
+    invite_exp: u64,
     created_at: u64,
     expires_at: u64,
+    /// What the mediator chose; `None`: `docs_retention_hours`.
+    docs_retention: Option<DocRetention>,
 }
 
 impl Console {
@@ -263,6 +271,7 @@ pub(crate) fn router(console: Arc<Console>) -> Router {
         .route("/console/api/login/second-factor", post(second_factor))
         .route("/console/api/logout", post(logout))
         .route("/console/api/sessions", get(sessions).post(start_session))
+        .route("/console/api/sessions/{id}/purge", post(purge_session))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(console)
 }
@@ -355,6 +364,16 @@ impl ApiError {
         StatusCode::SERVICE_UNAVAILABLE,
         "server_draining",
         "The server is shutting down and starts no new sessions. Try again in a few minutes.",
+    );
+    const RETENTION_NOT_ALLOWED: Self = Self::new(
+        StatusCode::BAD_REQUEST,
+        "retention_not_allowed",
+        "Documents cannot be kept that long on this server. Choose one of the periods the console offers.",
+    );
+    const SESSION_NOT_FOUND: Self = Self::new(
+        StatusCode::NOT_FOUND,
+        "session_not_found",
+        "None of your sessions has that id: it ended, was deleted already, or another account started it. Refresh the list.",
     );
     const INTERNAL: Self = Self::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -709,6 +728,7 @@ async fn sessions(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response
         async {
             let account = c.require_account(&headers).await?;
             let list = current_sessions(&c, account.user_id).await?;
+            let (default_hours, max_hours) = retention_hours(&c);
             let rows: Vec<serde_json::Value> = list
                 .iter()
                 .map(|(s, live)| {
@@ -716,10 +736,14 @@ async fn sessions(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response
                         "id": s.session.as_str(),
                         "created_at": s.created_at,
                         "state": if *live { "live" } else { "not_opened" },
+                        "docs_retention_hours": s.docs_retention.map_or(default_hours, DocRetention::hours),
                     })
                 })
                 .collect();
-            Ok(ok(json!({ "sessions": rows })))
+            Ok(ok(json!({
+                "sessions": rows,
+                "docs_retention": {"default_hours": default_hours, "max_hours": max_hours},
+            })))
         }
         .await,
     )
@@ -747,12 +771,32 @@ async fn current_sessions(
     .map_err(|_| ApiError::INTERNAL)?;
     let kept: Vec<String> = checked.iter().map(|(s, _)| s.jti.clone()).collect();
     if let Some(list) = c.started().get_mut(&user_id) {
+        // A session dropped unopened never takes its plan: forget it here.
+        for s in list.iter().filter(|s| !kept.contains(&s.jti)) {
+            c.app.sessions.take_plan(&s.session);
+        }
         list.retain(|s| kept.contains(&s.jti));
     }
     Ok(checked)
 }
 
-async fn start_session(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+/// The retention a session gets when its mediator chooses none, and the longest one may
+/// choose, in hours (`docs_retention_hours` capped by `docs_max_retention_hours`).
+fn retention_hours(c: &Console) -> (u64, u64) {
+    let config = &c.app.config;
+    let max = config.docs_max_retention_hours;
+    (config.docs_retention_hours.min(max), max)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartSession {
+    /// `0`: until the session ends; `N`: N hours after sharing. Absent: the default.
+    #[serde(default)]
+    docs_retention_hours: Option<u64>,
+}
+
+async fn start_session(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
     result(
         async {
             c.check_csrf(&headers)?;
@@ -760,6 +804,20 @@ async fn start_session(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res
             if account.role != AccountRole::Mediator {
                 return Err(ApiError::FORBIDDEN_ROLE);
             }
+            let req: StartSession = if body.iter().all(u8::is_ascii_whitespace) {
+                StartSession {
+                    docs_retention_hours: None,
+                }
+            } else {
+                parse(&body)?
+            };
+            let docs_retention = match req.docs_retention_hours {
+                None => None,
+                Some(h) => Some(
+                    DocRetention::from_hours(h, c.app.config.docs_max_retention_hours)
+                        .ok_or(ApiError::RETENTION_NOT_ALLOWED)?,
+                ),
+            };
             if c.app.is_draining() {
                 return Err(ApiError::DRAINING);
             }
@@ -773,19 +831,101 @@ async fn start_session(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res
             let (token, claims) = c.app.tokens.invite(&session, Role::Mediator, None, ttl);
             // The invite's own `exp` is the system clock's; the list reads the console's.
             let now = c.clock.now();
+            if let Some(docs_retention) = docs_retention {
+                c.app
+                    .sessions
+                    .plan(session.clone(), SessionPlan { docs_retention });
+            }
             c.started()
                 .entry(account.user_id)
                 .or_default()
                 .push(Started {
                     session: session.clone(),
                     jti: claims.jti,
+                    invite_exp: claims.exp,
                     created_at: now,
                     expires_at: now.saturating_add(ttl),
+                    docs_retention,
                 });
             Ok(ok(json!({
                 "id": session.as_str(),
                 "link": format!("/join#t={token}"),
             })))
+        }
+        .await,
+    )
+}
+
+/// Deletes everything about one of the account's own sessions: its invite can no longer open
+/// it, a live session is ended as a manager's `end` ends it (everyone connected gets
+/// `session_ended`; its documents go with it), then the session id is purged as
+/// `confer session purge` does (every document folder of the id, a `session_purged` audit
+/// row). The audit log's content-free rows stay. Another account's session, or an id the
+/// account has not (or no longer) listed, is `session_not_found`.
+async fn purge_session(
+    State(c): State<Arc<Console>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    result(
+        async {
+            c.check_csrf(&headers)?;
+            let account = c.require_account(&headers).await?;
+            let session = SessionId::new(id).map_err(|_| ApiError::SESSION_NOT_FOUND)?;
+            let record = c
+                .started()
+                .get(&account.user_id)
+                .and_then(|list| list.iter().find(|s| s.session == session).cloned())
+                .ok_or(ApiError::SESSION_NOT_FOUND)?;
+            let app = c.app.clone();
+            let (jti, exp) = (record.jti.clone(), record.invite_exp);
+            // First, so that the invite of a session not opened yet never opens it.
+            tokio::task::spawn_blocking(move || {
+                app.spent.reserve(&jti, exp, crate::token::unix_now())
+            })
+            .await
+            .map_err(|_| ApiError::INTERNAL)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot spend the invite of a session being purged");
+                ApiError::INTERNAL
+            })?;
+            if let Some(live) = c.app.sessions.get(&session) {
+                let (reply, ended) = tokio::sync::oneshot::channel();
+                if live.tx.send(SessionCmd::End { reply }).await.is_ok() {
+                    // Dropped once the session has left the registry, documents deleted.
+                    let _ = ended.await;
+                }
+            }
+            let app = c.app.clone();
+            let purged = session.clone();
+            let files = tokio::task::spawn_blocking(move || {
+                let files = crate::docs::purge_session(&app.config.docs_path(), &purged)?;
+                app.audit.record(crate::audit::session_purged(
+                    purged.as_str(),
+                    crate::token::unix_now(),
+                ));
+                if let Err(e) = app.audit.flush() {
+                    // The row stays queued; the writer keeps trying.
+                    tracing::error!(error = %e, "the session_purged audit row is not written yet");
+                }
+                Ok::<_, std::io::Error>(files)
+            })
+            .await
+            .map_err(|_| ApiError::INTERNAL)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot remove a purged session's documents");
+                ApiError::INTERNAL
+            })?;
+            if let Some(list) = c.started().get_mut(&account.user_id) {
+                list.retain(|s| s.session != session);
+            }
+            c.app.sessions.take_plan(&session);
+            tracing::info!(
+                session = %c.app.loggable(session.as_str()),
+                files,
+                "session purged from the console"
+            );
+            Ok(ok(json!({"id": session.as_str(), "files_removed": files})))
         }
         .await,
     )

@@ -19,9 +19,12 @@
 //! racing writers cannot both win. Its size is bounded before anything is written (the
 //! document's declared size fixes every chunk's largest sealed length).
 //!
-//! **Lifetime.** A document is deleted when its session instance ends, `docs_retention_hours`
+//! **Lifetime.** A document is deleted when its session instance ends, its session's retention
 //! after it was shared (a sweep on the server's [`Clock`]), and at every start of the server
-//! (no session outlives its process). Deletions take the instance's I/O lock for writing and
+//! (no session outlives its process). A session's retention is what its mediator chose in the
+//! console ([`DocRetention`]), or `docs_retention_hours`, never more than
+//! `docs_max_retention_hours`; each document keeps the deadline it was given when its upload
+//! was first accepted. Deletions take the instance's I/O lock for writing and
 //! chunk writes take it for reading, after checking that their document is still listed: no
 //! chunk is written into a document that was just deleted. `confer session purge ID` removes
 //! `DATA_DIR/docs/<ID>` from outside the server ([`purge_session`]).
@@ -54,8 +57,10 @@ pub(crate) struct DocLimits {
     pub(crate) max_bytes: u64,
     /// `docs_max_session_bytes`.
     pub(crate) max_session_bytes: u64,
-    /// `docs_retention_hours`, in seconds.
+    /// `docs_retention_hours`, in seconds: sessions whose mediator chose nothing.
     pub(crate) retention_secs: u64,
+    /// `docs_max_retention_hours`, in seconds: no document is kept longer.
+    pub(crate) max_retention_secs: u64,
     /// `docs_ticket_ttl_secs`.
     pub(crate) ticket_ttl_secs: u64,
 }
@@ -66,7 +71,50 @@ impl DocLimits {
             max_bytes: c.docs_max_bytes,
             max_session_bytes: c.docs_max_session_bytes,
             retention_secs: c.docs_retention_hours.saturating_mul(3600),
+            max_retention_secs: c.docs_max_retention_hours.saturating_mul(3600),
             ticket_ttl_secs: c.docs_ticket_ttl_secs,
+        }
+    }
+
+    /// How long after sharing a session's documents are kept, for the retention its mediator
+    /// chose (`None`: none was, the session did not start in the console): never longer than
+    /// `docs_max_retention_hours`.
+    pub(crate) fn retention_secs(&self, chosen: Option<DocRetention>) -> u64 {
+        let secs = match chosen {
+            None => self.retention_secs,
+            Some(DocRetention::SessionEnd) => self.max_retention_secs,
+            Some(DocRetention::Hours(h)) => h.saturating_mul(3600),
+        };
+        secs.min(self.max_retention_secs)
+    }
+}
+
+/// How long a session's documents are kept, as its mediator chose when starting it in the
+/// console. Every document is deleted when its session ends in any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DocRetention {
+    /// Until the session ends (and at most `docs_max_retention_hours` after sharing).
+    SessionEnd,
+    /// This many hours after sharing, or the end of the session if sooner.
+    Hours(u64),
+}
+
+impl DocRetention {
+    /// The console's wire form: `0` is "until the session ends", `N` hours otherwise. `None`
+    /// when it is longer than `max_hours` allows.
+    pub(crate) fn from_hours(hours: u64, max_hours: u64) -> Option<Self> {
+        match hours {
+            0 => Some(DocRetention::SessionEnd),
+            h if h <= max_hours => Some(DocRetention::Hours(h)),
+            _ => None,
+        }
+    }
+
+    /// The inverse of [`DocRetention::from_hours`].
+    pub(crate) fn hours(self) -> u64 {
+        match self {
+            DocRetention::SessionEnd => 0,
+            DocRetention::Hours(h) => h,
         }
     }
 }
@@ -126,8 +174,9 @@ struct Doc {
     size: u64,
     chunks: u32,
     uploader: ParticipantId,
-    /// Unix seconds of the store's clock.
-    shared_at: u64,
+    /// Unix seconds of the store's clock: when its retention runs out (its upload was first
+    /// accepted, plus its session's retention).
+    expires_at: u64,
 }
 
 /// A ticket granted by [`DocStore::upload`].
@@ -170,6 +219,11 @@ impl DocStore {
         Ok((store, removed))
     }
 
+    /// The limits the store was opened with.
+    pub(crate) fn limits(&self) -> &DocLimits {
+        &self.limits
+    }
+
     fn claims(
         &self,
         session: &SessionId,
@@ -193,7 +247,9 @@ impl DocStore {
     }
 
     /// Notes a document an admitted participant is about to upload, within the limits, and
-    /// grants it an `up` ticket. `chunks` has been checked against `size` by the caller.
+    /// grants it an `up` ticket. `chunks` has been checked against `size` by the caller. A new
+    /// document is kept `retention_secs` (its session's, [`DocLimits::retention_secs`]).
+    #[allow(clippy::too_many_arguments)] // the ids that place a document, its shape, its lifetime
     pub(crate) fn upload(
         &self,
         session: &SessionId,
@@ -202,6 +258,7 @@ impl DocStore {
         doc_id: &DocId,
         size: u64,
         chunks: u32,
+        retention_secs: u64,
     ) -> Result<Granted, DocRefused> {
         if size > self.limits.max_bytes || self.limits.max_bytes == 0 {
             return Err(DocRefused::TooLarge);
@@ -234,7 +291,7 @@ impl DocStore {
             size,
             chunks,
             uploader: pid.clone(),
-            shared_at: self.clock.now(),
+            expires_at: self.clock.now().saturating_add(retention_secs),
         };
         let claims = self.claims(session, instance, pid, doc_id, DocOp::Up, &doc);
         docs.insert(doc_id.clone(), doc);
@@ -319,8 +376,8 @@ impl DocStore {
         })
     }
 
-    /// Deletes every document shared `docs_retention_hours` or more ago (by the store's
-    /// clock), in every live instance. Returns how many. Blocking.
+    /// Deletes every document whose retention has run out (by the store's clock), in every
+    /// live instance. Returns how many. Blocking.
     pub(crate) fn sweep(&self) -> usize {
         let now = self.clock.now();
         let all: Vec<Arc<Instance>> = lock(&self.instances).values().cloned().collect();
@@ -328,7 +385,7 @@ impl DocStore {
         for inst in all {
             let expired: Vec<DocId> = lock(&inst.docs)
                 .iter()
-                .filter(|(_, d)| d.shared_at.saturating_add(self.limits.retention_secs) <= now)
+                .filter(|(_, d)| d.expires_at <= now)
                 .map(|(id, _)| id.clone())
                 .collect();
             if expired.is_empty() {
@@ -743,11 +800,14 @@ mod tests {
 
     const T0: u64 = 1_800_000_000;
 
+    const RET: u64 = 3600;
+
     fn limits() -> DocLimits {
         DocLimits {
             max_bytes: 200_000,
             max_session_bytes: 300_000,
-            retention_secs: 3600,
+            retention_secs: RET,
+            max_retention_secs: 7200,
             ticket_ttl_secs: 600,
         }
     }
@@ -779,31 +839,42 @@ mod tests {
         let (s, _, root) = store("limits");
         let (sid, inst, a, b) = ids();
         assert_eq!(
-            s.upload(&sid, &inst, &a, &doc(1), 200_001, 4).unwrap_err(),
+            s.upload(&sid, &inst, &a, &doc(1), 200_001, 4, RET)
+                .unwrap_err(),
             DocRefused::TooLarge
         );
-        let g = s.upload(&sid, &inst, &a, &doc(1), 200_000, 4).unwrap();
+        let g = s.upload(&sid, &inst, &a, &doc(1), 200_000, 4, RET).unwrap();
         assert!(g.new);
         assert_eq!((g.claims.op, g.claims.exp), (DocOp::Up, T0 + 600));
         // Asked again by its uploader with the same shape: a new ticket, nothing charged.
-        assert!(!s.upload(&sid, &inst, &a, &doc(1), 200_000, 4).unwrap().new);
+        assert!(
+            !s.upload(&sid, &inst, &a, &doc(1), 200_000, 4, RET)
+                .unwrap()
+                .new
+        );
         // Another participant, or another shape: refused.
         assert_eq!(
-            s.upload(&sid, &inst, &b, &doc(1), 200_000, 4).unwrap_err(),
+            s.upload(&sid, &inst, &b, &doc(1), 200_000, 4, RET)
+                .unwrap_err(),
             DocRefused::Forbidden
         );
         assert_eq!(
-            s.upload(&sid, &inst, &a, &doc(1), 10, 1).unwrap_err(),
+            s.upload(&sid, &inst, &a, &doc(1), 10, 1, RET).unwrap_err(),
             DocRefused::Forbidden
         );
         assert_eq!(
-            s.upload(&sid, &inst, &b, &doc(2), 100_001, 2).unwrap_err(),
+            s.upload(&sid, &inst, &b, &doc(2), 100_001, 2, RET)
+                .unwrap_err(),
             DocRefused::Quota
         );
-        assert!(s.upload(&sid, &inst, &b, &doc(2), 100_000, 2).unwrap().new);
+        assert!(
+            s.upload(&sid, &inst, &b, &doc(2), 100_000, 2, RET)
+                .unwrap()
+                .new
+        );
         // Another instance has its own quota.
         assert!(
-            s.upload(&sid, &"0b".repeat(16), &b, &doc(3), 200_000, 4)
+            s.upload(&sid, &"0b".repeat(16), &b, &doc(3), 200_000, 4, RET)
                 .unwrap()
                 .new
         );
@@ -827,7 +898,7 @@ mod tests {
         let (s, _, root) = store("once");
         let (sid, inst, a, b) = ids();
         let up = s
-            .upload(&sid, &inst, &a, &doc(1), 70_000, 2)
+            .upload(&sid, &inst, &a, &doc(1), 70_000, 2, RET)
             .unwrap()
             .claims;
         s.put_chunk(&up, 1, b"second").unwrap();
@@ -867,10 +938,16 @@ mod tests {
     fn the_sweep_deletes_documents_past_retention_on_the_clock() {
         let (s, clock, root) = store("sweep");
         let (sid, inst, a, _) = ids();
-        let first = s.upload(&sid, &inst, &a, &doc(1), 10, 1).unwrap().claims;
+        let first = s
+            .upload(&sid, &inst, &a, &doc(1), 10, 1, RET)
+            .unwrap()
+            .claims;
         s.put_chunk(&first, 0, b"one").unwrap();
         clock.advance(1800);
-        let second = s.upload(&sid, &inst, &a, &doc(2), 10, 1).unwrap().claims;
+        let second = s
+            .upload(&sid, &inst, &a, &doc(2), 10, 1, RET)
+            .unwrap()
+            .claims;
         s.put_chunk(&second, 0, b"two").unwrap();
         clock.advance(1799);
         assert_eq!(s.sweep(), 0);
@@ -880,7 +957,7 @@ mod tests {
         assert!(!base.join(doc(1).as_str()).exists());
         assert!(base.join(doc(2).as_str()).join("0").exists());
         // Its bytes no longer count against the session.
-        assert!(s.upload(&sid, &inst, &a, &doc(3), 200_000, 4).is_ok());
+        assert!(s.upload(&sid, &inst, &a, &doc(3), 200_000, 4, RET).is_ok());
         clock.advance(1800);
         assert_eq!(s.sweep(), 1);
         assert!(!base.join(doc(2).as_str()).exists());
@@ -888,14 +965,70 @@ mod tests {
     }
 
     #[test]
+    fn a_sessions_retention_is_its_choice_capped_by_the_maximum() {
+        let l = limits();
+        assert_eq!(l.retention_secs(None), 3600, "docs_retention_hours");
+        assert_eq!(l.retention_secs(Some(DocRetention::Hours(1))), 3600);
+        assert_eq!(l.retention_secs(Some(DocRetention::Hours(2))), 7200);
+        assert_eq!(l.retention_secs(Some(DocRetention::SessionEnd)), 7200);
+        let over = DocLimits {
+            retention_secs: 10 * 3600,
+            ..l
+        };
+        assert_eq!(
+            over.retention_secs(None),
+            7200,
+            "the maximum caps the default"
+        );
+        assert_eq!(
+            over.retention_secs(Some(DocRetention::Hours(u64::MAX))),
+            7200
+        );
+        assert_eq!(
+            DocRetention::from_hours(0, 2),
+            Some(DocRetention::SessionEnd)
+        );
+        assert_eq!(DocRetention::from_hours(2, 2), Some(DocRetention::Hours(2)));
+        assert_eq!(DocRetention::from_hours(3, 2), None);
+        assert_eq!(DocRetention::SessionEnd.hours(), 0);
+    }
+
+    #[test]
+    fn each_document_keeps_the_retention_it_was_shared_under() {
+        let (s, clock, root) = store("per-doc");
+        let (sid, inst, a, _) = ids();
+        let short = s
+            .upload(&sid, &inst, &a, &doc(1), 10, 1, 600)
+            .unwrap()
+            .claims;
+        s.put_chunk(&short, 0, b"short").unwrap();
+        let long = s
+            .upload(&sid, &inst, &a, &doc(2), 10, 1, 7200)
+            .unwrap()
+            .claims;
+        s.put_chunk(&long, 0, b"long").unwrap();
+        clock.advance(600);
+        assert_eq!(s.sweep(), 1);
+        let base = root.join("s1").join(&inst);
+        assert!(!base.join(doc(1).as_str()).exists());
+        assert!(base.join(doc(2).as_str()).join("0").exists());
+        clock.advance(6600);
+        assert_eq!(s.sweep(), 1);
+        let _ = std::fs::remove_dir_all(root.parent().unwrap());
+    }
+
+    #[test]
     fn opening_deletes_what_an_earlier_process_left_and_purge_removes_one_session() {
         let (s, _, root) = store("open");
         let (sid, inst, a, _) = ids();
-        let up = s.upload(&sid, &inst, &a, &doc(1), 10, 1).unwrap().claims;
+        let up = s
+            .upload(&sid, &inst, &a, &doc(1), 10, 1, RET)
+            .unwrap()
+            .claims;
         s.put_chunk(&up, 0, b"left behind").unwrap();
         let other = SessionId::new("s2").unwrap();
         let up2 = s
-            .upload(&other, &"0c".repeat(16), &a, &doc(2), 10, 1)
+            .upload(&other, &"0c".repeat(16), &a, &doc(2), 10, 1, RET)
             .unwrap()
             .claims;
         s.put_chunk(&up2, 0, b"kept").unwrap();

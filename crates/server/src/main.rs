@@ -512,14 +512,7 @@ fn session_purge(source: &Source, id: &str) -> anyhow::Result<ExitCode> {
     let path = config.audit_path();
     let recorded = if path.exists() {
         let mut conn = audit::open(&path)?;
-        let event = audit::NewEvent {
-            at: token::unix_now(),
-            session: session.as_str().to_owned(),
-            event: audit::SESSION_PURGED.to_owned(),
-            participant: None,
-            role: None,
-            detail: None,
-        };
+        let event = audit::session_purged(session.as_str(), token::unix_now());
         audit::append(&mut conn, &[event]).context(
             "the documents are removed, but the purge could not be recorded in the audit log; run the command again",
         )?;

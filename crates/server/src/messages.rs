@@ -40,6 +40,11 @@ pub(crate) enum SessionCmd {
         conn_id: u64,
     },
     Drain,
+    /// End the session from outside it (the console's purge), as a manager's `end` does;
+    /// `reply` is dropped once the session has left the registry and its documents are gone.
+    End {
+        reply: oneshot::Sender<()>,
+    },
     /// A manager's `create_invite`: answered only for the participant's current connection
     /// while it is in the session (a kicked or replaced connection cannot mint).
     CreateInvite {

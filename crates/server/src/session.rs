@@ -41,6 +41,9 @@ pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -
         );
     let room = Room::new(session.clone(), config, Instant::now().into_std());
     let instance = random_id();
+    // A session started in the console keeps the retention its mediator chose.
+    let chosen = state.sessions.take_plan(&session).map(|p| p.docs_retention);
+    let docs_retention_secs = state.docs.limits().retention_secs(chosen);
     let task = SessionTask {
         state,
         session,
@@ -48,6 +51,8 @@ pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -
         instance: instance.clone(),
         room,
         members: HashMap::new(),
+        docs_retention_secs,
+        ended_waiters: Vec::new(),
     };
     tokio::spawn(task.run(rx));
     SessionHandle {
@@ -64,6 +69,10 @@ struct SessionTask {
     instance: String,
     room: Room,
     members: HashMap<ParticipantId, Member>,
+    /// How long after sharing this session's documents are kept.
+    docs_retention_secs: u64,
+    /// Told (by being dropped) once the session is over and gone from the registry.
+    ended_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl SessionTask {
@@ -94,6 +103,7 @@ impl SessionTask {
         }
         self.state.sessions.remove(&self.session, self.generation);
         self.state.sessions_changed.notify_waiters();
+        self.ended_waiters.clear();
         m::session_closed();
         tracing::info!(session = %self.state.loggable(self.session.as_str()), "session ended");
     }
@@ -208,6 +218,10 @@ impl SessionTask {
                     now,
                 });
             }
+            SessionCmd::End { reply } => {
+                self.ended_waiters.push(reply);
+                let _ = self.room.handle_input(Input::End { now });
+            }
             SessionCmd::Drain => {
                 let msg = ServerMessage::Draining;
                 for conn in self.members.values().filter_map(|x| x.conn.as_ref()) {
@@ -266,7 +280,15 @@ impl SessionTask {
                 chunks,
             } => {
                 let granted = docs
-                    .upload(&self.session, &self.instance, pid, &doc_id, size, chunks)
+                    .upload(
+                        &self.session,
+                        &self.instance,
+                        pid,
+                        &doc_id,
+                        size,
+                        chunks,
+                        self.docs_retention_secs,
+                    )
                     .map_err(DocRefused::code)?;
                 if granted.new {
                     self.state.audit.record(NewEvent {

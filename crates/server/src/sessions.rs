@@ -1,20 +1,44 @@
 //! The registry of live sessions: session id to the handle of its session task. Connections
 //! look sessions up here; a mediator's `hello` starts one; a session task removes its own entry
 //! when it ends (and only its own: the id may be live again under a newer task).
+//!
+//! It also holds the settings of sessions started in the console and not opened yet
+//! ([`SessionPlan`]): the session task takes its plan when the mediator's `hello` starts it.
 
 use confer_proto::SessionId;
 use dashmap::DashMap;
 
+use crate::docs::DocRetention;
 use crate::messages::SessionHandle;
 
-/// Live sessions by id.
+/// Live sessions by id, and the plans of sessions the console started.
 #[derive(Debug, Default)]
-pub(crate) struct Sessions(DashMap<SessionId, SessionHandle>);
+pub(crate) struct Sessions(
+    DashMap<SessionId, SessionHandle>,
+    DashMap<SessionId, SessionPlan>,
+);
+
+/// What a mediator chose for a session when starting it in the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionPlan {
+    /// How long its documents are kept.
+    pub(crate) docs_retention: DocRetention,
+}
 
 impl Sessions {
     /// The live session of this id.
     pub(crate) fn get(&self, id: &SessionId) -> Option<SessionHandle> {
         self.0.get(id).map(|h| h.clone())
+    }
+
+    /// Notes the settings of a session the console started, for when it starts.
+    pub(crate) fn plan(&self, id: SessionId, plan: SessionPlan) {
+        self.1.insert(id, plan);
+    }
+
+    /// The settings the console noted for `id`, taken (its session task is starting).
+    pub(crate) fn take_plan(&self, id: &SessionId) -> Option<SessionPlan> {
+        self.1.remove(id).map(|(_, p)| p)
     }
 
     /// The live session of this id, or a new one started by `start` (at most one wins a race).

@@ -96,7 +96,10 @@ async fn a_purge_leaves_no_file_with_the_sessions_id_or_content() {
     for rel in files_under(&dir) {
         let bytes = std::fs::read(dir.join(&rel)).unwrap();
         let name = rel.to_str().unwrap();
-        assert!(!name.contains(&session), "{name} is named after the session");
+        assert!(
+            !name.contains(&session),
+            "{name} is named after the session"
+        );
         for n in &needles {
             assert!(!contains(&bytes, n), "{name} holds uploaded bytes");
         }
@@ -113,7 +116,10 @@ async fn a_purge_leaves_no_file_with_the_sessions_id_or_content() {
             );
         }
     }
-    assert!(!dir.join("docs").join(&session).exists(), "no folder is named after it");
+    assert!(
+        !dir.join("docs").join(&session).exists(),
+        "no folder is named after it"
+    );
     // The other session's document is untouched.
     let left = files_under(&dir.join("docs"));
     assert_eq!(left.len(), 1);
