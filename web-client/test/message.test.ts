@@ -8,6 +8,7 @@ import { ChannelId, IdError, ParticipantId, Role, Side } from "../src/proto/ids.
 import {
   CLIENT_TYPES,
   DOC_MAX_CHUNK_BODY,
+  DocHash,
   DocId,
   SERVER_TYPES,
   decodeClient,
@@ -140,6 +141,7 @@ describe("client messages", () => {
     { type: "keyframe_request", publisher: ParticipantId.create(P) },
     { type: "doc_upload", doc_id: DocId.create("ab".repeat(16)), size: 65_537n, chunks: 2 },
     { type: "doc_download", doc_id: DocId.create("ab".repeat(16)) },
+    { type: "doc_ack", sha256: DocHash.create("cd".repeat(32)) },
   ];
 
   it("round trip every type through encodeClient and decodeClient", () => {
@@ -189,6 +191,7 @@ describe("client messages", () => {
       `{"type":"create_invite","role":${s}}`,
       `{"type":"kick","participant_id":"p1",${s}:1}`,
       `{"type":"consent","agreement_hash":${s}}`,
+      `{"type":"doc_ack","sha256":${s}}`,
       `{"type":${s}}`,
     ]) {
       const e = refusal(() => decodeClient(frame));
@@ -245,6 +248,28 @@ describe("documents", () => {
     const base = { type: "doc_ticket", doc_id: D, op: "up", token: "t", chunks: 1, expires_at: 1 };
     const text = JSON.stringify({ ...base, [field]: value });
     expect(refusal(() => decodeServer(text)).code).toBe("invalid_message");
+  });
+
+  it("encode and decode an acknowledgment as the Rust decoder reads it", () => {
+    const H = "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7";
+    const wire = `{"type":"doc_ack","sha256":"${H}"}`;
+    expect(encodeClient({ type: "doc_ack", sha256: DocHash.create(H) })).toBe(wire);
+    expect(decodeClient(wire)).toEqual({ type: "doc_ack", sha256: H });
+    expect(DocHash.parse(H)).toBe(H);
+    expect(DocHash.parse(H.toUpperCase())).toBeUndefined();
+    expect(() => DocHash.create(H.slice(1))).toThrow(DecodeError);
+  });
+
+  it.each([
+    ["a short hash", `{"type":"doc_ack","sha256":"${"a".repeat(63)}"}`],
+    ["an uppercase hash", `{"type":"doc_ack","sha256":"${"A".repeat(64)}"}`],
+    ["a number", `{"type":"doc_ack","sha256":7}`],
+    ["a missing field", `{"type":"doc_ack"}`],
+    ["an unknown field", `{"type":"doc_ack","sha256":"${"a".repeat(64)}","name":"contract.pdf"}`],
+  ])("refuse an acknowledgment with %s (invalid_message, never invalid_consent)", (_what, text) => {
+    const e = refusal(() => decodeClient(text));
+    expect(e.code).toBe("invalid_message");
+    expect(e.message).not.toContain("contract");
   });
 
   it("count chunks and sealed lengths as e2ee §8.7 does", () => {

@@ -187,6 +187,7 @@ async function commandNow(this: Core, m: ClientMessage): Promise<void> {
     case "keyframe_request":
     case "doc_upload":
     case "doc_download":
+    case "doc_ack":
       break;
   }
   this.out.push(m);

@@ -49,6 +49,27 @@ export const AgreementHash = {
 };
 
 /**
+ * The SHA-256 of one version of a document (a settlement draft) that a participant
+ * acknowledged (e2ee.md §8.7), as 64 lowercase hex characters. The server records only this
+ * hash: never the document, its name or its id.
+ */
+export type DocHash = string & { readonly [brand]: "DocHash" };
+
+export const DocHash = {
+  /** Rust: `DocHash::new`: exactly 64 lowercase hex characters; throws `DecodeError` (invalid_message). */
+  create: (s: string): DocHash => {
+    if (!HASH.test(s)) {
+      throw new DecodeError("invalid_message", "sha256");
+    }
+    return s as DocHash;
+  },
+  /** `DocHash::new(s).ok()`. */
+  parse: (s: string): DocHash | undefined => {
+    return HASH.test(s) ? (s as DocHash) : undefined;
+  },
+};
+
+/**
  * A document's id: the 16 random bytes its sharer's client drew (e2ee.md §8.7), as 32
  * lowercase hex characters. It names the document's chunks on the server and nothing else.
  */
@@ -157,7 +178,12 @@ export type ClientMessage =
   /** Documents: ask to store a sealed document's chunks (answered with a `doc_ticket` of op `up`). */
   | { type: "doc_upload"; doc_id: DocId; size: bigint; chunks: number }
   /** Documents: ask to read a document of this session (answered with a `doc_ticket` of op `down`). */
-  | { type: "doc_download"; doc_id: DocId };
+  | { type: "doc_download"; doc_id: DocId }
+  /**
+   * Documents: the sender acknowledged this version of a document (its client signed the
+   * pairwise acknowledgment); recorded as a content-free audit row. No answer unless refused.
+   */
+  | { type: "doc_ack"; sha256: DocHash };
 
 /** The wire name of every client message type. */
 export const CLIENT_TYPES: readonly ClientMessage["type"][] = [
@@ -179,6 +205,7 @@ export const CLIENT_TYPES: readonly ClientMessage["type"][] = [
   "keyframe_request",
   "doc_upload",
   "doc_download",
+  "doc_ack",
 ];
 
 /** One member of a channel as the server knows it (the routing view, not a signed roster). */
@@ -491,6 +518,7 @@ const iceServer = struct(
 );
 
 const docId = (v: unknown): DocId | undefined => (typeof v === "string" ? DocId.parse(v) : undefined);
+const docHash = (v: unknown): DocHash | undefined => (typeof v === "string" ? DocHash.parse(v) : undefined);
 
 function docOp(v: unknown): DocOp | undefined {
   return v === "up" || v === "down" ? v : undefined;
@@ -723,6 +751,9 @@ export function parseClientMessage(v: unknown): ClientMessage {
     case "doc_download":
       r.noKeysBut("doc_id");
       return { type: "doc_download", doc_id: r.req("doc_id", docId) };
+    case "doc_ack":
+      r.noKeysBut("sha256");
+      return { type: "doc_ack", sha256: r.req("sha256", docHash) };
     default:
       throw unknownType();
   }
