@@ -1,10 +1,16 @@
 // The console in Chromium against a real `confer serve --dev`: the first mediator enrols from
 // the link the server printed (a password, the TOTP secret, a code computed here from that
-// secret, the recovery codes), logs in with a later code, starts a session, and opens the
-// mediator link it gets, reaching the mediator's call screen. By keyboard where a person
-// types; axe on every console screen; no CSP violation; nothing secret in the console log.
+// secret, the recovery codes), logs in with a later code, starts a session choosing how long
+// its documents are kept, opens the mediator link it gets, reaching the mediator's call
+// screen, shares a document there, and back in the console deletes everything about the
+// session (a confirmation first; Escape backs out): it leaves the list and the server's data
+// dir has no documents folder for it. By keyboard where a person types; axe on every console
+// screen; no CSP violation; nothing secret in the console log.
 
 import { createHmac } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
@@ -50,7 +56,8 @@ let server: ConferServer;
 let page: E2EPage;
 
 beforeAll(async () => {
-  server = await startServer();
+  // A long resume grace: the mediator's page, left for the console, keeps its session live.
+  server = await startServer({ env: { CONFER_RESUME_GRACE_SECS: "600" } });
   page = await launchChromium(PARTICIPANTS.red);
 });
 
@@ -126,13 +133,29 @@ describe("the console", () => {
     expect(session).toMatchObject({ httpOnly: true, sameSite: "Strict", path: "/" });
     expect(await page.evaluate(() => document.cookie, undefined), "no cookie is readable by script").toBe("");
 
-    // Start a session: a link to the mediator's page with its invite in the fragment.
+    // Start a session, its documents kept until it ends: a link to the mediator's page with
+    // its invite in the fragment.
+    const choices = await page.evaluate(
+      () => [...document.querySelectorAll<HTMLOptionElement>("#console-retention option")].map((o) => [o.value, o.selected]),
+      undefined,
+    );
+    expect(choices, "the --dev limits: 24 hours at most, 24 by default").toEqual([
+      ["0", false],
+      ["1", false],
+      ["24", true],
+    ]);
+    await tabTo(page, "#console-retention");
+    await press(page, "Home");
+    expect(await page.evaluate(() => (document.getElementById("console-retention") as HTMLSelectElement).value, undefined)).toBe("0");
     await tabTo(page, "#console-start");
     await press(page, "Enter");
     await page.waitFor("#console-open");
     const open = await page.evaluate(() => document.querySelector<HTMLAnchorElement>("#console-open")?.href ?? "", undefined);
     expect(open).toMatch(new RegExp(`^${server.url}join#t=[A-Za-z0-9_.-]+$`));
+    const sessionId = /^Session (s-[0-9a-f]{16}) is ready$/.exec(await textOf(page, "#console-started h2"))?.[1] ?? "";
+    expect(sessionId).not.toBe("");
     await until("the list shows the session", () => textOf(page, "#console-sessions"), (t) => t.includes("not opened yet"));
+    expect(await textOf(page, "#console-sessions")).toContain("Documents kept until the session ends (at most 24 hours after sharing).");
     await noAxe(page, "console");
     await page.screenshot("console", "sessions");
     expect(await page.violations()).toEqual([]);
@@ -151,11 +174,45 @@ describe("the console", () => {
       (document.getElementById("join") as HTMLFormElement).requestSubmit();
     }, undefined);
     await page.waitFor("#invite:not([hidden]) #invite-who", 30_000);
+    // A document shared there: the server holds its sealed chunks under the session's id.
+    await until(
+      "the documents panel is shown",
+      () => page.evaluate(() => document.getElementById("documents")?.hidden === false, undefined),
+      (shown) => shown,
+    );
+    await page.playwright?.setInputFiles("#doc-file", { name: "draft.txt", mimeType: "text/plain", buffer: Buffer.from("a settlement draft") });
+    await page.playwright?.click("#doc-share");
+    await until("the document is shared", () => textOf(page, "#doc-status"), (t) => t === "draft.txt is shared with the people in this room.");
+    const docsDir = path.join(server.dataDir, "docs", sessionId);
+    expect(existsSync(docsDir), "the server holds the document").toBe(true);
 
     // Back in the console, the session is live.
     await page.goto(`${server.url}console`);
     await page.waitFor("#console-sessions li");
     await until("the session is live", () => textOf(page, "#console-sessions"), (t) => t.includes(": live"));
+
+    // Delete everything about it, by keyboard: a confirmation first, which Escape backs out of.
+    const purge = `#console-purge-${sessionId}`;
+    await tabTo(page, purge);
+    await press(page, "Enter");
+    await page.waitFor("#console-purge-confirm");
+    expect(await page.evaluate(() => document.activeElement?.id, undefined), "focus on the question").toBe("console-purge-question");
+    expect(await textOf(page, "#console-purge-question")).toContain("It ends now for everyone in it");
+    await noAxe(page, "confirm deletion");
+    await page.screenshot("console", "confirm-deletion");
+    await press(page, "Escape");
+    expect(await page.evaluate(() => document.getElementById("console-purge-confirm") === null, undefined)).toBe(true);
+    expect(await page.evaluate(() => document.activeElement?.id, undefined), "focus back on the button").toBe(purge.slice(1));
+    expect(existsSync(docsDir), "backing out deleted nothing").toBe(true);
+    await press(page, "Enter");
+    await page.waitFor("#console-purge-confirm");
+    await tabTo(page, "#console-purge-confirm");
+    await press(page, "Enter");
+    await until("the list no longer lists it", () => textOf(page, "#console-sessions"), (t) => t === "None yet.");
+    expect(await page.evaluate(() => document.activeElement?.id, undefined)).toBe("console-sessions-heading");
+    expect(await textOf(page, "#announcer")).toBe(`Session ${sessionId} is ended and everything the server held about it is deleted.`);
+    expect(existsSync(docsDir), "no documents folder for the session").toBe(false);
+    expect(existsSync(path.join(server.dataDir, "docs")) ? (await readdir(path.join(server.dataDir, "docs"))).filter((d) => d.includes(sessionId)) : []).toEqual([]);
     // The one refusal asked for (the wrong enrolment code: its 400, and Chromium's console line
     // for it) is the only problem.
     const expected = (p: { text: string }): boolean => p.text.includes("400") && (p.text.includes("/console/api/enrol/finish") || p.text.includes("Failed to load resource"));
