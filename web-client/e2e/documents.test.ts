@@ -5,13 +5,15 @@
 // acknowledges that version, which the mediator's page verifies; after the end the server holds
 // none of it.
 
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFile, readdir, stat } from "node:fs/promises";
 import path from "node:path";
+import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { DIST_E2E, PARTICIPANTS, axeViolations, commandFrom, inRoom, launchChromium, mediationInJoint, playwrightOf, startServer, textOf, until, viewOf } from "./helpers/index.js";
+import { CONFER_BIN, DIST_E2E, PARTICIPANTS, axeViolations, commandFrom, inRoom, launchChromium, mediationInJoint, playwrightOf, startServer, textOf, until, viewOf } from "./helpers/index.js";
 import type { ConferServer, E2EPage } from "./helpers/index.js";
 
 let server: ConferServer;
@@ -37,6 +39,7 @@ afterAll(async () => {
 });
 
 const pw = playwrightOf;
+const run = promisify(execFile);
 
 interface DocSeen {
   docId: string;
@@ -144,6 +147,22 @@ describe("documents shared end to end", () => {
     await until("B's page says so", () => textOf(b, "#doc-status"), (t) => t.startsWith("You acknowledged this version of offer.txt"));
     await m.waitFor(`#doc-acks-${copyId}`);
     expect(await textOf(m, `#doc-acks-${copyId}`)).toBe(" Acknowledged by Bo.");
+    // The server's audit log has one content-free row: B acknowledged the version with that hash.
+    const rows = await until(
+      "the audit row",
+      async () => {
+        const { stdout } = await run(CONFER_BIN, ["audit", "export", "--dev", "--data-dir", server.dataDir, "--participant", id["b"] ?? ""]);
+        return stdout
+          .split("\n")
+          .filter((l) => l.trim() !== "")
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      },
+      (r) => r.some((x) => JSON.stringify(x).includes("doc_acknowledged")),
+    );
+    const ack = rows.filter((x) => JSON.stringify(x).includes("doc_acknowledged"));
+    expect(ack.length).toBe(1);
+    expect(JSON.stringify(ack[0])).toContain(fileHash);
+    expect(JSON.stringify(rows)).not.toContain("offer.txt");
     await m.screenshot("documents", "mediator-acknowledged");
   });
 

@@ -21,7 +21,7 @@ import { Watchdog } from "./media/watchdog.js";
 import type { Bypass, WatchedReceiver, WatchedSender } from "./media/watchdog.js";
 import { Role } from "./proto/ids.js";
 import type { ChannelId, ParticipantId, Side } from "./proto/ids.js";
-import { DocId } from "./proto/message.js";
+import { DocHash, DocId } from "./proto/message.js";
 import type { ClientMessage, IceServer, ServerMessage, SessionView } from "./proto/message.js";
 import { Signal } from "./signal/connection.js";
 import type { SocketLike } from "./signal/connection.js";
@@ -730,7 +730,13 @@ export class ConferSession {
    * its SHA-256 and the mediator's page verifies it.
    */
   async acknowledgeDocument(docId: string): Promise<void> {
+    const sha = this.#core.documents().find((d) => toHexString(d.docId) === docId)?.sha256;
     await this.#call(() => this.#core.acknowledgeDocument(fromHexString(docId)));
+    // And a content-free row in the server's audit log: who acknowledged which version (its
+    // hash), never the document.
+    if (sha !== undefined) {
+      this.#signal.send({ type: "doc_ack", sha256: DocHash.create(toHexString(sha)) });
+    }
     const item = this.#docs.get(docId);
     if (item !== undefined) {
       item.acknowledged = true;

@@ -158,7 +158,7 @@ export class DocumentsView {
           button(doc, `doc-ack-${d.docId}`, "Acknowledge this version", () => {
             void this.#actions.acknowledge(d.docId).then(
               () => {
-                this.#say(`You acknowledged this version of ${d.name}. The mediator's page records it.`);
+                this.#say(`You acknowledged this version of ${d.name}. The mediator's page and the session's audit log record it.`);
               },
               () => {
                 this.#say(`${d.name} could not be acknowledged now.`);
