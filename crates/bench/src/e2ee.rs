@@ -10,6 +10,7 @@ use confer_e2ee::identity::Identity;
 use confer_e2ee::pairwise::{self, MsgType, Pair};
 use confer_e2ee::secret::Secret32;
 
+use crate::report::{Cell, Table};
 use crate::{elapsed, median, per_sec};
 
 type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
@@ -115,28 +116,39 @@ fn rekey_ms(members: usize) -> f64 {
     })
 }
 
-pub(crate) fn run() {
-    println!();
-    println!("E2EE frames: confer/1 seal+open vs raw ChaCha20-Poly1305 seal+open (same payload)");
-    println!(
-        "{:>10} {:>16} {:>16} {:>8} {:>10}",
-        "payload", "confer/1 fr/s", "raw fr/s", "ratio", "target"
+pub(crate) fn run() -> Vec<Table> {
+    let mut frames = Table::new(
+        "E2EE frames: confer/1 seal+open vs raw ChaCha20-Poly1305 seal+open (same payload, medians of 5)",
+        &[
+            "payload",
+            "confer/1 frames/s",
+            "raw frames/s",
+            "ratio",
+            "target",
+        ],
     );
     for (size, n) in [(160usize, 200_000u64), (1200, 100_000), (8000, 20_000)] {
         let (ours, raw) = frames_per_sec(size, n);
-        println!(
-            "{:>9}B {:>16.0} {:>16.0} {:>8.2} {:>10}",
-            size,
-            ours,
-            raw,
-            ours / raw,
-            ">= 0.80"
-        );
+        frames.row(vec![
+            Cell::text(format!("{size} B")),
+            Cell::num(ours, 0),
+            Cell::num(raw, 0),
+            Cell::num(ours / raw, 2),
+            Cell::text("≥ 0.80"),
+        ]);
     }
-    println!();
-    println!("Rekey: one fresh generation sealed to every other member, and opened by each");
-    println!("{:>10} {:>16} {:>10}", "members", "client CPU ms", "target");
+    frames.print();
+    let mut rekey = Table::new(
+        "Rekey: one fresh generation sealed to every other member, and opened by each (median of 5)",
+        &["members", "client CPU ms", "target"],
+    );
     for m in [2usize, 4, 8] {
-        println!("{:>10} {:>16.2} {:>10}", m, rekey_ms(m), "< 100");
+        rekey.row(vec![
+            Cell::num(m as f64, 0),
+            Cell::num(rekey_ms(m), 2),
+            Cell::text("< 100"),
+        ]);
     }
+    rekey.print();
+    vec![frames, rekey]
 }

@@ -2,13 +2,16 @@
 //! measures Confer and a baseline side by side in the same run and prints the ratio; every
 //! figure is the median of several runs. Results are recorded in docs/benchmarks.md.
 //!
-//! `cargo run --release -p confer-bench [-- e2ee|signalling|noisy|sfu]`
+//! `cargo run --release -p confer-bench [-- e2ee|signalling|noisy|sfu|saturation] [--summary PATH]`;
+//! `make bench` runs them all with the web client's and writes `target/bench/summary.json`.
 
 use std::time::{Duration, Instant};
 
 mod e2ee;
 mod noisy;
 mod peer;
+mod report;
+mod saturation;
 mod sfu;
 mod signalling;
 
@@ -29,29 +32,79 @@ pub(crate) fn elapsed(f: impl FnOnce()) -> Duration {
     t.elapsed()
 }
 
+const SECTIONS: [&str; 5] = ["e2ee", "signalling", "noisy", "sfu", "saturation"];
+
+fn usage() -> String {
+    format!(
+        "usage: confer-bench [SECTION...] [--summary PATH] [--import LABEL=PATH...]\n\
+         SECTION: {} (none: all of them)\n\
+         --summary PATH: also write every table as JSON (one object per table)\n\
+         --import LABEL=PATH: add the Markdown tables another program printed to PATH",
+        SECTIONS.join(", ")
+    )
+}
+
 fn main() -> anyhow::Result<()> {
-    let which = std::env::args().nth(1).unwrap_or_default();
-    println!(
-        "confer-bench on {} cores (medians of 5 runs)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    if which.is_empty() || which == "e2ee" {
-        e2ee::run();
+    let mut sections = Vec::new();
+    let mut summary = None;
+    let mut imports = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--summary" => summary = Some(args.next().ok_or_else(|| anyhow::anyhow!(usage()))?),
+            "--import" => {
+                let v = args.next().ok_or_else(|| anyhow::anyhow!(usage()))?;
+                let (label, path) = v.split_once('=').ok_or_else(|| anyhow::anyhow!(usage()))?;
+                imports.push((label.to_owned(), path.to_owned()));
+            }
+            s if SECTIONS.contains(&s) => sections.push(a),
+            _ => anyhow::bail!(usage()),
+        }
     }
-    if which.is_empty() || which == "signalling" {
+    let all = sections.is_empty();
+    let wants = |s: &str| all || sections.iter().any(|x| x == s);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("confer-bench on {cores} cores");
+    let mut tables = Vec::new();
+    for (label, path) in &imports {
+        let text = std::fs::read_to_string(path)?;
+        tables.extend(report::tables_in_markdown(&text, label));
+    }
+    if wants("e2ee") {
+        tables.extend(e2ee::run());
+    }
+    if wants("signalling") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        rt.block_on(signalling::run())?;
+        tables.extend(rt.block_on(signalling::run())?);
     }
-    if which.is_empty() || which == "noisy" {
+    if wants("noisy") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        rt.block_on(noisy::run())?;
+        tables.extend(rt.block_on(noisy::run())?);
     }
-    if which.is_empty() || which == "sfu" {
-        sfu::run();
+    if wants("sfu") {
+        tables.extend(sfu::run());
+    }
+    if wants("saturation") {
+        tables.extend(saturation::run()?);
+    }
+    if let Some(path) = summary {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let doc = serde_json::json!({
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "cores": cores,
+            "load_average_at_end": load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+            "tables": tables.iter().map(report::Table::to_json).collect::<Vec<_>>(),
+        });
+        if let Some(dir) = std::path::Path::new(&path).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+        println!();
+        println!("{} tables written to {path}", tables.len());
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ use str0m::{Event, Rtc};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::peer::{self, Probe, UdpPeer};
+use crate::report::{Cell, Table};
 use crate::signalling::{Ws, admit, connect_nodelay, recv, send};
 
 const QUIET_MESSAGES: usize = 400;
@@ -366,13 +367,13 @@ fn median(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
     x[x.len() / 2]
 }
 
-fn ratio(with: f64, without: f64) -> String {
+fn ratio(with: f64, without: f64) -> Cell {
     if without > 0.0 {
-        format!("{:.2}", with / without)
+        Cell::num(with / without, 2)
     } else if with > 0.0 {
-        "inf".to_owned()
+        Cell::text("inf")
     } else {
-        "- (both 0)".to_owned()
+        Cell::text("- (both 0)")
     }
 }
 
@@ -399,34 +400,39 @@ fn offer_cost_ms() -> anyhow::Result<f64> {
     Ok(ms)
 }
 
-pub(crate) async fn run() -> anyhow::Result<()> {
-    println!();
-    println!(
-        "Noisy participant: another session's relay latency (1 message / 20 ms, {QUIET_MESSAGES} messages) and forwarded media (audio 50/s x 160 B + video 100/s x 1,000 B, one publisher, one subscriber) while a participant sends {NOISY_BYTES} B every 20 ms (its full default budget) and re-offers media as soon as media_offer_interval_ms allows, against the same run without it (medians of {RUNS} runs)"
-    );
+pub(crate) async fn run() -> anyhow::Result<Vec<Table>> {
     let mut quiet = Vec::new();
     let mut loud = Vec::new();
     for _ in 0..RUNS {
         quiet.push(one_run(false).await?);
         loud.push(one_run(true).await?);
     }
-    let head: Vec<&str> = COLUMNS.iter().map(|c| c.heading).collect();
-    println!("|  | {} |", head.join(" | "));
-    println!("|---|{}", "---:|".repeat(COLUMNS.len()));
+    let mut head = vec![""];
+    head.extend(COLUMNS.iter().map(|c| c.heading));
+    let mut table = Table::new(
+        format!(
+            "Noisy participant: another session's relay latency (1 message / 20 ms, {QUIET_MESSAGES} messages) and forwarded media (audio 50/s x 160 B + video 100/s x 1,000 B, one publisher, one subscriber) while a participant sends {NOISY_BYTES} B every 20 ms (its full default budget) and re-offers media as soon as media_offer_interval_ms allows, against the same run without it (medians of {RUNS} runs)"
+        ),
+        &head,
+    );
     let row =
         |runs: &[Run]| -> Vec<f64> { COLUMNS.iter().map(|c| median(runs, c.figure)).collect() };
     let (q, l) = (row(&quiet), row(&loud));
-    let fmt = |v: &[f64]| -> String {
-        v.iter()
-            .zip(&COLUMNS)
-            .map(|(x, c)| format!("{x:.p$}", p = c.decimals))
-            .collect::<Vec<_>>()
-            .join(" | ")
+    let cells = |label: &str, v: &[f64]| -> Vec<Cell> {
+        let mut cells = vec![Cell::text(label)];
+        cells.extend(
+            v.iter()
+                .zip(&COLUMNS)
+                .map(|(x, c)| Cell::num(*x, c.decimals)),
+        );
+        cells
     };
-    println!("| without the noisy participant | {} |", fmt(&q));
-    println!("| with the noisy participant | {} |", fmt(&l));
-    let ratios: Vec<String> = l.iter().zip(&q).map(|(l, q)| ratio(*l, *q)).collect();
-    println!("| ratio (goal < 2) | {} |", ratios.join(" | "));
+    table.row(cells("without the noisy participant", &q));
+    table.row(cells("with the noisy participant", &l));
+    let mut ratios = vec![Cell::text("ratio (goal < 2)")];
+    ratios.extend(l.iter().zip(&q).map(|(l, q)| ratio(*l, *q)));
+    table.row(ratios);
+    table.print();
     let noise = |f: fn(&Noise) -> u64| median(&loud, |r| f(&r.noise) as f64);
     println!(
         "The noisy participant per run (medians): {:.0} relays, {:.0} offers answered, {:.0} refused as too soon, {:.0} new peers connected (ICE + DTLS), {:.0} other errors",
@@ -441,5 +447,5 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         2 * NOISY_SLOTS,
         offer_cost_ms()?
     );
-    Ok(())
+    Ok(vec![table])
 }

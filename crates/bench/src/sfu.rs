@@ -31,6 +31,8 @@ use str0m::media::{MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, Input, Output as RtcOutput, Rtc};
 
+use crate::report::{Cell, Table};
+
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const VIDEO_EVERY: Duration = Duration::from_millis(10);
 const AUDIO_BYTES: usize = 160;
@@ -402,37 +404,52 @@ fn idle_memory(peers: usize) -> f64 {
     (after.saturating_sub(before)) as f64 / peers as f64
 }
 
-pub(crate) fn run() {
-    println!();
-    println!(
-        "SFU vs raw UDP forwarder (one thread, one socket, loopback; audio 50/s x 160 B + video 100/s x 1,000 B per publisher; one {}-s window per row, not a median: run it several times)",
-        WINDOW.as_secs()
+pub(crate) fn run() -> Vec<Table> {
+    let mut table = Table::new(
+        format!(
+            "SFU vs raw UDP forwarder at a trickle (one thread, one socket, loopback; audio 50/s x 160 B + video 100/s x 1,000 B per publisher; one {}-s window per row, not a median)",
+            WINDOW.as_secs()
+        ),
+        &[
+            "room size",
+            "rooms",
+            "raw pkts/CPU-s",
+            "Confer pkts/CPU-s",
+            "ratio",
+            "raw added p50 µs",
+            "raw added p99 µs",
+            "Confer added p50 µs",
+            "Confer added p99 µs",
+            "Confer frames received",
+        ],
     );
-    println!(
-        "| room size | rooms | raw pkts/CPU-s | Confer pkts/CPU-s | ratio | raw added p50/p99 µs | Confer added p50/p99 µs |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for (size, rooms) in [(2, 12), (4, 6), (6, 4)] {
         let mut raw = run_raw(rooms, size);
         let (mut sfu, received) = run_sfu(rooms, size);
         let (r50, r99, s50, s99) = (raw.pct(0.5), raw.pct(0.99), sfu.pct(0.5), sfu.pct(0.99));
-        println!(
-            "| {size} | {rooms} | {:.0} ({} fwd) | {:.0} ({} fwd, {} frames received) | {:.2} | {}/{} | {}/{} |",
-            raw.per_cpu_sec(),
-            raw.forwarded,
-            sfu.per_cpu_sec(),
-            sfu.forwarded,
-            received,
-            sfu.per_cpu_sec() / raw.per_cpu_sec().max(1.0),
-            r50,
-            r99,
-            s50,
-            s99,
-        );
+        table.row(vec![
+            Cell::num(size as f64, 0),
+            Cell::num(rooms as f64, 0),
+            Cell::num(raw.per_cpu_sec(), 0),
+            Cell::num(sfu.per_cpu_sec(), 0),
+            Cell::num(sfu.per_cpu_sec() / raw.per_cpu_sec().max(1.0), 2),
+            Cell::num(r50 as f64, 0),
+            Cell::num(r99 as f64, 0),
+            Cell::num(s50 as f64, 0),
+            Cell::num(s99 as f64, 0),
+            Cell::num(received as f64, 0),
+        ]);
     }
-    println!();
-    println!(
-        "Idle peer memory (offer accepted, 2 send + 10 receive m-lines, not connected): {:.0} KiB per peer (target < 200 KB)",
-        idle_memory(200)
+    table.print();
+    let mut memory = Table::new(
+        "Idle peer memory (offer accepted, 2 send + 10 receive m-lines, not connected; 200 peers)",
+        &["", "KiB per peer", "target"],
     );
+    memory.row(vec![
+        Cell::text("Confer"),
+        Cell::num(idle_memory(200), 0),
+        Cell::text("< 200 KB"),
+    ]);
+    memory.print();
+    vec![table, memory]
 }

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::median;
+use crate::report::{Cell, Table};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Peers = Arc<Mutex<Vec<(u64, mpsc::Sender<String>)>>>;
@@ -278,15 +279,7 @@ async fn connect_rtt_ms(addr: SocketAddr) -> anyhow::Result<f64> {
     Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
-pub(crate) async fn run() -> anyhow::Result<()> {
-    println!();
-    println!(
-        "Signalling relay: 1 sender, {RECEIVERS} receivers in joint, {MESSAGES} messages of {PAYLOAD} B, loopback"
-    );
-    println!(
-        "{:>22} {:>16} {:>16} {:>8}",
-        "", "confer relays/s", "bare ws relays/s", "ratio"
-    );
+pub(crate) async fn run() -> anyhow::Result<Vec<Table>> {
     let mut ours = Vec::new();
     let mut base = Vec::new();
     for _ in 0..5 {
@@ -297,25 +290,26 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         median(5, || ours.pop().unwrap_or(0.0)),
         median(5, || base.pop().unwrap_or(0.0)),
     );
-    println!(
-        "{:>22} {:>16.0} {:>16.0} {:>8.2}",
-        "relay fan-out",
-        o,
-        b,
-        o / b
+    let mut relay = Table::new(
+        format!(
+            "Signalling relay: 1 sender, {RECEIVERS} receivers in joint, {MESSAGES} messages of {PAYLOAD} B, loopback; baseline: a bare axum WebSocket fan-out (medians of 5)"
+        ),
+        &["", "Confer", "bare WebSocket", "ratio"],
     );
-    println!(
-        "{:>22} {:>16.0} {:>16.0} {:>8}",
-        "deliveries/s",
-        o * RECEIVERS as f64,
-        b * RECEIVERS as f64,
-        ""
-    );
+    relay.row(vec![
+        Cell::text("relays/s"),
+        Cell::num(o, 0),
+        Cell::num(b, 0),
+        Cell::num(o / b, 2),
+    ]);
+    relay.row(vec![
+        Cell::text("deliveries/s"),
+        Cell::num(o * RECEIVERS as f64, 0),
+        Cell::num(b * RECEIVERS as f64, 0),
+        Cell::text(""),
+    ]);
+    relay.print();
 
-    println!();
-    println!(
-        "Join: connect, hello, consent, admitted into joint (ms), 200 joins; baseline: two connects and one relayed frame on the bare server"
-    );
     let (server, dir) = start_confer().await?;
     let session = SessionId::new("bench-join")?;
     let mut m = connect(server.addr()).await?;
@@ -333,30 +327,29 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     }
     bases.sort_by(f64::total_cmp);
     let p = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
-    println!(
-        "{:>22} {:>10} {:>10} {:>10}",
-        "", "p50 ms", "p99 ms", "target"
+    let mut join = Table::new(
+        "Join: connect, hello, consent, admitted into joint, 200 joins; baseline: two connects and one relayed frame on the bare server",
+        &["", "p50 ms", "p99 ms", "target"],
     );
-    println!(
-        "{:>22} {:>10.2} {:>10.2} {:>10}",
-        "confer join",
-        p(&joins, 0.5),
-        p(&joins, 0.99),
-        "< 50"
-    );
-    println!(
-        "{:>22} {:>10.2} {:>10.2} {:>10}",
-        "bare connect+relay",
-        p(&bases, 0.5),
-        p(&bases, 0.99),
-        ""
-    );
-    println!(
-        "{:>22} {:>10.2} {:>10.2}",
-        "ratio",
-        p(&joins, 0.5) / p(&bases, 0.5),
-        p(&joins, 0.99) / p(&bases, 0.99)
-    );
+    join.row(vec![
+        Cell::text("Confer"),
+        Cell::num(p(&joins, 0.5), 2),
+        Cell::num(p(&joins, 0.99), 2),
+        Cell::text("< 50"),
+    ]);
+    join.row(vec![
+        Cell::text("bare connect + one relayed frame"),
+        Cell::num(p(&bases, 0.5), 2),
+        Cell::num(p(&bases, 0.99), 2),
+        Cell::text(""),
+    ]);
+    join.row(vec![
+        Cell::text("ratio"),
+        Cell::num(p(&joins, 0.5) / p(&bases, 0.5), 2),
+        Cell::num(p(&joins, 0.99) / p(&bases, 0.99), 2),
+        Cell::text(""),
+    ]);
+    join.print();
     let _ = std::fs::remove_dir_all(dir);
-    Ok(())
+    Ok(vec![relay, join])
 }

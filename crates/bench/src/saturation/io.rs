@@ -1,0 +1,178 @@
+//! The shell's system calls, shared by every forwarder and the generator: batches of datagrams
+//! with `recvmmsg`/`sendmmsg`, socket buffers, pinning a thread to a core, and the thread's own
+//! CPU time.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg, setsockopt, sockopt,
+};
+use nix::unistd::Pid;
+
+/// Datagrams taken per `recvmmsg`.
+pub(crate) const BATCH: usize = 32;
+/// Room for one datagram in a receive buffer.
+pub(crate) const SLOT: usize = 2048;
+/// Most datagrams given to one `sendmmsg` (the kernel takes at most 1,024).
+const SEND_MAX: usize = 256;
+
+/// CPU time this thread has run (`/proc/thread-self/schedstat`, nanoseconds on a CPU).
+pub(crate) fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .unwrap_or_default()
+}
+
+/// Pins the calling thread to `core` (no-op, with a warning, if the kernel refuses).
+pub(crate) fn pin_to(core: usize) {
+    let mut set = CpuSet::new();
+    let pinned = set
+        .set(core)
+        .and_then(|()| sched_setaffinity(Pid::from_raw(0), &set));
+    if let Err(e) = pinned {
+        eprintln!("could not pin a thread to core {core}: {e}");
+    }
+}
+
+/// A socket on 127.0.0.1 with 4 MiB receive and send buffers (the most `net.core.rmem_max`
+/// allows here), so a burst is queued rather than dropped.
+pub(crate) fn socket() -> std::io::Result<(UdpSocket, SocketAddrV4)> {
+    let s = UdpSocket::bind("127.0.0.1:0")?;
+    setsockopt(&s, sockopt::RcvBuf, &(4 << 20))?;
+    setsockopt(&s, sockopt::SndBuf, &(4 << 20))?;
+    let SocketAddr::V4(a) = s.local_addr()? else {
+        unreachable!("bound to 127.0.0.1");
+    };
+    Ok((s, a))
+}
+
+/// Receive buffers and headers for `recvmmsg`.
+pub(crate) struct Receiver {
+    bufs: Vec<u8>,
+    headers: MultiHeaders<SockaddrIn>,
+    /// Length and source of each datagram of the last batch.
+    pub(crate) got: Vec<(usize, SocketAddrV4)>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("got", &self.got.len())
+            .finish()
+    }
+}
+
+impl Receiver {
+    pub(crate) fn new() -> Self {
+        Self {
+            bufs: vec![0; BATCH * SLOT],
+            headers: MultiHeaders::preallocate(BATCH, None),
+            got: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Up to [`BATCH`] datagrams: waits for the first (up to the socket's read timeout) unless
+    /// `wait` is false. Returns how many arrived.
+    pub(crate) fn recv(&mut self, socket: &UdpSocket, wait: bool) -> usize {
+        self.got.clear();
+        let flags = if wait {
+            MsgFlags::MSG_WAITFORONE
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        };
+        let mut chunks = self.bufs.chunks_mut(SLOT);
+        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+            // BATCH chunks of SLOT bytes: `bufs` was made that size.
+            [IoSliceMut::new(chunks.next().expect("one chunk per slot"))]
+        });
+        let Ok(msgs) = recvmmsg(
+            socket.as_raw_fd(),
+            &mut self.headers,
+            iovs.iter_mut(),
+            flags,
+            None,
+        ) else {
+            return 0;
+        };
+        for m in msgs {
+            if let Some(a) = m.address {
+                self.got.push((m.bytes, SocketAddrV4::from(a)));
+            }
+        }
+        self.got.len()
+    }
+
+    /// The `i`th datagram of the last batch.
+    pub(crate) fn datagram(&self, i: usize) -> &[u8] {
+        let (len, _) = self.got[i];
+        &self.bufs[i * SLOT..i * SLOT + len]
+    }
+
+    /// Its source.
+    pub(crate) fn source(&self, i: usize) -> SocketAddrV4 {
+        self.got[i].1
+    }
+}
+
+/// Headers for `sendmmsg`.
+pub(crate) struct Sender {
+    headers: MultiHeaders<SockaddrIn>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sender")
+    }
+}
+
+impl Sender {
+    pub(crate) fn new() -> Self {
+        Self {
+            headers: MultiHeaders::preallocate(SEND_MAX, None),
+        }
+    }
+
+    /// Sends every `(datagram, destination)`, [`SEND_MAX`] per call; returns how many the
+    /// kernel took and their bytes. A datagram the kernel refuses is skipped.
+    pub(crate) fn send(&mut self, socket: &UdpSocket, out: &[(&[u8], SocketAddrV4)]) -> (u64, u64) {
+        let (mut sent, mut bytes) = (0u64, 0u64);
+        let mut rest = out;
+        while !rest.is_empty() {
+            let chunk = &rest[..rest.len().min(SEND_MAX)];
+            let slices: Vec<[IoSlice<'_>; 1]> =
+                chunk.iter().map(|(d, _)| [IoSlice::new(d)]).collect();
+            let addrs: Vec<Option<SockaddrIn>> = chunk
+                .iter()
+                .map(|(_, a)| Some(SockaddrIn::from(*a)))
+                .collect();
+            let cmsgs: [ControlMessage<'_>; 0] = [];
+            let took = sendmmsg(
+                socket.as_raw_fd(),
+                &mut self.headers,
+                slices.iter(),
+                &addrs,
+                cmsgs,
+                MsgFlags::empty(),
+            )
+            .map_or(0, |r| r.count());
+            if took == 0 {
+                // The first datagram was refused: skip it.
+                rest = &rest[1..];
+                continue;
+            }
+            sent += took as u64;
+            bytes += chunk[..took.min(chunk.len())]
+                .iter()
+                .map(|(d, _)| d.len() as u64)
+                .sum::<u64>();
+            rest = &rest[took.min(rest.len())..];
+        }
+        (sent, bytes)
+    }
+}
