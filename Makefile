@@ -5,7 +5,7 @@ WEB := web-client
 # npm ci writes this file; it is older than package-lock.json exactly when the lock changed.
 WEB_DEPS := $(WEB)/node_modules/.package-lock.json
 
-.PHONY: run build test web browsers web-deps deps fmt lint unit check-deps clean
+.PHONY: run build test bench web browsers web-deps deps fmt lint unit check-deps clean
 
 ## run: build everything, then start a development server with no external services.
 run: build
@@ -26,6 +26,21 @@ test: deps
 	./scripts/check-deps.sh
 	$(MAKE) --no-print-directory web
 	$(MAKE) --no-print-directory browsers
+
+## bench: every benchmark in one go (not part of `make test`): the web client's frame benchmark,
+## then every confer-bench section (E2EE, signalling, noisy participant, SFU at a trickle, SFU at
+## saturation against R0/R1/R2), release build. Prints the tables; writes them all to
+## target/bench/summary.json (one object per table). Bounded: each section caps its own counts
+## and times (about 5 minutes in all on the 2-core box), and each of the two programs is
+## killed after BENCH_LIMIT (20 minutes). Needs no root and binds only 127.0.0.1. Method and targets:
+## ../shared/design/BENCHMARKS.md; results: docs/benchmarks.md.
+BENCH_LIMIT ?= 20m
+bench: web-deps
+	mkdir -p target/bench
+	timeout $(BENCH_LIMIT) $(NPM) --prefix $(WEB) run --silent bench > target/bench/web-frame.md
+	cat target/bench/web-frame.md
+	$(CARGO) build --release --locked -p confer-bench
+	timeout $(BENCH_LIMIT) ./target/release/confer-bench --import web=target/bench/web-frame.md --summary target/bench/summary.json
 
 ## web: the web client's lint (ESLint, tsc for each layer) and its Vitest suites, vectors included.
 web: web-deps
