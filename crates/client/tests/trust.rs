@@ -1123,3 +1123,45 @@ fn a_party_that_lost_its_keys_is_let_back_into_its_caucus_only_by_a_person() {
         t.m.stats().alarms
     );
 }
+
+/// The server relays, under the mediator's own id, an announcement with other keys: the
+/// mediator's client takes nothing from it (its own keys are its own, never "back with new
+/// keys" for a person to let in).
+#[test]
+fn an_announcement_under_the_mediators_own_id_changes_nothing() {
+    let (mut t, from_m) = Trio::all_in_joint();
+    let now = t.now;
+    deliver(&from_m, &t.mp, &mut t.a, now);
+    // A client of the server's, welcomed as the mediator, introduces itself to someone waiting.
+    let mut fake = core(true);
+    let alone = joint_view(vec![member(&t.mp, Role::Mediator, None)]);
+    fake.handle(welcome(&t.mp, Role::Mediator, None, Some(alone)), now);
+    fake.handle(
+        session_msg(vec![waiting_party(&t.bp, Side::B)], t.members(&['m'])),
+        now,
+    );
+    let forged = drain(&mut fake);
+    assert!(
+        forged
+            .iter()
+            .any(|m| matches!(m, ClientMessage::Relay { data, .. }
+            if matches!(Envelope::from_data(data), Some(Envelope::Announce { .. })))),
+        "the fake announces itself"
+    );
+    for m in &forged {
+        if let ClientMessage::Relay { data, .. } = m {
+            t.m.handle(
+                ServerMessage::Relayed {
+                    from: t.mp.clone(),
+                    channel: None,
+                    data: data.clone(),
+                },
+                now,
+            );
+        }
+    }
+    assert!(!t.m.rekeyed(&t.mp));
+    assert!(t.m.held().is_empty());
+    assert!(rosters(&drain(&mut t.m)).is_empty(), "nothing re-signed");
+    assert!(t.m.stats().alarms.is_empty(), "{:?}", t.m.stats().alarms);
+}

@@ -376,7 +376,8 @@ async function onAnnounce(
       v !== undefined &&
       (v.waiting.some((w) => w.participant_id === from) ||
         v.channels.some((c) => c.members.some((m) => m.participant_id === from)));
-    if (!listed || this.manager.removed.has(from)) {
+    // (Never an announcement under my own id: my keys are mine.)
+    if (!listed || this.manager.removed.has(from) || me.pid === from) {
       return;
     }
     const known = this.manager.peers.get(from);

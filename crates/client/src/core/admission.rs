@@ -361,7 +361,8 @@ impl<R: CryptoRng> Core<R> {
                         .iter()
                         .any(|c| c.members.iter().any(|m| m.participant_id == from))
             });
-            if !listed || self.manager.removed.contains_key(&from) {
+            // (Never an announcement under my own id: my keys are mine.)
+            if !listed || self.manager.removed.contains_key(&from) || me.pid == from {
                 return;
             }
             if let Some(known) = self.manager.peers.get(&from) {
