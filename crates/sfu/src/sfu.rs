@@ -187,6 +187,24 @@ pub struct Sfu {
     /// The SFU's DTLS certificate, made once (str0m draws the key) and shared by every peer.
     /// `None` only if the crypto provider cannot make one; then str0m makes one per peer.
     dtls_cert: Option<DtlsCert>,
+    /// Per index in `peers`: where its packets go, computed from `routing` and `peers`.
+    /// Rebuilt whenever either changes shape (`reindex`, `set_routing*`), so it always has
+    /// one entry per peer; whether a subscriber is alive is read when forwarding.
+    routes: Vec<Route>,
+    /// Scratch for `drain_from`: the peers still to drain and those drained, reused.
+    todo: Vec<usize>,
+    done: Vec<usize>,
+    /// Scratch for `drain`: what a peer's str0m said, reused.
+    happened: Vec<Happened>,
+}
+
+/// Where a publisher peer's packets go: the other members of its channel, in the routing
+/// table's order, each as the index in `peers` of its peer (`None`: no peer), or why none.
+#[derive(Debug)]
+struct Route {
+    /// The publisher (what a subscriber's slot names as its source).
+    publisher: ParticipantId,
+    subscribers: Result<Vec<Option<usize>>, DropReason>,
 }
 
 /// Observer of forwarded payloads.
@@ -228,10 +246,15 @@ impl Sfu {
             dtls_cert: str0m::crypto::from_feature_flags()
                 .dtls_provider
                 .generate_certificate(),
+            routes: Vec::new(),
+            todo: Vec::new(),
+            done: Vec::new(),
+            happened: Vec::new(),
         }
     }
 
-    // The peer tables keyed by address and by ICE user fragment, after `peers` changed.
+    // The peer tables keyed by address and by ICE user fragment, and the routes, after
+    // `peers` changed.
     fn reindex(&mut self) {
         self.by_addr.clear();
         self.by_ufrag = self
@@ -239,6 +262,26 @@ impl Sfu {
             .iter_mut()
             .enumerate()
             .map(|(i, p)| (p.rtc.direct_api().local_ice_credentials().ufrag, i))
+            .collect();
+        self.reroute();
+    }
+
+    // Every peer's route, after `routing` or `peers` changed.
+    fn reroute(&mut self) {
+        let index: HashMap<&ParticipantId, usize> = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&p.pid, i))
+            .collect();
+        self.routes = self
+            .peers
+            .iter()
+            .map(|p| Route {
+                publisher: p.pid.clone(),
+                subscribers: forward::subscribers(&self.routing, &p.pid)
+                    .map(|subs| subs.into_iter().map(|s| index.get(s).copied()).collect()),
+            })
             .collect();
     }
 
@@ -373,6 +416,7 @@ impl Sfu {
     pub fn set_routing(&mut self, routing: Routing, now: Instant) {
         self.now = now;
         self.routing = routing;
+        self.reroute();
         self.assign_slots(None);
         self.drain_all();
     }
@@ -383,6 +427,7 @@ impl Sfu {
     pub fn set_routing_for(&mut self, routing: Routing, changed: &[ParticipantId], now: Instant) {
         self.now = now;
         self.routing = routing;
+        self.reroute();
         let affected: HashSet<ParticipantId> = changed.iter().cloned().collect();
         self.assign_slots(Some(&affected));
         self.drain_some(&affected);
@@ -511,16 +556,22 @@ impl Sfu {
     // Drains peer `i`, then every subscriber it forwarded to (their packets go out now, not
     // at the next timer), and so on.
     fn drain_from(&mut self, i: usize) {
-        // A handful of peers per datagram: a short list beats a set on this path.
-        let mut todo = vec![i];
-        let mut done: Vec<usize> = Vec::with_capacity(8);
+        // A handful of peers per datagram: a short list beats a set on this path. The lists
+        // are the SFU's own, kept between calls so that a datagram allocates none.
+        let mut todo = std::mem::take(&mut self.todo);
+        let mut done = std::mem::take(&mut self.done);
+        todo.clear();
+        done.clear();
+        todo.push(i);
         while let Some(k) = todo.pop() {
             if done.contains(&k) {
                 continue;
             }
             done.push(k);
-            todo.extend(self.drain(k));
+            self.drain(k, &mut todo);
         }
+        self.todo = todo;
+        self.done = done;
     }
 
     /// Time passed.
@@ -572,6 +623,7 @@ fn offered_mids(sdp: &str) -> Vec<(Mid, bool)> {
     out
 }
 
+#[derive(Debug)]
 enum Happened {
     Rtp(Box<RtpPacket>),
     KeyframeRequest(Mid, KeyframeRequestKind),
@@ -593,16 +645,16 @@ impl Sfu {
     }
 
     // Runs one peer's str0m until it has nothing more to say; forwards what it received.
-    // Runs one peer's str0m until it has nothing more to say; forwards what it received.
-    // Returns the peers it wrote to (subscribers of its packets, publishers asked for a
-    // keyframe), which have something to send now.
-    fn drain(&mut self, i: usize) -> Vec<usize> {
-        let mut happened = Vec::new();
-        let mut touched = Vec::new();
+    // Appends to `touched` the peers it wrote to (subscribers of its packets, publishers
+    // asked for a keyframe), which have something to send now.
+    fn drain(&mut self, i: usize, touched: &mut Vec<usize>) {
+        let mut happened = std::mem::take(&mut self.happened);
+        happened.clear();
         {
             let peer = &mut self.peers[i];
             if !peer.alive {
-                return touched;
+                self.happened = happened;
+                return;
             }
             self.stats.peer_drains += 1;
             loop {
@@ -634,9 +686,9 @@ impl Sfu {
                 }
             }
         }
-        for h in happened {
+        for h in happened.drain(..) {
             match h {
-                Happened::Rtp(p) => touched.extend(self.forward(i, *p)),
+                Happened::Rtp(p) => self.forward(i, *p, touched),
                 Happened::KeyframeRequest(mid, kind) => {
                     let source = self.peers[i]
                         .slots
@@ -651,14 +703,12 @@ impl Sfu {
                 }
             }
         }
-        touched
+        self.happened = happened;
     }
 
-    // Writes the packet into the slot of every subscriber that should get it; returns their
-    // indices.
-    fn forward(&mut self, from: usize, packet: RtpPacket) -> Vec<usize> {
-        let mut written = Vec::new();
-        let publisher = self.peers[from].pid.clone();
+    // Writes the packet into the slot of every subscriber that should get it; appends their
+    // indices to `written`.
+    fn forward(&mut self, from: usize, packet: RtpPacket, written: &mut Vec<usize>) {
         let Some(mid) = self.peers[from]
             .rtc
             .direct_api()
@@ -666,30 +716,30 @@ impl Sfu {
             .map(|s| s.mid())
         else {
             self.stats.drop(DropReason::Malformed);
-            return written;
+            return;
         };
         let codec = self.peers[from]
             .rtc
             .codec_config()
             .find(|c| c.pt() == packet.header.payload_type)
             .map(|c| c.spec().codec);
-        let subscribers: Vec<ParticipantId> = match forward::subscribers(&self.routing, &publisher)
-        {
-            Ok(s) => s.into_iter().cloned().collect(),
+        // The route precomputed from the routing table and the peers (see `reroute`).
+        let route = &self.routes[from];
+        let publisher = &route.publisher;
+        let subscribers = match &route.subscribers {
+            Ok(s) => s,
             Err(r) => {
-                self.stats.drop(r);
-                return written;
+                self.stats.drop(*r);
+                return;
             }
         };
         if let Some(tap) = self.tap.as_mut() {
             (tap.0)(&packet.payload);
         }
-        for sub in subscribers {
-            let Some((j, peer)) = self
-                .peers
-                .iter_mut()
-                .enumerate()
-                .find(|(_, p)| p.pid == sub && p.alive)
+        for &sub in subscribers {
+            // A member with no peer, or whose peer is dead (not reaped yet), has no slot.
+            let Some((j, peer)) =
+                sub.and_then(|j| self.peers.get_mut(j).filter(|p| p.alive).map(|p| (j, p)))
             else {
                 self.stats.drop(DropReason::NoSlot);
                 continue;
@@ -697,7 +747,7 @@ impl Sfu {
             let Some(slot) = peer.slots.iter_mut().find(|s| {
                 s.source
                     .as_ref()
-                    .is_some_and(|(p, m)| *p == publisher && *m == mid)
+                    .is_some_and(|(p, m)| p == publisher && *m == mid)
             }) else {
                 self.stats.drop(DropReason::NoSlot);
                 continue;
@@ -755,7 +805,6 @@ impl Sfu {
             self.stats.forwarded_packets += 1;
             self.stats.forwarded_bytes += packet.payload.len() as u64;
         }
-        written
     }
 
     // Asks a publisher's track for a keyframe, unless throttled; whether it was asked.

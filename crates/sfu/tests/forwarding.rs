@@ -381,3 +381,63 @@ fn a_slot_that_changes_publisher_keeps_its_rtp_clock_running() {
         assert!(step < 90_000 * 3, "the slot's clock jumped by {step} ticks");
     }
 }
+
+#[test]
+fn routes_follow_a_peer_replacement_and_a_routing_change_between_two_packets() {
+    // The SFU keeps each publisher's subscribers as indices into its peers, computed when the
+    // routing table or the peers change. A route left stale by a reconnect (which moves the
+    // peers after the old one down) or by a move would send m's media to the wrong peer.
+    let mut net = MediaNet::new(13, 0.0, Duration::from_millis(5));
+    for p in ["m", "a", "b", "c"] {
+        net.add_client(p, 3);
+    }
+    net.route(&[("joint", &["m", "a", "b"]), ("breakout-1", &["c"])]);
+    net.connect();
+    warm_up(&mut net);
+    let from_m = |net: &MediaNet, i: usize| net.clients[i].frames_from(&pid("m")).len();
+    let no_slot = |net: &MediaNet| net.sfu.stats().drops.get("no_slot").copied();
+    publish_round(&mut net, &[0], 3);
+    assert_eq!(
+        (from_m(&net, 1), from_m(&net, 2), from_m(&net, 3)),
+        (6, 6, 0)
+    );
+
+    // a reconnects from another address: its new peer replaces the old one (b's and c's
+    // peers move down one place). m's next packets reach the new a and b, never c.
+    net.vanish(1);
+    // The test network tells a participant's slots to its first client of that id: renamed,
+    // the old client no longer takes the new one's.
+    net.clients[1].pid = pid("a-old");
+    let a2 = net.add_client("a", 3);
+    net.connect();
+    warm_up(&mut net);
+    assert_eq!(net.sfu.peer_count(), 4);
+    let drops_before = no_slot(&net);
+    publish_round(&mut net, &[0], 3);
+    assert_eq!(
+        (from_m(&net, a2), from_m(&net, 2), from_m(&net, 3)),
+        (6, 6, 0)
+    );
+    assert_eq!(
+        no_slot(&net),
+        drops_before,
+        "no packet went to a peer without a slot"
+    );
+
+    // a moves out, c moves in: the next packets go to b and c only.
+    net.route(&[("joint", &["m", "b", "c"]), ("breakout-1", &["a"])]);
+    net.run(Duration::from_millis(50));
+    let (a_before, b_before) = (from_m(&net, a2), from_m(&net, 2));
+    publish_round(&mut net, &[0], 10);
+    assert_eq!(
+        from_m(&net, a2),
+        a_before,
+        "a, moved out, got nothing of m's"
+    );
+    assert_eq!(from_m(&net, 2), b_before + 20, "b got all of m's");
+    assert!(
+        from_m(&net, 3) >= 18,
+        "c, moved in, got m's: {}",
+        from_m(&net, 3)
+    );
+}
