@@ -7,123 +7,82 @@ use crate::{ChannelId, ChannelKind, DecodeError, ErrorCode, ParticipantId, Role,
 /// The signalling protocol version this crate speaks (`hello.version`).
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The SHA-256 of the agreement to mediate that a participant acknowledged, as 64 lowercase
-/// hex characters. The server records only this hash, never the text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AgreementHash(String);
+/// Whether `s` is exactly `len` lowercase hex characters.
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
 
-impl AgreementHash {
-    /// Accepts exactly 64 lowercase hex characters.
-    pub fn new(s: impl Into<String>) -> Result<Self, ErrorCode> {
-        let s = s.into();
-        if s.len() == 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            Ok(Self(s))
-        } else {
-            Err(ErrorCode::InvalidConsent)
+/// A string of exactly `$len` lowercase hex characters (a hash or an id the protocol carries
+/// as text), refused with `$code` otherwise; `$msg` is what serde says of a wrong one.
+macro_rules! lower_hex_string {
+    ($(#[$meta:meta])* $name:ident, $len:expr, $code:expr, $msg:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            #[doc = concat!("Accepts exactly ", stringify!($len), " lowercase hex characters.")]
+            pub fn new(s: impl Into<String>) -> Result<Self, ErrorCode> {
+                let s = s.into();
+                if is_lower_hex(&s, $len) {
+                    Ok(Self(s))
+                } else {
+                    Err($code)
+                }
+            }
+
+            /// The hex string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
 
-    /// The hex string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for AgreementHash {
-    type Error = &'static str;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(s).map_err(|_| "agreement_hash must be 64 lowercase hex characters")
-    }
-}
-
-impl From<AgreementHash> for String {
-    fn from(h: AgreementHash) -> String {
-        h.0
-    }
-}
-
-/// The SHA-256 of one version of a document (a settlement draft) that a participant
-/// acknowledged (e2ee.md §8.7), as 64 lowercase hex characters. The server records only this
-/// hash: never the document, its name or its id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct DocHash(String);
-
-impl DocHash {
-    /// Accepts exactly 64 lowercase hex characters.
-    pub fn new(s: impl Into<String>) -> Result<Self, ErrorCode> {
-        let s = s.into();
-        if s.len() == 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            Ok(Self(s))
-        } else {
-            Err(ErrorCode::InvalidMessage)
+        impl TryFrom<String> for $name {
+            type Error = &'static str;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::new(s).map_err(|_| $msg)
+            }
         }
-    }
 
-    /// The hex string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for DocHash {
-    type Error = &'static str;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(s).map_err(|_| "sha256 must be 64 lowercase hex characters")
-    }
-}
-
-impl From<DocHash> for String {
-    fn from(h: DocHash) -> String {
-        h.0
-    }
-}
-
-/// A document's id: the 16 random bytes its sharer's client drew (e2ee.md §8.7), as 32
-/// lowercase hex characters. It names the document's chunks on the server and nothing else.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct DocId(String);
-
-impl DocId {
-    /// Accepts exactly 32 lowercase hex characters.
-    pub fn new(s: impl Into<String>) -> Result<Self, ErrorCode> {
-        let s = s.into();
-        if s.len() == 32
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            Ok(Self(s))
-        } else {
-            Err(ErrorCode::InvalidMessage)
+        impl From<$name> for String {
+            fn from(h: $name) -> String {
+                h.0
+            }
         }
-    }
-
-    /// The hex string (also the document's folder name on the server).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+    };
 }
 
-impl TryFrom<String> for DocId {
-    type Error = &'static str;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(s).map_err(|_| "doc_id must be 32 lowercase hex characters")
-    }
-}
+lower_hex_string!(
+    /// The SHA-256 of the agreement to mediate that a participant acknowledged, as 64 lowercase
+    /// hex characters. The server records only this hash, never the text.
+    AgreementHash,
+    64,
+    ErrorCode::InvalidConsent,
+    "agreement_hash must be 64 lowercase hex characters"
+);
 
-impl From<DocId> for String {
-    fn from(d: DocId) -> String {
-        d.0
-    }
-}
+lower_hex_string!(
+    /// The SHA-256 of one version of a document (a settlement draft) that a participant
+    /// acknowledged (e2ee.md §8.7), as 64 lowercase hex characters. The server records only
+    /// this hash: never the document, its name or its id.
+    DocHash,
+    64,
+    ErrorCode::InvalidMessage,
+    "sha256 must be 64 lowercase hex characters"
+);
+
+lower_hex_string!(
+    /// A document's id: the 16 random bytes its sharer's client drew (e2ee.md §8.7), as 32
+    /// lowercase hex characters. It names the document's chunks on the server (its folder
+    /// name there) and nothing else.
+    DocId,
+    32,
+    ErrorCode::InvalidMessage,
+    "doc_id must be 32 lowercase hex characters"
+);
 
 /// What a document ticket allows: writing the document's chunks, or reading them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

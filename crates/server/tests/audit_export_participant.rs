@@ -6,6 +6,7 @@
 
 mod common;
 mod docs_common;
+mod manual_server;
 
 use common::{Serve, run, temp_dir};
 use docs_common::*;

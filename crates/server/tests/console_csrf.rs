@@ -5,6 +5,7 @@
 //! server's own origin; otherwise 403 `csrf_failed`, and nothing happens.
 
 mod console_common;
+mod manual_server;
 
 use confer_server::accounts::AccountRole;
 use console_common::*;

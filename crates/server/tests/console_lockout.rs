@@ -6,6 +6,7 @@
 //! the address for every name.
 
 mod console_common;
+mod manual_server;
 
 use confer_server::accounts::AccountRole;
 use console_common::*;

@@ -6,6 +6,7 @@
 //! cookie's flags.
 
 mod console_common;
+mod manual_server;
 
 use confer_server::accounts::{AccountRole, Name};
 use console_common::*;

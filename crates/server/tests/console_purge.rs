@@ -11,6 +11,7 @@
 mod common;
 mod console_common;
 mod docs_common;
+mod manual_server;
 
 use confer_proto::ServerMessage;
 use confer_server::accounts::AccountRole;

@@ -6,6 +6,7 @@
 //! nobody logged in, start none.
 
 mod console_common;
+mod manual_server;
 
 use base64::Engine as _;
 use confer_proto::{Role, ServerMessage};

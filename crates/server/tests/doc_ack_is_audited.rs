@@ -8,6 +8,7 @@
 
 mod common;
 mod docs_common;
+mod manual_server;
 
 use common::{Serve, run, temp_dir};
 use confer_proto::ServerMessage;

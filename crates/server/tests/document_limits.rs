@@ -6,6 +6,7 @@
 //! it; a chunk written once is never replaced (409). None of them writes a byte.
 
 mod docs_common;
+mod manual_server;
 
 use docs_common::*;
 

@@ -6,6 +6,7 @@
 //! resume token), another document, another operation, and paths that are not a chunk's.
 
 mod docs_common;
+mod manual_server;
 
 use base64::Engine as _;
 use confer_proto::{Role, ServerMessage};

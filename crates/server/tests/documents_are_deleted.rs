@@ -6,6 +6,7 @@
 //! document writes nothing back. A new server start deletes what an earlier process left.
 
 mod docs_common;
+mod manual_server;
 
 use confer_server::clock::Clock;
 use confer_server::{Config, Server};

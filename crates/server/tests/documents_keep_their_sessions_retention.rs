@@ -8,6 +8,7 @@
 
 mod console_common;
 mod docs_common;
+mod manual_server;
 
 use confer_server::accounts::AccountRole;
 use confer_testkit::ws::WsClient;

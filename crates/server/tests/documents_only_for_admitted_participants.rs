@@ -5,6 +5,7 @@
 //! session gets `not_found` for this one's documents, and its tickets open none of them.
 
 mod docs_common;
+mod manual_server;
 
 use confer_proto::{Role, ServerMessage, Side};
 use confer_testkit::ws::WsClient;

@@ -7,6 +7,7 @@
 //! The server crate does not depend on confer-e2ee: it holds no code that could open them.
 
 mod docs_common;
+mod manual_server;
 
 use confer_proto::DocOp;
 use docs_common::*;

@@ -27,26 +27,29 @@ declare const brand: unique symbol;
 export const PROTOCOL_VERSION = 1;
 
 /**
+ * Rust's `lower_hex_string!`: a branded string of exactly `len` lowercase hex characters;
+ * `create` throws `DecodeError` (`code`, naming `field`), `parse` is `new(s).ok()`.
+ */
+function lowerHexString<T extends string>(len: number, code: ErrorCode, field: string): { create(s: string): T; parse(s: string): T | undefined } {
+  const re = new RegExp(`^[0-9a-f]{${String(len)}}$`);
+  return {
+    create: (s: string): T => {
+      if (!re.test(s)) {
+        throw new DecodeError(code, field);
+      }
+      return s as T;
+    },
+    parse: (s: string): T | undefined => (re.test(s) ? (s as T) : undefined),
+  };
+}
+
+/**
  * The SHA-256 of the agreement to mediate that a participant acknowledged, as 64 lowercase
  * hex characters. The server records only this hash, never the text.
  */
 export type AgreementHash = string & { readonly [brand]: "AgreementHash" };
-
-const HASH = /^[0-9a-f]{64}$/;
-
-export const AgreementHash = {
-  /** Rust: `AgreementHash::new`: exactly 64 lowercase hex characters; throws `DecodeError` (invalid_consent). */
-  create: (s: string): AgreementHash => {
-    if (!HASH.test(s)) {
-      throw new DecodeError("invalid_consent", "agreement_hash");
-    }
-    return s as AgreementHash;
-  },
-  /** `AgreementHash::new(s).ok()`. */
-  parse: (s: string): AgreementHash | undefined => {
-    return HASH.test(s) ? (s as AgreementHash) : undefined;
-  },
-};
+/** Rust: `AgreementHash::new` (invalid_consent). */
+export const AgreementHash = lowerHexString<AgreementHash>(64, "invalid_consent", "agreement_hash");
 
 /**
  * The SHA-256 of one version of a document (a settlement draft) that a participant
@@ -54,42 +57,16 @@ export const AgreementHash = {
  * hash: never the document, its name or its id.
  */
 export type DocHash = string & { readonly [brand]: "DocHash" };
-
-export const DocHash = {
-  /** Rust: `DocHash::new`: exactly 64 lowercase hex characters; throws `DecodeError` (invalid_message). */
-  create: (s: string): DocHash => {
-    if (!HASH.test(s)) {
-      throw new DecodeError("invalid_message", "sha256");
-    }
-    return s as DocHash;
-  },
-  /** `DocHash::new(s).ok()`. */
-  parse: (s: string): DocHash | undefined => {
-    return HASH.test(s) ? (s as DocHash) : undefined;
-  },
-};
+/** Rust: `DocHash::new` (invalid_message). */
+export const DocHash = lowerHexString<DocHash>(64, "invalid_message", "sha256");
 
 /**
  * A document's id: the 16 random bytes its sharer's client drew (e2ee.md §8.7), as 32
  * lowercase hex characters. It names the document's chunks on the server and nothing else.
  */
 export type DocId = string & { readonly [brand]: "DocId" };
-
-const DOC_ID = /^[0-9a-f]{32}$/;
-
-export const DocId = {
-  /** Rust: `DocId::new`: exactly 32 lowercase hex characters; throws `DecodeError` (invalid_message). */
-  create: (s: string): DocId => {
-    if (!DOC_ID.test(s)) {
-      throw new DecodeError("invalid_message", "doc_id");
-    }
-    return s as DocId;
-  },
-  /** `DocId::new(s).ok()`. */
-  parse: (s: string): DocId | undefined => {
-    return DOC_ID.test(s) ? (s as DocId) : undefined;
-  },
-};
+/** Rust: `DocId::new` (invalid_message). */
+export const DocId = lowerHexString<DocId>(32, "invalid_message", "doc_id");
 
 /** What a document ticket allows: writing the document's chunks (`up`), or reading them (`down`). */
 export type DocOp = "up" | "down";

@@ -8,13 +8,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use confer_server::accounts::{self, AccountRole, Name};
-use confer_server::clock::Clock;
-use confer_server::{Config, Server};
+
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Where the manual clock starts (a 30 s TOTP step boundary).
-pub const T0: u64 = 1_800_000_000;
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Reply {
@@ -55,35 +52,10 @@ impl Reply {
     }
 }
 
-/// An in-process server with a manual clock and a temp data dir.
-pub struct Console {
-    pub server: Server,
-    pub clock: Clock,
-    pub dir: PathBuf,
-}
+#[allow(unused_imports)]
+pub use crate::manual_server::{ManualServer as Console, T0};
 
 impl Console {
-    pub async fn start(tag: &str, edit: impl FnOnce(&mut Config)) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "confer-{tag}-{}",
-            confer_server::token::random_id()
-        ));
-        let mut config = Config::dev(dir.clone());
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.metrics_listen = "127.0.0.1:0".parse().unwrap();
-        config.media_enabled = false;
-        edit(&mut config);
-        let clock = Clock::manual(T0);
-        let server = Server::start_with_clock(config, clock.clone())
-            .await
-            .unwrap();
-        Self { server, clock, dir }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
     pub fn browser(&self) -> Browser {
         Browser::new(self.addr())
     }
@@ -130,12 +102,6 @@ impl Console {
 
     pub fn totp(&self, secret: &str) -> String {
         accounts::totp_code_base32(secret, self.clock.now()).unwrap()
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

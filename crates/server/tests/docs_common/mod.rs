@@ -8,45 +8,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use confer_proto::{DocOp, ParticipantId, Role, ServerMessage, SessionId, Side};
-use confer_server::clock::Clock;
-use confer_server::{Config, Server};
+
 use confer_testkit::ws::{PATIENCE, WsClient};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Where the manual clock starts.
-pub const T0: u64 = 1_800_000_000;
 pub const HASH: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
-/// An in-process server with a manual clock and a temp data dir.
-pub struct Docs {
-    pub server: Server,
-    pub clock: Clock,
-    pub dir: PathBuf,
-}
+#[allow(unused_imports)]
+pub use crate::manual_server::{ManualServer as Docs, T0};
 
 impl Docs {
-    pub async fn start(tag: &str, edit: impl FnOnce(&mut Config)) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "confer-{tag}-{}",
-            confer_server::token::random_id()
-        ));
-        let mut config = Config::dev(dir.clone());
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.metrics_listen = "127.0.0.1:0".parse().unwrap();
-        config.media_enabled = false;
-        edit(&mut config);
-        let clock = Clock::manual(T0);
-        let server = Server::start_with_clock(config, clock.clone())
-            .await
-            .unwrap();
-        Self { server, clock, dir }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
     pub fn invite(&self, session: &str, role: Role, side: Option<Side>) -> String {
         self.server
             .invite(&SessionId::new(session).unwrap(), role, side, 600)
@@ -94,12 +66,6 @@ pub async fn admitted(addr: SocketAddr, tokens: [String; 3]) -> Room {
         m_id: pid(&wm),
         a_id,
         b_id,
-    }
-}
-
-impl Drop for Docs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
