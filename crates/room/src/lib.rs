@@ -5,6 +5,9 @@
 //! randomness and never touches a socket: the shell feeds it [`Input`]s with `now`, then drains
 //! [`Room::poll_output`] until it returns [`Output::Timeout`], and applies each output.
 //!
+//! In cluster mode the shell also keeps [`Room::snapshot`] in Redis, so that another node can
+//! take the session over with [`Room::restore`] (see [`RoomSnapshot`]).
+//!
 //! ```
 //! use std::time::{Duration, Instant};
 //! use confer_proto::{ParticipantId, Role, SessionId};
@@ -27,9 +30,11 @@
 
 mod policy;
 mod room;
+mod snapshot;
 
 pub use policy::{Location, RelayDecision, RelayTo, may_enter, may_relay};
 pub use room::{
     AuditEvent, AuditKind, Command, Input, MAX_ACKNOWLEDGED_DOCS, Output, Room, RoomConfig,
     RoomError, RoutingTable,
 };
+pub use snapshot::{ParticipantSnapshot, RestoreError, RoomSnapshot, SNAPSHOT_VERSION};

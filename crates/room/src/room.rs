@@ -294,8 +294,11 @@ impl std::fmt::Display for RoomError {
 
 impl std::error::Error for RoomError {}
 
+// The fields below are `pub(crate)` for `snapshot.rs` alone, which writes and rebuilds the
+// decision state; everything else goes through `Room`'s methods.
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Place {
+pub(crate) enum Place {
     Waiting,
     In(ChannelId),
 }
@@ -308,18 +311,18 @@ impl Place {
 }
 
 #[derive(Debug)]
-struct Participant {
-    role: Role,
-    side: Option<Side>,
-    place: Place,
-    consent: Option<AgreementHash>,
+pub(crate) struct Participant {
+    pub(crate) role: Role,
+    pub(crate) side: Option<Side>,
+    pub(crate) place: Place,
+    pub(crate) consent: Option<AgreementHash>,
     /// The document versions it acknowledged (at most [`MAX_ACKNOWLEDGED_DOCS`]).
-    acknowledged: BTreeSet<DocHash>,
+    pub(crate) acknowledged: BTreeSet<DocHash>,
     connected: bool,
     /// When a dropped participant is removed.
     deadline: Option<Instant>,
     /// Arrival order, for the waiting-room list.
-    arrival: u64,
+    pub(crate) arrival: u64,
     /// The last channel view sent, so that unchanged views are not resent (a party learns
     /// nothing from traffic about arrivals elsewhere).
     seen_channel: Option<ChannelView>,
@@ -329,16 +332,52 @@ struct Participant {
     waiting_budget: (f64, Instant),
 }
 
+impl Participant {
+    // Someone who just arrived (connected, nothing agreed or acknowledged yet), with a full
+    // waiting-room relay budget.
+    pub(crate) fn arriving(
+        role: Role,
+        side: Option<Side>,
+        place: Place,
+        arrival: u64,
+        config: &RoomConfig,
+        now: Instant,
+    ) -> Self {
+        Self {
+            role,
+            side,
+            place,
+            consent: None,
+            acknowledged: BTreeSet::new(),
+            connected: true,
+            deadline: None,
+            arrival,
+            seen_channel: None,
+            seen_session: None,
+            waiting_budget: (f64::from(config.waiting_relay_burst_bytes), now),
+        }
+    }
+
+    // The connection dropped: removed at `deadline` unless it resumes first. The views it was
+    // sent go with the connection (a resume's welcome carries the full picture again).
+    pub(crate) fn drop_connection(&mut self, deadline: Instant) {
+        self.connected = false;
+        self.deadline = Some(deadline);
+        self.seen_channel = None;
+        self.seen_session = None;
+    }
+}
+
 /// One mediation session's signalling state.
 #[derive(Debug)]
 pub struct Room {
-    session: SessionId,
-    config: RoomConfig,
-    participants: BTreeMap<ParticipantId, Participant>,
-    breakouts: BTreeSet<ChannelId>,
-    next_breakout: u32,
-    next_arrival: u64,
-    locked: bool,
+    pub(crate) session: SessionId,
+    pub(crate) config: RoomConfig,
+    pub(crate) participants: BTreeMap<ParticipantId, Participant>,
+    pub(crate) breakouts: BTreeSet<ChannelId>,
+    pub(crate) next_breakout: u32,
+    pub(crate) next_arrival: u64,
+    pub(crate) locked: bool,
     ended: bool,
     now: Instant,
     routing: RoutingTable,
@@ -352,7 +391,14 @@ const IDLE: Duration = Duration::from_secs(3600);
 impl Room {
     /// A new, empty, unlocked session. Emits the `session_created` audit event.
     pub fn new(session: SessionId, config: RoomConfig, now: Instant) -> Self {
-        let mut room = Self {
+        let mut room = Self::blank(session, config, now);
+        room.audit(AuditKind::SessionCreated, None);
+        room
+    }
+
+    // A room with no participants, no outputs queued and no audit row written.
+    pub(crate) fn blank(session: SessionId, config: RoomConfig, now: Instant) -> Self {
+        Self {
             session,
             config,
             participants: BTreeMap::new(),
@@ -364,9 +410,7 @@ impl Room {
             now,
             routing: RoutingTable::new(),
             out: VecDeque::new(),
-        };
-        room.audit(AuditKind::SessionCreated, None);
-        room
+        }
     }
 
     /// The session id.
@@ -507,19 +551,7 @@ impl Room {
         self.next_arrival += 1;
         self.participants.insert(
             id.clone(),
-            Participant {
-                role,
-                side,
-                place,
-                consent: None,
-                acknowledged: BTreeSet::new(),
-                connected: true,
-                deadline: None,
-                arrival: self.next_arrival,
-                seen_channel: None,
-                seen_session: None,
-                waiting_budget: (f64::from(self.config.waiting_relay_burst_bytes), self.now),
-            },
+            Participant::arriving(role, side, place, self.next_arrival, &self.config, self.now),
         );
         self.audit(AuditKind::Arrived, Some(&id));
         if role.is_manager() {
@@ -570,14 +602,16 @@ impl Room {
     }
 
     fn disconnected(&mut self, id: &ParticipantId) -> Result<(), RoomError> {
-        let deadline = self.now + self.config.resume_grace;
+        let deadline = self.resume_deadline();
         let p = self.participants.get_mut(id).ok_or(RoomError::NotFound)?;
-        p.connected = false;
-        p.deadline = Some(deadline);
-        p.seen_channel = None;
-        p.seen_session = None;
+        p.drop_connection(deadline);
         self.sync();
         Ok(())
+    }
+
+    // When a participant whose connection drops now is removed, unless it resumes first.
+    pub(crate) fn resume_deadline(&self) -> Instant {
+        self.now + self.config.resume_grace
     }
 
     fn command(&mut self, from: &ParticipantId, command: Command) -> Result<(), RoomError> {
@@ -930,21 +964,7 @@ impl Room {
     }
 
     fn channel_kind(&self, c: &ChannelId) -> Option<(ChannelKind, Option<Side>)> {
-        let s = c.as_str();
-        if s == "joint" {
-            return Some((ChannelKind::Joint, None));
-        }
-        if let Some(side) = s.strip_prefix("caucus-") {
-            return side
-                .parse::<Side>()
-                .ok()
-                .filter(|x| x.to_string() == side)
-                .map(|x| (ChannelKind::Caucus, Some(x)));
-        }
-        if self.breakouts.contains(c) {
-            return Some((ChannelKind::Breakout, None));
-        }
-        None
+        channel_kind(c, &self.breakouts)
     }
 
     fn channel_view(&self, c: &ChannelId) -> Option<ChannelView> {
@@ -1029,10 +1049,7 @@ impl Room {
         let occupied = self.occupied_channels();
         self.breakouts.retain(|b| occupied.contains(b));
 
-        let views: BTreeMap<ChannelId, ChannelView> = occupied
-            .iter()
-            .filter_map(|c| Some((c.clone(), self.channel_view(c)?)))
-            .collect();
+        let views = self.channel_views(&occupied);
         let session = self.session_view();
         let mut sends = Vec::new();
         for (id, p) in self.participants.iter_mut() {
@@ -1062,14 +1079,26 @@ impl Room {
             self.deliver(vec![id], m);
         }
 
-        let routing: RoutingTable = views
-            .into_iter()
-            .map(|(c, v)| (c, v.members.into_iter().map(|m| m.participant_id).collect()))
-            .collect();
+        let routing = routing_of(views);
         if routing != self.routing {
             self.routing = routing.clone();
             self.out.push_back(Output::Routing(routing));
         }
+    }
+
+    // Tells the shell the whole routing table, changed or not: a room rebuilt from a snapshot
+    // starts beside an SFU that knows nothing of it.
+    pub(crate) fn announce_routing(&mut self) {
+        let routing = routing_of(self.channel_views(&self.occupied_channels()));
+        self.routing = routing.clone();
+        self.out.push_back(Output::Routing(routing));
+    }
+
+    fn channel_views(&self, occupied: &BTreeSet<ChannelId>) -> BTreeMap<ChannelId, ChannelView> {
+        occupied
+            .iter()
+            .filter_map(|c| Some((c.clone(), self.channel_view(c)?)))
+            .collect()
     }
 
     fn deliver(&mut self, to: Vec<ParticipantId>, message: ServerMessage) {
@@ -1088,6 +1117,37 @@ impl Room {
             role,
         }));
     }
+}
+
+/// What kind of channel `c` is in a room whose open breakouts are `breakouts` (and, for a
+/// caucus, whose), or `None` if the room has no such channel.
+pub(crate) fn channel_kind(
+    c: &ChannelId,
+    breakouts: &BTreeSet<ChannelId>,
+) -> Option<(ChannelKind, Option<Side>)> {
+    let s = c.as_str();
+    if s == "joint" {
+        return Some((ChannelKind::Joint, None));
+    }
+    if let Some(side) = s.strip_prefix("caucus-") {
+        return side
+            .parse::<Side>()
+            .ok()
+            .filter(|x| x.to_string() == side)
+            .map(|x| (ChannelKind::Caucus, Some(x)));
+    }
+    if breakouts.contains(c) {
+        return Some((ChannelKind::Breakout, None));
+    }
+    None
+}
+
+// Who receives each channel's traffic: every member, connected or within its grace period.
+fn routing_of(views: BTreeMap<ChannelId, ChannelView>) -> RoutingTable {
+    views
+        .into_iter()
+        .map(|(c, v)| (c, v.members.into_iter().map(|m| m.participant_id).collect()))
+        .collect()
 }
 
 fn location(place: &Place) -> Location<'_, ChannelId> {
