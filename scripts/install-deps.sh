@@ -28,6 +28,13 @@ if ! command -v turnserver >/dev/null 2>&1; then
   apt_install coturn
 fi
 
+# Redis: cluster mode's tests (tests/e2e/cluster.rs) start their own redis-server processes on
+# 127.0.0.1. Installed, not started as a service.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "install-deps: installing redis-server (Debian package) for the cluster tests" >&2
+  apt_install redis-server
+fi
+
 # Node.js and npm: the web client's lint and suites (web-client/, `make web`). Debian's
 # packages, only when node is missing. web-client needs Node >= 20.19 (Vite 8, noble 2);
 # `make web` installs its npm packages itself (npm ci, when package-lock.json changed).

@@ -113,6 +113,44 @@ pub struct Config {
     /// Lifetime of a document ticket (the HTTP authorisation for one document's chunks), in
     /// seconds.
     pub docs_ticket_ttl_secs: u64,
+    /// Cluster mode: several nodes coordinated through Redis (docs/operations.md#cluster-mode).
+    pub cluster: ClusterConfig,
+}
+
+/// The `[cluster]` table. Without `redis_url` the server runs alone, as always.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// `redis://host:6379/0`: turns cluster mode on. Every node of one cluster names the same
+    /// Redis and reads the same signing key. Empty: no cluster.
+    pub redis_url: String,
+    /// The URL other nodes reach this node's `listen` address at (`http://10.0.0.5:7880`), to
+    /// relay connections to the sessions this node owns. Empty: `http://` + `listen`.
+    pub node_url: String,
+    /// A session's ownership lease, in ms: a node that dies loses its sessions to another node
+    /// this long after its last renewal (renewed every third of it).
+    pub lease_ms: u64,
+    /// How long a Redis request may take before it counts as failed, in ms.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            node_url: String::new(),
+            lease_ms: 6000,
+            redis_timeout_ms: 1000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether cluster mode is on.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
 }
 
 impl Default for Config {
@@ -161,6 +199,7 @@ impl Default for Config {
             docs_retention_hours: 24,
             docs_max_retention_hours: 24,
             docs_ticket_ttl_secs: 600,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -235,7 +274,25 @@ impl Config {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            let Some(current) = table.get(&key) else {
+            // A key of a table (`[cluster] redis_url`) is `CONFER_CLUSTER_REDIS_URL`.
+            let nested = key.split_once('_').filter(|(t, k)| {
+                !table.contains_key(&key)
+                    && table
+                        .get(*t)
+                        .and_then(toml::Value::as_table)
+                        .is_some_and(|t| t.contains_key(*k))
+            });
+            let (target, key) = match nested {
+                Some((t, k)) => (
+                    table
+                        .get_mut(t)
+                        .and_then(toml::Value::as_table_mut)
+                        .expect("checked above"),
+                    k.to_owned(),
+                ),
+                None => (&mut table, key),
+            };
+            let Some(current) = target.get(&key) else {
                 return Err(ConfigError::Invalid {
                     origin: name.clone(),
                     message: format!("no config key {key:?}; see deploy/confer.sample.toml"),
@@ -269,7 +326,7 @@ impl Config {
                     ),
                     _ => toml::Value::String(value),
                 };
-            table.insert(key, parsed);
+            target.insert(key, parsed);
             touched = true;
         }
         if !touched {
@@ -351,6 +408,23 @@ mod tests {
             )])
             .unwrap();
         assert_eq!(turn.turn_urls, ["turn:a:3478", "turns:a:443?transport=tcp"]);
+        let cluster = Config::default()
+            .with_env([
+                (
+                    "CONFER_CLUSTER_REDIS_URL".to_string(),
+                    "redis://10.0.0.9:6379/0".to_string(),
+                ),
+                ("CONFER_CLUSTER_LEASE_MS".to_string(), "3000".to_string()),
+            ])
+            .unwrap();
+        assert_eq!(cluster.cluster.redis_url, "redis://10.0.0.9:6379/0");
+        assert_eq!(cluster.cluster.lease_ms, 3000);
+        assert!(cluster.cluster.enabled());
+        assert!(
+            Config::default()
+                .with_env([("CONFER_CLUSTER_NOPE".into(), "1".into())])
+                .is_err()
+        );
         assert!(
             Config::default()
                 .with_env([("CONFER_NOPE".into(), "1".into())])

@@ -54,10 +54,23 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 async fn ws(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // Cluster mode: a connection another node relays counts as its client's, when the node
+    // proves it holds the cluster's signing secret. Anything else is taken as it comes.
+    let relayed_for = state.cluster.as_ref().and_then(|_| {
+        let ip = headers.get(crate::ws::RELAYED_FOR)?.to_str().ok()?;
+        let proof = headers.get(crate::ws::RELAY_PROOF)?.to_str().ok()?;
+        let parsed: std::net::IpAddr = ip.parse().ok()?;
+        state.tokens.check_node_mac(ip, proof).then_some(parsed)
+    });
+    let peer = crate::ws::Peer {
+        ip: relayed_for.unwrap_or(peer.ip()),
+        relayed: relayed_for.is_some(),
+    };
     // Before the upgrade: a refused stranger costs no WebSocket, task or queue.
-    let pass = match state.gate.enter(peer.ip()) {
+    let pass = match state.gate.enter(peer.ip) {
         Ok(pass) => pass,
         Err(refused) => {
             crate::metrics::connection_refused(refused.as_str());
@@ -77,5 +90,5 @@ async fn ws(
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| crate::ws::serve(socket, state, pass))
+        .on_upgrade(move |socket| crate::ws::serve(socket, state, pass, peer))
 }

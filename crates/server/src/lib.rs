@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod audit;
 pub mod client_hash;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 mod conn;
 mod console;
@@ -92,6 +93,9 @@ pub enum StartError {
     /// `media_public_addr` is not an IP:port.
     #[error("media_public_addr {0:?} is not an address like 203.0.113.7:7882")]
     MediaAddr(String),
+    /// Cluster mode could not start.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// The web root is not a folder holding `index.html`.
     #[error(
         "cannot serve the web client from {path}: {error}; build it (`make build` writes web-client/dist) or point web_root at the folder holding index.html (empty: no web client)"
@@ -233,9 +237,21 @@ impl Server {
         if removed > 0 {
             tracing::info!(documents = removed, "documents of ended sessions deleted");
         }
-        let state = Arc::new(AppState::new(
-            config, tokens, spent, audit, docs, media, turn,
-        ));
+        let cluster = if config.cluster.enabled() {
+            Some(cluster::Cluster::connect(&config.cluster, addr, config.resume_grace_secs).await?)
+        } else {
+            None
+        };
+        let mut app_state = AppState::new(config, tokens, spent, audit, docs, media, turn);
+        app_state.cluster = cluster.clone();
+        let state = Arc::new(app_state);
+        if let Some(c) = cluster {
+            tracing::info!(node = %c.node_id, url = %c.node_url, "cluster mode");
+            if let Err(e) = c.heartbeat(0).await {
+                tracing::warn!(error = %e, "cannot reach Redis for the first heartbeat");
+            }
+            tokio::spawn(cluster::heartbeats(c, Arc::downgrade(&state)));
+        }
         let console = Arc::new(console::Console::new(
             state.clone(),
             accounts.clone(),
@@ -360,9 +376,14 @@ impl Server {
 
     /// Starts draining: readiness turns false, new arrivals are refused with `server_draining`,
     /// everyone connected is told; sessions go on until their mediators end them.
+    /// In cluster mode each session is handed over to another node instead: its state is
+    /// written, its lease given up, and everyone in it resumes on the node that takes it.
     pub fn begin_drain(&self) {
         if self.state.draining.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let Some(c) = &self.state.cluster {
+            c.set_draining();
         }
         tracing::info!(sessions = self.session_count(), "draining");
         for s in self.state.sessions.handles() {
@@ -370,15 +391,23 @@ impl Server {
         }
     }
 
-    /// Resolves once no session is left.
+    /// Resolves once no session is left (in cluster mode, the node then leaves the registry).
     pub async fn drained(&self) {
         loop {
             let changed = self.state.sessions_changed.notified();
             if self.state.sessions.is_empty() {
-                return;
+                break;
             }
             changed.await;
         }
+        if let Some(c) = &self.state.cluster {
+            c.leave().await;
+        }
+    }
+
+    /// Cluster mode: this node's id in the registry and in session leases.
+    pub fn node_id(&self) -> Option<&str> {
+        self.state.cluster.as_deref().map(|c| c.node_id.as_str())
     }
 }
 

@@ -730,6 +730,8 @@ async fn serve(config: Config, dev: bool) -> anyhow::Result<ExitCode> {
     }
     server.begin_drain();
     if server.session_count() == 0 {
+        // (In cluster mode: leaves the node registry.)
+        server.drained().await;
         server.flush_audit().await?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -55,3 +55,26 @@ pub(crate) fn slow_consumer() {
 pub(crate) fn connection_refused(reason: &'static str) {
     metrics::counter!("confer_connections_refused_total", "reason" => reason).increment(1);
 }
+
+/// Cluster mode: a session taken over from the state another node wrote.
+pub(crate) fn session_restored() {
+    metrics::counter!("confer_cluster_sessions_restored_total").increment(1);
+}
+
+/// Cluster mode: sessions this node holds a lease on (+1 / -1).
+pub(crate) fn cluster_owned(delta: f64) {
+    metrics::gauge!("confer_cluster_sessions_owned").increment(delta);
+}
+
+/// Cluster mode: a lease lost (not renewed in time, or taken by another node).
+pub(crate) fn cluster_lease_lost() {
+    metrics::counter!("confer_cluster_leases_lost_total").increment(1);
+}
+
+/// Cluster mode: connections relayed to the node that owns their session (+1 / -1).
+pub(crate) fn cluster_relayed(delta: f64) {
+    metrics::gauge!("confer_cluster_relayed_connections").increment(delta);
+    if delta > 0.0 {
+        metrics::counter!("confer_cluster_relayed_connections_total").increment(1);
+    }
+}

@@ -7,10 +7,15 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use confer_proto::{ErrorCode, ParticipantId, Role, ServerMessage, SessionId, Side, encode_server};
 use confer_room::{AuditEvent, Command, Input, Output, Room, RoomConfig, RoutingTable};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+/// The close code that tells a client to resume (the session moved to another node):
+/// 1012, "service restart".
+pub(crate) const MOVED: u16 = 1012;
+
 use crate::audit::NewEvent;
+use crate::cluster::{Cluster, Lease, MemberState, Renewed, SessionState};
 use crate::conn::{Conn, Outbound};
 use crate::docs::DocRefused;
 use crate::messages::{
@@ -31,34 +36,254 @@ struct Member {
     parked_offer: Option<MediaCmd>,
 }
 
-pub(crate) fn spawn(state: Arc<AppState>, session: SessionId, generation: u64) -> SessionHandle {
-    let (tx, rx) = mpsc::channel(1024);
-    let config = RoomConfig::default()
+fn room_config(state: &AppState) -> RoomConfig {
+    RoomConfig::default()
         .resume_grace(Duration::from_secs(state.config.resume_grace_secs))
         .waiting_relay_budget(
             state.config.waiting_relay_bytes_per_sec,
             state.config.waiting_relay_burst_bytes,
-        );
-    let room = Room::new(session.clone(), config, Instant::now().into_std());
+        )
+}
+
+/// Starts a new session (in cluster mode, under the lease this node just claimed for it).
+pub(crate) fn spawn(
+    state: Arc<AppState>,
+    session: SessionId,
+    generation: u64,
+    lease: Option<Lease>,
+) -> SessionHandle {
+    let room = Room::new(
+        session.clone(),
+        room_config(&state),
+        Instant::now().into_std(),
+    );
     let instance = random_id();
     // A session started in the console keeps the retention its mediator chose.
     let chosen = state.sessions.take_plan(&session).map(|p| p.docs_retention);
     let docs_retention_secs = state.docs.limits().retention_secs(chosen);
+    start(
+        state,
+        session,
+        generation,
+        instance,
+        room,
+        HashMap::new(),
+        docs_retention_secs,
+        lease,
+    )
+}
+
+/// Cluster mode: takes over a session another node owned, from the state it wrote, under the
+/// lease this node just claimed. Everyone in it starts disconnected, within their grace period.
+pub(crate) fn restore(
+    state: Arc<AppState>,
+    generation: u64,
+    lease: Lease,
+    saved: SessionState,
+) -> Result<SessionHandle, confer_room::RestoreError> {
+    let session = lease.session.clone();
+    let room = Room::restore(saved.room, room_config(&state), Instant::now().into_std())?;
+    let members = saved
+        .members
+        .into_iter()
+        .filter(|(p, _)| room.contains(p))
+        .map(|(p, m)| {
+            let member = Member {
+                conn: None,
+                resume_jti: m.resume_jti,
+                role: m.role,
+                last_offer: None,
+                parked_offer: None,
+            };
+            (p, member)
+        })
+        .collect();
+    m::session_restored();
+    Ok(start(
+        state,
+        session,
+        generation,
+        saved.instance,
+        room,
+        members,
+        saved.docs_retention_secs,
+        Some(lease),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start(
+    state: Arc<AppState>,
+    session: SessionId,
+    generation: u64,
+    instance: String,
+    room: Room,
+    members: HashMap<ParticipantId, Member>,
+    docs_retention_secs: u64,
+    lease: Option<Lease>,
+) -> SessionHandle {
+    let (tx, rx) = mpsc::channel(1024);
+    let owned = match (lease, state.cluster.clone()) {
+        (Some(lease), Some(cluster)) => Some(Owned::start(cluster, lease)),
+        _ => None,
+    };
     let task = SessionTask {
         state,
         session,
         generation,
         instance: instance.clone(),
         room,
-        members: HashMap::new(),
+        members,
         docs_retention_secs,
         ended_waiters: Vec::new(),
+        owned,
+        handover: false,
     };
     tokio::spawn(task.run(rx));
     SessionHandle {
         tx,
         generation,
         instance,
+    }
+}
+
+/// Cluster mode: this node's ownership of a session. A keeper task renews the lease and
+/// moves `valid` on; a writer task writes the newest state under the lease.
+struct Owned {
+    cluster: Arc<Cluster>,
+    lease: Lease,
+    /// Until when this node may act for the session.
+    valid: watch::Receiver<Instant>,
+    /// The newest state, for the writer.
+    state_tx: watch::Sender<Option<String>>,
+    last_state: String,
+}
+
+impl Owned {
+    fn start(cluster: Arc<Cluster>, lease: Lease) -> Self {
+        // The claim itself was confirmed just now.
+        let first = Instant::now() + cluster.lease - cluster.margin();
+        let (valid_tx, valid) = watch::channel(first);
+        let valid_tx = Arc::new(valid_tx);
+        let (state_tx, state_rx) = watch::channel(None);
+        tokio::spawn(keep_lease(
+            cluster.clone(),
+            lease.clone(),
+            valid_tx.clone(),
+            state_tx.clone(),
+        ));
+        tokio::spawn(write_states(
+            cluster.clone(),
+            lease.clone(),
+            valid_tx,
+            state_rx,
+        ));
+        m::cluster_owned(1.0);
+        Self {
+            cluster,
+            lease,
+            valid,
+            state_tx,
+            last_state: String::new(),
+        }
+    }
+
+    fn valid_until(&self) -> Instant {
+        *self.valid.borrow()
+    }
+
+    /// Whether this node may still act for the session.
+    fn holds(&self) -> bool {
+        Instant::now() < self.valid_until()
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        m::cluster_owned(-1.0);
+    }
+}
+
+// Renews every third of the lease until the session task is gone; each confirmed renewal moves
+// `valid` to (when it was sent + lease - margin). A lease found lost ends validity at once.
+async fn keep_lease(
+    cluster: Arc<Cluster>,
+    lease: Lease,
+    valid: Arc<watch::Sender<Instant>>,
+    state: watch::Sender<Option<String>>,
+) {
+    let every = cluster.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        if valid.is_closed() {
+            return;
+        }
+        let sent = Instant::now();
+        match tokio::time::timeout(cluster.timeout(), cluster.renew(&lease)).await {
+            Ok(Ok(Renewed::Held)) => {
+                let _ = valid.send(sent + cluster.lease - cluster.margin());
+            }
+            Ok(Ok(Renewed::Recreated)) => {
+                tracing::warn!(
+                    "Redis had lost a session's lease; claimed again and rewriting its state"
+                );
+                let _ = valid.send(sent + cluster.lease - cluster.margin());
+                // Write the newest state again, even if unchanged.
+                state.send_modify(|_| {});
+            }
+            Ok(Ok(Renewed::Lost)) => {
+                tracing::warn!(
+                    fence = lease.fence,
+                    "a session's lease was lost to another node"
+                );
+                let _ = valid.send(sent);
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew a session's lease"),
+            Err(_) => {
+                tracing::warn!("cannot renew a session's lease: Redis did not answer in time")
+            }
+        }
+    }
+}
+
+// Writes each new state under the lease (a failed write is tried again with the next state or
+// after a short pause); a write refused by the fence ends validity.
+async fn write_states(
+    cluster: Arc<Cluster>,
+    lease: Lease,
+    valid: Arc<watch::Sender<Instant>>,
+    mut state: watch::Receiver<Option<String>>,
+) {
+    let mut pending = false;
+    loop {
+        if pending {
+            tokio::select! {
+                r = state.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        } else if state.changed().await.is_err() {
+            return;
+        }
+        let Some(json) = state.borrow_and_update().clone() else {
+            continue;
+        };
+        match tokio::time::timeout(cluster.timeout(), cluster.write_state(&lease, &json)).await {
+            Ok(Ok(true)) => pending = false,
+            Ok(Ok(false)) => {
+                tracing::warn!(
+                    fence = lease.fence,
+                    "a session's state write was fenced out"
+                );
+                let _ = valid.send(Instant::now());
+                return;
+            }
+            _ => {
+                pending = true;
+                // Try this state again.
+                state.mark_changed();
+            }
+        }
     }
 }
 
@@ -73,19 +298,31 @@ struct SessionTask {
     docs_retention_secs: u64,
     /// Told (by being dropped) once the session is over and gone from the registry.
     ended_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Cluster mode: the lease this node holds on the session.
+    owned: Option<Owned>,
+    /// Cluster mode, draining: hand the session over to another node.
+    handover: bool,
 }
 
 impl SessionTask {
     async fn run(mut self, mut rx: mpsc::Receiver<SessionCmd>) {
         m::session_opened();
         tracing::info!(session = %self.state.loggable(self.session.as_str()), "session created");
+        let mut fenced = false;
         loop {
             let wake = self.apply_outputs();
-            if self.room.is_ended() {
+            self.save_state();
+            if self.room.is_ended() || self.handover {
                 break;
             }
+            let valid = self.owned.as_ref().map(Owned::valid_until);
             tokio::select! {
                 cmd = rx.recv() => match cmd {
+                    // A node that lost its lease does nothing more for the session.
+                    Some(_) if self.owned.as_ref().is_some_and(|o| !o.holds()) => {
+                        fenced = true;
+                        break;
+                    }
                     Some(cmd) => self.handle(cmd),
                     // Every sender is gone: the registry dropped us.
                     None => break,
@@ -94,7 +331,18 @@ impl SessionTask {
                     let now = Instant::now().into_std();
                     let _ = self.room.handle_input(Input::Timeout { now });
                 }
+                () = async { tokio::time::sleep_until(valid.unwrap_or_else(Instant::now)).await },
+                    if valid.is_some() => {
+                    // The lease was not confirmed in time (or was lost): stop acting now.
+                    if self.owned.as_ref().is_some_and(|o| !o.holds()) {
+                        fenced = true;
+                        break;
+                    }
+                }
             }
+        }
+        if let Some(own) = self.owned.take() {
+            self.leave_node(own, fenced).await;
         }
         // The session's documents go before it leaves the registry: once it is gone (what
         // `Server::drained` waits for), so are they.
@@ -222,6 +470,8 @@ impl SessionTask {
                 self.ended_waiters.push(reply);
                 let _ = self.room.handle_input(Input::End { now });
             }
+            // Cluster mode: the session moves to another node; everyone resumes there.
+            SessionCmd::Drain if self.owned.is_some() => self.handover = true,
             SessionCmd::Drain => {
                 let msg = ServerMessage::Draining;
                 for conn in self.members.values().filter_map(|x| x.conn.as_ref()) {
@@ -257,6 +507,79 @@ impl SessionTask {
             } => {
                 let _ = reply.send(self.doc(&pid, conn_id, request));
             }
+        }
+    }
+
+    // Cluster mode: the state another node would take the session over from, when it changed.
+    fn save_state(&mut self) {
+        let Some(own) = self.owned.as_mut() else {
+            return;
+        };
+        let saved = SessionState {
+            v: 1,
+            instance: self.instance.clone(),
+            room: self.room.snapshot(),
+            members: self
+                .members
+                .iter()
+                .map(|(p, m)| {
+                    let member = MemberState {
+                        role: m.role,
+                        resume_jti: m.resume_jti.clone(),
+                    };
+                    (p.clone(), member)
+                })
+                .collect(),
+            docs_retention_secs: self.docs_retention_secs,
+        };
+        let Ok(json) = serde_json::to_string(&saved) else {
+            return;
+        };
+        if json != own.last_state {
+            own.last_state.clone_from(&json);
+            let _ = own.state_tx.send(Some(json));
+        }
+    }
+
+    // Cluster mode, the session leaving this node: ended (its state and lease go), handed
+    // over (the final state written, the lease given up) or fenced out (nothing written). In the
+    // last two, everyone connected is told to resume (1012), which lands them on the next
+    // owner; the SFU forgets them here.
+    async fn leave_node(&mut self, own: Owned, fenced: bool) {
+        let cluster = &own.cluster;
+        let wait = cluster.timeout();
+        if self.room.is_ended() {
+            let _ = tokio::time::timeout(wait, cluster.end(&own.lease)).await;
+            return;
+        }
+        if !fenced && own.holds() {
+            let _ = tokio::time::timeout(wait, async {
+                if cluster.write_state(&own.lease, &own.last_state).await == Ok(true) {
+                    let _ = cluster.release(&own.lease).await;
+                }
+            })
+            .await;
+            tracing::info!(session = %self.state.loggable(self.session.as_str()), "session handed over");
+        } else {
+            m::cluster_lease_lost();
+            tracing::warn!(session = %self.state.loggable(self.session.as_str()), "session fenced out: this node no longer owns it");
+        }
+        for (pid, member) in self.members.drain() {
+            if let Some(conn) = member.conn {
+                conn.send(Outbound::Close(
+                    MOVED,
+                    "the session moved to another node; resume",
+                ));
+            }
+            if let Some(media) = &self.state.media {
+                let _ = media.tx.send(MediaCmd::Gone { pid });
+            }
+        }
+        if let Some(media) = &self.state.media {
+            let _ = media.tx.send(MediaCmd::Routing {
+                session: self.generation,
+                table: RoutingTable::new(),
+            });
         }
     }
 
@@ -551,7 +874,7 @@ mod tests {
             None,
         ));
         let session = SessionId::new("s1").unwrap();
-        let handle = spawn(state.clone(), session.clone(), 1);
+        let handle = spawn(state.clone(), session.clone(), 1, None);
         state.sessions.insert(session, handle.clone());
         Fixture { state, handle, dir }
     }

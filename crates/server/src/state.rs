@@ -35,6 +35,8 @@ pub struct AppState {
     pub(crate) draining: AtomicBool,
     /// Woken whenever a session ends, for the drain.
     pub(crate) sessions_changed: Notify,
+    /// Cluster mode: this node's view of the cluster (`None`: a server on its own).
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Per-process salt for log pseudonyms, so log lines cannot be joined to ids offline.
     log_salt: [u8; 16],
 }
@@ -70,6 +72,7 @@ impl AppState {
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             sessions_changed: Notify::new(),
+            cluster: None,
             log_salt,
         }
     }

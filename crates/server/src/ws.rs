@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use confer_proto::{
     ClientMessage, CloseCode, ErrorCode, PROTOCOL_VERSION, ParticipantId, Role, ServerMessage,
-    decode_client,
+    SessionId, decode_client,
 };
 use confer_room::Command;
 use futures_util::{SinkExt, StreamExt};
@@ -34,6 +34,9 @@ struct Joined {
 
 /// Why a join with a valid invite did not happen.
 enum JoinRefused {
+    /// Cluster mode: another node started the session at the same moment; the client tries
+    /// again and is relayed there.
+    TryAgain,
     /// Refused with this code; the holder may try again (the invite is not spent).
     Code(ErrorCode),
     /// The invite can never work here (closed with 4401).
@@ -54,6 +57,9 @@ struct Connection {
     /// The answer to this connection's latest `media_offer`, awaited beside the socket (an
     /// offer from the waiting room is answered only after admission).
     pending_offer: Option<oneshot::Receiver<Result<String, OfferRefused>>>,
+    peer: Peer,
+    /// Cluster mode: the hello as received, for the owner node when it is relayed there.
+    hello_text: Option<Utf8Bytes>,
 }
 
 /// What woke a connection's loop.
@@ -66,10 +72,47 @@ enum Flow {
     Continue,
     Close(CloseCode),
     Stop,
+    /// Cluster mode: the session lives on another node; relay this connection there (its
+    /// base URL).
+    Relay(String),
+}
+
+/// Where a hello's session is.
+enum Route {
+    /// On this node.
+    Here(SessionHandle),
+    /// Nowhere yet, and this hello may start it here (once its invite is spent).
+    New,
+    /// Cluster mode: on the node at this URL.
+    There(String),
+    /// Nowhere: never started, or over.
+    Missing,
+    /// Cluster mode: being moved (its owner is unreachable and its lease not run out yet), or
+    /// Redis did not answer: the client should try again shortly.
+    Busy,
+    /// This node is draining and no other can start it.
+    Draining,
+}
+
+/// Close code for [`Route::Busy`]: 1013, "try again later".
+const TRY_AGAIN: u16 = 1013;
+
+/// Who is at the other end of a socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    /// The client's address (as the relaying node saw it, for a relayed connection).
+    pub(crate) ip: std::net::IpAddr,
+    /// Cluster mode: relayed here by another node (so never relayed on again).
+    pub(crate) relayed: bool,
 }
 
 /// Serves one upgraded socket until it closes.
-pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, pass: crate::gate::Pass) {
+pub(crate) async fn serve(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    pass: crate::gate::Pass,
+    peer: Peer,
+) {
     m::connection_opened();
     tracing::info!("connection opened");
     let (mut sink, mut stream) = socket.split();
@@ -122,7 +165,10 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, pass: crate::
         strikes: 0,
         pass: Some(pass),
         pending_offer: None,
+        peer,
+        hello_text: None,
     };
+    let mut relay_to = None;
 
     loop {
         let mut pending = c.pending_offer.take();
@@ -143,7 +189,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, pass: crate::
                     c.close(code);
                     break;
                 }
-                Flow::Stop => break,
+                Flow::Stop | Flow::Relay(_) => break,
             },
             Woke::Frame(m) => {
                 // Still waiting for the answer (a new offer replaces it).
@@ -180,7 +226,15 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, pass: crate::
                 break;
             }
             Flow::Stop => break,
+            Flow::Relay(url) => {
+                relay_to = Some(url);
+                break;
+            }
         }
+    }
+    if let (Some(url), Some(hello)) = (relay_to, c.hello_text.take()) {
+        c.pass = None;
+        relay(&state, &url, hello, peer, &mut stream, &c.conn, &shutdown).await;
     }
 
     if let Some(j) = c.joined.take() {
@@ -267,6 +321,9 @@ impl Connection {
         if oversize {
             return self.error(ErrorCode::FrameTooLarge, None, None);
         }
+        if self.joined.is_none() {
+            self.hello_text = Some(text.clone());
+        }
         let msg = match decode_client(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
@@ -290,9 +347,144 @@ impl Connection {
         // The token's own (signed) kind decides: a resume token never joins anyone anew, an
         // invite never takes over a participant.
         match self.state.tokens.verify(&token) {
-            Ok(Verified::Invite { claims, instance }) => self.join(claims, instance).await,
-            Ok(Verified::Resume { claims, pid }) => self.resume(claims, pid).await,
+            Ok(Verified::Invite { claims, instance }) => {
+                // A mediator's invite not minted in a session starts one; nothing else does.
+                let new_ok = claims.role == Role::Mediator && instance.is_none();
+                match self.route(&claims.session, new_ok).await {
+                    Route::Here(handle) => self.join(claims, instance, Some(handle)).await,
+                    Route::New => self.join(claims, instance, None).await,
+                    Route::There(url) => Flow::Relay(url),
+                    // Minted in a session that is over (or in another server's).
+                    Route::Missing if instance.is_some() => {
+                        self.unauthorized(TokenError::EndedInstance)
+                    }
+                    Route::Missing => self.error(ErrorCode::SessionNotFound, None, Some("hello")),
+                    Route::Draining => self.error(ErrorCode::ServerDraining, None, Some("hello")),
+                    Route::Busy => self.try_again(),
+                }
+            }
+            Ok(Verified::Resume { claims, pid }) => {
+                match self.route(&claims.session, false).await {
+                    Route::Here(handle) => self.resume(claims, pid, handle).await,
+                    Route::There(url) => Flow::Relay(url),
+                    Route::Missing | Route::Draining | Route::New => {
+                        self.unauthorized(TokenError::Used)
+                    }
+                    Route::Busy => self.try_again(),
+                }
+            }
             Err(e) => self.unauthorized(e),
+        }
+    }
+
+    // Cluster mode: the session is moving, or Redis did not answer; the client tries again.
+    fn try_again(&mut self) -> Flow {
+        self.pass = None;
+        self.conn.send(Outbound::Close(
+            TRY_AGAIN,
+            "the session is moving to another node; try again",
+        ));
+        Flow::Stop
+    }
+
+    /// Finds the session of a hello: on this node, on another (cluster mode), or nowhere.
+    /// With `new_ok`, a session that does not exist is started (on the least loaded node).
+    async fn route(&self, session: &SessionId, new_ok: bool) -> Route {
+        let state = &self.state;
+        if let Some(h) = state.sessions.get(session) {
+            return Route::Here(h);
+        }
+        let Some(cluster) = state.cluster.clone() else {
+            if !new_ok {
+                return Route::Missing;
+            }
+            if state.is_draining() {
+                return Route::Draining;
+            }
+            return Route::New;
+        };
+        let wait = cluster.timeout();
+        let Ok(Ok(owner)) = tokio::time::timeout(wait, cluster.owner(session)).await else {
+            return Route::Busy;
+        };
+        if let Some(owner) = owner {
+            // Ours, but not (or no longer) in the registry: a session starting or ending here.
+            if owner.node == cluster.node_id || self.peer.relayed {
+                return Route::Busy;
+            }
+            return match tokio::time::timeout(wait, cluster.node(&owner.node)).await {
+                Ok(Ok(Some(node))) => Route::There(node.url),
+                // The owner stopped saying it is alive: its lease runs out soon.
+                _ => Route::Busy,
+            };
+        }
+        // Nobody owns it: a session whose owner died (its state is in Redis), or a new one.
+        let _one_at_a_time = cluster.claiming.lock().await;
+        if let Some(h) = state.sessions.get(session) {
+            return Route::Here(h);
+        }
+        let Ok(Ok(saved)) = tokio::time::timeout(wait, cluster.state(session)).await else {
+            return Route::Busy;
+        };
+        if saved.is_none() && !new_ok {
+            return Route::Missing;
+        }
+        // A new session starts on the least loaded node; a session taken over stays on the node
+        // its first returning participant reached, unless that node is draining (a draining
+        // node starts and takes over nothing).
+        if (saved.is_none() || cluster.is_draining()) && !self.peer.relayed {
+            match tokio::time::timeout(wait, cluster.least_loaded(state.sessions.len() as u64))
+                .await
+            {
+                Ok(Ok(Some((node, url)))) if node != cluster.node_id => return Route::There(url),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) => return Route::Draining,
+                _ => return Route::Busy,
+            }
+        } else if cluster.is_draining() {
+            // Relayed here to start a session, or a session to take over on a draining node.
+            return Route::Draining;
+        }
+        // A new session starts once the hello's invite is spent ([`Connection::start`]).
+        let Some(saved) = saved else {
+            return Route::New;
+        };
+        // Another node claimed it first: the client tries again and is relayed there.
+        let Ok(Ok(Some(lease))) = tokio::time::timeout(wait, cluster.claim(session)).await else {
+            return Route::Busy;
+        };
+        let generation = state.next_generation.fetch_add(1, Ordering::Relaxed);
+        let fence = lease.fence;
+        match session::restore(state.clone(), generation, lease.clone(), saved) {
+            Ok(handle) => {
+                tracing::info!(session = %state.loggable(session.as_str()), fence, "session taken over");
+                Route::Here(state.sessions.get_or_start(session, || handle))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a session's state in Redis cannot be restored");
+                let _ = cluster.release(&lease).await;
+                Route::Missing
+            }
+        }
+    }
+
+    /// Starts a new session here (in cluster mode, under a lease claimed now).
+    async fn start(&self, session: &SessionId) -> Result<SessionHandle, JoinRefused> {
+        let state = &self.state;
+        let spawn = |lease| {
+            let generation = state.next_generation.fetch_add(1, Ordering::Relaxed);
+            session::spawn(state.clone(), session.clone(), generation, lease)
+        };
+        let Some(cluster) = state.cluster.clone() else {
+            return Ok(state.sessions.get_or_start(session, || spawn(None)));
+        };
+        let _one_at_a_time = cluster.claiming.lock().await;
+        if let Some(h) = state.sessions.get(session) {
+            return Ok(h);
+        }
+        match tokio::time::timeout(cluster.timeout(), cluster.claim(session)).await {
+            Ok(Ok(Some(lease))) => Ok(state.sessions.get_or_start(session, || spawn(Some(lease)))),
+            _ => Err(JoinRefused::TryAgain),
         }
     }
 
@@ -319,22 +511,48 @@ impl Connection {
         (self.state.tokens.mint(&resume), resume.jti)
     }
 
-    async fn join(&mut self, claims: Claims, instance: Option<String>) -> Flow {
+    async fn join(
+        &mut self,
+        claims: Claims,
+        instance: Option<String>,
+        handle: Option<SessionHandle>,
+    ) -> Flow {
         let state = self.state.clone();
-        // Spent on disk before the holder is let in: a crash from here on leaves it spent.
-        let (spent, jti, exp) = (state.spent.clone(), claims.jti.clone(), claims.exp);
-        let reserved =
-            tokio::task::spawn_blocking(move || spent.reserve(&jti, exp, unix_now())).await;
-        match reserved {
-            Ok(Ok(Reservation::Reserved)) => {}
-            Ok(Ok(Reservation::AlreadyUsed)) => return self.unauthorized(TokenError::Used),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot record a spent invite; join refused");
-                return self.error(ErrorCode::Internal, None, Some("hello"));
+        // Spent before the holder is let in (on disk, or in Redis for the whole cluster): a
+        // crash from here on leaves it spent.
+        let reserved = match &state.cluster {
+            Some(cluster) => {
+                match tokio::time::timeout(
+                    cluster.timeout(),
+                    cluster.reserve_invite(&claims.jti, claims.exp),
+                )
+                .await
+                {
+                    Ok(Ok(true)) => Ok(Reservation::Reserved),
+                    Ok(Ok(false)) => Ok(Reservation::AlreadyUsed),
+                    _ => Err(()),
+                }
             }
-            Err(_) => return self.error(ErrorCode::Internal, None, Some("hello")),
+            None => {
+                let (spent, jti, exp) = (state.spent.clone(), claims.jti.clone(), claims.exp);
+                match tokio::task::spawn_blocking(move || spent.reserve(&jti, exp, unix_now()))
+                    .await
+                {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot record a spent invite; join refused");
+                        Err(())
+                    }
+                    Err(_) => Err(()),
+                }
+            }
+        };
+        match reserved {
+            Ok(Reservation::Reserved) => {}
+            Ok(Reservation::AlreadyUsed) => return self.unauthorized(TokenError::Used),
+            Err(()) => return self.error(ErrorCode::Internal, None, Some("hello")),
         }
-        let result = self.try_join(&claims, instance.as_deref()).await;
+        let result = self.try_join(&claims, instance.as_deref(), handle).await;
         match result {
             Ok(joined) => {
                 tracing::info!(session = %state.loggable(claims.session.as_str()), role = claims.role.as_str(), "participant joined");
@@ -345,14 +563,21 @@ impl Connection {
             Err(refused) => {
                 // The holder can try again (the session may start, or unlock); an invite of
                 // an ended instance never works, spent or not.
-                let (spent, jti) = (state.spent.clone(), claims.jti.clone());
-                let released = tokio::task::spawn_blocking(move || spent.release(&jti)).await;
-                if !matches!(released, Ok(Ok(()))) {
+                let released = match &state.cluster {
+                    Some(cluster) => cluster.release_invite(&claims.jti).await.is_ok(),
+                    None => {
+                        let (spent, jti) = (state.spent.clone(), claims.jti.clone());
+                        let r = tokio::task::spawn_blocking(move || spent.release(&jti)).await;
+                        matches!(r, Ok(Ok(())))
+                    }
+                };
+                if !released {
                     // Fail closed: the invite stays spent.
                     tracing::error!("cannot give a reserved invite back; it stays spent");
                 }
                 match refused {
                     JoinRefused::Token(e) => self.unauthorized(e),
+                    JoinRefused::TryAgain => self.try_again(),
                     JoinRefused::Code(code) if code == ErrorCode::Unauthorized => {
                         self.send(&ServerMessage::error(code, Some("hello")));
                         Flow::Close(CloseCode::Unauthorized)
@@ -367,30 +592,21 @@ impl Connection {
         &mut self,
         claims: &Claims,
         instance: Option<&str>,
+        handle: Option<SessionHandle>,
     ) -> Result<Joined, JoinRefused> {
         use JoinRefused::Code;
-        let state = &self.state;
-        if state.is_draining() {
+        if self.state.is_draining() {
             return Err(Code(ErrorCode::ServerDraining));
         }
-        let live = state.sessions.get(&claims.session);
-        let handle = match (live, instance) {
-            // Minted in another instance of this session id: it ended (or the server
-            // restarted), and this is a different session.
-            (Some(h), Some(instance)) if h.instance != instance => {
-                return Err(JoinRefused::Token(TokenError::EndedInstance));
-            }
-            (None, Some(_)) => return Err(JoinRefused::Token(TokenError::EndedInstance)),
-            (Some(h), _) => h,
-            // A mediator's hello creates its session; nobody else's does.
-            (None, None) if claims.role == Role::Mediator => {
-                state.sessions.get_or_start(&claims.session, || {
-                    let generation = state.next_generation.fetch_add(1, Ordering::Relaxed);
-                    session::spawn(state.clone(), claims.session.clone(), generation)
-                })
-            }
-            (None, None) => return Err(Code(ErrorCode::SessionNotFound)),
+        let handle = match handle {
+            Some(h) => h,
+            None => self.start(&claims.session).await?,
         };
+        // Minted in another instance of this session id: it ended (or the server restarted),
+        // and this is a different session.
+        if instance.is_some_and(|i| i != handle.instance) {
+            return Err(JoinRefused::Token(TokenError::EndedInstance));
+        }
         let pid = ParticipantId::new(random_id()).map_err(|_| Code(ErrorCode::Internal))?;
         let (resume_token, resume_jti) = self.mint_resume(claims, &pid);
         let (reply, answer) = oneshot::channel();
@@ -415,10 +631,7 @@ impl Connection {
         Ok(Joined { handle, pid })
     }
 
-    async fn resume(&mut self, claims: Claims, pid: ParticipantId) -> Flow {
-        let Some(handle) = self.state.sessions.get(&claims.session) else {
-            return self.unauthorized(TokenError::Used);
-        };
+    async fn resume(&mut self, claims: Claims, pid: ParticipantId, handle: SessionHandle) -> Flow {
         let (resume_token, resume_jti) = self.mint_resume(&claims, &pid);
         let (reply, answer) = oneshot::channel();
         let cmd = SessionCmd::Resume {
@@ -664,6 +877,149 @@ impl Connection {
                 Flow::Close(CloseCode::SessionEnded)
             }
         }
+    }
+}
+
+/// Headers a node relays a connection with: the client's address, and the node's proof over it.
+pub(crate) const RELAYED_FOR: &str = "x-confer-relayed-for";
+pub(crate) const RELAY_PROOF: &str = "x-confer-relay-proof";
+
+/// Cluster mode: relays a connection whose session lives on another node, frame for frame,
+/// until either side closes. The owner node sees the client's hello, applies every limit and
+/// answers; this node only carries frames. When the owner goes away without a close (it
+/// died), the client is told to resume (1012), which brings it to the session's next owner.
+async fn relay(
+    state: &Arc<AppState>,
+    url: &str,
+    hello: Utf8Bytes,
+    peer: Peer,
+    client: &mut futures_util::stream::SplitStream<WebSocket>,
+    conn: &Conn,
+    shutdown: &Notify,
+) {
+    use tokio_tungstenite::tungstenite::Message as Up;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ws_url = match url.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}/ws"),
+        Some((_, rest)) => format!("ws://{rest}/ws"),
+        None => format!("ws://{url}/ws"),
+    };
+    let ip = peer.ip.to_string();
+    let proof = state.tokens.node_mac(&ip);
+    let request = ws_url.into_client_request().map(|mut r| {
+        let h = r.headers_mut();
+        if let (Ok(ip), Ok(proof)) = (ip.parse(), proof.parse()) {
+            h.insert(RELAYED_FOR, ip);
+            h.insert(RELAY_PROOF, proof);
+        }
+        r
+    });
+    let hard = state.config.max_frame_bytes.saturating_mul(4).max(1024) + 64 * 1024;
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard));
+    let wait = state
+        .cluster
+        .as_ref()
+        .map_or(Duration::from_secs(2), |c| c.timeout() * 2);
+    let upstream = match request {
+        Ok(request) => tokio::time::timeout(
+            wait,
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok),
+        Err(_) => None,
+    };
+    let Some((upstream, _)) = upstream else {
+        tracing::warn!("cannot reach the node that owns a session; the client will try again");
+        conn.send(Outbound::Close(
+            TRY_AGAIN,
+            "the session is moving to another node; try again",
+        ));
+        return;
+    };
+    let (mut up_tx, mut up_rx) = upstream.split();
+    if up_tx.send(Up::text(hello.as_str())).await.is_err() {
+        conn.send(Outbound::Close(
+            TRY_AGAIN,
+            "the session is moving to another node; try again",
+        ));
+        return;
+    }
+    m::cluster_relayed(1.0);
+    loop {
+        tokio::select! {
+            m = client.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    if up_tx.send(Up::text(t.as_str())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    if up_tx.send(Up::binary(b)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    let _ = up_tx.close().await;
+                    break;
+                }
+            },
+            m = up_rx.next() => match m {
+                Some(Ok(Up::Text(t))) => {
+                    if !conn.send(Outbound::Text(Utf8Bytes::from(t.as_str()))) {
+                        let _ = up_tx.close().await;
+                        break;
+                    }
+                }
+                Some(Ok(Up::Close(frame))) => {
+                    let code = frame.map_or(1000, |f| u16::from(f.code));
+                    conn.send(Outbound::Close(code, close_reason(code)));
+                    break;
+                }
+                Some(Ok(_)) => {}
+                // The owner went away without a word: resume, on its next owner.
+                Some(Err(_)) | None => {
+                    conn.send(Outbound::Close(
+                        crate::session::MOVED,
+                        "the session moved to another node; resume",
+                    ));
+                    break;
+                }
+            },
+            () = shutdown.notified() => {
+                let _ = up_tx.close().await;
+                break;
+            }
+        }
+    }
+    m::cluster_relayed(-1.0);
+}
+
+// The reason of a close code the owner node sent (a relayed close keeps its code).
+fn close_reason(code: u16) -> &'static str {
+    const KNOWN: [CloseCode; 8] = [
+        CloseCode::SessionEnded,
+        CloseCode::ProtocolAbuse,
+        CloseCode::Unauthorized,
+        CloseCode::Kicked,
+        CloseCode::HelloTimeout,
+        CloseCode::Replaced,
+        CloseCode::RateLimited,
+        CloseCode::Left,
+    ];
+    match code {
+        crate::session::MOVED => "the session moved to another node; resume",
+        TRY_AGAIN => "the session is moving to another node; try again",
+        1009 => "message too big",
+        1002 => "protocol error",
+        _ => KNOWN
+            .iter()
+            .find(|c| c.code() == code)
+            .map_or("closed", |c| c.reason()),
     }
 }
 

@@ -23,16 +23,32 @@ fn sample_lists_every_key() {
         missing.is_empty(),
         "keys missing from the sample: {missing:?}"
     );
-    // And every key has a comment above it.
-    for key in defaults.keys() {
-        let at = SAMPLE
-            .find(&format!("\n{key} ="))
-            .unwrap_or_else(|| panic!("{key} not at line start"));
-        let before = &SAMPLE[..at];
-        let prev_line = before.lines().last().unwrap_or("");
-        assert!(
-            prev_line.starts_with('#'),
-            "{key} has no comment line above it"
-        );
+    // And every key has a comment above it; a table (`[cluster]`) comes after the plain keys,
+    // with a comment above it and above each of its keys.
+    for (key, value) in &defaults {
+        let Some(table) = value.as_table() else {
+            assert_commented(SAMPLE, &format!("\n{key} ="), key);
+            continue;
+        };
+        let at = assert_commented(SAMPLE, &format!("\n[{key}]\n"), key);
+        let section = &SAMPLE[at..];
+        let sample_table = sample[key.as_str()].as_table().expect("a table");
+        for inner in table.keys() {
+            assert!(sample_table.contains_key(inner), "{key}.{inner} missing");
+            assert_commented(section, &format!("\n{inner} ="), &format!("{key}.{inner}"));
+        }
     }
+}
+
+// Where `needle` is in `text`, checking the line above it is a comment.
+fn assert_commented(text: &str, needle: &str, key: &str) -> usize {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{key} not at line start"));
+    let prev_line = text[..at].lines().last().unwrap_or("");
+    assert!(
+        prev_line.starts_with('#'),
+        "{key} has no comment line above it"
+    );
+    at
 }

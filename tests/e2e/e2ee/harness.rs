@@ -82,6 +82,39 @@ pub struct PeerState {
     pub media_connected: bool,
     /// The last sealed frames this peer sent: (room it was in, stream, frame).
     pub sent_frames: std::collections::VecDeque<(Option<ChannelId>, u8, Vec<u8>)>,
+    /// Connections dropped and resumed ([`Behaviour::failover`]), and the close codes seen.
+    pub resumes: u32,
+    pub drops: Vec<u16>,
+    /// The address of the current connection.
+    pub addr: SocketAddr,
+}
+
+/// Close codes after which resuming is pointless (as the web client's signalling has them).
+const FINAL_CLOSES: [u16; 8] = [1000, 4000, 4400, 4401, 4403, 4409, 4410, 4429];
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to one of `addrs` (in turn from `*next`) and says hello with `token`; gives up
+/// after a bounded number of refused connections.
+async fn reconnect(
+    addrs: &[SocketAddr],
+    next: &mut usize,
+    hello: &str,
+) -> Option<(Ws, SocketAddr)> {
+    for _ in 0..addrs.len() * 20 {
+        let addr = addrs[*next % addrs.len()];
+        *next += 1;
+        let connect = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"));
+        if let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(2), connect).await
+            && ws.send(Message::text(hello)).await.is_ok()
+        {
+            return Some((ws, addr));
+        }
+        // A node that is gone refuses at once: back off a little before the next.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 impl PeerState {
@@ -130,8 +163,13 @@ impl PeerState {
 }
 
 /// How a test client misbehaves, from its first message on.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Behaviour {
+    /// Cluster mode: when the connection drops without a final close (1012, 1013, a dead
+    /// node), resume with the newest resume token on these addresses in turn, as a client
+    /// behind a load balancer would; a media peer is made anew for the node that answers.
+    /// Empty: a dropped connection stays closed.
+    pub failover: Vec<SocketAddr>,
     pub keep_keys: bool,
     pub withhold_keys: bool,
     /// Connect a webrtc-rs peer to the SFU once welcomed, publishing a microphone and a
@@ -213,11 +251,19 @@ impl Peer {
             media_answered: false,
             media_connected: false,
             sent_frames: Default::default(),
+            resumes: 0,
+            drops: Vec::new(),
+            addr,
         }));
         let (bump, changed) = watch::channel(0u64);
         let (cmd, mut rx) = mpsc::unbounded_channel::<Cmd>();
         let st = state.clone();
         tokio::spawn(async move {
+            let mut ws = ws;
+            let mut resume_token: Option<String> = None;
+            let mut next_addr = 1usize;
+            // Drops in a row without a welcome: bounded, so a lost session ends the peer.
+            let mut drops_in_a_row = 0u32;
             let mut tick = tokio::time::interval(Duration::from_millis(50));
             let mut frames = tokio::time::interval(FRAME_EVERY);
             let mut media: Option<MediaPeer> = None;
@@ -247,10 +293,15 @@ impl Peer {
                 }
                 n += 1;
                 let _ = bump.send(n);
+                let mut dropped: Option<u16> = None;
                 tokio::select! {
                     m = ws.next() => match m {
                         Some(Ok(Message::Text(t))) => {
                             let Some(msg) = driver::parse_server(t.as_str()) else { continue };
+                            if let ServerMessage::Welcome { resume_token: t, .. } = &msg {
+                                resume_token = Some(t.clone());
+                                drops_in_a_row = 0;
+                            }
                             match (&msg, behaviour.media_slots, media.as_mut()) {
                                 (ServerMessage::Welcome { ice_servers, .. }, Some(slots), None) => {
                                     let opts = MediaOptions {
@@ -285,18 +336,10 @@ impl Peer {
                             }
                         }
                         Some(Ok(Message::Close(f))) => {
-                            st.lock().expect("lock").closed = Some(f.map(|f| u16::from(f.code)).unwrap_or(1005));
-                            n += 1;
-                            let _ = bump.send(n);
-                            break;
+                            dropped = Some(f.map(|f| u16::from(f.code)).unwrap_or(1005));
                         }
                         Some(Ok(_)) => {}
-                        Some(Err(_)) | None => {
-                            st.lock().expect("lock").closed = Some(1006);
-                            n += 1;
-                            let _ = bump.send(n);
-                            break;
-                        }
+                        Some(Err(_)) | None => dropped = Some(1006),
                     },
                     c = rx.recv() => {
                         let mut s = st.lock().expect("lock");
@@ -359,6 +402,40 @@ impl Peer {
                         let _ = bump.send(n);
                     }
                 }
+                let Some(code) = dropped else { continue };
+                drops_in_a_row += 1;
+                let resumable = !behaviour.failover.is_empty()
+                    && !FINAL_CLOSES.contains(&code)
+                    && drops_in_a_row <= 60;
+                let again = match (&resume_token, resumable) {
+                    (Some(token), true) => {
+                        let hello = {
+                            let mut s = st.lock().expect("lock");
+                            s.drops.push(code);
+                            let hello = serde_json::to_string(&s.core.hello(token)).expect("json");
+                            s.outbound.push(hello.clone());
+                            hello
+                        };
+                        reconnect(&behaviour.failover, &mut next_addr, &hello).await
+                    }
+                    _ => None,
+                };
+                let Some((new_ws, addr)) = again else {
+                    st.lock().expect("lock").closed = Some(code);
+                    n += 1;
+                    let _ = bump.send(n);
+                    break;
+                };
+                ws = new_ws;
+                // The next welcome comes from the session's (new) owner: its SFU gets a new peer.
+                if let Some(old) = media.take() {
+                    old.close().await;
+                }
+                let mut s = st.lock().expect("lock");
+                s.resumes += 1;
+                s.addr = addr;
+                s.media_answered = false;
+                s.media_connected = false;
             }
         });
         let mut p = Self {

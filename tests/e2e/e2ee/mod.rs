@@ -2,6 +2,7 @@
 
 mod canaries;
 mod channels;
+mod cluster;
 mod consent;
 mod documents;
 mod harness;
