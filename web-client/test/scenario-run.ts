@@ -320,6 +320,35 @@ export class Run {
     await this.handle(n, parseServerMessage(v));
   }
 
+  /**
+   * The same client resumes (its connection dropped; in cluster mode perhaps onto another
+   * node): a welcome with `resumed`, into the room it is in, keys kept.
+   */
+  async resume(n: string): Promise<void> {
+    const w = this.who(n);
+    const here = this.rooms.get(n);
+    let channel: ChannelView | undefined;
+    if (here !== undefined) {
+      const members = this.seated()
+        .filter(([, r]) => r === here)
+        .map(([k]) => k);
+      channel = this.channelView(here, members);
+    }
+    const v = {
+      type: "welcome",
+      participant_id: w.pid,
+      session_id: "scenario",
+      role: w.role,
+      side: w.side ?? null,
+      resume_token: "r2",
+      resume_grace_secs: 30,
+      channel: channel ?? null,
+      resumed: true,
+      locked: false,
+    };
+    await this.handle(n, parseServerMessage(v));
+  }
+
   /** The server's state: managers get the session view, each seated participant its room. */
   async view(v: Obj): Promise<void> {
     const roomsV = v["rooms"];
@@ -744,6 +773,9 @@ export class Run {
         break;
       case "reload":
         await this.welcome(s(v, "who"), true);
+        break;
+      case "resume":
+        await this.resume(s(v, "who"));
         break;
       case "issue_invite": {
         const psk = this.core(s(v, "who")).issueInvite(roleOf(s(v, "role")), sideOf(v));

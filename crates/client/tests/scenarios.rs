@@ -305,6 +305,26 @@ impl Run {
         self.handle(n, serde_json::from_value(v).unwrap());
     }
 
+    /// The same client resumes (its connection dropped; in cluster mode perhaps onto another
+    /// node): a welcome with `resumed`, into the room it is in, keys kept.
+    fn resume(&mut self, n: &str) {
+        let w = &self.people[n];
+        let (pid, role, side) = (w.pid.clone(), w.role, w.side);
+        let channel = self.rooms.get(n).cloned().map(|room| {
+            let members: Vec<String> = self
+                .rooms
+                .iter()
+                .filter(|(_, r)| **r == room)
+                .map(|(k, _)| k.clone())
+                .collect();
+            self.channel_view(room.as_str(), &members)
+        });
+        let v = serde_json::json!({"type": "welcome", "participant_id": pid.as_str(), "session_id": "scenario",
+            "role": role, "side": side, "resume_token": "r2", "resume_grace_secs": 30, "channel": channel,
+            "resumed": true, "locked": false});
+        self.handle(n, serde_json::from_value(v).unwrap());
+    }
+
     /// The server's state: managers get the session view, each seated participant its room.
     fn view(&mut self, v: &Value) {
         let mut rooms: Vec<(String, Vec<String>)> = Vec::new();
@@ -802,6 +822,7 @@ impl Run {
         match s(v, "op") {
             "welcome" => self.welcome(s(v, "who"), false),
             "reload" => self.welcome(s(v, "who"), true),
+            "resume" => self.resume(s(v, "who")),
             "issue_invite" => {
                 let who = s(v, "who").to_owned();
                 let role: Role = s(v, "role").parse().unwrap();

@@ -47,7 +47,7 @@ pub enum ClusterError {
     },
     /// Redis did not answer.
     #[error(
-        "cannot reach Redis at {url}: {error}; start Redis (deploy/compose.yaml runs one) or fix cluster.redis_url"
+        "cannot reach Redis at {url}: {error}; start Redis (deploy/cluster/compose.yaml runs one) or fix cluster.redis_url"
     )]
     Unreachable {
         /// Which (without a password).

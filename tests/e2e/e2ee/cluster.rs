@@ -374,6 +374,7 @@ async fn a_session_spans_nodes_and_survives_the_death_of_its_owner() {
 
     // The owner dies. Its lease runs out, the clients resume on the other nodes, one of them
     // takes the session over from the state in Redis, and media flows again through its SFU.
+    let epoch = peers[1].with(|s| s.core.roster_epoch(&ChannelId::joint()).unwrap());
     let before = snapshot(&peers);
     nodes[0].kill().await;
     let died = Instant::now();
@@ -397,6 +398,12 @@ async fn a_session_spans_nodes_and_survives_the_death_of_its_owner() {
         });
     }
 
+    // Once everyone is back the mediator signs joint anew (e2ee §15.13): everyone holds the
+    // new epoch, and every sender rotated its keys.
+    for p in &mut peers {
+        p.until_true(|s| s.core.roster_epoch(&ChannelId::joint()) > Some(epoch))
+            .await;
+    }
     // Chat and keys go on: the same rosters, messages open, nothing failed to decrypt.
     peers[2].chat("after the failover").await.unwrap();
     for p in &mut peers[..2] {

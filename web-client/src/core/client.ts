@@ -548,6 +548,11 @@ export class Core {
           return;
         }
         if (this.me !== undefined) {
+          // After my own resume the mediator signs every room anew once everyone is back
+          // (§15.13).
+          if (msg.resumed && msg.role === "mediator") {
+            this.manager.resignAfterResume = true;
+          }
           // A resume: same participant, same keys. If I was moved while away, I left the old
           // room as surely as after a `channel` message.
           const old = this.myChannel?.id;

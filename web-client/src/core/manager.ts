@@ -97,6 +97,12 @@ export class ManagerState {
   lastSession: SessionView | undefined = undefined;
   /** Mediators: session views received so far. */
   views = 0;
+  /**
+   * Mediators: my own connection dropped and I resumed (in cluster mode, perhaps on another
+   * node that took the session over): once everyone placed is connected again, every room is
+   * signed anew (a new epoch) and so every sender's keys rotate (e2ee §15.13).
+   */
+  resignAfterResume = false;
 }
 
 /** Rust derives `PartialEq` for `Member`. */
@@ -475,6 +481,12 @@ async function reconcile(this: Core, now: number): Promise<void> {
   // the rooms its own commands just changed (never a departure the server reports, which the
   // mediator signs), so two managers do not sign one epoch twice.
   const coMediator = !this.isMediator();
+  // After my own resume, once everyone placed is back: every room anew (§15.13).
+  const allBack = session.channels.every((c) => c.members.every((m) => m.connected));
+  const resign = !coMediator && this.manager.resignAfterResume && allBack;
+  if (resign) {
+    this.manager.resignAfterResume = false;
+  }
   for (const [ch, kind] of channels) {
     if (coMediator && !mine.has(ch)) {
       continue;
@@ -500,7 +512,7 @@ async function reconcile(this: Core, now: number): Promise<void> {
     if (members.every(isAway)) {
       continue;
     }
-    await this.publishRoster(ch, kind, members, now);
+    await this.publishRoster(ch, kind, members, now, resign);
   }
 }
 
@@ -510,6 +522,7 @@ async function publishRoster(
   kind: ChannelKind,
   members: Member[],
   now: number,
+  anew = false,
 ): Promise<void> {
   const me = this.me;
   const identity = this._identity;
@@ -535,7 +548,7 @@ async function publishRoster(
     genesisLink = room.link ?? new Uint8Array(32);
   }
   const head = this.chains.get(toHex(cid))?.chain.head();
-  if (head !== undefined && sameMembers(head.roster.members, members)) {
+  if (!anew && head !== undefined && sameMembers(head.roster.members, members)) {
     return;
   }
   let epoch: bigint;

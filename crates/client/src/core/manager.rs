@@ -31,6 +31,10 @@ pub(super) struct ManagerState {
     pub(super) last_session: Option<SessionView>,
     /// Mediators: session views received so far.
     pub(super) views: u64,
+    /// Mediators: my own connection dropped and I resumed (in cluster mode, perhaps on another
+    /// node that took the session over): once everyone placed is connected again, every room
+    /// is signed anew (a new epoch) and so every sender's keys rotate (e2ee §15.13).
+    pub(super) resign_after_resume: bool,
 }
 
 /// Where the mediator's client sent someone.
@@ -440,6 +444,16 @@ impl<R: CryptoRng> Core<R> {
         // only the rooms its own commands just changed (never a departure the server reports,
         // which the mediator signs), so two managers do not sign one epoch twice.
         let co_mediator = !self.is_mediator();
+        // After my own resume, once everyone placed is back: every room anew (§15.13).
+        let all_back = session
+            .channels
+            .iter()
+            .flat_map(|c| &c.members)
+            .all(|m| m.connected);
+        let resign = !co_mediator && self.manager.resign_after_resume && all_back;
+        if resign {
+            self.manager.resign_after_resume = false;
+        }
         for (ch, kind) in channels {
             if co_mediator && !mine.contains(&ch) {
                 continue;
@@ -464,7 +478,7 @@ impl<R: CryptoRng> Core<R> {
             if members.iter().all(Member::is_away) {
                 continue;
             }
-            self.publish_roster(&ch, kind, members, now);
+            self.publish_roster(&ch, kind, members, now, resign);
         }
     }
 
@@ -474,6 +488,7 @@ impl<R: CryptoRng> Core<R> {
         kind: ChannelKind,
         members: Vec<Member>,
         now: Instant,
+        anew: bool,
     ) {
         let (Some(me), Some(identity)) = (self.me.as_ref(), self.identity.as_ref()) else {
             return;
@@ -489,7 +504,7 @@ impl<R: CryptoRng> Core<R> {
             }
         };
         let head = self.chains.get(&cid).and_then(|s| s.chain.head()).cloned();
-        if head.as_ref().is_some_and(|h| h.roster.members == members) {
+        if !anew && head.as_ref().is_some_and(|h| h.roster.members == members) {
             return;
         }
         let epoch = match &head {

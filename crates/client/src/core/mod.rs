@@ -509,6 +509,7 @@ impl<R: CryptoRng> Core<R> {
                 session_id,
                 role,
                 channel,
+                resumed,
                 ..
             } => {
                 let Some(id) = id16(&participant_id) else {
@@ -539,6 +540,11 @@ impl<R: CryptoRng> Core<R> {
                     return;
                 }
                 if self.me.is_some() {
+                    // After my own resume the mediator signs every room anew once everyone is
+                    // back (§15.13).
+                    if resumed && role == Role::Mediator {
+                        self.manager.resign_after_resume = true;
+                    }
                     // A resume: same participant, same keys. If I was moved while away, I left
                     // the old room as surely as after a `channel` message.
                     let left = self
