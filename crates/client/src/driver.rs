@@ -17,11 +17,45 @@ use crate::media::{MediaBook, MediaEvent, MediaOptions, MediaPeer};
 /// a relayed one adds its envelope).
 const MAX_SERVER_MESSAGE: usize = 256 * 1024;
 
+/// Close codes after which resuming is pointless (the web client's signalling has the same
+/// set, plus 4410 "left").
+pub const FINAL_CLOSES: [u16; 8] = [1000, 4000, 4400, 4401, 4403, 4409, 4410, 4429];
+
+/// A client WebSocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// After a dropped connection: connects to one of `urls`, in turn from `*next`, and sends
+/// `hello` (a resume); gives up after a bounded number of refused connections. Returns the
+/// socket and the index of the URL that answered. In cluster mode the URLs are other nodes (or
+/// the load balancer's one URL again).
+pub async fn reconnect(urls: &[String], next: &mut usize, hello: &str) -> Option<(Ws, usize)> {
+    if urls.is_empty() {
+        return None;
+    }
+    for _ in 0..urls.len() * 20 {
+        let i = *next % urls.len();
+        *next += 1;
+        let connect = tokio_tungstenite::connect_async(urls[i].as_str());
+        if let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(2), connect).await
+            && ws.send(Message::text(hello)).await.is_ok()
+        {
+            return Some((ws, i));
+        }
+        // A node that is gone refuses at once: back off a little before the next.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// What the bot does.
 #[derive(Debug, Clone)]
 pub struct BotOptions {
     /// `ws://host:port/ws`.
     pub url: String,
+    /// Where else to resume when the connection drops without a final close (cluster mode:
+    /// other nodes); `url` is tried first.
+    pub failover: Vec<String>,
     /// The token (bare) or invite link.
     pub token: String,
     /// Core configuration.
@@ -98,6 +132,8 @@ pub struct Summary {
     pub frames_dropped_at_exit: u64,
     /// Median one-way latency of verified frames, in milliseconds.
     pub frame_latency_ms_p50: Option<u64>,
+    /// Connections that dropped without a final close and were resumed.
+    pub resumes: u64,
     /// Why the bot stopped.
     pub stopped: String,
 }
@@ -247,6 +283,14 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
         _ => Vec::new(),
     };
     let mut frames = tokio::time::interval(opts.frame_every);
+    // Resuming after a drop (a node that died or drained, in cluster mode): the newest resume
+    // token, where to go, and how many drops in a row went without a welcome (bounded).
+    let urls: Vec<String> = std::iter::once(opts.url.clone())
+        .chain(opts.failover.iter().cloned())
+        .collect();
+    let mut resume_token: Option<String> = None;
+    let mut next_url = 0usize;
+    let mut drops_in_a_row = 0u32;
     loop {
         for m in drain_outgoing(&mut core, |_| true) {
             ws.send(Message::text(m)).await?;
@@ -315,27 +359,57 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                 break;
             }
         };
-        let text = match next {
-            Some(Ok(Message::Text(t))) => t,
+        let (code, why) = match next {
+            Some(Ok(Message::Text(t))) => (None, t),
             Some(Ok(Message::Close(frame))) => {
-                summary.stopped = frame
-                    .map(|f| format!("closed {}", u16::from(f.code)))
-                    .unwrap_or_else(|| "closed".into());
-                break;
+                let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
+                let why = frame.map_or_else(
+                    || "closed".into(),
+                    |f| format!("closed {}", u16::from(f.code)),
+                );
+                (Some(code), why.into())
             }
             Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                summary.stopped = format!("connection error: {e}");
-                break;
-            }
-            None => {
-                summary.stopped = "connection closed".into();
-                break;
-            }
+            Some(Err(e)) => (Some(1006), format!("connection error: {e}").into()),
+            None => (Some(1006), "connection closed".into()),
         };
+        if let Some(code) = code {
+            // Dropped. Resume (the newest token, on `url` then the failover URLs in turn)
+            // unless the close was final or we were winding down anyway.
+            drops_in_a_row += 1;
+            let again = match &resume_token {
+                Some(token)
+                    if !winding_down && !FINAL_CLOSES.contains(&code) && drops_in_a_row <= 60 =>
+                {
+                    let hello = serde_json::to_string(&core.hello(token))?;
+                    reconnect(&urls, &mut next_url, &hello).await
+                }
+                _ => None,
+            };
+            let Some((new_ws, _)) = again else {
+                summary.stopped = why.to_string();
+                break;
+            };
+            eprintln!("confer-bot: connection dropped ({code}); resumed");
+            summary.resumes += 1;
+            ws = new_ws;
+            // The next welcome comes from the session's (new) owner: its SFU gets a new peer.
+            if let Some(old) = media.take() {
+                old.close().await;
+            }
+            continue;
+        }
+        let text = why;
         let Some(msg) = parse_server(text.as_str()) else {
             continue;
         };
+        if let ServerMessage::Welcome {
+            resume_token: t, ..
+        } = &msg
+        {
+            resume_token = Some(t.clone());
+            drops_in_a_row = 0;
+        }
         if let ServerMessage::MediaAnswer { sdp } = &msg
             && let Some(peer) = media.as_mut()
             && let Err(e) = peer.accept_answer(sdp.clone()).await
@@ -377,6 +451,19 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             );
         }
         apply(&mut core, &mut book, msg, Instant::now().into_std());
+        // A resume (after a drop, perhaps on another node): a new media peer for its SFU.
+        if let (Some(ice_servers), Some(_), Some(mo), None) =
+            (&welcome_ice, role, &opts.media, &media)
+        {
+            match offer_media(mo, ice_servers.clone()).await {
+                Ok((peer, offer)) => {
+                    media = Some(peer);
+                    ws.send(Message::text(serde_json::to_string(&offer)?))
+                        .await?;
+                }
+                Err(e) => eprintln!("confer-bot: no media after resuming: {e:#}"),
+            }
+        }
         // The first welcome the core accepted (a later or refused one changes nothing).
         if let (Some(ice_servers), None, Some(r)) = (welcome_ice, role, core.role()) {
             role = Some(r);

@@ -711,3 +711,70 @@ async fn a_draining_node_hands_its_sessions_over_without_dropping_anyone() {
     assert_eq!(members.len(), 1, "{members:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn confer_bot_resumes_on_another_node_when_the_owner_dies() {
+    let dir = temp_dir("cluster");
+    let redis = Redis::start().await;
+    let (key, tokens) = signing_key(&dir);
+    let mut nodes = [
+        Node::start(&redis.url(), &key).await,
+        Node::start(&redis.url(), &key).await,
+    ];
+    let addrs = [nodes[0].addr, nodes[1].addr];
+    let session = session_id();
+    let mut m = member(addrs[0], &addrs, &tokens, &session, Role::Mediator, None).await;
+    m.secured_in("joint").await;
+    m.publish(true);
+
+    // confer-bot (the shell operators use) as party A, through node 1, with node 0 to fail over
+    // to: what `confer-bot --url ws://node1/ws --failover ws://node0/ws --publish` runs.
+    let mut cfg = config();
+    cfg.expected_role = Some(Role::Party);
+    let opts = confer_client::driver::BotOptions {
+        url: format!("ws://{}/ws", addrs[1]),
+        failover: vec![format!("ws://{}/ws", addrs[0])],
+        token: tokens.invite(&session, Role::Party, Some(Side::A), 600).0,
+        config: cfg,
+        seconds: 8,
+        chat_every: Duration::from_millis(200),
+        invites: Vec::new(),
+        link_base: String::new(),
+        media: Some(confer_client::media::MediaOptions {
+            publish: true,
+            audio_slots: 1,
+            video_slots: 1,
+            bind: [127, 0, 0, 1].into(),
+            ice_servers: Vec::new(),
+            relay_only: false,
+        }),
+        frame_every: Duration::from_millis(20),
+    };
+    let bot = tokio::spawn(confer_client::driver::run_bot(opts));
+    let bot_id = m
+        .until(|s| {
+            let members = s.core.roster_members(&ChannelId::joint());
+            (members.len() == 2).then(|| {
+                members
+                    .into_iter()
+                    .find(|p| *p != s.core.participant_id().cloned().unwrap())
+            })
+        })
+        .await
+        .unwrap();
+    m.until_true(|s| verified_from(s, &bot_id) > 10).await;
+
+    // The owner (node 0, where the mediator started the session) dies.
+    let base = m.with(|s| verified_from(s, &bot_id));
+    nodes[0].kill().await;
+    m.until_true(|s| verified_from(s, &bot_id) > base + 10)
+        .await;
+    let summary = bot.await.unwrap().unwrap();
+    assert!(summary.resumes >= 1, "{summary:?}");
+    assert_eq!(summary.decrypt_failures, 0, "{summary:?}");
+    assert!(summary.alarms.is_empty(), "{summary:?}");
+    assert!(summary.frames_verified > 0 && summary.publishers_verified == 1, "{summary:?}");
+    assert_eq!(summary.media_decrypt_failures, 0, "{summary:?}");
+    m.with(|s| assert_eq!(failures(s), (0, 0)));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -89,34 +89,6 @@ pub struct PeerState {
     pub addr: SocketAddr,
 }
 
-/// Close codes after which resuming is pointless (as the web client's signalling has them).
-const FINAL_CLOSES: [u16; 8] = [1000, 4000, 4400, 4401, 4403, 4409, 4410, 4429];
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Connects to one of `addrs` (in turn from `*next`) and says hello with `token`; gives up
-/// after a bounded number of refused connections.
-async fn reconnect(
-    addrs: &[SocketAddr],
-    next: &mut usize,
-    hello: &str,
-) -> Option<(Ws, SocketAddr)> {
-    for _ in 0..addrs.len() * 20 {
-        let addr = addrs[*next % addrs.len()];
-        *next += 1;
-        let connect = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"));
-        if let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(2), connect).await
-            && ws.send(Message::text(hello)).await.is_ok()
-        {
-            return Some((ws, addr));
-        }
-        // A node that is gone refuses at once: back off a little before the next.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
 impl PeerState {
     pub fn chats(&self) -> Vec<(ParticipantId, String)> {
         self.events
@@ -405,7 +377,7 @@ impl Peer {
                 let Some(code) = dropped else { continue };
                 drops_in_a_row += 1;
                 let resumable = !behaviour.failover.is_empty()
-                    && !FINAL_CLOSES.contains(&code)
+                    && !driver::FINAL_CLOSES.contains(&code)
                     && drops_in_a_row <= 60;
                 let again = match (&resume_token, resumable) {
                     (Some(token), true) => {
@@ -416,7 +388,14 @@ impl Peer {
                             s.outbound.push(hello.clone());
                             hello
                         };
-                        reconnect(&behaviour.failover, &mut next_addr, &hello).await
+                        let urls: Vec<String> = behaviour
+                            .failover
+                            .iter()
+                            .map(|a| format!("ws://{a}/ws"))
+                            .collect();
+                        driver::reconnect(&urls, &mut next_addr, &hello)
+                            .await
+                            .map(|(ws, i)| (ws, behaviour.failover[i]))
                     }
                     _ => None,
                 };

@@ -27,6 +27,11 @@ struct Args {
     /// Signalling URL, e.g. ws://127.0.0.1:7880/ws.
     #[arg(long)]
     url: String,
+    /// Cluster mode: another node's signalling URL to resume on when the connection drops
+    /// without a final close (repeat for more; `--url` is tried first). Behind a load balancer
+    /// none is needed: the bot resumes on `--url`.
+    #[arg(long, value_name = "URL")]
+    failover: Vec<String>,
     /// An invite token, or an invite link (`.../join#t=...&k=...&m=...`). A link holds
     /// secrets: prefer `--token-file`, which keeps it out of the process list.
     #[arg(
@@ -159,6 +164,7 @@ fn main() -> ExitCode {
     let bind = media_bind(&args.url);
     let opts = BotOptions {
         url: args.url,
+        failover: args.failover,
         token,
         config,
         seconds: args.seconds,
