@@ -2,11 +2,12 @@
 //! measures Confer and a baseline side by side in the same run and prints the ratio; every
 //! figure is the median of several runs. Results are recorded in docs/benchmarks.md.
 //!
-//! `cargo run --release -p confer-bench [-- e2ee|signalling|noisy|sfu|saturation] [--summary PATH]`;
+//! `cargo run --release -p confer-bench [-- e2ee|signalling|noisy|sfu|saturation|cluster] [--summary PATH]`;
 //! `make bench` runs them all with the web client's and writes `target/bench/summary.json`.
 
 use std::time::{Duration, Instant};
 
+mod cluster;
 mod e2ee;
 mod noisy;
 mod peer;
@@ -32,7 +33,14 @@ pub(crate) fn elapsed(f: impl FnOnce()) -> Duration {
     t.elapsed()
 }
 
-const SECTIONS: [&str; 5] = ["e2ee", "signalling", "noisy", "sfu", "saturation"];
+const SECTIONS: [&str; 6] = [
+    "e2ee",
+    "signalling",
+    "noisy",
+    "sfu",
+    "saturation",
+    "cluster",
+];
 
 fn usage() -> String {
     format!(
@@ -90,6 +98,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("saturation") {
         tables.extend(saturation::run()?);
+    }
+    if wants("cluster") {
+        tables.extend(cluster::run()?);
     }
     if let Some(path) = summary {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

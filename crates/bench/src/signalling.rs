@@ -59,7 +59,9 @@ pub(crate) async fn send(ws: &mut Ws, v: serde_json::Value) -> anyhow::Result<()
     Ok(())
 }
 
-async fn start_confer() -> anyhow::Result<(Server, std::path::PathBuf)> {
+/// The `--dev` configuration on ephemeral 127.0.0.1 ports, the rate limits out of the
+/// benchmark's way, in a new data directory (returned: the caller removes it).
+pub(crate) fn bench_config() -> anyhow::Result<(Config, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!(
         "confer-bench-{}",
         confer_server::token::random_id()
@@ -72,17 +74,24 @@ async fn start_confer() -> anyhow::Result<(Server, std::path::PathBuf)> {
     c.rate_limit_burst = 10_000_000;
     c.rate_limit_bytes_per_sec = u32::MAX;
     c.rate_limit_burst_bytes = u32::MAX;
+    Ok((c, dir))
+}
+
+async fn start_confer() -> anyhow::Result<(Server, std::path::PathBuf)> {
+    let (c, dir) = bench_config()?;
     Ok((Server::start(c).await?, dir))
 }
 
-/// Joins and is admitted to joint; returns the connection.
+/// Joins through `via` (the server itself, or in cluster mode any node) with an invite of
+/// `server`, and is admitted to joint; returns the connection.
 pub(crate) async fn admitted(
     server: &Server,
+    via: SocketAddr,
     session: &SessionId,
     mediator: &mut Ws,
     side: Side,
 ) -> anyhow::Result<Ws> {
-    let ws = connect(server.addr()).await?;
+    let ws = connect(via).await?;
     admit(server, session, mediator, side, ws).await
 }
 
@@ -187,7 +196,7 @@ async fn confer_relay() -> anyhow::Result<f64> {
     recv(&mut m).await?;
     let mut parties = Vec::new();
     for i in 0..RECEIVERS as u8 + 1 {
-        parties.push(admitted(&server, &session, &mut m, Side::new(i + 1)?).await?);
+        parties.push(admitted(&server, server.addr(), &session, &mut m, Side::new(i + 1)?).await?);
     }
     let sender = parties.remove(0);
     let frame = json!({"type": "relay", "to": {"channel": "joint"}, "data": "x".repeat(PAYLOAD)})
@@ -259,9 +268,16 @@ async fn baseline_relay() -> anyhow::Result<f64> {
     fan_out(sender, receivers, frame, |_| true).await
 }
 
-async fn join_ms(server: &Server, session: &SessionId, m: &mut Ws, i: u8) -> anyhow::Result<f64> {
+/// One join through `via` (see [`admitted`]), in ms; then the participant leaves again.
+pub(crate) async fn join_ms(
+    server: &Server,
+    via: SocketAddr,
+    session: &SessionId,
+    m: &mut Ws,
+    i: u8,
+) -> anyhow::Result<f64> {
     let t = Instant::now();
-    let mut ws = admitted(server, session, m, Side::new(i % 26 + 1)?).await?;
+    let mut ws = admitted(server, via, session, m, Side::new(i % 26 + 1)?).await?;
     let d = t.elapsed();
     // Leave, and let the mediator read everything up to the departure, so every join
     // starts from the same small room and an empty queue.
@@ -317,7 +333,7 @@ pub(crate) async fn run() -> anyhow::Result<Vec<Table>> {
     recv(&mut m).await?;
     let mut joins = Vec::new();
     for i in 0..200u8 {
-        joins.push(join_ms(&server, &session, &mut m, i).await?);
+        joins.push(join_ms(&server, server.addr(), &session, &mut m, i).await?);
     }
     joins.sort_by(f64::total_cmp);
     let addr = baseline_server().await?;
