@@ -1,8 +1,10 @@
 // The public SDK (WEB.md "Layers"): a page joins a Confer session with an invite link and gets
 // typed events and a view snapshot; commands go in as method calls. It runs the client `Core`
 // (src/core/) over the signalling transport (src/signal/) and the one peer connection to the
-// SFU (src/media/), with every media frame going through the gate (src/worker/gate.ts): sealed
-// under the core's keys on the way out, opened on the way in, never passed in clear.
+// SFU (src/media/link.ts; made anew, with the same tracks, each time the connection resumes:
+// in cluster mode the session may have moved to another node and its SFU), with every media
+// frame going through the gate (src/worker/gate.ts): sealed under the core's keys on the way
+// out, opened on the way in, never passed in clear.
 //
 // The twin of the Rust driver (crates/client/src/driver.rs) for a browser: the same loop as
 // the Node bot (bot/bot.ts), plus media. Status comes from cryptography, never from the server:
@@ -14,11 +16,12 @@ import { alarmCode } from "./core/alarms.js";
 import { Core, CoreConfig, MediaRejected, agreementHash } from "./core/client.js";
 import type { Event } from "./core/client.js";
 import { STREAM_AUDIO, STREAM_CAMERA, STREAM_SCREEN } from "./core/frame.js";
-import { SLOTS, addTransceivers, applyAnswer, createPeer, makeOffer } from "./media/peer.js";
+import { SENDERS } from "./media/enrol.js";
+import type { SenderId } from "./media/enrol.js";
+import { MediaLink } from "./media/link.js";
 import type { TransformPath } from "./media/transform.js";
-import { ScriptTransforms, insertableReceiver, insertableSender, transformPaths } from "./media/transform.js";
-import { Watchdog } from "./media/watchdog.js";
-import type { Bypass, WatchedReceiver, WatchedSender } from "./media/watchdog.js";
+import { transformPaths } from "./media/transform.js";
+import type { Bypass } from "./media/watchdog.js";
 import { Role } from "./proto/ids.js";
 import type { ChannelId, ParticipantId, Side } from "./proto/ids.js";
 import { DocHash, DocId } from "./proto/message.js";
@@ -26,9 +29,10 @@ import type { ClientMessage, IceServer, ServerMessage, SessionView } from "./pro
 import { Signal } from "./signal/connection.js";
 import type { SocketLike } from "./signal/connection.js";
 import { parseInvite } from "./signal/link.js";
-import { Gate, ReceiveCounters, SendCounters } from "./worker/gate.js";
+import { Gate } from "./worker/gate.js";
 import type { Opened } from "./worker/gate.js";
 
+export type { SenderId } from "./media/enrol.js";
 export type { TransformPath } from "./media/transform.js";
 export { transformPaths } from "./media/transform.js";
 export type { Bypass } from "./media/watchdog.js";
@@ -40,37 +44,8 @@ declare const __CONFER_TEST_BUILD__: boolean;
 export const DEMO_AGREEMENT =
   "Confer demo agreement to mediate: confidential; no recording by anyone; nobody else present.";
 
-/** The names of my senders, and their confer/1 streams. */
-const SENDERS = [
-  { id: "microphone", kind: "audio", stream: STREAM_AUDIO },
-  { id: "camera", kind: "video", stream: STREAM_CAMERA },
-  { id: "screen", kind: "video", stream: STREAM_SCREEN },
-] as const;
-export type SenderId = (typeof SENDERS)[number]["id"];
-
 /** How often the core's timers run and held frames are retried (ms). */
 const TICK_MS = 250;
-/** How long the script path's transforms may take to report ready (ms). */
-const TRANSFORM_READY_MS = 5_000;
-
-/** `p`, or a rejection after `ms`. */
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => {
-      reject(new Error("timed out"));
-    }, ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
 
 /** A slot is live while frames opened there within this long (ms). */
 const LIVE_MS = 2_000;
@@ -259,7 +234,7 @@ export type SdkEvent =
   | { type: "invite"; role: Role; side: Side | undefined; link: string }
   | { type: "transform_bypassed"; bypass: Bypass };
 
-/** Media counters (tests, diagnostics): the gate's, and frames opened per publisher. */
+/** Media counters (tests, diagnostics): the gate's for the current link (a new link, after a resume, counts afresh), and frames opened per publisher. */
 export interface MediaCounters {
   sealed: Record<string, number>;
   dropSend: Record<string, number>;
@@ -331,16 +306,21 @@ export class ConferSession {
   #phase: Phase = "connecting";
   #ended: string | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
-  // Media.
+  // Media: the current link to the SFU (media/link.ts), made anew after each resume; the slots
+  // of the view (the current link's, or the old link's with nobody in them while the next is
+  // made); the local tracks each sender should carry, whatever the link.
   #path: TransformPath | undefined;
-  #pc: RTCPeerConnection | undefined;
-  #script: ScriptTransforms | undefined;
+  #link: MediaLink | undefined;
+  /** Links begun so far: a link whose number is not the latest is closed, not used. */
+  #linksBegun = 0;
+  #building = false;
+  #offerRetry: ReturnType<typeof setTimeout> | undefined;
+  /** The latest `media_slots` of the current link (mid -> publisher). */
+  readonly #slotMap = new Map<string, ParticipantId>();
   #slots: RemoteSlot[] = [];
-  #watchedSenders: WatchedSender[] = [];
-  #watchedReceivers: WatchedReceiver[] = [];
+  readonly #tracks = new Map<SenderId, MediaStreamTrack>();
   #localStream: MediaStream | undefined;
   #mediaStarted = false;
-  readonly #watchdog = new Watchdog();
   readonly #keyframeAsked = new Map<string, number>();
   #session: SessionView | undefined;
   #resumeToken: string | undefined;
@@ -442,7 +422,8 @@ export class ConferSession {
       sessionCode: core.sessionCode(),
       present,
       slots: this.#slots.map((s, i) => {
-        const id = this.#watchedReceivers[i]?.id ?? "";
+        // No current link (the next is being made): nobody in the old slots, nothing live.
+        const id = this.#link?.slots[i]?.id ?? "";
         const at = this.#gate.lastOpenedAt(id);
         const openedFrom = this.#gate.lastPublisher(id) as ParticipantId | undefined;
         return { ...s, source: sourceName(this.#gate.lastStream(id)), openedFrom, live: at !== undefined && this.#now() - at < LIVE_MS };
@@ -457,7 +438,7 @@ export class ConferSession {
       myFingerprint: ((k) => (k === undefined ? undefined : fingerprint(k)))(core.identity()?.ikPub()),
       arrivals: this.#arrivals(),
       autoAdmit: core.cfg.autoAdmit,
-      sharingScreen: (this.#watchedSenders.find((w) => w.id === "screen")?.sender.track ?? null) !== null,
+      sharingScreen: this.#tracks.get("screen")?.readyState === "live",
       alarms: [...this.#alarms],
       transformPath: this.#path,
       ended: this.#ended,
@@ -777,11 +758,12 @@ export class ConferSession {
       cryptoMs: this.#cryptoMs,
       cryptoCalls: this.#cryptoCalls,
     };
-    for (const s of this.#watchedSenders) {
+    // Per link: a new link (after a resume) counts afresh.
+    for (const s of this.#link?.watchedSenders ?? []) {
       c.sealed[s.id] = s.counters.sealed;
       c.dropSend[s.id] = s.counters.dropped;
     }
-    for (const r of this.#watchedReceivers) {
+    for (const r of this.#link?.watchedReceivers ?? []) {
       c.opened[r.id] = r.counters.opened;
       c.held += r.counters.held;
       c.expired += r.counters.expired;
@@ -792,8 +774,7 @@ export class ConferSession {
 
   /** The camera sender's track: `live`, `ended`, or `none` (taken off, e.g. by the watchdog). */
   cameraTrackState(): string {
-    const s = this.#watchedSenders.find((w) => w.id === "camera");
-    return s?.sender.track?.readyState ?? "none";
+    return this.#link?.track("camera")?.readyState ?? "none";
   }
 
   /**
@@ -805,7 +786,7 @@ export class ConferSession {
     ? {
         inbound: async (): Promise<unknown[]> => {
           const out: unknown[] = [];
-          for (const w of this.#watchedReceivers) {
+          for (const w of this.#link?.watchedReceivers ?? []) {
             (await w.receiver.getStats()).forEach((r: Record<string, unknown>) => {
               if (r["type"] === "inbound-rtp" && r["kind"] === "video") {
                 out.push({ slot: w.id, mid: r["mid"], ssrc: r["ssrc"], recv: r["framesReceived"], dec: r["framesDecoded"], key: r["keyFramesDecoded"], drop: r["framesDropped"], pli: r["pliCount"], w: r["frameWidth"] });
@@ -978,25 +959,29 @@ export class ConferSession {
         this.#iceServers = msg.ice_servers;
         this.#locked = msg.locked;
         this.#resumeToken = msg.resume_token;
-        break;
-      case "media_answer": {
-        const pc = this.#pc;
-        if (pc !== undefined) {
-          void applyAnswer(pc, msg.sdp).catch(() => undefined);
+        if (msg.resumed) {
+          // The session may run on another node now (cluster mode), whose SFU has its own
+          // address and knows nothing of my peer connection; on the same node a new offer
+          // replaces the old peer. Either way: a new link, the same tracks.
+          this.#rebuildMedia();
         }
+        break;
+      case "media_answer":
+        this.#onAnswer(msg.sdp);
         return;
-      }
       case "media_slots": {
-        const map = new Map<string, ParticipantId>();
+        this.#slotMap.clear();
         for (const s of msg.slots) {
           if (s.participant_id !== undefined) {
-            map.set(s.mid, s.participant_id);
+            this.#slotMap.set(s.mid, s.participant_id);
           }
         }
-        for (const slot of this.#slots) {
-          slot.publisher = map.get(slot.mid);
+        if (this.#link !== undefined) {
+          for (const slot of this.#slots) {
+            slot.publisher = this.#slotMap.get(slot.mid);
+          }
         }
-        this.#gate.setSlots(map);
+        this.#gate.setSlots(this.#slotMap);
         this.#changed();
         return;
       }
@@ -1014,6 +999,9 @@ export class ConferSession {
         this.#locked = msg.locked;
         break;
       case "error":
+        if (msg.in_reply_to === "media_offer" && msg.code === "rate_limited") {
+          this.#onOfferRefused();
+        }
         if (msg.in_reply_to === "create_invite") {
           this.#requested.shift()?.reject(new Error(msg.message));
         }
@@ -1103,8 +1091,7 @@ export class ConferSession {
 
   /** Shares my screen (call from a click: browsers ask for a user gesture). */
   async shareScreen(): Promise<void> {
-    const s = this.#watchedSenders.find((w) => w.id === "screen");
-    if (s === undefined) {
+    if (this.#link === undefined && !this.#building) {
       throw new Error("media is not connected yet");
     }
     const display = await navigator.mediaDevices.getDisplayMedia({ video: { width: 640, height: 360, frameRate: 5 }, audio: false });
@@ -1118,23 +1105,28 @@ export class ConferSession {
     track.addEventListener("ended", () => {
       void this.stopScreen();
     });
-    await s.sender.replaceTrack(track);
+    this.#tracks.get("screen")?.stop();
+    this.#tracks.set("screen", track);
+    // A link being made carries it once its transforms are in place.
+    await this.#link?.carry(this.#tracks);
     this.#changed();
   }
 
   /** Stops sharing my screen. */
   async stopScreen(): Promise<void> {
-    const s = this.#watchedSenders.find((w) => w.id === "screen");
-    if (s === undefined || s.sender.track === null) {
+    const track = this.#tracks.get("screen");
+    if (track === undefined) {
       return;
     }
-    s.sender.track.stop();
-    await s.sender.replaceTrack(null);
+    this.#tracks.delete("screen");
+    track.stop();
+    await this.#link?.carry(this.#tracks);
     this.#changed();
   }
 
-  // The peer connection, once my first room is secured: transceivers and transforms first,
-  // tracks only to senders whose transform is in place (WEB.md rules 1-3), then the offer.
+  // Media, once my first room is secured: the transform path, a link to the SFU (media/link.ts:
+  // transceivers and transforms first, then the offer), then the microphone and camera, which
+  // go only to senders whose transform is in place (WEB.md rules 1-3).
   async #startMedia(): Promise<void> {
     if (this.#mediaStarted) {
       return;
@@ -1147,75 +1139,113 @@ export class ConferSession {
       return;
     }
     this.#path = path;
-    const pc = createPeer(path === "insertable", this.#iceServers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })));
-    this.#pc = pc;
-    const t = addTransceivers(pc, SLOTS);
-    const script = path === "script" ? new ScriptTransforms(this.#gate) : undefined;
-    this.#script = script;
-    const skip = __CONFER_TEST_BUILD__ ? this.#opts.test?.skipSenderTransform : undefined;
-    const senders = [
-      { ...SENDERS[0], transceiver: t.audio },
-      { ...SENDERS[1], transceiver: t.camera },
-      { ...SENDERS[2], transceiver: t.screen },
-    ];
-    const placed: Promise<boolean>[] = senders.map(async (s) => {
-      this.#gate.addSender(s.id, s.stream);
-      if (s.id === skip) {
-        return true;
-      }
-      if (script !== undefined) {
-        await script.sender(s.transceiver.sender, s.id);
-        return true;
-      }
-      return insertableSender(s.transceiver.sender, s.id, this.#gate);
-    });
-    // Receive slots: mids are known only after the offer; transforms go on before it, under
-    // a name fixed now (the slot's index) that the mid is mapped to below.
-    const slotIds = t.slots.map((_, i) => `slot${String(i)}`);
-    const receiverPlaced = t.slots.map(async (tr, i) => {
-      const id = slotIds[i] ?? "";
-      this.#gate.addReceiver(id, tr.receiver.track.kind === "audio" ? STREAM_AUDIO : STREAM_CAMERA);
-      if (script !== undefined) {
-        await script.receiver(tr.receiver, id);
-        return true;
-      }
-      return insertableReceiver(tr.receiver, id, this.#gate);
-    });
-    // A transform that never reports ready (the worker did not load, the browser never fired
-    // `rtctransform`) fails the start within TRANSFORM_READY_MS instead of hanging.
-    const ok = (await withTimeout(Promise.all([...placed, ...receiverPlaced]), TRANSFORM_READY_MS)).every((x) => x);
-    if (!ok || this.#over()) {
-      this.#raise("media_unsupported");
-      pc.close();
-      return;
+    if (await this.#buildLink()) {
+      await this.#acquireLocal();
     }
-    const sdp = await makeOffer(pc);
-    if (this.#over()) {
-      return;
-    }
-    const kindOf = (tr: RTCRtpTransceiver): "audio" | "video" => (tr.receiver.track.kind === "audio" ? "audio" : "video");
-    this.#slots = t.slots.map((tr, i) => {
-      this.#gate.bindMid(slotIds[i] ?? "", tr.mid ?? "");
-      return { mid: tr.mid ?? "", kind: kindOf(tr), publisher: undefined, track: tr.receiver.track, blocked: false };
-    });
-    this.#watchedReceivers = t.slots.map((tr, i) => ({
-      id: slotIds[i] ?? "",
-      kind: kindOf(tr),
-      receiver: tr.receiver,
-      counters: this.#gate.receiveCounters(slotIds[i] ?? "") ?? new ReceiveCounters(),
-    }));
-    this.#watchedSenders = senders.map((s) => ({
-      id: s.id,
-      kind: s.kind,
-      sender: s.transceiver.sender,
-      counters: this.#gate.sendCounters(s.id) ?? new SendCounters(),
-    }));
-    this.#signal.send({ type: "media_offer", sdp });
-    this.#changed();
-    await this.#publish(senders);
   }
 
-  async #publish(senders: { id: SenderId; kind: "audio" | "video"; stream: number; transceiver: RTCRtpTransceiver }[]): Promise<void> {
+  // My connection resumed, or the server's replies to my offer did not add up: the current link
+  // is closed and a new one made, for the SFU of the node that runs my session now, with the
+  // same transforms rules and the same tracks (no new getUserMedia, no new permission prompt).
+  // Until it is made the view lists the old slots with nobody in them: the page hides their
+  // tiles, whose tracks have ended, and shows the new slots' tracks once frames open there.
+  #rebuildMedia(): void {
+    if (this.#path === undefined || this.#over()) {
+      return; // media never started: it starts once I am secured
+    }
+    this.#link?.close();
+    this.#link = undefined;
+    clearTimeout(this.#offerRetry);
+    this.#offerRetry = undefined;
+    // The new SFU assigns slots afresh: until it says, no slot names a publisher.
+    this.#slotMap.clear();
+    this.#gate.setSlots(this.#slotMap);
+    this.#slots = this.#slots.map((s) => ({ ...s, publisher: undefined }));
+    this.#changed();
+    void this.#buildLink().catch(() => {
+      this.#raise("media_unsupported");
+    });
+  }
+
+  // Makes a link and offers it. False if it could not be made (the browser lacks a transform);
+  // true once offered, or when a newer link superseded it meanwhile (that one goes on).
+  async #buildLink(): Promise<boolean> {
+    const path = this.#path;
+    if (path === undefined) {
+      return false;
+    }
+    const n = ++this.#linksBegun;
+    this.#building = true;
+    const link = await MediaLink.open({
+      path,
+      iceServers: this.#iceServers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })),
+      gate: this.#gate,
+      skipSenderTransform: __CONFER_TEST_BUILD__ ? this.#opts.test?.skipSenderTransform : undefined,
+    });
+    if (n !== this.#linksBegun || this.#over()) {
+      link?.close();
+      return !this.#over();
+    }
+    this.#building = false;
+    if (link === undefined) {
+      this.#raise("media_unsupported");
+      return false;
+    }
+    this.#link = link;
+    link.bind();
+    this.#slots = link.slots.map((s) => ({ mid: s.mid, kind: s.kind, publisher: this.#slotMap.get(s.mid), track: s.track, blocked: false }));
+    this.#signal.send({ type: "media_offer", sdp: link.offer });
+    link.exchange.sent();
+    this.#changed();
+    await link.carry(this.#tracks);
+    return true;
+  }
+
+  #onAnswer(sdp: string): void {
+    const link = this.#link;
+    if (link === undefined) {
+      return; // a link is being made: not its answer (its offer has not gone out)
+    }
+    switch (link.exchange.answer()) {
+      case "apply":
+        void link.answer(sdp);
+        return;
+      case "ignore":
+        return;
+      case "rebuild":
+        this.#rebuildMedia();
+        return;
+    }
+  }
+
+  // `rate_limited` in reply to `media_offer`: the offer was dropped unread; the same offer goes
+  // again after the interval (media/offer.ts), so the page is not left without media.
+  #onOfferRefused(): void {
+    const link = this.#link;
+    if (link === undefined) {
+      return;
+    }
+    const v = link.exchange.refused();
+    switch (v.kind) {
+      case "ignore":
+        return;
+      case "rebuild":
+        this.#rebuildMedia();
+        return;
+      case "retry":
+        clearTimeout(this.#offerRetry);
+        this.#offerRetry = setTimeout(() => {
+          this.#offerRetry = undefined;
+          if (link === this.#link && link.exchange.waiting() && !this.#over()) {
+            this.#signal.send({ type: "media_offer", sdp: link.offer });
+          }
+        }, v.afterMs);
+        return;
+    }
+  }
+
+  // The microphone and camera, asked for once: every later link carries the same tracks.
+  async #acquireLocal(): Promise<void> {
     const streams = this.#core.cfg.mediaStreams;
     const wantAudio = streams.includes(STREAM_AUDIO);
     const wantVideo = streams.includes(STREAM_CAMERA);
@@ -1240,37 +1270,52 @@ export class ConferSession {
       return;
     }
     this.#localStream = local;
-    for (const s of senders) {
-      if (s.id === "screen") {
-        continue; // only when the person shares it (shareScreen)
-      }
-      const track = s.kind === "audio" ? local.getAudioTracks()[0] : local.getVideoTracks()[0];
-      if (track !== undefined) {
-        await s.transceiver.sender.replaceTrack(track);
-      }
+    const audio = local.getAudioTracks()[0];
+    const video = local.getVideoTracks()[0];
+    if (audio !== undefined) {
+      this.#tracks.set("microphone", audio);
     }
+    if (video !== undefined) {
+      this.#tracks.set("camera", video);
+    }
+    // The current link, if any (one being made carries them itself once offered).
+    await this.#link?.carry(this.#tracks);
   }
 
   async #watch(): Promise<void> {
-    if (this.#pc === undefined) {
+    const link = this.#link;
+    if (link === undefined) {
       return;
     }
-    const found = await this.#watchdog.check(this.#watchedSenders, this.#watchedReceivers);
+    let found: Bypass[];
+    try {
+      found = await link.watchdog.check(link.watchedSenders, link.watchedReceivers);
+    } catch {
+      return; // its peer connection closed during the check
+    }
+    if (link !== this.#link) {
+      return; // evidence about a peer connection that is gone
+    }
     // A decoder that opens frames but shows none missed its key frame: ask for another.
-    for (const slotId of this.#watchdog.stuck) {
-      const i = this.#watchedReceivers.findIndex((w) => w.id === slotId);
+    for (const slotId of link.watchdog.stuck) {
+      const i = link.slots.findIndex((s) => s.id === slotId);
       this.#keyframeAfterLoss(this.#slots[i]?.publisher, STREAM_CAMERA);
     }
     for (const b of found) {
       if (b.side === "send") {
-        const s = this.#watchedSenders.find((w) => w.id === b.id);
-        if (s === undefined || s.sender.track === null) {
+        const id = SENDERS.find((s) => s.id === b.id)?.id;
+        const track = id === undefined ? null : link.track(id);
+        if (id === undefined || track === null) {
           continue;
         }
-        s.sender.track.stop();
-        await s.sender.replaceTrack(null);
+        // Stopped for good: no later link carries it either.
+        track.stop();
+        if (this.#tracks.get(id) === track) {
+          this.#tracks.delete(id);
+        }
+        await link.takeOff(id);
       } else {
-        const slot = this.#slots[this.#watchedReceivers.findIndex((w) => w.id === b.id)];
+        const slot = this.#slots[link.slots.findIndex((s) => s.id === b.id)];
         if (slot === undefined || slot.blocked) {
           continue;
         }
@@ -1298,12 +1343,12 @@ export class ConferSession {
     for (const t of this.#timers) {
       clearInterval(t);
     }
+    clearTimeout(this.#offerRetry);
     this.#gate.clear();
-    for (const t of this.#localStream?.getTracks() ?? []) {
+    for (const t of [...(this.#localStream?.getTracks() ?? []), ...this.#tracks.values()]) {
       t.stop();
     }
-    this.#pc?.close();
-    this.#script?.close();
+    this.#link?.close();
     this.#changed();
   }
 }
