@@ -25,6 +25,13 @@ pub const FINAL_CLOSES: [u16; 8] = [1000, 4000, 4400, 4401, 4403, 4409, 4410, 44
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// How long to wait before resuming after the `n`th drop in a row (from 1): 250 ms, doubling,
+/// at most 4 s (as the web client does). A node that answers 1013 ("try again") while a
+/// session moves is not hammered.
+pub fn resume_backoff(n: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << n.saturating_sub(1).min(4)))
+}
+
 /// After a dropped connection: connects to one of `urls`, in turn from `*next`, and sends
 /// `hello` (a resume); gives up after a bounded number of refused connections. Returns the
 /// socket and the index of the URL that answered. In cluster mode the URLs are other nodes (or
@@ -291,9 +298,16 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
     let mut resume_token: Option<String> = None;
     let mut next_url = 0usize;
     let mut drops_in_a_row = 0u32;
+    // What to send, in order: kept when the socket fails, and sent after the resume (the
+    // failure itself shows as the socket's close or error below).
+    let mut outbox: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     loop {
-        for m in drain_outgoing(&mut core, |_| true) {
-            ws.send(Message::text(m)).await?;
+        outbox.extend(drain_outgoing(&mut core, |_| true));
+        while let Some(m) = outbox.front() {
+            if ws.send(Message::text(m.as_str())).await.is_err() {
+                break;
+            }
+            outbox.pop_front();
         }
         while let Some(ev) = core.poll_event() {
             match ev {
@@ -351,7 +365,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                 winding_down = true;
                 // Mediators end the session; everyone else leaves.
                 let bye = if role == Some(confer_proto::Role::Mediator) { ClientMessage::End } else { core.leave() };
-                ws.send(Message::text(serde_json::to_string(&bye)?)).await?;
+                outbox.push_back(serde_json::to_string(&bye)?);
                 continue;
             }
             () = tokio::time::sleep_until(deadline + Duration::from_secs(5)) => {
@@ -379,8 +393,9 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             drops_in_a_row += 1;
             let again = match &resume_token {
                 Some(token)
-                    if !winding_down && !FINAL_CLOSES.contains(&code) && drops_in_a_row <= 60 =>
+                    if !winding_down && !FINAL_CLOSES.contains(&code) && drops_in_a_row <= 30 =>
                 {
+                    tokio::time::sleep(resume_backoff(drops_in_a_row)).await;
                     let hello = serde_json::to_string(&core.hello(token))?;
                     reconnect(&urls, &mut next_url, &hello).await
                 }
@@ -393,9 +408,12 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             eprintln!("confer-bot: connection dropped ({code}); resumed");
             summary.resumes += 1;
             ws = new_ws;
+            // An offer from the old peer is no use to the node that answers now.
+            outbox.retain(|m| !m.starts_with(r#"{"type":"media_offer""#));
             // The next welcome comes from the session's (new) owner: its SFU gets a new peer.
+            // Closed aside: closing a peer whose SFU is gone can take seconds.
             if let Some(old) = media.take() {
-                old.close().await;
+                tokio::spawn(async move { old.close().await });
             }
             continue;
         }
@@ -458,8 +476,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
             match offer_media(mo, ice_servers.clone()).await {
                 Ok((peer, offer)) => {
                     media = Some(peer);
-                    ws.send(Message::text(serde_json::to_string(&offer)?))
-                        .await?;
+                    outbox.push_back(serde_json::to_string(&offer)?);
                 }
                 Err(e) => eprintln!("confer-bot: no media after resuming: {e:#}"),
             }
@@ -471,8 +488,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                 match offer_media(mo, ice_servers).await {
                     Ok((peer, offer)) => {
                         media = Some(peer);
-                        ws.send(Message::text(serde_json::to_string(&offer)?))
-                            .await?;
+                        outbox.push_back(serde_json::to_string(&offer)?);
                     }
                     // Chat goes on without media.
                     Err(e) => eprintln!("confer-bot: no media: {e:#}"),
@@ -486,7 +502,7 @@ pub async fn run_bot(opts: BotOptions) -> anyhow::Result<Summary> {
                         side,
                         ttl_secs: None,
                     };
-                    ws.send(Message::text(serde_json::to_string(&m)?)).await?;
+                    outbox.push_back(serde_json::to_string(&m)?);
                 }
             }
         }

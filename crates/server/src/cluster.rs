@@ -45,6 +45,24 @@ pub enum ClusterError {
         /// Why it does not parse.
         error: String,
     },
+    /// The timings cannot keep one owner per session.
+    #[error(
+        "cluster.redis_timeout_ms ({timeout_ms}) must be at most a fifth of cluster.lease_ms ({lease_ms}): a renewal must be confirmed well within the lease"
+    )]
+    Timing {
+        /// The Redis timeout.
+        timeout_ms: u64,
+        /// The lease.
+        lease_ms: u64,
+    },
+    /// Other nodes could not reach this one.
+    #[error(
+        "cluster.node_url is empty and listen ({listen}) is not an address other nodes can reach; set cluster.node_url to this node's http://IP:port on the private network"
+    )]
+    NodeUrl {
+        /// The listen address.
+        listen: std::net::SocketAddr,
+    },
     /// Redis did not answer.
     #[error(
         "cannot reach Redis at {url}: {error}; start Redis (deploy/cluster/compose.yaml runs one) or fix cluster.redis_url"
@@ -80,6 +98,8 @@ pub(crate) struct SessionState {
 pub(crate) struct MemberState {
     pub(crate) role: Role,
     pub(crate) resume_jti: String,
+    /// That token's expiry: tokens minted later expire later (all nodes use one lifetime).
+    pub(crate) resume_exp: u64,
 }
 
 /// A lease this node holds on a session.
@@ -90,6 +110,8 @@ pub(crate) struct Lease {
     value: String,
     /// The fencing token of this claim; a later claim always has a larger one.
     pub(crate) fence: u64,
+    /// When the claim was sent: the lease holds from then at the latest.
+    pub(crate) claimed_at: tokio::time::Instant,
 }
 
 /// What renewing a lease found.
@@ -144,24 +166,38 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 2
 ";
 
-// Write the state only under our lease.
+// Write the state only under our lease: 1 written; 2 written after taking the lease back from
+// a Redis that had lost it (no newer claim, release or end since: the fence says so); 0 not
+// ours.
 const WRITE: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if v then return 0 end
+local f = tonumber(redis.call('GET', KEYS[3]) or '0')
+if f > tonumber(ARGV[4]) then return 0 end
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[6])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return 1
+return 2
 ";
 
-// Give the lease up (the state stays, for the next owner).
+// Give the lease up (the state stays, for the next owner). The fence moves on, so a renewal
+// or write of ours that arrives late cannot take the lease back.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('INCR', KEYS[2])
 return 1
 ";
 
-// The session ended: its state and lease go.
+// The session ended: its lease and state go, and the fence moves on (as for a release).
 const END: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('INCR', KEYS[3])
 return 1
 ";
 
@@ -220,7 +256,7 @@ const NODES: &str = "confer:nodes";
 
 /// A Redis URL without its password, for messages.
 fn redacted(url: &str) -> String {
-    match url.split_once('@') {
+    match url.rsplit_once('@') {
         Some((scheme_user, host)) => {
             let scheme = scheme_user.split("//").next().unwrap_or("redis:");
             format!("{scheme}//…@{host}")
@@ -242,6 +278,15 @@ impl Cluster {
                 error: e.to_string(),
             })?;
         let timeout = Duration::from_millis(config.redis_timeout_ms.max(1));
+        if config.redis_timeout_ms.saturating_mul(5) > config.lease_ms {
+            return Err(ClusterError::Timing {
+                timeout_ms: config.redis_timeout_ms,
+                lease_ms: config.lease_ms,
+            });
+        }
+        if config.node_url.is_empty() && listen.ip().is_unspecified() {
+            return Err(ClusterError::NodeUrl { listen });
+        }
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))
             .set_connection_timeout(Some(timeout))
@@ -290,6 +335,7 @@ impl Cluster {
 
     /// Claims a session nobody owns; `None` when another node holds it.
     pub(crate) async fn claim(&self, session: &SessionId) -> redis::RedisResult<Option<Lease>> {
+        let claimed_at = tokio::time::Instant::now();
         // Not retried: a claim whose answer was lost leaves the lease to run out.
         let fence: Option<u64> = self
             .scripts
@@ -305,6 +351,7 @@ impl Cluster {
             session: session.clone(),
             value: format!("{} {fence}", self.node_id),
             fence,
+            claimed_at,
         }))
     }
 
@@ -332,21 +379,26 @@ impl Cluster {
         })
     }
 
-    /// Writes the session's state under the lease; `false` when the lease is not ours.
+    /// Writes the session's state under the lease (taking the lease back from a Redis that
+    /// lost it, as [`Cluster::renew`] does); `false` when the lease is not ours.
     pub(crate) async fn write_state(&self, lease: &Lease, state: &str) -> redis::RedisResult<bool> {
         let r: i64 = retry(|| async {
             self.scripts
                 .write
                 .key(owner_key(&lease.session))
                 .key(state_key(&lease.session))
+                .key(fence_key(&lease.session))
                 .arg(&lease.value)
                 .arg(state)
                 .arg(ms(self.state_ttl))
+                .arg(lease.fence)
+                .arg(ms(self.lease))
+                .arg(FENCE_TTL_MS)
                 .invoke_async(&mut self.conn())
                 .await
         })
         .await?;
-        Ok(r == 1)
+        Ok(r != 0)
     }
 
     /// Gives a lease up, leaving the state for the next owner.
@@ -355,6 +407,7 @@ impl Cluster {
             self.scripts
                 .release
                 .key(owner_key(&lease.session))
+                .key(fence_key(&lease.session))
                 .arg(&lease.value)
                 .invoke_async(&mut self.conn())
                 .await
@@ -370,6 +423,7 @@ impl Cluster {
                 .end
                 .key(owner_key(&lease.session))
                 .key(state_key(&lease.session))
+                .key(fence_key(&lease.session))
                 .arg(&lease.value)
                 .invoke_async(&mut self.conn())
                 .await

@@ -382,13 +382,41 @@ impl Server {
         if self.state.draining.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(c) = &self.state.cluster {
-            c.set_draining();
-        }
         tracing::info!(sessions = self.session_count(), "draining");
-        for s in self.state.sessions.handles() {
-            let _ = s.tx.try_send(messages::SessionCmd::Drain);
-        }
+        let Some(cluster) = self.state.cluster.clone() else {
+            for s in self.state.sessions.handles() {
+                let _ = s.tx.try_send(messages::SessionCmd::Drain);
+            }
+            return;
+        };
+        cluster.set_draining();
+        // Hand over only when another live node can take the sessions; otherwise drain as a
+        // server on its own does (sessions go on until they end).
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let others = tokio::time::timeout(cluster.timeout(), cluster.nodes())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|nodes| {
+                    nodes
+                        .iter()
+                        .any(|(id, n)| *id != cluster.node_id && !n.draining)
+                });
+            if !others {
+                tracing::warn!("no other node to hand sessions over to; they stay until they end");
+            }
+            let cmd = || {
+                if others {
+                    messages::SessionCmd::Handover
+                } else {
+                    messages::SessionCmd::Drain
+                }
+            };
+            for s in state.sessions.handles() {
+                let _ = s.tx.send(cmd()).await;
+            }
+        });
     }
 
     /// Resolves once no session is left (in cluster mode, the node then leaves the registry).

@@ -16,6 +16,8 @@ pub(crate) enum SessionCmd {
         role: Role,
         side: Option<Side>,
         resume_jti: String,
+        /// The expiry of the resume token minted with this join (its mint order).
+        resume_exp: u64,
         resume_token: String,
         conn: Conn,
         reply: oneshot::Sender<Result<(), ErrorCode>>,
@@ -23,7 +25,10 @@ pub(crate) enum SessionCmd {
     Resume {
         pid: ParticipantId,
         presented_jti: String,
+        /// The presented token's expiry: later tokens expire later.
+        presented_exp: u64,
         resume_jti: String,
+        resume_exp: u64,
         resume_token: String,
         conn: Conn,
         reply: oneshot::Sender<Result<(), ErrorCode>>,
@@ -40,6 +45,8 @@ pub(crate) enum SessionCmd {
         conn_id: u64,
     },
     Drain,
+    /// Cluster mode, draining: move the session to another node (everyone resumes there).
+    Handover,
     /// End the session from outside it (the console's purge), as a manager's `end` does;
     /// `reply` is dropped once the session has left the registry and its documents are gone.
     End {

@@ -28,6 +28,13 @@ use crate::token::{random_id, unix_now};
 struct Member {
     conn: Option<Conn>,
     resume_jti: String,
+    /// The expiry of that resume token (later tokens expire later).
+    resume_exp: u64,
+    /// Cluster mode: taken over from another node and not resumed here yet. The state in
+    /// Redis may lag the newest resume token that node gave out (it is written after the
+    /// welcome that carries it), so a token minted no earlier than the one recorded is taken
+    /// once; from then on only the newest works again.
+    restored: bool,
     role: Role,
     /// When the session task last took a `media_offer` from this participant.
     last_offer: Option<Instant>,
@@ -91,6 +98,8 @@ pub(crate) fn restore(
             let member = Member {
                 conn: None,
                 resume_jti: m.resume_jti,
+                resume_exp: m.resume_exp,
+                restored: true,
                 role: m.role,
                 last_offer: None,
                 parked_offer: None,
@@ -161,8 +170,8 @@ struct Owned {
 
 impl Owned {
     fn start(cluster: Arc<Cluster>, lease: Lease) -> Self {
-        // The claim itself was confirmed just now.
-        let first = Instant::now() + cluster.lease - cluster.margin();
+        // The lease holds from when the claim was sent, at the latest.
+        let first = lease.claimed_at + cluster.lease - cluster.margin();
         let (valid_tx, valid) = watch::channel(first);
         let valid_tx = Arc::new(valid_tx);
         let (state_tx, state_rx) = watch::channel(None);
@@ -311,7 +320,9 @@ impl SessionTask {
         let mut fenced = false;
         loop {
             let wake = self.apply_outputs();
-            self.save_state();
+            if !self.room.is_ended() {
+                self.save_state();
+            }
             if self.room.is_ended() || self.handover {
                 break;
             }
@@ -328,6 +339,10 @@ impl SessionTask {
                     None => break,
                 },
                 () = tokio::time::sleep_until(Instant::from_std(wake)) => {
+                    if self.owned.as_ref().is_some_and(|o| !o.holds()) {
+                        fenced = true;
+                        break;
+                    }
                     let now = Instant::now().into_std();
                     let _ = self.room.handle_input(Input::Timeout { now });
                 }
@@ -364,6 +379,7 @@ impl SessionTask {
                 role,
                 side,
                 resume_jti,
+                resume_exp,
                 resume_token,
                 conn,
                 reply,
@@ -374,6 +390,8 @@ impl SessionTask {
                     Member {
                         conn: Some(conn),
                         resume_jti,
+                        resume_exp,
+                        restored: false,
                         role,
                         last_offer: None,
                         parked_offer: None,
@@ -394,7 +412,9 @@ impl SessionTask {
             SessionCmd::Resume {
                 pid,
                 presented_jti,
+                presented_exp,
                 resume_jti,
+                resume_exp,
                 resume_token,
                 conn,
                 reply,
@@ -407,11 +427,16 @@ impl SessionTask {
                     let _ = reply.send(Err(ErrorCode::Unauthorized));
                     return;
                 };
-                // Only the newest resume token works; an older one was superseded.
-                if member.resume_jti != presented_jti {
+                // Only the newest resume token works; an older one was superseded. (Right
+                // after a take-over, one no older than the newest recorded, see `restored`.)
+                let newest = member.resume_jti == presented_jti
+                    || (member.restored && presented_exp >= member.resume_exp);
+                if !newest {
                     let _ = reply.send(Err(ErrorCode::Unauthorized));
                     return;
                 }
+                member.restored = false;
+                member.resume_exp = resume_exp;
                 if let Some(old) = member.conn.replace(conn) {
                     let c = confer_proto::CloseCode::Replaced;
                     old.send(Outbound::Close(c.code(), c.reason()));
@@ -471,7 +496,8 @@ impl SessionTask {
                 let _ = self.room.handle_input(Input::End { now });
             }
             // Cluster mode: the session moves to another node; everyone resumes there.
-            SessionCmd::Drain if self.owned.is_some() => self.handover = true,
+            SessionCmd::Handover if self.owned.is_some() => self.handover = true,
+            SessionCmd::Handover => {}
             SessionCmd::Drain => {
                 let msg = ServerMessage::Draining;
                 for conn in self.members.values().filter_map(|x| x.conn.as_ref()) {
@@ -526,6 +552,7 @@ impl SessionTask {
                     let member = MemberState {
                         role: m.role,
                         resume_jti: m.resume_jti.clone(),
+                        resume_exp: m.resume_exp,
                     };
                     (p.clone(), member)
                 })
@@ -552,14 +579,20 @@ impl SessionTask {
             let _ = tokio::time::timeout(wait, cluster.end(&own.lease)).await;
             return;
         }
+        // Out of the registry first: a hello arriving now is routed by Redis (and told to try
+        // again until the next owner has the session), never queued to this task.
+        self.state.sessions.remove(&self.session, self.generation);
         if !fenced && own.holds() {
-            let _ = tokio::time::timeout(wait, async {
-                if cluster.write_state(&own.lease, &own.last_state).await == Ok(true) {
-                    let _ = cluster.release(&own.lease).await;
-                }
+            let handed = tokio::time::timeout(wait, async {
+                cluster.write_state(&own.lease, &own.last_state).await == Ok(true)
+                    && cluster.release(&own.lease).await == Ok(true)
             })
             .await;
-            tracing::info!(session = %self.state.loggable(self.session.as_str()), "session handed over");
+            if handed == Ok(true) {
+                tracing::info!(session = %self.state.loggable(self.session.as_str()), "session handed over");
+            } else {
+                tracing::warn!(session = %self.state.loggable(self.session.as_str()), "session not handed over cleanly: its lease runs out instead");
+            }
         } else {
             m::cluster_lease_lost();
             tracing::warn!(session = %self.state.loggable(self.session.as_str()), "session fenced out: this node no longer owns it");
@@ -570,6 +603,8 @@ impl SessionTask {
                     MOVED,
                     "the session moved to another node; resume",
                 ));
+                // Even if its queue is full: the connection ends, and the client resumes.
+                conn.shutdown.notify_one();
             }
             if let Some(media) = &self.state.media {
                 let _ = media.tx.send(MediaCmd::Gone { pid });
@@ -905,6 +940,7 @@ mod tests {
                 role,
                 side,
                 resume_jti: resume_jti.clone(),
+                resume_exp: 0,
                 resume_token: "r".into(),
                 conn: conn(conn_id),
                 reply,
@@ -958,7 +994,9 @@ mod tests {
             .send(SessionCmd::Resume {
                 pid: m.clone(),
                 presented_jti: m_jti,
+                presented_exp: 0,
                 resume_jti: random_id(),
+                resume_exp: 0,
                 resume_token: "r2".into(),
                 conn: conn(4),
                 reply,

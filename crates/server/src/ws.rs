@@ -367,6 +367,12 @@ impl Connection {
                 match self.route(&claims.session, false).await {
                     Route::Here(handle) => self.resume(claims, pid, handle).await,
                     Route::There(url) => Flow::Relay(url),
+                    // In cluster mode a session whose state Redis lost a moment ago comes back
+                    // with its owner's next renewal, and a draining node with no other node
+                    // still holds it: the client tries again (bounded by its grace period).
+                    Route::Missing | Route::Draining if self.state.cluster.is_some() => {
+                        self.try_again()
+                    }
                     Route::Missing | Route::Draining | Route::New => {
                         self.unauthorized(TokenError::Used)
                     }
@@ -449,6 +455,10 @@ impl Connection {
         let Some(saved) = saved else {
             return Route::New;
         };
+        // A room nobody is in would never end: nothing to take over.
+        if saved.room.participants.is_empty() {
+            return Route::Missing;
+        }
         // Another node claimed it first: the client tries again and is relayed there.
         let Ok(Ok(Some(lease))) = tokio::time::timeout(wait, cluster.claim(session)).await else {
             return Route::Busy;
@@ -498,7 +508,7 @@ impl Connection {
         Flow::Close(CloseCode::Unauthorized)
     }
 
-    fn mint_resume(&self, claims: &Claims, pid: &ParticipantId) -> (String, String) {
+    fn mint_resume(&self, claims: &Claims, pid: &ParticipantId) -> (String, String, u64) {
         let resume = Claims {
             session: claims.session.clone(),
             role: claims.role,
@@ -508,7 +518,7 @@ impl Connection {
             kind: TokenKind::Resume,
             pid: Some(pid.clone()),
         };
-        (self.state.tokens.mint(&resume), resume.jti)
+        (self.state.tokens.mint(&resume), resume.jti, resume.exp)
     }
 
     async fn join(
@@ -608,13 +618,14 @@ impl Connection {
             return Err(JoinRefused::Token(TokenError::EndedInstance));
         }
         let pid = ParticipantId::new(random_id()).map_err(|_| Code(ErrorCode::Internal))?;
-        let (resume_token, resume_jti) = self.mint_resume(claims, &pid);
+        let (resume_token, resume_jti, resume_exp) = self.mint_resume(claims, &pid);
         let (reply, answer) = oneshot::channel();
         let cmd = SessionCmd::Join {
             pid: pid.clone(),
             role: claims.role,
             side: claims.side,
             resume_jti,
+            resume_exp,
             resume_token,
             conn: self.conn.clone(),
             reply,
@@ -632,18 +643,29 @@ impl Connection {
     }
 
     async fn resume(&mut self, claims: Claims, pid: ParticipantId, handle: SessionHandle) -> Flow {
-        let (resume_token, resume_jti) = self.mint_resume(&claims, &pid);
+        let (resume_token, resume_jti, resume_exp) = self.mint_resume(&claims, &pid);
         let (reply, answer) = oneshot::channel();
         let cmd = SessionCmd::Resume {
             pid: pid.clone(),
             presented_jti: claims.jti.clone(),
+            presented_exp: claims.exp,
             resume_jti,
+            resume_exp,
             resume_token,
             conn: self.conn.clone(),
             reply,
         };
+        // In cluster mode a session task that went away (handed over, fenced out) is not an
+        // answer: the session lives on elsewhere; the client tries again.
+        let gone = |c: &mut Self| {
+            if c.state.cluster.is_some() {
+                c.try_again()
+            } else {
+                c.unauthorized(TokenError::Used)
+            }
+        };
         if handle.tx.send(cmd).await.is_err() {
-            return self.unauthorized(TokenError::Used);
+            return gone(self);
         }
         match answer.await {
             Ok(Ok(())) => {
@@ -659,7 +681,8 @@ impl Connection {
                 self.pass = None;
                 Flow::Continue
             }
-            _ => self.unauthorized(TokenError::Used),
+            Ok(Err(_)) => self.unauthorized(TokenError::Used),
+            Err(_) => gone(self),
         }
     }
 

@@ -161,6 +161,8 @@ enum Cmd {
     AdmitHeld(ParticipantId, Role, Option<Side>),
     Send(ClientMessage),
     Chat(String, oneshot::Sender<Result<(), NotSecured>>),
+    /// Drop the connection (as a network would), to resume per [`Behaviour::failover`].
+    Drop,
 }
 
 pub struct Peer {
@@ -325,6 +327,7 @@ impl Peer {
                             Some(Cmd::Chat(text, reply)) => {
                                 let _ = reply.send(s.core.send_chat(&text));
                             }
+                            Some(Cmd::Drop) => dropped = Some(1006),
                             None => break,
                         }
                     }
@@ -378,7 +381,7 @@ impl Peer {
                 drops_in_a_row += 1;
                 let resumable = !behaviour.failover.is_empty()
                     && !driver::FINAL_CLOSES.contains(&code)
-                    && drops_in_a_row <= 60;
+                    && drops_in_a_row <= 30;
                 let again = match (&resume_token, resumable) {
                     (Some(token), true) => {
                         let hello = {
@@ -388,6 +391,7 @@ impl Peer {
                             s.outbound.push(hello.clone());
                             hello
                         };
+                        tokio::time::sleep(driver::resume_backoff(drops_in_a_row)).await;
                         let urls: Vec<String> = behaviour
                             .failover
                             .iter()
@@ -407,8 +411,9 @@ impl Peer {
                 };
                 ws = new_ws;
                 // The next welcome comes from the session's (new) owner: its SFU gets a new peer.
+                // Closed aside: closing a peer whose SFU is gone can take seconds.
                 if let Some(old) = media.take() {
-                    old.close().await;
+                    tokio::spawn(async move { old.close().await });
                 }
                 let mut s = st.lock().expect("lock");
                 s.resumes += 1;
@@ -483,6 +488,11 @@ impl Peer {
 
     pub fn send(&self, m: ClientMessage) {
         let _ = self.cmd.send(Cmd::Send(m));
+    }
+
+    /// Drops the connection without a close, as a broken network does.
+    pub fn drop_connection(&self) {
+        let _ = self.cmd.send(Cmd::Drop);
     }
 
     pub fn relay_raw(&self, to: &ParticipantId, data: String) {

@@ -39,7 +39,11 @@ export type SignalEvent =
   | { kind: "closed"; code: number; reason: string };
 
 /** Close codes after which a resume is pointless (signalling.md "Close codes"). */
-const FINAL_CLOSES = new Set([1000, 4000, 4400, 4401, 4403, 4409, 4429]);
+const FINAL_CLOSES = new Set([1000, 4000, 4400, 4401, 4403, 4409, 4410, 4429]);
+/** Cluster mode: "the session is moving to another node; try again" (signalling.md). */
+export const TRY_AGAIN = 1013;
+/** How many times a first `hello` answered with 1013 is sent again. */
+export const MAX_HELLO_RETRIES = 8;
 
 /** Timers are the shell's: injected so tests drive them. */
 export interface Timers {
@@ -53,6 +57,8 @@ export class Signal {
   private readonly queue: SignalEvent[] = [];
   private waiter: ((e: SignalEvent) => void) | undefined;
   private resumeToken: string | undefined;
+  /** The invite of the first `hello`, sent again if a cluster node says "try again". */
+  private inviteToken: string | undefined;
   private graceMs = 0;
   private droppedAt: number | undefined;
   private attempts = 0;
@@ -69,6 +75,7 @@ export class Signal {
 
   /** Connects and sends `hello` with an invite token. */
   connect(token: string): void {
+    this.inviteToken = token;
     this.dial(token);
   }
 
@@ -164,6 +171,19 @@ export class Signal {
     this.stopPinging();
     const now = this.clock();
     this.droppedAt ??= now;
+    // Cluster mode: the first hello reached a node while the session was moving. Before any
+    // welcome there is no resume token: the same invite goes again (it was not spent).
+    const invite = this.inviteToken;
+    if (code === TRY_AGAIN && this.resumeToken === undefined && invite !== undefined && !this.closedForGood && this.attempts < MAX_HELLO_RETRIES) {
+      this.attempts += 1;
+      const wait = Math.min(4000, 250 * 2 ** (this.attempts - 1));
+      this.timers.setTimeout(() => {
+        if (!this.closedForGood) {
+          this.dial(invite);
+        }
+      }, wait);
+      return;
+    }
     const token = this.resumeToken;
     const inGrace = now - this.droppedAt < this.graceMs;
     if (this.closedForGood || FINAL_CLOSES.has(code) || token === undefined || !inGrace) {
