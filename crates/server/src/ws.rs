@@ -463,6 +463,20 @@ impl Connection {
         let Ok(Ok(Some(lease))) = tokio::time::timeout(wait, cluster.claim(session)).await else {
             return Route::Busy;
         };
+        // Read again under the lease: a hand-over may have written a newer state between the
+        // first read and the claim.
+        let saved = match tokio::time::timeout(wait, cluster.state(session)).await {
+            Ok(Ok(Some(s))) => s,
+            // It ended meanwhile.
+            Ok(Ok(None)) => {
+                let _ = cluster.end(&lease).await;
+                return Route::Missing;
+            }
+            _ => {
+                let _ = cluster.release(&lease).await;
+                return Route::Busy;
+            }
+        };
         let generation = state.next_generation.fetch_add(1, Ordering::Relaxed);
         let fence = lease.fence;
         match session::restore(state.clone(), generation, lease.clone(), saved) {

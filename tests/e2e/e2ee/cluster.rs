@@ -306,6 +306,20 @@ fn verified_from(s: &PeerState, p: &confer_proto::ParticipantId) -> u64 {
     s.media.stats.from.get(p).map_or(0, |f| f.verified)
 }
 
+/// How many times this client was welcomed back (a resume the server accepted), as opposed to
+/// `resumes`, which counts connections made again (a node may still answer "try again").
+fn resumed(s: &PeerState) -> usize {
+    s.inbound
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                confer_proto::ServerMessage::Welcome { resumed: true, .. }
+            )
+        })
+        .count()
+}
+
 fn failures(s: &PeerState) -> (u64, u64) {
     let st = s.core.stats();
     (st.decrypt_failures, st.media_decrypt_failures)
@@ -540,7 +554,7 @@ async fn a_node_cut_off_from_redis_stops_before_another_takes_its_sessions() {
     // session (its lease holds a while yet): node 0 gives A a new resume token it cannot write
     // to Redis. When A then moves to node 1, that newest token must still work there.
     a.drop_connection();
-    a.until_true(|s| s.resumes >= 1).await;
+    a.until_true(|s| resumed(s) >= 1).await;
     // Watch both nodes and Redis through the move: never do both nodes own the session.
     let mut fenced_at = None;
     let mut claimed_at = None;
@@ -570,9 +584,9 @@ async fn a_node_cut_off_from_redis_stops_before_another_takes_its_sessions() {
     assert!(fenced_at < claimed_at.unwrap());
     // Node 0 told its clients to resume elsewhere (B has nowhere to go).
     assert_eq!(b.with(|s| s.closed), Some(1012));
-    m.until_true(|s| s.resumes >= 1 && s.addr == nodes[1].addr)
+    m.until_true(|s| resumed(s) >= 1 && s.addr == nodes[1].addr)
         .await;
-    a.until_true(|s| s.resumes >= 2 && s.addr == nodes[1].addr)
+    a.until_true(|s| resumed(s) >= 2 && s.addr == nodes[1].addr)
         .await;
     a.secured_in("joint").await;
     assert_eq!(
@@ -646,6 +660,26 @@ async fn a_redis_restart_is_survived_and_invites_stay_spent_cluster_wide() {
     b.secured_in("joint").await;
     b.chat("a newcomer").await.unwrap();
     m.until_true(|s| s.has_chat("a newcomer")).await;
+
+    // Redis loses everything (a restart without persistence). The owner takes its lease back
+    // and writes the state again at its next renewal; meanwhile a participant who resumes
+    // elsewhere is told to try again, then resumes.
+    let mut c = redis.client().await;
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    b.drop_connection();
+    b.until_true(|s| resumed(s) >= 1).await;
+    b.secured_in("joint").await;
+    b.chat("after the data loss").await.unwrap();
+    m.until_true(|s| s.has_chat("after the data loss")).await;
+    assert_eq!(
+        redis.owner(&session).await.map(|(_, f)| f),
+        Some(fence),
+        "the same owner, with its own fence"
+    );
+    assert_eq!(b.with(|s| s.closed), None);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
