@@ -28,6 +28,13 @@
 //! chunk writes take it for reading, after checking that their document is still listed: no
 //! chunk is written into a document that was just deleted. `confer session purge ID` removes
 //! `DATA_DIR/docs/<ID>` from outside the server ([`purge_session`]).
+//!
+//! **Cluster mode.** A document lives on the disk of the node that owns its session when it is
+//! shared, and its tickets name that node ([`mint_ticket`]). A chunk request that reaches
+//! another node, as behind a load balancer, is passed on to the node its ticket names, one hop
+//! at most ([`relay`]). Documents do not follow their session to another node: a node deletes
+//! them when it lets the session go (hand-over, lost lease), like at its end, and a node that
+//! dies takes them with it.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -49,6 +56,18 @@ use futures_util::StreamExt;
 use crate::clock::Clock;
 use crate::state::AppState;
 use crate::token::{DocClaims, TicketError, TokenKind};
+
+mod relay;
+
+/// The ticket for `claims`, as the session task hands it out. In cluster mode it names this
+/// node, which holds the document, so any node can pass its chunk requests on ([`relay`]).
+pub(crate) fn mint_ticket(state: &AppState, claims: &DocClaims) -> String {
+    let claims = DocClaims {
+        node: state.cluster.as_ref().map(|c| c.node_id.clone()),
+        ..claims.clone()
+    };
+    state.tokens.mint_doc(&claims)
+}
 
 /// What the store is told by the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +262,8 @@ impl DocStore {
             size: doc.size,
             chunks: doc.chunks,
             exp: self.clock.now().saturating_add(self.limits.ticket_ttl_secs),
+            // Cluster mode names the node when the ticket is minted ([`mint_ticket`]).
+            node: None,
         }
     }
 
@@ -558,6 +579,7 @@ pub(crate) enum HttpRefusal {
     ChunkExists,
     ChunkTooLarge,
     Internal,
+    NodeUnavailable,
 }
 
 impl HttpRefusal {
@@ -577,6 +599,7 @@ impl HttpRefusal {
         HttpRefusal::ChunkExists,
         HttpRefusal::ChunkTooLarge,
         HttpRefusal::Internal,
+        HttpRefusal::NodeUnavailable,
     ];
 
     pub(crate) fn status(self) -> StatusCode {
@@ -592,6 +615,7 @@ impl HttpRefusal {
             HttpRefusal::ChunkExists => StatusCode::CONFLICT,
             HttpRefusal::ChunkTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HttpRefusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpRefusal::NodeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -610,6 +634,7 @@ impl HttpRefusal {
             HttpRefusal::ChunkExists => "chunk_exists",
             HttpRefusal::ChunkTooLarge => "chunk_too_large",
             HttpRefusal::Internal => "internal",
+            HttpRefusal::NodeUnavailable => "doc_node_unavailable",
         }
     }
 
@@ -636,6 +661,10 @@ impl HttpRefusal {
             }
             HttpRefusal::ChunkTooLarge => "The chunk is larger than its sealed size can be.",
             HttpRefusal::Internal => "Something went wrong on the server; try again.",
+            HttpRefusal::NodeUnavailable => {
+                "The server that holds this document cannot be reached; try again. If its \
+                 session moved to another server, the document is gone: share it again."
+            }
         }
     }
 }
@@ -669,24 +698,33 @@ impl From<ChunkRefused> for HttpRefusal {
     }
 }
 
+/// A chunk request whose ticket passed [`authorise`]. (No `Debug`: it holds the ticket.)
+struct Authorised<'h> {
+    claims: DocClaims,
+    index: u32,
+    /// The ticket as sent (it verified, so it is base64url and dots).
+    ticket: &'h str,
+}
+
 /// The ticket of a request for `(doc_id, index)` with `op`, checked: signature, kind, expiry,
 /// document, operation, index. The path is parsed after the ticket, so a request without a
 /// good ticket learns nothing about paths.
-fn authorise(
+fn authorise<'h>(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: &'h HeaderMap,
     doc_id: &str,
     index: &str,
     op: DocOp,
-) -> Result<(DocClaims, u32), HttpRefusal> {
+) -> Result<Authorised<'h>, HttpRefusal> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(HttpRefusal::TicketMissing)?;
+        .ok_or(HttpRefusal::TicketMissing)?
+        .trim();
     let claims = state
         .tokens
-        .verify_doc(bearer.trim(), state.docs.clock.now())
+        .verify_doc(bearer, state.docs.clock.now())
         .map_err(|e| match e {
             TicketError::Invalid => HttpRefusal::TicketInvalid,
             TicketError::Expired => HttpRefusal::TicketExpired,
@@ -708,7 +746,34 @@ fn authorise(
     if index >= claims.chunks || u64::from(claims.chunks) != doc_chunks(claims.size) {
         return Err(HttpRefusal::BadIndex);
     }
-    Ok((claims, index))
+    Ok(Authorised {
+        claims,
+        index,
+        ticket: bearer,
+    })
+}
+
+/// Where an authorised request is served ([`relay::serve`]): here, or by the node its ticket
+/// names. Only a valid proof from another node counts as relayed.
+fn served_by<'a>(
+    state: &AppState,
+    headers: &HeaderMap,
+    a: &'a Authorised<'_>,
+    op: DocOp,
+) -> relay::Serve<'a> {
+    let this = state.cluster.as_ref().map(|c| c.node_id.as_str());
+    let named = a.claims.node.as_deref();
+    // The proof is checked only for a request that would go on; one served here needs none.
+    let elsewhere = relay::serve(named, this, false) != relay::Serve::Here;
+    let proven = elsewhere
+        && headers
+            .get(relay::RELAY_PROOF)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|proof| {
+                let msg = relay::proof_message(op, &a.claims.doc_id, a.index, a.ticket);
+                state.tokens.check_node_mac(&msg, proof)
+            });
+    relay::serve(named, this, proven)
 }
 
 async fn put_chunk(
@@ -718,11 +783,7 @@ async fn put_chunk(
     body: Body,
 ) -> Response {
     match put_chunk_inner(state, &doc_id, &index, &headers, body).await {
-        Ok(()) => (
-            StatusCode::CREATED,
-            [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        )
-            .into_response(),
+        Ok(r) => r,
         Err(r) => r.into_response(),
     }
 }
@@ -733,10 +794,11 @@ async fn put_chunk_inner(
     index: &str,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(), HttpRefusal> {
-    let (claims, index) = authorise(&state, headers, doc_id, index, DocOp::Up)?;
+) -> Result<Response, HttpRefusal> {
+    let a = authorise(&state, headers, doc_id, index, DocOp::Up)?;
     // `authorise` checked the index against the document's chunks.
-    let limit = doc_chunk_max_body(claims.size, u64::from(index)).ok_or(HttpRefusal::BadIndex)?;
+    let limit =
+        doc_chunk_max_body(a.claims.size, u64::from(a.index)).ok_or(HttpRefusal::BadIndex)?;
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -744,7 +806,8 @@ async fn put_chunk_inner(
     if declared.is_some_and(|n| n > limit) {
         return Err(HttpRefusal::ChunkTooLarge);
     }
-    // Read at most `limit` bytes; a longer body is refused before anything is written.
+    // Read at most `limit` bytes; a longer body is refused before anything is written (or
+    // passed on).
     let mut bytes =
         Vec::with_capacity(usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0));
     let mut stream = body.into_data_stream();
@@ -755,11 +818,28 @@ async fn put_chunk_inner(
         }
         bytes.extend_from_slice(&frame);
     }
+    if let relay::Serve::There(node) = served_by(&state, headers, &a, DocOp::Up) {
+        let passed = relay::Passed {
+            op: DocOp::Up,
+            claims: &a.claims,
+            index: a.index,
+            ticket: a.ticket,
+            body: &bytes,
+            chunk_max: limit,
+        };
+        return Ok(relay::pass_on(&state, node, &passed).await);
+    }
+    let (claims, index) = (a.claims, a.index);
     let docs = state.clone();
     tokio::task::spawn_blocking(move || docs.docs.put_chunk(&claims, index, &bytes))
         .await
         .map_err(|_| HttpRefusal::Internal)?
-        .map_err(HttpRefusal::from)
+        .map_err(HttpRefusal::from)?;
+    Ok((
+        StatusCode::CREATED,
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+    )
+        .into_response())
 }
 
 async fn get_chunk(
@@ -767,31 +847,50 @@ async fn get_chunk(
     UrlPath((doc_id, index)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let read = match authorise(&state, &headers, &doc_id, &index, DocOp::Down) {
-        Ok((claims, index)) => {
-            let docs = state.clone();
-            tokio::task::spawn_blocking(move || docs.docs.get_chunk(&claims, index))
-                .await
-                .map_err(|_| HttpRefusal::Internal)
-                .and_then(|r| r.map_err(HttpRefusal::from))
-        }
-        Err(r) => Err(r),
-    };
-    match read {
-        Ok(bytes) => (
-            StatusCode::OK,
-            [
-                (
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                ),
-                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            bytes,
-        )
-            .into_response(),
+    match get_chunk_inner(state, &doc_id, &index, &headers).await {
+        Ok(r) => r,
         Err(r) => r.into_response(),
     }
+}
+
+async fn get_chunk_inner(
+    state: Arc<AppState>,
+    doc_id: &str,
+    index: &str,
+    headers: &HeaderMap,
+) -> Result<Response, HttpRefusal> {
+    let a = authorise(&state, headers, doc_id, index, DocOp::Down)?;
+    if let relay::Serve::There(node) = served_by(&state, headers, &a, DocOp::Down) {
+        let passed = relay::Passed {
+            op: DocOp::Down,
+            claims: &a.claims,
+            index: a.index,
+            ticket: a.ticket,
+            body: &[],
+            // `authorise` checked the index against the document's chunks.
+            chunk_max: doc_chunk_max_body(a.claims.size, u64::from(a.index))
+                .ok_or(HttpRefusal::BadIndex)?,
+        };
+        return Ok(relay::pass_on(&state, node, &passed).await);
+    }
+    let (claims, index) = (a.claims, a.index);
+    let docs = state.clone();
+    let bytes = tokio::task::spawn_blocking(move || docs.docs.get_chunk(&claims, index))
+        .await
+        .map_err(|_| HttpRefusal::Internal)?
+        .map_err(HttpRefusal::from)?;
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 #[cfg(test)]

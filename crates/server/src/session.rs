@@ -665,7 +665,7 @@ impl SessionTask {
                 .map_err(DocRefused::code)?,
         };
         Ok(ServerMessage::DocTicket {
-            token: self.state.tokens.mint_doc(&claims),
+            token: crate::docs::mint_ticket(&self.state, &claims),
             doc_id: claims.doc_id,
             op: claims.op,
             chunks: claims.chunks,

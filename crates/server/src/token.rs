@@ -129,6 +129,11 @@ pub struct DocClaims {
     pub chunks: u32,
     /// Expiry, Unix seconds of the server's clock: valid while `now < exp`.
     pub exp: u64,
+    /// Cluster mode: the id of the node that holds the document (the node that owned the
+    /// session when the ticket was minted). Another node relays the chunk request there.
+    /// Absent on a server on its own, whose tickets are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Why a document ticket was refused.
@@ -687,6 +692,7 @@ mod tests {
             size: 10,
             chunks: 1,
             exp,
+            node: None,
         }
     }
 
@@ -714,6 +720,29 @@ mod tests {
         );
         assert_eq!(t.verify_doc(&none, 0), Err(TicketError::Invalid));
         assert_eq!(t.verify_doc("", 0), Err(TicketError::Invalid));
+    }
+
+    #[test]
+    fn only_cluster_tickets_name_a_node_and_the_name_is_signed() {
+        let t = Tokens::new(&SECRET);
+        let alone = t.mint_doc(&doc_claims(DocOp::Down, 1_000));
+        let payload = String::from_utf8(unb64(alone.split('.').nth(1).unwrap())).unwrap();
+        assert!(!payload.contains("node"), "{payload}");
+        assert_eq!(t.verify_doc(&alone, 0).unwrap().node, None);
+        let c = DocClaims {
+            node: Some("n0de1d".to_owned()),
+            ..doc_claims(DocOp::Down, 1_000)
+        };
+        let tok = t.mint_doc(&c);
+        assert_eq!(t.verify_doc(&tok, 0), Ok(c));
+        let [header, payload, sig] = tok.split('.').collect::<Vec<_>>()[..] else {
+            panic!("three parts")
+        };
+        let text = String::from_utf8(unb64(payload)).unwrap();
+        let moved = text.replace("n0de1d", "other");
+        assert_ne!(moved, text);
+        let forged = format!("{header}.{}.{sig}", b64(moved.as_bytes()));
+        assert_eq!(t.verify_doc(&forged, 0), Err(TicketError::Invalid));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod canaries;
 mod channels;
 mod cluster;
+mod cluster_docs;
 mod consent;
 mod documents;
 mod harness;
