@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release -p confer-bench [-- e2ee|signalling|noisy|sfu|saturation|cluster] [--summary PATH]`;
 //! `make bench` runs them all with the web client's and writes `target/bench/summary.json`.
+//! The `janus` section (Janus VideoRoom against Confer at saturation) needs root and network
+//! namespaces: `scripts/bench-netns.sh target/release/confer-bench janus`; it runs only when
+//! named (`make bench` runs it so and imports its tables).
 
 use std::time::{Duration, Instant};
 
@@ -33,22 +36,26 @@ pub(crate) fn elapsed(f: impl FnOnce()) -> Duration {
     t.elapsed()
 }
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "e2ee",
     "signalling",
     "noisy",
     "sfu",
     "saturation",
     "cluster",
+    "janus",
 ];
+/// Sections run only when named (they need what `scripts/bench-netns.sh` sets up).
+const ONLY_NAMED: [&str; 1] = ["janus"];
 
 fn usage() -> String {
     format!(
         "usage: confer-bench [SECTION...] [--summary PATH] [--import LABEL=PATH...]\n\
-         SECTION: {} (none: all of them)\n\
+         SECTION: {} (none: all of them but {})\n\
          --summary PATH: also write every table as JSON (one object per table)\n\
          --import LABEL=PATH: add the Markdown tables another program printed to PATH",
-        SECTIONS.join(", ")
+        SECTIONS.join(", "),
+        ONLY_NAMED.join(", ")
     )
 }
 
@@ -70,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let all = sections.is_empty();
-    let wants = |s: &str| all || sections.iter().any(|x| x == s);
+    let wants = |s: &str| (all && !ONLY_NAMED.contains(&s)) || sections.iter().any(|x| x == s);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("confer-bench on {cores} cores");
     let mut tables = Vec::new();
@@ -101,6 +108,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("cluster") {
         tables.extend(cluster::run()?);
+    }
+    if wants("janus") {
+        tables.extend(saturation::janus::run()?);
     }
     if let Some(path) = summary {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

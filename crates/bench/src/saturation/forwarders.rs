@@ -41,6 +41,8 @@ pub(crate) struct Counts {
     pub(crate) batches: u64,
     /// The thread's CPU time over the whole loop (blocked time is not CPU time).
     pub(crate) cpu: Duration,
+    /// Its time runnable but waiting for its core (taken by another thread) over the loop.
+    pub(crate) waited: Duration,
 }
 
 /// Who is in the room: addresses by index, and each participant's subscribers.
@@ -80,7 +82,7 @@ fn batched_loop(
     let mut rx = Receiver::new();
     let mut tx = Sender::new();
     let mut c = Counts::default();
-    let cpu0 = io::thread_cpu();
+    let (cpu0, waited0) = io::sched("/proc/thread-self/schedstat");
     while !stop.load(Ordering::Relaxed) {
         let n = rx.recv(socket, true);
         if n == 0 {
@@ -92,7 +94,9 @@ fn batched_loop(
         c.batches += 1;
         batch(&mut rx, &mut tx, &mut c);
     }
-    c.cpu = io::thread_cpu() - cpu0;
+    let (cpu1, waited1) = io::sched("/proc/thread-self/schedstat");
+    c.cpu = cpu1 - cpu0;
+    c.waited = waited1 - waited0;
     c
 }
 
@@ -108,7 +112,7 @@ pub(crate) fn r0(
         .expect("a read timeout");
     let mut buf = vec![0u8; SLOT];
     let mut c = Counts::default();
-    let cpu0 = io::thread_cpu();
+    let (cpu0, waited0) = io::sched("/proc/thread-self/schedstat");
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, SocketAddr::V4(from))) = socket.recv_from(&mut buf) else {
             continue;
@@ -126,7 +130,9 @@ pub(crate) fn r0(
             }
         }
     }
-    c.cpu = io::thread_cpu() - cpu0;
+    let (cpu1, waited1) = io::sched("/proc/thread-self/schedstat");
+    c.cpu = cpu1 - cpu0;
+    c.waited = waited1 - waited0;
     c
 }
 

@@ -1,9 +1,9 @@
 //! The shell's system calls, shared by every forwarder and the generator: batches of datagrams
-//! with `recvmmsg`/`sendmmsg`, socket buffers, pinning a thread to a core, and the thread's own
-//! CPU time.
+//! with `recvmmsg`/`sendmmsg`, socket buffers, pinning a thread to a core, and a thread's CPU
+//! time.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -20,13 +20,14 @@ pub(crate) const SLOT: usize = 2048;
 /// Most datagrams given to one `sendmmsg` (the kernel takes at most 1,024).
 const SEND_MAX: usize = 256;
 
-/// CPU time this thread has run (`/proc/thread-self/schedstat`, nanoseconds on a CPU).
-pub(crate) fn thread_cpu() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .map(Duration::from_nanos)
-        .unwrap_or_default()
+/// From a `schedstat` file (a thread's): the time it ran on a CPU, and the time it waited,
+/// runnable, for one (another thread had its core).
+pub(crate) fn sched(path: impl AsRef<std::path::Path>) -> (Duration, Duration) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut f = text
+        .split_whitespace()
+        .map(|x| Duration::from_nanos(x.parse().unwrap_or(0)));
+    (f.next().unwrap_or_default(), f.next().unwrap_or_default())
 }
 
 /// Pins the calling thread to `core` (no-op, with a warning, if the kernel refuses).
@@ -43,11 +44,16 @@ pub(crate) fn pin_to(core: usize) {
 /// A socket on 127.0.0.1 with 4 MiB receive and send buffers (the most `net.core.rmem_max`
 /// allows here), so a burst is queued rather than dropped.
 pub(crate) fn socket() -> std::io::Result<(UdpSocket, SocketAddrV4)> {
-    let s = UdpSocket::bind("127.0.0.1:0")?;
+    socket_on(Ipv4Addr::LOCALHOST)
+}
+
+/// The same on `ip` (an address of this network namespace).
+pub(crate) fn socket_on(ip: Ipv4Addr) -> std::io::Result<(UdpSocket, SocketAddrV4)> {
+    let s = UdpSocket::bind((ip, 0))?;
     setsockopt(&s, sockopt::RcvBuf, &(4 << 20))?;
     setsockopt(&s, sockopt::SndBuf, &(4 << 20))?;
     let SocketAddr::V4(a) = s.local_addr()? else {
-        unreachable!("bound to 127.0.0.1");
+        unreachable!("bound to an IPv4 address");
     };
     Ok((s, a))
 }

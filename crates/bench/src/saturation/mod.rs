@@ -16,9 +16,14 @@
 //! (near [`io::BATCH`] when the forwarder is saturated). Each figure is the median over
 //! [`RUNS`] runs; each ratio the median of the per-run ratios (side by side in one run).
 //! Bounded: [`COPIES`] copies per forwarder and run, and [`RUN_LIMIT`] per forwarder.
+//!
+//! Janus VideoRoom on the same load client is the [`janus`] section (it needs root and
+//! network namespaces, so it runs only when named).
 
 mod forwarders;
 mod io;
+pub(crate) mod janus;
+mod janus_server;
 mod trace;
 
 use std::net::{SocketAddrV4, UdpSocket};
@@ -48,6 +53,8 @@ struct Measure {
     /// Trace datagrams sent by the generator.
     sent: u64,
     fanout: usize,
+    /// The generator's replay, first send to last datagram read.
+    wall: Duration,
 }
 
 impl Measure {
@@ -61,6 +68,13 @@ impl Measure {
         let expected = (self.sent * self.fanout as u64).max(1) as f64;
         100.0 * (1.0 - self.delivered as f64 / expected)
     }
+    /// The forwarder's time running or runnable (waiting for its core, which it shares with
+    /// whatever else the machine runs) over the replay's wall time: near 100 % when it never
+    /// waited for input, so it was saturated.
+    fn runnable_pct(&self) -> f64 {
+        let t = self.counts.cpu + self.counts.waited;
+        100.0 * t.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+    }
     fn per_batch(&self) -> f64 {
         self.counts.received as f64 / self.counts.batches.max(1) as f64
     }
@@ -70,66 +84,120 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Replays `trace` (per peer, from its socket) at `to`, at most [`IN_FLIGHT`] ahead of what
-/// the forwarder has read (`got`); drains the peers' sockets; sets `stop` when done.
-/// Returns (datagrams sent, RTP copies received by the peers).
-fn blast(
-    clients: &[UdpSocket],
-    trace: &[Vec<Vec<u8>>],
-    to: SocketAddrV4,
-    got: &AtomicU64,
+/// What the generator replays, and from where.
+pub(super) struct Load<'a> {
+    /// Per publisher: its socket, its datagrams in order, and where they go.
+    pub(super) senders: Vec<(&'a UdpSocket, &'a [Vec<u8>], SocketAddrV4)>,
+    /// The sockets whose RTP copies are counted as delivered.
+    pub(super) receivers: Vec<&'a UdpSocket>,
+}
+
+/// How the generator knows how far the forwarder has got.
+#[derive(Clone, Copy)]
+pub(super) enum Progress<'a> {
+    /// The forwarder counts the datagrams it read (our forwarders, in this process).
+    Read(&'a AtomicU64),
+    /// Another process: a datagram counts as read once its copies reach the peers
+    /// (`fanout` RTP copies each), or once nothing has arrived for [`STALL`] (then it is lost).
+    Delivered { fanout: u64 },
+}
+
+/// With [`Progress::Delivered`], how long without a copy arriving before what is queued is
+/// written off as lost (so a forwarder that drops cannot stop the generator).
+const STALL: Duration = Duration::from_millis(100);
+
+/// What the generator saw of one replay.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Replayed {
+    /// Trace datagrams sent.
+    pub(super) sent: u64,
+    /// RTP copies the peers received.
+    pub(super) delivered: u64,
+    /// Their bytes.
+    pub(super) delivered_bytes: u64,
+    /// From the first send until the forwarder had read the last datagram.
+    pub(super) wall: Duration,
+}
+
+/// Replays `load` (per publisher, from its socket), at most `in_flight` ahead of what the
+/// forwarder has read (`progress`); drains the receivers' sockets; sets `stop` when done.
+pub(super) fn blast(
+    load: &Load<'_>,
+    in_flight: u64,
+    progress: Progress<'_>,
     stop: &AtomicBool,
-) -> (u64, u64) {
-    let limit = Instant::now() + RUN_LIMIT;
+) -> Replayed {
+    let start = Instant::now();
+    let limit = start + RUN_LIMIT;
     let mut tx = io::Sender::new();
     let mut rx = io::Receiver::new();
-    let mut pos = vec![0usize; clients.len()];
-    let total: usize = trace.iter().map(Vec::len).sum();
-    let (mut sent, mut delivered) = (0u64, 0u64);
-    let drain = |rx: &mut io::Receiver, delivered: &mut u64| {
-        for c in clients {
+    let mut pos = vec![0usize; load.senders.len()];
+    let total: usize = load.senders.iter().map(|(_, t, _)| t.len()).sum();
+    let mut r = Replayed::default();
+    // Datagrams given up on (Progress::Delivered only), and when a copy last arrived.
+    let mut written_off = 0u64;
+    let mut last_arrival = Instant::now();
+    let drain = |rx: &mut io::Receiver, r: &mut Replayed, last_arrival: &mut Instant| {
+        for c in &load.receivers {
             while rx.recv(c, false) > 0 {
-                *delivered += (0..rx.got.len())
-                    .filter(|&i| trace::is_rtp(rx.datagram(i)))
-                    .count() as u64;
+                for i in 0..rx.got.len() {
+                    let d = rx.datagram(i);
+                    if trace::is_rtp(d) {
+                        r.delivered += 1;
+                        r.delivered_bytes += d.len() as u64;
+                        *last_arrival = Instant::now();
+                    }
+                }
             }
         }
     };
-    while (sent as usize) < total && Instant::now() < limit {
-        for (i, c) in clients.iter().enumerate() {
-            let room = IN_FLIGHT.saturating_sub(sent - got.load(Ordering::Relaxed).min(sent));
-            let k = (room as usize).min(io::BATCH).min(trace[i].len() - pos[i]);
+    let read = |r: &Replayed, written_off: u64| match progress {
+        Progress::Read(got) => got.load(Ordering::Relaxed).min(r.sent),
+        Progress::Delivered { fanout } => (r.delivered / fanout.max(1) + written_off).min(r.sent),
+    };
+    while (r.sent as usize) < total && Instant::now() < limit {
+        for (i, (c, trace, to)) in load.senders.iter().enumerate() {
+            let room = in_flight.saturating_sub(r.sent - read(&r, written_off));
+            let k = (room as usize).min(io::BATCH).min(trace.len() - pos[i]);
             if k == 0 {
                 continue;
             }
-            let out: Vec<(&[u8], SocketAddrV4)> = trace[i][pos[i]..pos[i] + k]
+            let out: Vec<(&[u8], SocketAddrV4)> = trace[pos[i]..pos[i] + k]
                 .iter()
-                .map(|d| (d.as_slice(), to))
+                .map(|d| (d.as_slice(), *to))
                 .collect();
             let (n, _) = tx.send(c, &out);
-            sent += n;
+            r.sent += n;
             pos[i] += k;
         }
-        drain(&mut rx, &mut delivered);
+        drain(&mut rx, &mut r, &mut last_arrival);
+        if matches!(progress, Progress::Delivered { .. })
+            && last_arrival.elapsed() > STALL
+            && read(&r, written_off) < r.sent
+        {
+            written_off = r.sent - read(&r, 0);
+            last_arrival = Instant::now();
+        }
     }
     // What is still queued: until the forwarder has read it all (or stalls), then the copies
     // still on their way.
-    let mut last = (got.load(Ordering::Relaxed), Instant::now());
-    while got.load(Ordering::Relaxed) < sent && Instant::now() < limit {
-        drain(&mut rx, &mut delivered);
-        let g = got.load(Ordering::Relaxed);
+    let mut last = (read(&r, written_off), Instant::now());
+    while read(&r, written_off) < r.sent && Instant::now() < limit {
+        drain(&mut rx, &mut r, &mut last_arrival);
+        let g = read(&r, written_off);
         if g != last.0 {
             last = (g, Instant::now());
         } else if last.1.elapsed() > Duration::from_millis(500) {
             break;
         }
     }
+    r.wall = start.elapsed();
     let tail = Instant::now();
     while tail.elapsed() < Duration::from_millis(50) {
-        drain(&mut rx, &mut delivered);
+        drain(&mut rx, &mut r, &mut last_arrival);
     }
     stop.store(true, Ordering::Relaxed);
-    (sent, delivered)
+    r
 }
 
 /// The sockets of a room.
@@ -173,17 +241,27 @@ fn measure(
                 }
                 // Let the forwarder reach its first receive.
                 std::thread::sleep(Duration::from_millis(20));
-                blast(net.clients, trace, net.forwarder_addr, &got, &stop)
+                let load = Load {
+                    senders: net
+                        .clients
+                        .iter()
+                        .zip(trace)
+                        .map(|(c, t)| (c, t.as_slice(), net.forwarder_addr))
+                        .collect(),
+                    receivers: net.clients.iter().collect(),
+                };
+                blast(&load, IN_FLIGHT, Progress::Read(&got), &stop)
             })
             .expect("a generator thread");
         // A panicking thread is a broken benchmark: say so loudly.
-        let (sent, delivered) = generator.join().expect("the generator panicked");
+        let replayed = generator.join().expect("the generator panicked");
         let counts = fwd.join().expect("the forwarder panicked");
         Measure {
             counts,
-            delivered,
-            sent,
+            delivered: replayed.delivered,
+            sent: replayed.sent,
             fanout,
+            wall: replayed.wall,
         }
     })
 }

@@ -2,8 +2,9 @@
 //!
 //! One room of `n` participants, each a str0m peer as a browser's (Opus and VP8, a microphone
 //! and a camera, `n - 1` receive slots of each kind: `ClientOffer`), with a UDP socket of its
-//! own on 127.0.0.1. Each peer's offer is accepted by a fresh `confer_sfu::Sfu` whose media
-//! address is the forwarder's socket; ICE and DTLS then run in memory (the SFU's datagrams are
+//! own on 127.0.0.1 (or on another address, the forwarder elsewhere: [`room_on`]). Each
+//! peer's offer is accepted by a fresh `confer_sfu::Sfu` whose media address is the
+//! forwarder's socket; ICE and DTLS then run in memory (the SFU's datagrams are
 //! handed to the peer whose socket address they are for, and back), on the real clock. Once
 //! every peer is connected, each writes `per_publisher` frames, two video frames (1,000 B) for
 //! one audio frame (160 B), as the 100/s and 50/s of a call; every frame is one RTP packet, and
@@ -12,7 +13,7 @@
 //! and first sequence numbers are drawn by str0m in each run.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -71,7 +72,21 @@ pub(crate) fn is_rtp(d: &[u8]) -> bool {
 
 /// A room of `participants`, connected, and `per_publisher` datagrams from each.
 pub(crate) fn room(participants: usize, per_publisher: usize) -> anyhow::Result<Room> {
-    let (forwarder, forwarder_addr) = io::socket()?;
+    room_on(
+        io::socket()?,
+        Ipv4Addr::LOCALHOST,
+        participants,
+        per_publisher,
+    )
+}
+
+/// The same with the forwarder on `forwarder` and the peers' sockets on `client_ip`.
+pub(crate) fn room_on(
+    (forwarder, forwarder_addr): (UdpSocket, SocketAddrV4),
+    client_ip: Ipv4Addr,
+    participants: usize,
+    per_publisher: usize,
+) -> anyhow::Result<Room> {
     let fwd = SocketAddr::V4(forwarder_addr);
     let start = Instant::now();
     let mut sfu = Sfu::new(SfuConfig::new(fwd), start);
@@ -79,7 +94,7 @@ pub(crate) fn room(participants: usize, per_publisher: usize) -> anyhow::Result<
     let mut addrs = Vec::new();
     let mut peers = Vec::new();
     for i in 0..participants {
-        let (socket, addr) = io::socket()?;
+        let (socket, addr) = io::socket_on(client_ip)?;
         let o = ClientOffer::new(SocketAddr::V4(addr), participants - 1, start);
         let answer = sfu.accept_offer(pid(i), &o.offer.to_sdp_string(), start)?;
         let mut rtc = o.rtc;
@@ -100,7 +115,7 @@ pub(crate) fn room(participants: usize, per_publisher: usize) -> anyhow::Result<
     connect(&mut sfu, &mut peers, fwd)?;
     let trace = peers
         .iter_mut()
-        .map(|p| frames(p, per_publisher))
+        .map(|p| frames(&mut p.rtc, p.audio, p.video, per_publisher))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Room {
         sfu,
@@ -165,8 +180,14 @@ fn connect(sfu: &mut Sfu, peers: &mut [Peer], fwd: SocketAddr) -> anyhow::Result
     Ok(())
 }
 
-/// `n` frames written by `p` (video, video, audio, ...), as the datagrams str0m sends.
-fn frames(p: &mut Peer, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+/// `n` frames written by `rtc` on its `audio` and `video` m-lines (video, video, audio, ...),
+/// as the datagrams str0m sends.
+pub(crate) fn frames(
+    rtc: &mut Rtc,
+    audio: Mid,
+    video: Mid,
+    n: usize,
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let pt_of = |rtc: &mut Rtc, mid: Mid, codec: Codec| {
         rtc.writer(mid).and_then(|w| {
             w.payload_params()
@@ -174,31 +195,30 @@ fn frames(p: &mut Peer, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
                 .map(|p| p.pt())
         })
     };
-    let opus = pt_of(&mut p.rtc, p.audio, Codec::Opus).context("no Opus payload type")?;
-    let vp8 = pt_of(&mut p.rtc, p.video, Codec::Vp8).context("no VP8 payload type")?;
+    let opus = pt_of(rtc, audio, Codec::Opus).context("no Opus payload type")?;
+    let vp8 = pt_of(rtc, video, Codec::Vp8).context("no VP8 payload type")?;
     let mut out = Vec::with_capacity(n);
     let (mut audio_n, mut video_n) = (0u64, 0u64);
     for k in 0..n {
         let now = Instant::now();
-        let video = k % 3 != 2;
-        let (mid, pt, time, mut frame) = if video {
+        let is_video = k % 3 != 2;
+        let (mid, pt, time, mut frame) = if is_video {
             video_n += 1;
             // VP8 inter frame tag (bit 0 set), then filler.
             let t = MediaTime::new(video_n * 900, Frequency::NINETY_KHZ);
-            (p.video, vp8, t, vec![0x11; VIDEO_BYTES])
+            (video, vp8, t, vec![0x11; VIDEO_BYTES])
         } else {
             audio_n += 1;
             let t = MediaTime::new(audio_n * 960, Frequency::FORTY_EIGHT_KHZ);
-            (p.audio, opus, t, vec![0x01; AUDIO_BYTES])
+            (audio, opus, t, vec![0x01; AUDIO_BYTES])
         };
         frame[1..9].copy_from_slice(&(k as u64).to_be_bytes());
-        p.rtc
-            .writer(mid)
+        rtc.writer(mid)
             .context("the send m-line has a writer")?
             .write(pt, now, time, frame)?;
-        p.rtc.handle_input(Input::Timeout(now))?;
+        rtc.handle_input(Input::Timeout(now))?;
         loop {
-            match p.rtc.poll_output()? {
+            match rtc.poll_output()? {
                 RtcOutput::Transmit(t) if is_rtp(&t.contents) => out.push(t.contents.to_vec()),
                 RtcOutput::Timeout(_) => break,
                 _ => {}

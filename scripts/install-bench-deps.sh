@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what `make bench` needs beyond `make test` when it is missing. Safe to run again and
+# again; not on the `make test` path.
+set -euo pipefail
+
+# Installs Debian packages (as root, or through sudo).
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends "$@" \
+    || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "$@"; }
+}
+
+# Janus (Debian's janus, 1.1.2 on bookworm): the VideoRoom baseline of `confer-bench janus`.
+# Installed, not started as a service (the benchmark starts its own, with a config it writes,
+# inside a network namespace of scripts/bench-netns.sh). `ip` (iproute2) makes the namespaces,
+# `taskset` (util-linux) pins Janus to the forwarder's core.
+pkgs=()
+command -v janus >/dev/null 2>&1 || pkgs+=(janus)
+command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+command -v taskset >/dev/null 2>&1 || pkgs+=(util-linux)
+if [ "${#pkgs[@]}" -gt 0 ]; then
+  echo "install-bench-deps: installing ${pkgs[*]} (Debian packages) for the Janus baseline" >&2
+  apt_install "${pkgs[@]}"
+fi
