@@ -256,7 +256,7 @@ async fn get(addr: SocketAddr, path: &'static str) -> bool {
 }
 
 /// The cluster's signing key, shared by every node (and the test, which mints invites).
-pub(super) fn signing_key(dir: &Path) -> (PathBuf, Tokens) {
+fn signing_key(dir: &Path) -> (PathBuf, Tokens) {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).unwrap();
     let file = dir.join("signing.key");
@@ -268,8 +268,61 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub(super) fn session_id() -> SessionId {
+fn session_id() -> SessionId {
     SessionId::new(format!("c-{}", &confer_server::token::random_id()[..8])).unwrap()
+}
+
+/// A cluster for one test: a data folder, Redis, the shared signing key (and the test's
+/// `Tokens` to mint invites with), nodes, and a session id. The folder goes when dropped.
+pub(super) struct Cluster {
+    pub(super) dir: PathBuf,
+    pub(super) redis: Redis,
+    pub(super) key: PathBuf,
+    pub(super) tokens: Tokens,
+    pub(super) nodes: Vec<Node>,
+    pub(super) addrs: Vec<SocketAddr>,
+    pub(super) session: SessionId,
+}
+
+impl Cluster {
+    /// Redis and the key, no node yet.
+    pub(super) async fn new() -> Self {
+        let dir = temp_dir("cluster");
+        let redis = Redis::start().await;
+        let (key, tokens) = signing_key(&dir);
+        Self {
+            dir,
+            redis,
+            key,
+            tokens,
+            nodes: Vec::new(),
+            addrs: Vec::new(),
+            session: session_id(),
+        }
+    }
+
+    /// `n` nodes on this Redis.
+    pub(super) async fn start(n: usize) -> Self {
+        let mut c = Self::new().await;
+        for _ in 0..n {
+            let url = c.redis.url();
+            c.add_node(&url).await;
+        }
+        c
+    }
+
+    /// A node that reaches Redis at `redis_url` (a test may put a relay it can cut between).
+    pub(super) async fn add_node(&mut self, redis_url: &str) {
+        let node = Node::start(redis_url, &self.key).await;
+        self.addrs.push(node.addr);
+        self.nodes.push(node);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A client with a media peer that resumes on `failover` when its connection drops.
@@ -356,27 +409,21 @@ fn snapshot(peers: &[Peer]) -> Vec<Vec<u64>> {
 
 #[tokio::test]
 async fn a_session_spans_nodes_and_survives_the_death_of_its_owner() {
-    let dir = temp_dir("cluster");
-    let redis = Redis::start().await;
-    let (key, tokens) = signing_key(&dir);
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(Node::start(&redis.url(), &key).await);
-    }
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let session = session_id();
+    let mut c = Cluster::start(3).await;
+    let (redis, tokens, nodes, addrs, session) =
+        (&c.redis, &c.tokens, &mut c.nodes, &c.addrs, &c.session);
 
     // The mediator starts the session on node 0 (every node idle: the one asked takes it);
     // the parties arrive through nodes 1 and 2, which relay them to the owner.
-    let mut peers = vec![member(addrs[0], &addrs, &tokens, &session, Role::Mediator, None).await];
+    let mut peers = vec![member(addrs[0], addrs, tokens, session, Role::Mediator, None).await];
     for (i, side) in [(1, Side::A), (2, Side::B)] {
-        peers.push(member(addrs[i], &addrs, &tokens, &session, Role::Party, Some(side)).await);
+        peers.push(member(addrs[i], addrs, tokens, session, Role::Party, Some(side)).await);
     }
     for p in &mut peers {
         p.secured_in("joint").await;
         p.publish(true);
     }
-    let (owner, fence) = redis.owner(&session).await.expect("an owner");
+    let (owner, fence) = redis.owner(session).await.expect("an owner");
     assert_eq!(redis.node_url(&owner).await, Some(nodes[0].url()));
     assert!(nodes[1].metric("confer_cluster_relayed_connections").await >= 1.0);
     assert!(nodes[2].metric("confer_cluster_relayed_connections").await >= 1.0);
@@ -395,7 +442,7 @@ async fn a_session_spans_nodes_and_survives_the_death_of_its_owner() {
     all_see_and_hear(&mut peers, &before).await;
     let took = died.elapsed();
     assert!(took < FAILOVER_LIMIT, "the session went on after {took:?}");
-    let (new_owner, new_fence) = redis.owner(&session).await.expect("a new owner");
+    let (new_owner, new_fence) = redis.owner(session).await.expect("a new owner");
     assert_ne!(new_owner, owner);
     assert!(new_fence > fence, "a new claim has a larger fencing token");
     let new_url = redis.node_url(&new_owner).await;
@@ -430,7 +477,6 @@ async fn a_session_spans_nodes_and_survives_the_death_of_its_owner() {
             assert_eq!(s.core.roster_members(&ChannelId::joint()).len(), 3);
         });
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A TCP relay to Redis that a test can cut (bytes are held, not lost: they arrive late when
@@ -501,36 +547,25 @@ async fn pump(
 
 #[tokio::test]
 async fn a_node_cut_off_from_redis_stops_before_another_takes_its_sessions() {
-    let dir = temp_dir("cluster");
-    let redis = Redis::start().await;
-    let (key, tokens) = signing_key(&dir);
-    let partition = Partition::start(redis.port).await;
-    let cut_url = format!("redis://127.0.0.1:{}/0", partition.port);
-    let nodes = [
-        Node::start(&cut_url, &key).await,
-        Node::start(&redis.url(), &key).await,
-    ];
-    let session = session_id();
+    let mut c = Cluster::new().await;
+    let partition = Partition::start(c.redis.port).await;
+    c.add_node(&format!("redis://127.0.0.1:{}/0", partition.port))
+        .await;
+    let url = c.redis.url();
+    c.add_node(&url).await;
+    let (redis, tokens, nodes, session) = (&c.redis, &c.tokens, &c.nodes, &c.session);
     let to_b = [nodes[1].addr];
     // Everyone on node 0, which owns the session; the mediator and A resume on node 1 when
     // dropped; B never resumes (it shows what node 0 does after it lost the lease).
-    let mut m = member(
-        nodes[0].addr,
-        &to_b,
-        &tokens,
-        &session,
-        Role::Mediator,
-        None,
-    )
-    .await;
+    let mut m = member(nodes[0].addr, &to_b, tokens, session, Role::Mediator, None).await;
     m.secured_in("joint").await;
     // A resumes on node 0 first when dropped (then node 1): see below.
     let a_failover = [nodes[1].addr, nodes[0].addr];
     let mut a = member(
         nodes[0].addr,
         &a_failover,
-        &tokens,
-        &session,
+        tokens,
+        session,
         Role::Party,
         Some(Side::A),
     )
@@ -539,14 +574,14 @@ async fn a_node_cut_off_from_redis_stops_before_another_takes_its_sessions() {
     let mut b = member(
         nodes[0].addr,
         &[],
-        &tokens,
-        &session,
+        tokens,
+        session,
         Role::Party,
         Some(Side::B),
     )
     .await;
     b.secured_in("joint").await;
-    let (first, fence) = redis.owner(&session).await.expect("an owner");
+    let (first, fence) = redis.owner(session).await.expect("an owner");
     assert_eq!(redis.node_url(&first).await, Some(nodes[0].url()));
 
     partition.cut();
@@ -572,7 +607,7 @@ async fn a_node_cut_off_from_redis_stops_before_another_takes_its_sessions() {
         if fenced_at.is_none() && b.with(|s| s.closed.is_some()) {
             fenced_at = Some(Instant::now());
         }
-        if let Some((node, f)) = redis.owner(&session).await
+        if let Some((node, f)) = redis.owner(session).await
             && node != first
         {
             assert!(f > fence);
@@ -603,43 +638,35 @@ async fn a_node_cut_off_from_redis_stops_before_another_takes_its_sessions() {
     let renewals_refused = nodes[0].metric("confer_cluster_leases_lost_total").await;
     assert!(renewals_refused >= 1.0, "node 0 saw its lease lost");
     assert_eq!(nodes[0].metric("confer_cluster_sessions_owned").await, 0.0);
-    let (owner, _) = redis.owner(&session).await.unwrap();
+    let (owner, _) = redis.owner(session).await.unwrap();
     assert_eq!(redis.node_url(&owner).await, Some(nodes[1].url()));
     for p in [&m, &a] {
         p.with(|s| assert_eq!(failures(s), (0, 0)));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_redis_restart_is_survived_and_invites_stay_spent_cluster_wide() {
-    let dir = temp_dir("cluster");
-    let mut redis = Redis::start().await;
-    let (key, tokens) = signing_key(&dir);
-    let nodes = [
-        Node::start(&redis.url(), &key).await,
-        Node::start(&redis.url(), &key).await,
-    ];
-    let addrs = [nodes[0].addr, nodes[1].addr];
-    let session = session_id();
-    let mut m = member(addrs[0], &addrs, &tokens, &session, Role::Mediator, None).await;
+    let mut c = Cluster::start(2).await;
+    let (redis, tokens, addrs, session) = (&mut c.redis, &c.tokens, &c.addrs, &c.session);
+    let mut m = member(addrs[0], addrs, tokens, session, Role::Mediator, None).await;
     m.secured_in("joint").await;
-    let invite = tokens.invite(&session, Role::Party, Some(Side::A), 600).0;
+    let invite = tokens.invite(session, Role::Party, Some(Side::A), 600).0;
     let mut a = Peer::join(addrs[1], &invite, config()).await;
     a.secured_in("joint").await;
-    let (owner, fence) = redis.owner(&session).await.expect("an owner");
+    let (owner, fence) = redis.owner(session).await.expect("an owner");
 
     redis.restart().await;
     a.chat("after the restart").await.unwrap();
     m.until_true(|s| s.has_chat("after the restart")).await;
     assert_eq!(
-        redis.owner(&session).await,
+        redis.owner(session).await,
         Some((owner, fence)),
         "same owner"
     );
 
     // A spent invite stays spent after the restart, on every node.
-    for addr in addrs {
+    for &addr in addrs {
         let (mut again, first) = confer_e2e::WsClient::join(addr, &invite).await;
         assert!(
             matches!(&first, confer_proto::ServerMessage::Error { code, .. } if code.as_str() == "unauthorized"),
@@ -648,15 +675,7 @@ async fn a_redis_restart_is_survived_and_invites_stay_spent_cluster_wide() {
         assert_eq!(again.closed().await, 4401);
     }
     // A new party joins through the other node after the restart.
-    let mut b = member(
-        addrs[1],
-        &addrs,
-        &tokens,
-        &session,
-        Role::Party,
-        Some(Side::B),
-    )
-    .await;
+    let mut b = member(addrs[1], addrs, tokens, session, Role::Party, Some(Side::B)).await;
     b.secured_in("joint").await;
     b.chat("a newcomer").await.unwrap();
     m.until_true(|s| s.has_chat("a newcomer")).await;
@@ -675,43 +694,26 @@ async fn a_redis_restart_is_survived_and_invites_stay_spent_cluster_wide() {
     b.chat("after the data loss").await.unwrap();
     m.until_true(|s| s.has_chat("after the data loss")).await;
     assert_eq!(
-        redis.owner(&session).await.map(|(_, f)| f),
+        redis.owner(session).await.map(|(_, f)| f),
         Some(fence),
         "the same owner, with its own fence"
     );
     assert_eq!(b.with(|s| s.closed), None);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_draining_node_hands_its_sessions_over_without_dropping_anyone() {
-    let dir = temp_dir("cluster");
-    let redis = Redis::start().await;
-    let (key, tokens) = signing_key(&dir);
-    let mut nodes = [
-        Node::start(&redis.url(), &key).await,
-        Node::start(&redis.url(), &key).await,
-    ];
-    let addrs = [nodes[0].addr, nodes[1].addr];
-    let session = session_id();
-    let mut peers = vec![member(addrs[0], &addrs, &tokens, &session, Role::Mediator, None).await];
-    peers.push(
-        member(
-            addrs[0],
-            &addrs,
-            &tokens,
-            &session,
-            Role::Party,
-            Some(Side::A),
-        )
-        .await,
-    );
+    let mut c = Cluster::start(2).await;
+    let (redis, tokens, nodes, addrs, session) =
+        (&c.redis, &c.tokens, &mut c.nodes, &c.addrs, &c.session);
+    let mut peers = vec![member(addrs[0], addrs, tokens, session, Role::Mediator, None).await];
+    peers.push(member(addrs[0], addrs, tokens, session, Role::Party, Some(Side::A)).await);
     for p in &mut peers {
         p.secured_in("joint").await;
         p.publish(true);
     }
     all_see_and_hear(&mut peers, &[vec![0; 2], vec![0; 2]]).await;
-    let (first, fence) = redis.owner(&session).await.expect("an owner");
+    let (first, fence) = redis.owner(session).await.expect("an owner");
     assert_eq!(redis.node_url(&first).await, Some(nodes[0].url()));
 
     // SIGTERM: node 0 writes the session's state, gives its lease up and tells everyone to
@@ -720,7 +722,7 @@ async fn a_draining_node_hands_its_sessions_over_without_dropping_anyone() {
     let status = nodes[0].terminate().await;
     assert!(status.success(), "{status:?}");
     all_see_and_hear(&mut peers, &before).await;
-    let (owner, new_fence) = redis.owner(&session).await.expect("a new owner");
+    let (owner, new_fence) = redis.owner(session).await.expect("a new owner");
     assert_eq!(redis.node_url(&owner).await, Some(nodes[1].url()));
     // Handed over, not run out: node 0 released its lease (which moves the fence on), then
     // node 1 claimed it (once more). A lease that ran out would give fence + 1.
@@ -756,21 +758,13 @@ async fn a_draining_node_hands_its_sessions_over_without_dropping_anyone() {
         .await
         .unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn confer_bot_resumes_on_another_node_when_the_owner_dies() {
-    let dir = temp_dir("cluster");
-    let redis = Redis::start().await;
-    let (key, tokens) = signing_key(&dir);
-    let mut nodes = [
-        Node::start(&redis.url(), &key).await,
-        Node::start(&redis.url(), &key).await,
-    ];
-    let addrs = [nodes[0].addr, nodes[1].addr];
-    let session = session_id();
-    let mut m = member(addrs[0], &addrs, &tokens, &session, Role::Mediator, None).await;
+    let mut c = Cluster::start(2).await;
+    let (tokens, nodes, addrs, session) = (&c.tokens, &mut c.nodes, &c.addrs, &c.session);
+    let mut m = member(addrs[0], addrs, tokens, session, Role::Mediator, None).await;
     m.secured_in("joint").await;
     m.publish(true);
 
@@ -781,7 +775,7 @@ async fn confer_bot_resumes_on_another_node_when_the_owner_dies() {
     let opts = confer_client::driver::BotOptions {
         url: format!("ws://{}/ws", addrs[1]),
         failover: vec![format!("ws://{}/ws", addrs[0])],
-        token: tokens.invite(&session, Role::Party, Some(Side::A), 600).0,
+        token: tokens.invite(session, Role::Party, Some(Side::A), 600).0,
         config: cfg,
         // Until the mediator ends the session (below).
         seconds: 60,
@@ -840,5 +834,4 @@ async fn confer_bot_resumes_on_another_node_when_the_owner_dies() {
     );
     assert_eq!(summary.media_decrypt_failures, 0, "{summary:?}");
     m.with(|s| assert_eq!(failures(s), (0, 0)));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,15 +8,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use confer_e2e::temp_dir;
 use confer_e2ee::doc::DocCipher;
 use confer_e2ee::secret::Secret32;
-use confer_proto::{
-    ClientMessage, DocId, DocOp, ErrorCode, Role, ServerMessage, SessionId, Side, doc_chunks,
-};
+use confer_proto::{ClientMessage, DocId, DocOp, ErrorCode, Role, ServerMessage, Side, doc_chunks};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::cluster::{Node, Redis, member, session_id, signing_key};
+use super::cluster::{Cluster, member};
 use super::harness::{Peer, PeerState};
 
 const CANARY: &[u8] = b"CLUSTER-DOCUMENT-CANARY: B pays A 40,000 by 1 March. ";
@@ -121,47 +118,25 @@ fn refused(reply: &(u16, Vec<u8>), status: u16, code: &str) {
 /// Two nodes; the mediator on node 0, which owns the session; party A relayed through
 /// node 1. Both resume on either node when their connection drops, as behind a load
 /// balancer.
-struct Cluster {
-    redis: Redis,
-    nodes: [Node; 2],
-    session: SessionId,
+struct TwoNodes {
+    c: Cluster,
     /// The id of node 0, the session's owner.
     owner: String,
     m: Peer,
     a: Peer,
 }
 
-async fn two_nodes(dir: &std::path::Path) -> Cluster {
-    let redis = Redis::start().await;
-    let (key, tokens) = signing_key(dir);
-    let nodes = [
-        Node::start(&redis.url(), &key).await,
-        Node::start(&redis.url(), &key).await,
-    ];
-    let addrs = [nodes[0].addr, nodes[1].addr];
-    let session = session_id();
-    let mut m = member(addrs[0], &addrs, &tokens, &session, Role::Mediator, None).await;
+async fn two_nodes() -> TwoNodes {
+    let c = Cluster::start(2).await;
+    let (redis, tokens, nodes, addrs, session) =
+        (&c.redis, &c.tokens, &c.nodes, &c.addrs, &c.session);
+    let mut m = member(addrs[0], addrs, tokens, session, Role::Mediator, None).await;
     m.secured_in("joint").await;
-    let mut a = member(
-        addrs[1],
-        &addrs,
-        &tokens,
-        &session,
-        Role::Party,
-        Some(Side::A),
-    )
-    .await;
+    let mut a = member(addrs[1], addrs, tokens, session, Role::Party, Some(Side::A)).await;
     a.secured_in("joint").await;
-    let (owner, _) = redis.owner(&session).await.expect("an owner");
+    let (owner, _) = redis.owner(session).await.expect("an owner");
     assert_eq!(redis.node_url(&owner).await, Some(nodes[0].url()));
-    Cluster {
-        redis,
-        nodes,
-        session,
-        owner,
-        m,
-        a,
-    }
+    TwoNodes { c, owner, m, a }
 }
 
 fn welcomes(s: &PeerState) -> usize {
@@ -173,16 +148,14 @@ fn welcomes(s: &PeerState) -> usize {
 
 #[tokio::test]
 async fn a_document_on_one_node_is_shared_and_opened_through_another() {
-    let dir = temp_dir("cluster-docs");
-    // Redis lives to the end of the test (it stops when dropped).
-    let Cluster {
-        redis: _redis,
-        nodes,
+    // The cluster (Redis, nodes) lives to the end of the test (it stops when dropped).
+    let TwoNodes {
+        c,
         owner,
         mut m,
         mut a,
-        ..
-    } = two_nodes(&dir).await;
+    } = two_nodes().await;
+    let nodes = &c.nodes;
     let via = nodes[1].addr;
 
     // A, whose connection node 1 relays, shares a document of three chunks; its ticket names
@@ -234,20 +207,17 @@ async fn a_document_on_one_node_is_shared_and_opened_through_another() {
         403,
         "ticket_wrong_op",
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_document_whose_node_is_gone_is_refused_as_unavailable_and_lost() {
-    let dir = temp_dir("cluster-docs");
-    let Cluster {
-        redis,
-        mut nodes,
-        session,
+    let TwoNodes {
+        mut c,
         owner,
         mut m,
         mut a,
-    } = two_nodes(&dir).await;
+    } = two_nodes().await;
+    let (redis, nodes, session) = (&c.redis, &mut c.nodes, &c.session);
     let via = nodes[1].addr;
     let doc = seal(1_000);
     let ask = ClientMessage::DocUpload {
@@ -328,7 +298,6 @@ async fn a_document_whose_node_is_gone_is_refused_as_unavailable_and_lost() {
         })
         .await;
     assert_eq!(answer, ErrorCode::NotFound);
-    let (new_owner, _) = redis.owner(&session).await.expect("a new owner");
+    let (new_owner, _) = redis.owner(session).await.expect("a new owner");
     assert_ne!(new_owner, owner);
-    let _ = std::fs::remove_dir_all(&dir);
 }
