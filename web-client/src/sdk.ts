@@ -1180,7 +1180,7 @@ export class ConferSession {
       path,
       iceServers: this.#iceServers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })),
       gate: this.#gate,
-      skipSenderTransform: __CONFER_TEST_BUILD__ ? this.#opts.test?.skipSenderTransform : undefined,
+      ...(__CONFER_TEST_BUILD__ ? { skipSenderTransform: this.#opts.test?.skipSenderTransform } : {}),
     });
     if (n !== this.#linksBegun || this.#over()) {
       link?.close();

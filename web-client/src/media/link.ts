@@ -28,6 +28,9 @@ import { ScriptTransforms, insertableReceiver, insertableSender } from "./transf
 import { Watchdog } from "./watchdog.js";
 import type { WatchedReceiver, WatchedSender } from "./watchdog.js";
 
+/** True in the e2e build only (vite.config.ts); the production build drops what it guards. */
+declare const __CONFER_TEST_BUILD__: boolean;
+
 /** How long the transforms may take to report ready (ms). */
 export const TRANSFORM_READY_MS = 5_000;
 
@@ -117,7 +120,8 @@ export class MediaLink {
       const ids = enrol(o.gate, t.slots.map((tr) => kindOf(tr.receiver)));
       const placed: Promise<boolean>[] = SENDERS.map(async (s) => {
         const sender = transceivers[s.id].sender;
-        if (s.id === o.skipSenderTransform) {
+        // A test build's hook only (the production build drops this test and its field).
+        if (__CONFER_TEST_BUILD__ && s.id === o.skipSenderTransform) {
           return true;
         }
         if (script !== undefined) {
