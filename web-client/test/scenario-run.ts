@@ -288,14 +288,8 @@ export class Run {
     if (reload && manager) {
       throw new Error(`${this.name}: only non-managers reload`);
     }
-    let channel: ChannelView | undefined;
-    const here = reload ? this.rooms.get(n) : undefined;
-    if (here !== undefined) {
-      const members = this.seated()
-        .filter(([, r]) => r === here)
-        .map(([k]) => k);
-      channel = this.channelView(here, members);
-    } else if (manager) {
+    let channel = reload ? this.roomOf(n) : undefined;
+    if (channel === undefined && manager) {
       const inJoint = this.seated()
         .filter(([, r]) => r === "joint")
         .map(([k]) => k);
@@ -303,21 +297,38 @@ export class Run {
       channel = this.channelView("joint", inJoint);
       this.rooms.set(n, ChannelId.joint());
     }
-    // As the Rust runner does, through the strict decoder (`serde_json::from_value`).
-    const v = {
+    const welcome = this.welcomeMessage(n, channel, false);
+    w.core = new Core(rng, cfg);
+    await this.handle(n, welcome);
+  }
+
+  /** The view of the room `n` is in, if any. */
+  roomOf(n: string): ChannelView | undefined {
+    const here = this.rooms.get(n);
+    if (here === undefined) {
+      return undefined;
+    }
+    const members = this.seated()
+      .filter(([, r]) => r === here)
+      .map(([k]) => k);
+    return this.channelView(here, members);
+  }
+
+  /** A `welcome` for `n`: as the Rust runner does, through the strict decoder. */
+  welcomeMessage(n: string, channel: ChannelView | undefined, resumed: boolean): ServerMessage {
+    const w = this.who(n);
+    return parseServerMessage({
       type: "welcome",
       participant_id: w.pid,
       session_id: "scenario",
       role: w.role,
       side: w.side ?? null,
-      resume_token: "r",
+      resume_token: resumed ? "r2" : "r",
       resume_grace_secs: 30,
       channel: channel ?? null,
-      resumed: false,
+      resumed,
       locked: false,
-    };
-    w.core = new Core(rng, cfg);
-    await this.handle(n, parseServerMessage(v));
+    });
   }
 
   /**
@@ -325,28 +336,7 @@ export class Run {
    * node): a welcome with `resumed`, into the room it is in, keys kept.
    */
   async resume(n: string): Promise<void> {
-    const w = this.who(n);
-    const here = this.rooms.get(n);
-    let channel: ChannelView | undefined;
-    if (here !== undefined) {
-      const members = this.seated()
-        .filter(([, r]) => r === here)
-        .map(([k]) => k);
-      channel = this.channelView(here, members);
-    }
-    const v = {
-      type: "welcome",
-      participant_id: w.pid,
-      session_id: "scenario",
-      role: w.role,
-      side: w.side ?? null,
-      resume_token: "r2",
-      resume_grace_secs: 30,
-      channel: channel ?? null,
-      resumed: true,
-      locked: false,
-    };
-    await this.handle(n, parseServerMessage(v));
+    await this.handle(n, this.welcomeMessage(n, this.roomOf(n), true));
   }
 
   /** The server's state: managers get the session view, each seated participant its room. */

@@ -267,22 +267,14 @@ impl Run {
             seed: format!("{}/{n}{}", self.seed, if reload { "/reload" } else { "" }).into_bytes(),
             counter: 0,
         };
-        let (pid, role, side) = (w.pid.clone(), w.role, w.side);
+        let role = w.role;
         let manager = role.is_manager();
         assert!(
             !(reload && manager),
             "{}: only non-managers reload",
             self.name
         );
-        let here = self.rooms.get(n).cloned().filter(|_| reload).map(|room| {
-            let members: Vec<String> = self
-                .rooms
-                .iter()
-                .filter(|(_, r)| **r == room)
-                .map(|(k, _)| k.clone())
-                .collect();
-            self.channel_view(room.as_str(), &members)
-        });
+        let here = if reload { self.room_of(n) } else { None };
         let channel = here.or_else(|| {
             manager.then(|| {
                 let mut in_joint: Vec<String> = self
@@ -298,31 +290,42 @@ impl Run {
         if manager {
             self.rooms.insert(n.to_owned(), ChannelId::joint());
         }
-        let v = serde_json::json!({"type": "welcome", "participant_id": pid.as_str(), "session_id": "scenario",
-            "role": role, "side": side, "resume_token": "r", "resume_grace_secs": 30, "channel": channel,
-            "resumed": false, "locked": false});
+        let welcome = self.welcome_message(n, channel, false);
         self.who(n).core = Some(Core::new(rng, cfg));
-        self.handle(n, serde_json::from_value(v).unwrap());
+        self.handle(n, welcome);
+    }
+
+    /// The view of the room `n` is in, if any.
+    fn room_of(&self, n: &str) -> Option<ChannelView> {
+        let room = self.rooms.get(n)?;
+        let members: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| *r == room)
+            .map(|(k, _)| k.clone())
+            .collect();
+        Some(self.channel_view(room.as_str(), &members))
+    }
+
+    /// A `welcome` for `n`, through the strict decoder.
+    fn welcome_message(
+        &self,
+        n: &str,
+        channel: Option<ChannelView>,
+        resumed: bool,
+    ) -> ServerMessage {
+        let w = &self.people[n];
+        let v = serde_json::json!({"type": "welcome", "participant_id": w.pid.as_str(), "session_id": "scenario",
+            "role": w.role, "side": w.side, "resume_token": if resumed { "r2" } else { "r" },
+            "resume_grace_secs": 30, "channel": channel, "resumed": resumed, "locked": false});
+        serde_json::from_value(v).unwrap()
     }
 
     /// The same client resumes (its connection dropped; in cluster mode perhaps onto another
     /// node): a welcome with `resumed`, into the room it is in, keys kept.
     fn resume(&mut self, n: &str) {
-        let w = &self.people[n];
-        let (pid, role, side) = (w.pid.clone(), w.role, w.side);
-        let channel = self.rooms.get(n).cloned().map(|room| {
-            let members: Vec<String> = self
-                .rooms
-                .iter()
-                .filter(|(_, r)| **r == room)
-                .map(|(k, _)| k.clone())
-                .collect();
-            self.channel_view(room.as_str(), &members)
-        });
-        let v = serde_json::json!({"type": "welcome", "participant_id": pid.as_str(), "session_id": "scenario",
-            "role": role, "side": side, "resume_token": "r2", "resume_grace_secs": 30, "channel": channel,
-            "resumed": true, "locked": false});
-        self.handle(n, serde_json::from_value(v).unwrap());
+        let welcome = self.welcome_message(n, self.room_of(n), true);
+        self.handle(n, welcome);
     }
 
     /// The server's state: managers get the session view, each seated participant its room.
