@@ -202,6 +202,8 @@ return 1
 ";
 
 const PREFIX: &str = "confer:";
+/// How many locks claims and restores are spread over.
+const CLAIM_STRIPES: usize = 64;
 /// How often a node says it is alive (its registry entry lives three times as long).
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a fencing counter outlives its last claim.
@@ -217,8 +219,9 @@ pub(crate) struct Cluster {
     /// How long a session's state outlives its owner's last renewal: long enough for every
     /// participant to resume elsewhere.
     state_ttl: Duration,
-    /// Claims and restores on this node, one at a time (two hellos for one session).
-    pub(crate) claiming: tokio::sync::Mutex<()>,
+    /// Claims and restores on this node, one at a time per session (two hellos for one
+    /// session): striped locks, so sessions rarely wait for each other.
+    claiming: Vec<tokio::sync::Mutex<()>>,
     draining: AtomicBool,
     scripts: Scripts,
 }
@@ -311,7 +314,9 @@ impl Cluster {
             lease,
             timeout,
             state_ttl: lease + Duration::from_secs(resume_grace_secs + 60),
-            claiming: tokio::sync::Mutex::new(()),
+            claiming: (0..CLAIM_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             draining: AtomicBool::new(false),
             scripts: Scripts {
                 claim: Script::new(CLAIM),
@@ -321,6 +326,15 @@ impl Cluster {
                 end: Script::new(END),
             },
         }))
+    }
+
+    /// The lock that makes claims and restores of `session` on this node one at a time.
+    pub(crate) async fn claiming(&self, session: &SessionId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        session.as_str().hash(&mut h);
+        let i = usize::try_from(h.finish() % CLAIM_STRIPES as u64).unwrap_or(0);
+        self.claiming[i].lock().await
     }
 
     fn conn(&self) -> ConnectionManager {

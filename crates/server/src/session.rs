@@ -147,6 +147,7 @@ fn start(
         ended_waiters: Vec::new(),
         owned,
         handover: false,
+        dirty: true,
     };
     tokio::spawn(task.run(rx));
     SessionHandle {
@@ -311,6 +312,9 @@ struct SessionTask {
     owned: Option<Owned>,
     /// Cluster mode, draining: hand the session over to another node.
     handover: bool,
+    /// Cluster mode: something the state holds may have changed since it was last saved
+    /// (anything but a relay).
+    dirty: bool,
 }
 
 impl SessionTask {
@@ -344,6 +348,8 @@ impl SessionTask {
                         break;
                     }
                     let now = Instant::now().into_std();
+                    // Grace periods may run out: people leave the state.
+                    self.dirty = true;
                     let _ = self.room.handle_input(Input::Timeout { now });
                 }
                 () = async { tokio::time::sleep_until(valid.unwrap_or_else(Instant::now)).await },
@@ -373,6 +379,14 @@ impl SessionTask {
 
     fn handle(&mut self, cmd: SessionCmd) {
         let now = Instant::now().into_std();
+        let relay = matches!(
+            &cmd,
+            SessionCmd::Command {
+                command: Command::Relay(..),
+                ..
+            }
+        );
+        self.dirty |= !relay;
         match cmd {
             SessionCmd::Join {
                 pid,
@@ -541,6 +555,9 @@ impl SessionTask {
         let Some(own) = self.owned.as_mut() else {
             return;
         };
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
         let saved = SessionState {
             v: 1,
             instance: self.instance.clone(),

@@ -425,7 +425,7 @@ impl Connection {
             };
         }
         // Nobody owns it: a session whose owner died (its state is in Redis), or a new one.
-        let _one_at_a_time = cluster.claiming.lock().await;
+        let _one_at_a_time = cluster.claiming(session).await;
         if let Some(h) = state.sessions.get(session) {
             return Route::Here(h);
         }
@@ -502,7 +502,7 @@ impl Connection {
         let Some(cluster) = state.cluster.clone() else {
             return Ok(state.sessions.get_or_start(session, || spawn(None)));
         };
-        let _one_at_a_time = cluster.claiming.lock().await;
+        let _one_at_a_time = cluster.claiming(session).await;
         if let Some(h) = state.sessions.get(session) {
             return Ok(h);
         }
