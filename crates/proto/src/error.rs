@@ -118,6 +118,18 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    /// Every close code.
+    pub const ALL: &'static [CloseCode] = &[
+        CloseCode::SessionEnded,
+        CloseCode::ProtocolAbuse,
+        CloseCode::Unauthorized,
+        CloseCode::Kicked,
+        CloseCode::HelloTimeout,
+        CloseCode::Replaced,
+        CloseCode::RateLimited,
+        CloseCode::Left,
+    ];
+
     /// The numeric close code.
     pub fn code(self) -> u16 {
         match self {
@@ -163,3 +175,25 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::CloseCode;
+
+    #[test]
+    fn every_close_code_is_listed_once() {
+        // Exhaustive: a new variant fails to compile here until it is listed.
+        let listed = |c: CloseCode| match c {
+            CloseCode::SessionEnded
+            | CloseCode::ProtocolAbuse
+            | CloseCode::Unauthorized
+            | CloseCode::Kicked
+            | CloseCode::HelloTimeout
+            | CloseCode::Replaced
+            | CloseCode::RateLimited
+            | CloseCode::Left => CloseCode::ALL.iter().filter(|x| **x == c).count(),
+        };
+        assert!(CloseCode::ALL.iter().all(|c| listed(*c) == 1));
+        assert_eq!(CloseCode::ALL.len(), 8);
+    }
+}

@@ -13,6 +13,8 @@ use tokio::time::Instant;
 /// The close code that tells a client to resume (the session moved to another node):
 /// 1012, "service restart".
 pub(crate) const MOVED: u16 = 1012;
+/// Its reason text.
+pub(crate) const MOVED_REASON: &str = "the session moved to another node; resume";
 
 use crate::audit::NewEvent;
 use crate::cluster::{Cluster, Lease, MemberState, Renewed, SessionState};
@@ -616,10 +618,7 @@ impl SessionTask {
         }
         for (pid, member) in self.members.drain() {
             if let Some(conn) = member.conn {
-                conn.send(Outbound::Close(
-                    MOVED,
-                    "the session moved to another node; resume",
-                ));
+                conn.send(Outbound::Close(MOVED, MOVED_REASON));
                 // Even if its queue is full: the connection ends, and the client resumes.
                 conn.shutdown.notify_one();
             }

@@ -96,6 +96,8 @@ enum Route {
 
 /// Close code for [`Route::Busy`]: 1013, "try again later".
 const TRY_AGAIN: u16 = 1013;
+/// Its reason text.
+const TRY_AGAIN_REASON: &str = "the session is moving to another node; try again";
 
 /// Who is at the other end of a socket.
 #[derive(Debug, Clone, Copy)]
@@ -386,10 +388,7 @@ impl Connection {
     // Cluster mode: the session is moving, or Redis did not answer; the client tries again.
     fn try_again(&mut self) -> Flow {
         self.pass = None;
-        self.conn.send(Outbound::Close(
-            TRY_AGAIN,
-            "the session is moving to another node; try again",
-        ));
+        self.conn.send(Outbound::Close(TRY_AGAIN, TRY_AGAIN_REASON));
         Flow::Stop
     }
 
@@ -971,18 +970,12 @@ async fn relay(
     };
     let Some((upstream, _)) = upstream else {
         tracing::warn!("cannot reach the node that owns a session; the client will try again");
-        conn.send(Outbound::Close(
-            TRY_AGAIN,
-            "the session is moving to another node; try again",
-        ));
+        conn.send(Outbound::Close(TRY_AGAIN, TRY_AGAIN_REASON));
         return;
     };
     let (mut up_tx, mut up_rx) = upstream.split();
     if up_tx.send(Up::text(hello.as_str())).await.is_err() {
-        conn.send(Outbound::Close(
-            TRY_AGAIN,
-            "the session is moving to another node; try again",
-        ));
+        conn.send(Outbound::Close(TRY_AGAIN, TRY_AGAIN_REASON));
         return;
     }
     m::cluster_relayed(1.0);
@@ -1020,10 +1013,7 @@ async fn relay(
                 Some(Ok(_)) => {}
                 // The owner went away without a word: resume, on its next owner.
                 Some(Err(_)) | None => {
-                    conn.send(Outbound::Close(
-                        crate::session::MOVED,
-                        "the session moved to another node; resume",
-                    ));
+                    conn.send(Outbound::Close(crate::session::MOVED, crate::session::MOVED_REASON));
                     break;
                 }
             },
@@ -1038,22 +1028,12 @@ async fn relay(
 
 // The reason of a close code the owner node sent (a relayed close keeps its code).
 fn close_reason(code: u16) -> &'static str {
-    const KNOWN: [CloseCode; 8] = [
-        CloseCode::SessionEnded,
-        CloseCode::ProtocolAbuse,
-        CloseCode::Unauthorized,
-        CloseCode::Kicked,
-        CloseCode::HelloTimeout,
-        CloseCode::Replaced,
-        CloseCode::RateLimited,
-        CloseCode::Left,
-    ];
     match code {
-        crate::session::MOVED => "the session moved to another node; resume",
-        TRY_AGAIN => "the session is moving to another node; try again",
+        crate::session::MOVED => crate::session::MOVED_REASON,
+        TRY_AGAIN => TRY_AGAIN_REASON,
         1009 => "message too big",
         1002 => "protocol error",
-        _ => KNOWN
+        _ => CloseCode::ALL
             .iter()
             .find(|c| c.code() == code)
             .map_or("closed", |c| c.reason()),

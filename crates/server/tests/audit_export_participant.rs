@@ -8,7 +8,7 @@ mod common;
 mod docs_common;
 mod manual_server;
 
-use common::{Serve, run, temp_dir};
+use common::{Serve, audit_events, run, temp_dir};
 use docs_common::*;
 
 #[tokio::test]
@@ -16,11 +16,7 @@ async fn export_by_participant_prints_only_that_participants_rows() {
     let dir = temp_dir("export-participant");
     let serve = Serve::start(&dir).await;
     let session = "s-export";
-    let tokens = [
-        serve.token(session, "mediator", None),
-        serve.token(session, "party", Some("A")),
-        serve.token(session, "party", Some("B")),
-    ];
+    let tokens = serve.trio(session);
     let mut r = admitted(serve.addr, tokens).await;
     let doc = random_doc_id();
     ask(&mut r.a, upload(&doc, 4_321)).await.unwrap();
@@ -60,19 +56,7 @@ async fn export_by_participant_prints_only_that_participants_rows() {
     assert!(!out.contains(&doc), "no document id is ever audited");
 
     // Every row of the session about that participant, no more, no fewer.
-    let (_, all, _) = run(&[
-        "audit",
-        "export",
-        "--dev",
-        "--data-dir",
-        d,
-        "--session",
-        session,
-    ]);
-    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
-    let theirs = all["events"]
-        .as_array()
-        .unwrap()
+    let theirs = audit_events(&dir, session)
         .iter()
         .filter(|e| e["participant"] == r.a_id.as_str())
         .count();

@@ -22,11 +22,7 @@ fn last_logged_head(logs: &str) -> String {
 
 async fn one_session(dir: &std::path::Path, session: &str) -> String {
     let serve = Serve::start(dir).await;
-    let tokens = [
-        serve.token(session, "mediator", None),
-        serve.token(session, "party", Some("A")),
-        serve.token(session, "party", Some("B")),
-    ];
+    let tokens = serve.trio(session);
     short_session(serve.addr, tokens, "CANARY").await;
     serve.signal_term();
     let (code, logs) = serve.wait().await;

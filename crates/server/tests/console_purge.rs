@@ -13,6 +13,7 @@ mod console_common;
 mod docs_common;
 mod manual_server;
 
+use common::audit_events;
 use confer_proto::ServerMessage;
 use confer_server::accounts::AccountRole;
 use confer_testkit::ws::{Event, WsClient};
@@ -61,22 +62,6 @@ async fn end_seen(c: &mut WsClient) -> (bool, u16) {
             Event::Gone => return (told, 1006),
         }
     }
-}
-
-fn audit_events(dir: &std::path::Path, session: &str) -> Vec<serde_json::Value> {
-    let d = dir.to_str().unwrap();
-    let (code, out, err) = common::run(&[
-        "audit",
-        "export",
-        "--dev",
-        "--data-dir",
-        d,
-        "--session",
-        session,
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["events"].as_array().unwrap().clone()
 }
 
 #[tokio::test]

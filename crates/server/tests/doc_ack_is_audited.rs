@@ -10,7 +10,7 @@ mod common;
 mod docs_common;
 mod manual_server;
 
-use common::{Serve, run, temp_dir};
+use common::{Serve, audit_events, run, temp_dir};
 use confer_proto::ServerMessage;
 use confer_testkit::ws::WsClient;
 use docs_common::*;
@@ -41,11 +41,7 @@ async fn an_acknowledged_version_is_one_audit_row_with_its_hash() {
     let dir = temp_dir("doc-ack");
     let serve = Serve::start(&dir).await;
     let session = "s-doc-ack";
-    let tokens = [
-        serve.token(session, "mediator", None),
-        serve.token(session, "party", Some("A")),
-        serve.token(session, "party", Some("B")),
-    ];
+    let tokens = serve.trio(session);
     let mut r = admitted(serve.addr, tokens).await;
 
     for _ in 0..3 {
@@ -81,20 +77,7 @@ async fn an_acknowledged_version_is_one_audit_row_with_its_hash() {
     assert_eq!(serve.wait().await.0, 0);
 
     let d = dir.to_str().unwrap();
-    let (code, out, err) = run(&[
-        "audit",
-        "export",
-        "--dev",
-        "--data-dir",
-        d,
-        "--session",
-        session,
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let mut acks: Vec<(String, String, String)> = v["events"]
-        .as_array()
-        .unwrap()
+    let mut acks: Vec<(String, String, String)> = audit_events(&dir, session)
         .iter()
         .filter(|e| e["event"] == confer_server::audit::DOC_ACKNOWLEDGED)
         .map(|e| {

@@ -9,11 +9,7 @@ async fn info_logs_never_contain_ids_addresses_tokens_or_content() {
     let dir = temp_dir("logs");
     let serve = Serve::start(&dir).await;
     let session = "mediation-2026-smith-v-jones";
-    let tokens = [
-        serve.token(session, "mediator", None),
-        serve.token(session, "party", Some("A")),
-        serve.token(session, "party", Some("B")),
-    ];
+    let tokens = serve.trio(session);
     let canary = "CANARY-display-name-Alice-Smith";
     let trace = short_session(serve.addr, tokens, canary).await;
     serve.signal_term();

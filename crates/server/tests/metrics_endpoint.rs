@@ -10,11 +10,7 @@ async fn metrics_count_relays_and_errors_without_ids() {
     let dir = temp_dir("metrics");
     let serve = Serve::start(&dir).await;
     let session = "s-metrics";
-    let tokens = [
-        serve.token(session, "mediator", None),
-        serve.token(session, "party", Some("A")),
-        serve.token(session, "party", Some("B")),
-    ];
+    let tokens = serve.trio(session);
     let trace = short_session(serve.addr, tokens, "payload").await;
     // One refused token for an error count.
     let (mut c, _) = confer_testkit::ws::WsClient::join(serve.addr, "bogus").await;

@@ -11,7 +11,7 @@ mod common;
 mod docs_common;
 mod manual_server;
 
-use common::{Serve, run, temp_dir};
+use common::{Serve, audit_events, run, temp_dir};
 use docs_common::*;
 
 const CONTENT_FREE: &[&str] = &[
@@ -131,23 +131,8 @@ async fn a_purge_leaves_no_file_with_the_sessions_id_or_content() {
     );
 
     // What stays in the audit log about the session is content-free, the purge recorded.
-    let (code, out, _) = run(&[
-        "audit",
-        "export",
-        "--dev",
-        "--data-dir",
-        d,
-        "--session",
-        &session,
-    ]);
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let events: Vec<&str> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let rows = audit_events(&dir, &session);
+    let events: Vec<&str> = rows.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(events.last(), Some(&"session_purged"), "{events:?}");
     for e in &events {
         assert!(CONTENT_FREE.contains(e), "{e}");

@@ -140,6 +140,15 @@ impl Serve {
         (status.code().unwrap_or(-1), logs)
     }
 
+    /// Tokens for a mediator, a party of side A and a party of side B of `session`.
+    pub fn trio(&self, session: &str) -> [String; 3] {
+        [
+            self.token(session, "mediator", None),
+            self.token(session, "party", Some("A")),
+            self.token(session, "party", Some("B")),
+        ]
+    }
+
     /// Mints a token with the CLI against this server's data dir.
     pub fn token(&self, session: &str, role: &str, side: Option<&str>) -> String {
         let dir = self.dir.to_str().unwrap();
@@ -218,4 +227,22 @@ pub async fn short_session(addr: SocketAddr, tokens: [String; 3], canary: &str) 
         client_addrs: vec![m.local_addr, a.local_addr, b.local_addr],
         tokens: tokens.to_vec(),
     }
+}
+
+/// `confer audit export --session` of the data dir `dir` (its server stopped or flushed): the
+/// session's events, the command having succeeded.
+pub fn audit_events(dir: &Path, session: &str) -> Vec<serde_json::Value> {
+    let d = dir.to_str().unwrap();
+    let (code, out, err) = run(&[
+        "audit",
+        "export",
+        "--dev",
+        "--data-dir",
+        d,
+        "--session",
+        session,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["events"].as_array().unwrap().clone()
 }
