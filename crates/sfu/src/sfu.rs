@@ -1,8 +1,10 @@
 //! The SFU state machine.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confer_proto::ParticipantId;
@@ -152,6 +154,8 @@ struct Peer {
     alive: bool,
     /// When str0m next wants to be woken for this peer.
     timeout: Instant,
+    /// Written to since its last flush (it is in `Sfu::pending`).
+    pending: bool,
     /// The slot view last announced.
     view: Vec<SlotView>,
 }
@@ -191,9 +195,19 @@ pub struct Sfu {
     /// Rebuilt whenever either changes shape (`reindex`, `set_routing*`), so it always has
     /// one entry per peer; whether a subscriber is alive is read when forwarding.
     routes: Vec<Route>,
-    /// Scratch for `drain_from`: the peers still to drain and those drained, reused.
-    todo: Vec<usize>,
-    done: Vec<usize>,
+    /// Peers written to (RTP copies, keyframe requests) since the last flush: each gets one
+    /// timeout and one drain per flush, however many packets it was given (str0m sends
+    /// written packets only after a timeout).
+    pending: Vec<usize>,
+    /// Every peer's `timeout` with its index, earliest first. Entries go stale when a peer's
+    /// timeout moves or `peers` changes shape; a stale entry (its peer's timeout differs) is
+    /// skipped and dropped when it reaches the top. Rebuilt by `reindex`.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Scratch, reused so that a datagram allocates none: the peers a drain touched, the
+    /// peers being flushed, the timers due.
+    touched: Vec<usize>,
+    flushing: Vec<usize>,
+    due: Vec<usize>,
     /// Scratch for `drain`: what a peer's str0m said, reused.
     happened: Vec<Happened>,
 }
@@ -247,8 +261,11 @@ impl Sfu {
                 .dtls_provider
                 .generate_certificate(),
             routes: Vec::new(),
-            todo: Vec::new(),
-            done: Vec::new(),
+            pending: Vec::new(),
+            timers: BinaryHeap::new(),
+            touched: Vec::new(),
+            flushing: Vec::new(),
+            due: Vec::new(),
             happened: Vec::new(),
         }
     }
@@ -257,6 +274,10 @@ impl Sfu {
     // `peers` changed.
     fn reindex(&mut self) {
         self.by_addr.clear();
+        self.pending = (0..self.peers.len())
+            .filter(|&i| self.peers[i].pending)
+            .collect();
+        self.rebuild_timers();
         self.by_ufrag = self
             .peers
             .iter_mut()
@@ -333,6 +354,7 @@ impl Sfu {
             slots,
             alive: true,
             timeout: now,
+            pending: false,
             view: Vec::new(),
         });
         self.reindex();
@@ -553,34 +575,41 @@ impl Sfu {
         self.drain_from(i);
     }
 
-    // Drains peer `i`, then every subscriber it forwarded to (their packets go out now, not
-    // at the next timer), and so on.
+    // Drains peer `i` and marks the peers it wrote to (subscribers of its packets, publishers
+    // asked for a keyframe) as pending: they are flushed, each once, by the next `poll_output`,
+    // so a batch of datagrams costs each subscriber one timeout and one drain.
     fn drain_from(&mut self, i: usize) {
-        // A handful of peers per datagram: a short list beats a set on this path. The lists
-        // are the SFU's own, kept between calls so that a datagram allocates none.
-        let mut todo = std::mem::take(&mut self.todo);
-        let mut done = std::mem::take(&mut self.done);
-        todo.clear();
-        done.clear();
-        todo.push(i);
-        while let Some(k) = todo.pop() {
-            if done.contains(&k) {
-                continue;
-            }
-            done.push(k);
-            self.drain(k, &mut todo);
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.clear();
+        self.drain(i, &mut touched);
+        for &j in &touched {
+            self.mark_pending(j);
         }
-        self.todo = todo;
-        self.done = done;
+        self.touched = touched;
     }
 
-    /// Time passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
-        // Only the peers whose own timer is due.
-        for i in 0..self.peers.len() {
-            let peer = &mut self.peers[i];
-            if peer.timeout > now {
+    fn mark_pending(&mut self, j: usize) {
+        if let Some(p) = self.peers.get_mut(j)
+            && !p.pending
+        {
+            p.pending = true;
+            self.pending.push(j);
+        }
+    }
+
+    // Every pending peer: one timeout (str0m sends what was written only then) and one drain.
+    // Peers touched by these drains are pending again for the next round.
+    fn flush(&mut self) {
+        let now = self.now;
+        let mut list = std::mem::take(&mut self.flushing);
+        list.clear();
+        std::mem::swap(&mut list, &mut self.pending);
+        for &k in &list {
+            self.peers[k].pending = false;
+        }
+        for &k in &list {
+            let peer = &mut self.peers[k];
+            if !peer.alive {
                 continue;
             }
             let ok = catch_unwind(AssertUnwindSafe(|| {
@@ -588,18 +617,91 @@ impl Sfu {
             }));
             if !matches!(ok, Ok(Ok(()))) {
                 peer.alive = false;
+                continue;
             }
-            self.drain_from(i);
+            self.drain_from(k);
         }
+        self.flushing = list;
     }
 
-    /// The next thing to do.
+    fn rebuild_timers(&mut self) {
+        self.timers.clear();
+        self.timers.extend(
+            self.peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Reverse((p.timeout, i))),
+        );
+    }
+
+    // The earliest timeout of any peer, dropping stale entries on the way.
+    fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if self.peers.get(i).is_some_and(|p| p.timeout == t) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        // Only the peers whose own timer is due, from the heap; each once.
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if self.peers.get(i).is_some_and(|p| p.timeout == t) {
+                due.push(i);
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        for &i in &due {
+            let peer = &mut self.peers[i];
+            let ok = catch_unwind(AssertUnwindSafe(|| {
+                peer.rtc.handle_input(Input::Timeout(now))
+            }));
+            if !matches!(ok, Ok(Ok(()))) {
+                peer.alive = false;
+            }
+            self.drain_from(i);
+            // A drain that leaves its timeout where it was (or a dead peer) keeps its entry.
+            let t = self.peers[i].timeout;
+            if t <= now {
+                self.timers.push(Reverse((t, i)));
+            }
+        }
+        self.due = due;
+    }
+
+    /// The next thing to do. Datagrams and timeouts handed in since the last call are
+    /// flushed first: the copies they produced leave now.
     pub fn poll_output(&mut self) -> Output {
+        // Flushing can touch other peers (a keyframe request passed on): a few rounds at most.
+        for _ in 0..4 {
+            if self.pending.is_empty() {
+                break;
+            }
+            self.flush();
+        }
         self.reap();
         if let Some(o) = self.out.pop_front() {
             return o;
         }
-        let next = self.peers.iter().map(|p| p.timeout).min();
+        if !self.pending.is_empty() {
+            return Output::Timeout(self.now);
+        }
+        // Stale timer entries pile up only as fast as timeouts move; past a bound, start over.
+        if self.timers.len() > 4 * self.peers.len() + 64 {
+            self.rebuild_timers();
+        }
+        let next = self.next_timer();
         Output::Timeout(next.unwrap_or(self.now + Duration::from_millis(100)))
     }
 }
@@ -623,9 +725,11 @@ fn offered_mids(sdp: &str) -> Vec<(Mid, bool)> {
     out
 }
 
+// Kept in a reused `Vec`, so the large variant costs no allocation (a `Box` would, per packet).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Happened {
-    Rtp(Box<RtpPacket>),
+    Rtp(RtpPacket),
     KeyframeRequest(Mid, KeyframeRequestKind),
 }
 
@@ -665,15 +769,19 @@ impl Sfu {
                 };
                 match output {
                     RtcOutput::Timeout(t) => {
-                        peer.timeout = t;
+                        if t != peer.timeout {
+                            peer.timeout = t;
+                            self.timers.push(Reverse((t, i)));
+                        }
                         break;
                     }
+                    // The datagram str0m made, moved (no copy).
                     RtcOutput::Transmit(t) => self.out.push_back(Output::Transmit {
                         destination: t.destination,
-                        contents: t.contents.to_vec(),
+                        contents: t.contents.into(),
                     }),
                     RtcOutput::Event(e) => match e {
-                        Event::RtpPacket(p) => happened.push(Happened::Rtp(Box::new(p))),
+                        Event::RtpPacket(p) => happened.push(Happened::Rtp(p)),
                         Event::KeyframeRequest(r) => {
                             happened.push(Happened::KeyframeRequest(r.mid, r.kind))
                         }
@@ -688,7 +796,7 @@ impl Sfu {
         }
         for h in happened.drain(..) {
             match h {
-                Happened::Rtp(p) => self.forward(i, *p, touched),
+                Happened::Rtp(p) => self.forward(i, p, touched),
                 Happened::KeyframeRequest(mid, kind) => {
                     let source = self.peers[i]
                         .slots
@@ -736,6 +844,8 @@ impl Sfu {
         if let Some(tap) = self.tap.as_mut() {
             (tap.0)(&packet.payload);
         }
+        // One shared payload for every subscriber (an `Arc<[u8]>`: a copy is a count).
+        let payload = packet.payload;
         for &sub in subscribers {
             // A member with no peer, or whose peer is dead (not reaped yet), has no slot.
             let Some((j, peer)) =
@@ -796,14 +906,14 @@ impl Sfu {
                 SeqNo::from(seq),
                 ts_out,
                 packet.timestamp,
-                packet.payload.clone(),
+                Arc::clone(&payload),
             )
             .marker(packet.header.marker)
             .nackable(true);
             tx.write_rtp(write);
             written.push(j);
             self.stats.forwarded_packets += 1;
-            self.stats.forwarded_bytes += packet.payload.len() as u64;
+            self.stats.forwarded_bytes += payload.len() as u64;
         }
     }
 
