@@ -24,3 +24,10 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
   echo "install-bench-deps: installing ${pkgs[*]} (Debian packages) for the Janus baseline" >&2
   apt_install "${pkgs[@]}"
 fi
+
+# valgrind (callgrind, callgrind_annotate): the `callgrind` section of `confer-bench` counts the
+# SFU's instructions per forwarded copy on a fixed trace with it.
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_annotate >/dev/null 2>&1; then
+  echo "install-bench-deps: installing valgrind (Debian package) for the callgrind section" >&2
+  apt_install valgrind
+fi

@@ -2,7 +2,7 @@
 //! measures Confer and a baseline side by side in the same run and prints the ratio; every
 //! figure is the median of several runs. Results are recorded in docs/benchmarks.md.
 //!
-//! `cargo run --release -p confer-bench [-- e2ee|signalling|noisy|sfu|saturation|cluster] [--summary PATH]`;
+//! `cargo run --release -p confer-bench [-- e2ee|signalling|noisy|sfu|saturation|callgrind|cluster] [--summary PATH]`;
 //! `make bench` runs them all with the web client's and writes `target/bench/summary.json`.
 //! The `janus` section (Janus VideoRoom against Confer at saturation) needs root and network
 //! namespaces: `scripts/bench-netns.sh target/release/confer-bench janus`; it runs only when
@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+mod alloc_count;
 mod cluster;
 mod e2ee;
 mod noisy;
@@ -18,6 +19,11 @@ mod report;
 mod saturation;
 mod sfu;
 mod signalling;
+
+/// Every allocation is counted per thread (allocations per forwarded packet, heap per
+/// participant); counting costs a thread-local increment.
+#[global_allocator]
+static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
 /// Median of `runs` measurements of `f` (each returns a rate or a duration in some unit).
 pub(crate) fn median(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
@@ -36,12 +42,13 @@ pub(crate) fn elapsed(f: impl FnOnce()) -> Duration {
     t.elapsed()
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "e2ee",
     "signalling",
     "noisy",
     "sfu",
     "saturation",
+    "callgrind",
     "cluster",
     "janus",
 ];
@@ -60,6 +67,13 @@ fn usage() -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Programs the sections run in processes of their own (not in the usage): the one the
+    // `callgrind` section runs under valgrind, and the idle-memory measure.
+    match std::env::args().nth(1).as_deref() {
+        Some(saturation::callgrind::SUBCOMMAND) => return saturation::callgrind::child(),
+        Some(saturation::memory::SUBCOMMAND) => return saturation::memory::child(),
+        _ => {}
+    }
     let mut sections = Vec::new();
     let mut summary = None;
     let mut imports = Vec::new();
@@ -105,6 +119,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("saturation") {
         tables.extend(saturation::run()?);
+    }
+    if wants("callgrind") {
+        tables.extend(saturation::callgrind::run()?);
     }
     if wants("cluster") {
         tables.extend(cluster::run()?);

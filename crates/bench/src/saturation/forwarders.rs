@@ -21,6 +21,8 @@ use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use confer_sfu::{Output, Sfu};
 
 use super::io::{self, BATCH, Receiver, SLOT, Sender};
+use super::latency::Timing;
+use crate::alloc_count::Allocs;
 
 /// The largest fan-out measured (room of 6).
 pub(crate) const MAX_FANOUT: usize = 5;
@@ -43,6 +45,14 @@ pub(crate) struct Counts {
     pub(crate) cpu: Duration,
     /// Its time runnable but waiting for its core (taken by another thread) over the loop.
     pub(crate) waited: Duration,
+    /// Receive system calls (`recvmmsg`, or `recv_from` for R0), whatever they returned.
+    pub(crate) recv_calls: u64,
+    /// Send system calls (`sendmmsg`, or `send_to` for R0).
+    pub(crate) send_calls: u64,
+    /// Datagrams sent (RTP copies, and for Confer RTCP and STUN too).
+    pub(crate) sent: u64,
+    /// The thread's allocations over the loop (the shell's and the forwarder's).
+    pub(crate) allocs: Allocs,
 }
 
 /// Who is in the room: addresses by index, and each participant's subscribers.
@@ -68,10 +78,12 @@ impl Routes {
 }
 
 // Runs `batch` on every batch received and `idle` after every read timeout, until `stop`.
+// With `timing`, notes when each batch was read and when the sends it caused ended.
 fn batched_loop(
     socket: &UdpSocket,
     stop: &AtomicBool,
     got: &AtomicU64,
+    mut timing: Option<&mut Timing>,
     mut batch: impl FnMut(&mut Receiver, &mut Sender, &mut Counts),
     mut idle: impl FnMut(&mut Sender, &mut Counts),
 ) -> Counts {
@@ -81,22 +93,35 @@ fn batched_loop(
         .expect("a read timeout");
     let mut rx = Receiver::new();
     let mut tx = Sender::new();
+    tx.count_rtp = timing.is_some();
     let mut c = Counts::default();
     let (cpu0, waited0) = io::sched("/proc/thread-self/schedstat");
+    let allocs0 = Allocs::now();
     while !stop.load(Ordering::Relaxed) {
         let n = rx.recv(socket, true);
+        if let Some(t) = timing.as_deref_mut() {
+            t.received(&rx);
+        }
+        let rtp0 = tx.rtp;
         if n == 0 {
             idle(&mut tx, &mut c);
-            continue;
+        } else {
+            got.fetch_add(n as u64, Ordering::Relaxed);
+            c.received += n as u64;
+            c.batches += 1;
+            batch(&mut rx, &mut tx, &mut c);
         }
-        got.fetch_add(n as u64, Ordering::Relaxed);
-        c.received += n as u64;
-        c.batches += 1;
-        batch(&mut rx, &mut tx, &mut c);
+        if let Some(t) = timing.as_deref_mut() {
+            t.sent(tx.rtp - rtp0);
+        }
     }
     let (cpu1, waited1) = io::sched("/proc/thread-self/schedstat");
     c.cpu = cpu1 - cpu0;
     c.waited = waited1 - waited0;
+    c.allocs = Allocs::since(allocs0);
+    c.recv_calls = rx.calls;
+    c.send_calls = tx.calls;
+    c.sent = tx.datagrams;
     c
 }
 
@@ -113,7 +138,9 @@ pub(crate) fn r0(
     let mut buf = vec![0u8; SLOT];
     let mut c = Counts::default();
     let (cpu0, waited0) = io::sched("/proc/thread-self/schedstat");
+    let allocs0 = Allocs::now();
     while !stop.load(Ordering::Relaxed) {
+        c.recv_calls += 1;
         let Ok((n, SocketAddr::V4(from))) = socket.recv_from(&mut buf) else {
             continue;
         };
@@ -124,8 +151,10 @@ pub(crate) fn r0(
             continue;
         };
         for j in subs {
+            c.send_calls += 1;
             if socket.send_to(&buf[..n], routes.addrs[j]).is_ok() {
                 c.forwarded += 1;
+                c.sent += 1;
                 c.bytes_out += n as u64;
             }
         }
@@ -133,6 +162,7 @@ pub(crate) fn r0(
     let (cpu1, waited1) = io::sched("/proc/thread-self/schedstat");
     c.cpu = cpu1 - cpu0;
     c.waited = waited1 - waited0;
+    c.allocs = Allocs::since(allocs0);
     c
 }
 
@@ -143,10 +173,22 @@ pub(crate) fn r1(
     stop: &AtomicBool,
     got: &AtomicU64,
 ) -> Counts {
+    r1_timed(socket, routes, stop, got, None)
+}
+
+/// R1, timed with `timing` if given.
+pub(crate) fn r1_timed(
+    socket: &UdpSocket,
+    routes: &Routes,
+    stop: &AtomicBool,
+    got: &AtomicU64,
+    timing: Option<&mut Timing>,
+) -> Counts {
     batched_loop(
         socket,
         stop,
         got,
+        timing,
         |rx, tx, c| {
             let mut out = Vec::with_capacity(BATCH * MAX_FANOUT);
             for i in 0..rx.got.len() {
@@ -256,6 +298,7 @@ pub(crate) fn r2(
         socket,
         stop,
         got,
+        None,
         |rx, tx, c| {
             lens.clear();
             let mut slots = outbufs.chunks_mut(SLOT);
@@ -326,6 +369,18 @@ pub(crate) fn confer(
     stop: &AtomicBool,
     got: &AtomicU64,
 ) -> Counts {
+    confer_timed(socket, local, sfu, stop, got, None)
+}
+
+/// [`confer`], timed with `timing` if given.
+pub(crate) fn confer_timed(
+    socket: &UdpSocket,
+    local: SocketAddrV4,
+    sfu: &mut Sfu,
+    stop: &AtomicBool,
+    got: &AtomicU64,
+    timing: Option<&mut Timing>,
+) -> Counts {
     let local = SocketAddr::V4(local);
     let forwarded0 = sfu.stats().forwarded_packets;
     let sfu = std::cell::RefCell::new(sfu);
@@ -361,6 +416,7 @@ pub(crate) fn confer(
         socket,
         stop,
         got,
+        timing,
         |rx, tx, c| {
             let now = Instant::now();
             let mut s = sfu.borrow_mut();

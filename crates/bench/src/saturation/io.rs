@@ -64,6 +64,8 @@ pub(crate) struct Receiver {
     headers: MultiHeaders<SockaddrIn>,
     /// Length and source of each datagram of the last batch.
     pub(crate) got: Vec<(usize, SocketAddrV4)>,
+    /// `recvmmsg` calls made, whatever they returned.
+    pub(crate) calls: u64,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -80,6 +82,7 @@ impl Receiver {
             bufs: vec![0; BATCH * SLOT],
             headers: MultiHeaders::preallocate(BATCH, None),
             got: Vec::with_capacity(BATCH),
+            calls: 0,
         }
     }
 
@@ -97,6 +100,7 @@ impl Receiver {
             // BATCH chunks of SLOT bytes: `bufs` was made that size.
             [IoSliceMut::new(chunks.next().expect("one chunk per slot"))]
         });
+        self.calls += 1;
         let Ok(msgs) = recvmmsg(
             socket.as_raw_fd(),
             &mut self.headers,
@@ -129,6 +133,13 @@ impl Receiver {
 /// Headers for `sendmmsg`.
 pub(crate) struct Sender {
     headers: MultiHeaders<SockaddrIn>,
+    /// `sendmmsg` calls made.
+    pub(crate) calls: u64,
+    /// Datagrams the kernel took.
+    pub(crate) datagrams: u64,
+    /// RTP datagrams the kernel took, counted only when `count_rtp` is set.
+    pub(crate) rtp: u64,
+    pub(crate) count_rtp: bool,
 }
 
 impl std::fmt::Debug for Sender {
@@ -141,6 +152,10 @@ impl Sender {
     pub(crate) fn new() -> Self {
         Self {
             headers: MultiHeaders::preallocate(SEND_MAX, None),
+            calls: 0,
+            datagrams: 0,
+            rtp: 0,
+            count_rtp: false,
         }
     }
 
@@ -158,6 +173,7 @@ impl Sender {
                 .map(|(_, a)| Some(SockaddrIn::from(*a)))
                 .collect();
             let cmsgs: [ControlMessage<'_>; 0] = [];
+            self.calls += 1;
             let took = sendmmsg(
                 socket.as_raw_fd(),
                 &mut self.headers,
@@ -173,6 +189,13 @@ impl Sender {
                 continue;
             }
             sent += took as u64;
+            self.datagrams += took as u64;
+            if self.count_rtp {
+                self.rtp += chunk[..took.min(chunk.len())]
+                    .iter()
+                    .filter(|(d, _)| super::trace::is_rtp(d))
+                    .count() as u64;
+            }
             bytes += chunk[..took.min(chunk.len())]
                 .iter()
                 .map(|(d, _)| d.len() as u64)

@@ -371,6 +371,7 @@ impl Room {
                 batches: 0,
                 cpu,
                 waited,
+                ..forwarders::Counts::default()
             },
             delivered: r.delivered,
             sent: r.sent,

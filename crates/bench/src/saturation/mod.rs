@@ -20,10 +20,13 @@
 //! Janus VideoRoom on the same load client is the [`janus`] section (it needs root and
 //! network namespaces, so it runs only when named).
 
+pub(crate) mod callgrind;
 mod forwarders;
 mod io;
 pub(crate) mod janus;
 mod janus_server;
+mod latency;
+pub(crate) mod memory;
 mod trace;
 
 use std::net::{SocketAddrV4, UdpSocket};
@@ -77,6 +80,13 @@ impl Measure {
     }
     fn per_batch(&self) -> f64 {
         self.counts.received as f64 / self.counts.batches.max(1) as f64
+    }
+    /// `x` per forwarded copy.
+    fn per_copy(&self, x: u64) -> f64 {
+        x as f64 / self.counts.forwarded.max(1) as f64
+    }
+    fn per_send(&self) -> f64 {
+        self.counts.sent as f64 / self.counts.send_calls.max(1) as f64
     }
 }
 
@@ -266,8 +276,9 @@ fn measure(
     })
 }
 
-/// One run at one fan-out: a fresh room and trace, then Confer, R0, R1, R2 in turn.
-fn one_run(fanout: usize) -> anyhow::Result<[Measure; 4]> {
+/// One run at one fan-out: a fresh room and trace, then Confer, R0, R1, R2 in turn. Also
+/// returns the heap Confer's `Sfu` owned after forwarding.
+fn one_run(fanout: usize) -> anyhow::Result<([Measure; 4], f64)> {
     let participants = fanout + 1;
     let per_publisher = COPIES / (fanout * participants);
     let trace::Room {
@@ -299,7 +310,7 @@ fn one_run(fanout: usize) -> anyhow::Result<[Measure; 4]> {
     let r2 = measure("R2", &room, &sealed, fanout, |s, stop, got| {
         forwarders::r2(s, &routes, &srtp, stop, got)
     });
-    Ok([confer, r0, r1, r2])
+    Ok(([confer, r0, r1, r2], memory::owned(sfu)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -307,7 +318,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Runs the benchmark; prints and returns its two tables.
+/// Runs the benchmark; prints and returns its tables: saturation figures and ratios, system
+/// calls and allocations per copy, half-load latency, memory per participant.
 pub(crate) fn run() -> anyhow::Result<Vec<Table>> {
     let n = cores();
     println!();
@@ -341,10 +353,50 @@ pub(crate) fn run() -> anyhow::Result<Vec<Table>> {
             "met",
         ],
     );
+    let mut calls = Table::new(
+        format!(
+            "SFU at saturation: system calls, batches and allocations of the forwarder's thread per forwarded copy (over its whole loop, shell included; medians of {RUNS} runs)"
+        ),
+        &[
+            "fan-out",
+            "forwarder",
+            "receive calls per copy",
+            "send calls per copy",
+            "datagrams per receive",
+            "datagrams per send",
+            "allocations per copy",
+            "allocated bytes per copy",
+        ],
+    );
+    // Confer's copies per CPU-second at each fan-out (for the half-load rate), and the heap
+    // of its `Sfu` after forwarding at the largest fan-out (for memory per participant).
+    let mut saturated = Vec::new();
+    let mut active = Vec::new();
     for fanout in FANOUTS {
         let mut runs = Vec::new();
         for _ in 0..RUNS {
-            runs.push(one_run(fanout)?);
+            let (r, heap) = one_run(fanout)?;
+            runs.push(r);
+            if fanout == forwarders::MAX_FANOUT {
+                active.push(heap);
+            }
+        }
+        saturated.push((
+            fanout,
+            median(runs.iter().map(|r| r[0].per_cpu_sec()).collect()),
+        ));
+        for (k, name) in NAMES.iter().enumerate() {
+            let col = |f: &dyn Fn(&Measure) -> f64| median(runs.iter().map(|r| f(&r[k])).collect());
+            calls.row(vec![
+                Cell::num(fanout as f64, 0),
+                Cell::text(*name),
+                Cell::num(col(&|m| m.per_copy(m.counts.recv_calls)), 4),
+                Cell::num(col(&|m| m.per_copy(m.counts.send_calls)), 4),
+                Cell::num(col(&Measure::per_batch), 1),
+                Cell::num(col(&Measure::per_send), 1),
+                Cell::num(col(&|m| m.per_copy(m.counts.allocs.calls)), 2),
+                Cell::num(col(&|m| m.per_copy(m.counts.allocs.bytes)), 0),
+            ]);
         }
         for (k, name) in NAMES.iter().enumerate() {
             let col = |f: fn(&Measure) -> f64| median(runs.iter().map(|r| f(&r[k])).collect());
@@ -390,5 +442,8 @@ pub(crate) fn run() -> anyhow::Result<Vec<Table>> {
     }
     figures.print();
     ratios.print();
-    Ok(vec![figures, ratios])
+    calls.print();
+    let half = latency::run(&saturated)?;
+    let memory = memory::run(median(active), forwarders::MAX_FANOUT + 1)?;
+    Ok(vec![figures, ratios, calls, half, memory])
 }
