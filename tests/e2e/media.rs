@@ -50,7 +50,7 @@ impl UdpPeer {
         who.c
             .send(json!({"type": "media_offer", "sdp": offer.to_sdp_string()}))
             .await;
-        // Slot announcements may overtake the answer (they come from the media task, the
+        // Slot announcements may overtake the answer (they come from the media thread, the
         // answer from the connection): keep the newest.
         let mut early_slots = None;
         let answer = loop {
@@ -243,6 +243,26 @@ async fn media_follows_the_room_through_the_real_server() {
     );
     assert!(value("confer_media_forwarded_bytes_total") > 0.0);
     assert_eq!(value("confer_media_peers"), 3.0);
+    // The media thread's batches: every datagram came in through a counted receive call and
+    // went out through a counted send call, batched (never more calls than datagrams).
+    let (calls_in, got) = (
+        value("confer_media_receive_calls_total"),
+        value("confer_media_datagrams_received_total"),
+    );
+    let (calls_out, sent) = (
+        value("confer_media_send_calls_total"),
+        value("confer_media_datagrams_sent_total"),
+    );
+    assert!(calls_in > 0.0 && got >= calls_in, "{body}");
+    assert!(calls_out > 0.0 && sent >= calls_out, "{body}");
+    assert!(
+        sent >= value("confer_media_forwarded_packets_total"),
+        "every forwarded copy is a datagram sent: {body}"
+    );
+    assert_eq!(
+        value("confer_media_drops_total{reason=\"unknown_source\"}"),
+        0.0
+    );
     assert!(!body.contains(a.id.as_str()));
 }
 

@@ -39,8 +39,21 @@ pub(crate) fn router(
         .layer(axum::middleware::map_response(crate::web::security_headers))
 }
 
-pub(crate) fn metrics_router(handle: PrometheusHandle) -> Router {
-    Router::new().route("/metrics", get(move || async move { handle.render() }))
+/// The registry's metrics, then this server's media thread's counters (read at each scrape).
+pub(crate) fn metrics_router(
+    handle: PrometheusHandle,
+    media: Option<Arc<crate::media::MediaMetrics>>,
+) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || async move {
+            let mut page = handle.render();
+            if let Some(m) = &media {
+                page.push_str(&m.render());
+            }
+            page
+        }),
+    )
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

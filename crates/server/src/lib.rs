@@ -32,6 +32,7 @@ pub mod spent;
 mod state;
 pub mod token;
 pub mod turn;
+mod udp_batch;
 pub mod web;
 mod ws;
 
@@ -197,7 +198,7 @@ impl Server {
                 error,
             })?;
 
-        let (media, media_addr) = if config.media_enabled {
+        let (media, media_addr, media_metrics) = if config.media_enabled {
             let public = if config.media_public_addr.is_empty() {
                 None
             } else {
@@ -208,16 +209,15 @@ impl Server {
                         .map_err(|_| StartError::MediaAddr(config.media_public_addr.clone()))?,
                 )
             };
-            let (handle, addr) =
-                media::start(config.media_listen, public)
-                    .await
-                    .map_err(|error| StartError::Media {
-                        addr: config.media_listen,
-                        error,
-                    })?;
-            (Some(handle), Some(addr))
+            let (handle, addr, counters) = media::start(config.media_listen, public)
+                .await
+                .map_err(|error| StartError::Media {
+                    addr: config.media_listen,
+                    error,
+                })?;
+            (Some(handle), Some(addr), Some(counters))
         } else {
-            (None, None)
+            (None, None, None)
         };
         let turn = turn::Turn::from_config(
             &config.turn_urls,
@@ -269,7 +269,7 @@ impl Server {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
-        let metrics_app = http::metrics_router(metrics::handle());
+        let metrics_app = http::metrics_router(metrics::handle(), media_metrics);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
                 tracing::error!(error = %e, "metrics server stopped");

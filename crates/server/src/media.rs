@@ -1,26 +1,124 @@
-//! The media task: one UDP socket, the sans-IO [`confer_sfu::Sfu`], and the glue to
+//! The media thread: one UDP socket, the sans-IO [`confer_sfu::Sfu`], and the glue to
 //! signalling (offers, slot announcements, routing from every session's room).
+//!
+//! An OS thread of its own, out of tokio: it waits in `poll` on the socket and on a wake-up
+//! pipe (commands from the session tasks), takes datagrams in batches (`recvmmsg`, one `now`
+//! per batch), hands the whole batch to the SFU, then sends everything the SFU has to send in
+//! one `sendmmsg`, so a subscriber gets one flush per batch, not one per datagram. Counters
+//! are plain integers; after each batch the thread copies them into [`MediaMetrics`]
+//! (relaxed atomic stores, no registry), which `/metrics` reads when it is scraped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use confer_proto::{ChannelId, MediaSlot, ParticipantId, ServerMessage};
 use confer_room::RoutingTable;
-use confer_sfu::forward::Routing;
+use confer_sfu::forward::{DropReason, Routing};
 use confer_sfu::{Output, Sfu, SfuConfig, SfuStats};
-use tokio::net::UdpSocket;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::conn::Conn;
 use crate::messages::{MediaCmd, MediaHandle, OfferRefused};
+use crate::udp_batch::{Receiver, Sender};
 
-/// Binds the UDP port and starts the task; returns the bound address.
+/// The media thread's counters as `/metrics` shows them: written by the thread after each
+/// batch, read when the page is scraped. Per server (tests run several in one process).
+#[derive(Debug, Default)]
+pub(crate) struct MediaMetrics {
+    peers: AtomicU64,
+    forwarded_packets: AtomicU64,
+    forwarded_bytes: AtomicU64,
+    keyframe_requests: AtomicU64,
+    receive_calls: AtomicU64,
+    datagrams_received: AtomicU64,
+    send_calls: AtomicU64,
+    datagrams_sent: AtomicU64,
+    /// By `DropReason::ALL`'s order.
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl MediaMetrics {
+    fn publish(&self, c: &Counters, s: &SfuStats, peers: usize) {
+        self.peers.store(peers as u64, Relaxed);
+        self.forwarded_packets.store(s.forwarded_packets, Relaxed);
+        self.forwarded_bytes.store(s.forwarded_bytes, Relaxed);
+        self.keyframe_requests.store(s.keyframe_requests, Relaxed);
+        self.receive_calls.store(c.receive_calls, Relaxed);
+        self.datagrams_received.store(c.datagrams_in, Relaxed);
+        self.send_calls.store(c.send_calls, Relaxed);
+        self.datagrams_sent.store(c.datagrams_out, Relaxed);
+        for (slot, reason) in self.drops.iter().zip(DropReason::ALL) {
+            slot.store(s.drops.get(reason.as_str()).copied().unwrap_or(0), Relaxed);
+        }
+    }
+
+    /// The Prometheus text of these counters (appended to the registry's page).
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let mut one = |name: &str, kind: &str, v: &AtomicU64| {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {}", v.load(Relaxed));
+        };
+        one("confer_media_peers", "gauge", &self.peers);
+        one(
+            "confer_media_forwarded_packets_total",
+            "counter",
+            &self.forwarded_packets,
+        );
+        one(
+            "confer_media_forwarded_bytes_total",
+            "counter",
+            &self.forwarded_bytes,
+        );
+        one(
+            "confer_media_keyframe_requests_total",
+            "counter",
+            &self.keyframe_requests,
+        );
+        one(
+            "confer_media_receive_calls_total",
+            "counter",
+            &self.receive_calls,
+        );
+        one(
+            "confer_media_datagrams_received_total",
+            "counter",
+            &self.datagrams_received,
+        );
+        one("confer_media_send_calls_total", "counter", &self.send_calls);
+        one(
+            "confer_media_datagrams_sent_total",
+            "counter",
+            &self.datagrams_sent,
+        );
+        let _ = writeln!(out, "# TYPE confer_media_drops_total counter");
+        for (v, reason) in self.drops.iter().zip(DropReason::ALL) {
+            let _ = writeln!(
+                out,
+                "confer_media_drops_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                v.load(Relaxed)
+            );
+        }
+        out
+    }
+}
+
+/// Binds the UDP port and starts the thread; returns the bound address and the counters.
 pub(crate) async fn start(
     listen: SocketAddr,
     public: Option<SocketAddr>,
-) -> std::io::Result<(MediaHandle, SocketAddr)> {
-    let socket = UdpSocket::bind(listen).await?;
+) -> std::io::Result<(MediaHandle, SocketAddr, Arc<MediaMetrics>)> {
+    let socket = UdpSocket::bind(listen)?;
+    socket.set_nonblocking(true)?;
     let local = socket.local_addr()?;
     let public = public.unwrap_or(local);
     if public.ip().is_unspecified() {
@@ -29,10 +127,24 @@ pub(crate) async fn start(
             "the SFU listens on a wildcard address; set media_public_addr to the address clients reach it at",
         ));
     }
+    let (wake_tx, wake_rx) = UnixStream::pair()?;
+    wake_tx.set_nonblocking(true)?;
+    wake_rx.set_nonblocking(true)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let sfu = Sfu::new(SfuConfig::new(public), Instant::now().into_std());
-    tokio::spawn(run(socket, public, sfu, rx));
-    Ok((MediaHandle { tx }, local))
+    let sfu = Sfu::new(SfuConfig::new(public), Instant::now());
+    let metrics = Arc::new(MediaMetrics::default());
+    let shared = metrics.clone();
+    std::thread::Builder::new()
+        .name("confer-media".into())
+        .spawn(move || MediaLoop::new(socket, public, sfu, rx, wake_rx, shared).run())?;
+    Ok((
+        MediaHandle {
+            tx,
+            wake: Some(Arc::new(wake_tx)),
+        },
+        local,
+        metrics,
+    ))
 }
 
 // Channel names repeat across sessions ("joint"): the SFU sees them qualified by session.
@@ -50,115 +162,218 @@ fn merged(tables: &BTreeMap<u64, RoutingTable>) -> Routing {
 
 // `public` is the destination str0m's ICE expects: the one candidate it announced, even when a
 // NAT translates it to the bound address.
-async fn run(
+struct MediaLoop {
     socket: UdpSocket,
     public: SocketAddr,
-    mut sfu: Sfu,
-    mut rx: mpsc::UnboundedReceiver<MediaCmd>,
-) {
-    let mut buf = vec![0u8; 2048];
-    let mut conns: HashMap<ParticipantId, Conn> = HashMap::new();
-    let mut tables: BTreeMap<u64, RoutingTable> = BTreeMap::new();
-    let mut reported = SfuStats::default();
-    loop {
+    sfu: Sfu,
+    rx: mpsc::UnboundedReceiver<MediaCmd>,
+    wake: UnixStream,
+    conns: HashMap<ParticipantId, Conn>,
+    tables: BTreeMap<u64, RoutingTable>,
+    receiver: Receiver,
+    sender: Sender,
+    /// What the SFU has to send, reused from flush to flush.
+    out: Vec<(Vec<u8>, SocketAddr)>,
+    counters: Counters,
+    metrics: Arc<MediaMetrics>,
+}
+
+/// The thread's own counters, exported once a second.
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    receive_calls: u64,
+    datagrams_in: u64,
+    send_calls: u64,
+    datagrams_out: u64,
+}
+
+impl MediaLoop {
+    fn new(
+        socket: UdpSocket,
+        public: SocketAddr,
+        sfu: Sfu,
+        rx: mpsc::UnboundedReceiver<MediaCmd>,
+        wake: UnixStream,
+        metrics: Arc<MediaMetrics>,
+    ) -> Self {
+        Self {
+            socket,
+            public,
+            sfu,
+            rx,
+            wake,
+            conns: HashMap::new(),
+            tables: BTreeMap::new(),
+            receiver: Receiver::default(),
+            sender: Sender::default(),
+            out: Vec::new(),
+            counters: Counters::default(),
+            metrics,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            // Commands first: a routing change applies before the next datagram.
+            loop {
+                match self.rx.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(TryRecvError::Empty) => break,
+                    // Every handle is gone: the server is shutting down.
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            let wake_at = self.flush();
+            self.metrics
+                .publish(&self.counters, self.sfu.stats(), self.conns.len());
+            let now = Instant::now();
+            let (socket_ready, woken) = self.wait(wake_at.saturating_duration_since(now));
+            if woken && !self.drain_wake() {
+                // The last handle was dropped; what it queued was read above.
+                while let Ok(cmd) = self.rx.try_recv() {
+                    self.command(cmd);
+                }
+                return;
+            }
+            if socket_ready {
+                let n = self.receiver.recv(&self.socket);
+                self.counters.receive_calls += 1;
+                self.counters.datagrams_in += n as u64;
+                // One `now` for the batch.
+                let now = Instant::now();
+                for (from, datagram) in self.receiver.datagrams() {
+                    self.sfu.handle_datagram(now, from, self.public, datagram);
+                }
+            }
+            let now = Instant::now();
+            if now >= wake_at {
+                self.sfu.handle_timeout(now);
+            }
+        }
+    }
+
+    // Waits up to `timeout` for a datagram or a wake-up: (datagrams ready, woken).
+    fn wait(&self, timeout: Duration) -> (bool, bool) {
+        // Rounded up to the millisecond: never wake before the SFU's timer.
+        let ms = timeout.as_micros().div_ceil(1000);
+        let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+        let mut fds = [
+            PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, timeout).is_err() {
+            // EINTR: go round again.
+            return (false, false);
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        (ready(&fds[0]), ready(&fds[1]))
+    }
+
+    // Reads the wake-up bytes; false when the other end is closed (every handle dropped).
+    fn drain_wake(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.wake.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    // Everything the SFU has to do now, its datagrams in one `sendmmsg`; when to wake next.
+    fn flush(&mut self) -> Instant {
+        self.out.clear();
         let wake = loop {
-            match sfu.poll_output() {
+            match self.sfu.poll_output() {
                 Output::Timeout(t) => break t,
                 Output::Transmit {
                     destination,
                     contents,
-                } => {
-                    // UDP: a full socket buffer drops the datagram, as the network would.
-                    let _ = socket.try_send_to(&contents, destination);
-                }
+                } => self.out.push((contents, destination)),
                 Output::Slots { participant, slots } => {
-                    if let Some(c) = conns.get(&participant) {
+                    if let Some(c) = self.conns.get(&participant) {
                         c.send_msg(&ServerMessage::MediaSlots {
                             slots: to_wire(slots),
                         });
                     }
                 }
                 Output::PeerGone(p) => {
-                    conns.remove(&p);
+                    self.conns.remove(&p);
                 }
             }
         };
-        report(&sfu, &mut reported, conns.len());
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    sfu.handle_datagram(Instant::now().into_std(), from, public, &buf[..n]);
-                }
-            }
-            cmd = rx.recv() => {
-                let Some(cmd) = cmd else { return };
-                let now = Instant::now().into_std();
-                match cmd {
-                    MediaCmd::Offer { pid, sdp, conn, reply } => {
-                        let r = sfu.accept_offer(pid.clone(), &sdp, now).map_err(|e| OfferRefused::Sdp(e.to_string()));
-                        if r.is_ok() {
-                            conns.insert(pid, conn);
-                        }
-                        let _ = reply.send(r);
-                    }
-                    MediaCmd::Routing { session, table } => {
-                        let before: Vec<ParticipantId> = tables.get(&session).map(|t| t.values().flatten().cloned().collect()).unwrap_or_default();
-                        if table.is_empty() {
-                            tables.remove(&session);
-                        } else {
-                            tables.insert(session, table);
-                        }
-                        // Whoever left the session loses its peer at once.
-                        let still: Vec<ParticipantId> = tables.get(&session).map(|t| t.values().flatten().cloned().collect()).unwrap_or_default();
-                        for p in before.iter().filter(|p| !still.contains(p)) {
-                            sfu.remove_peer(p);
-                            conns.remove(p);
-                        }
-                        // Only this session's peers can have changed slots.
-                        let mut changed = before;
-                        changed.extend(still);
-                        sfu.set_routing_for(merged(&tables), &changed, now);
-                    }
-                    MediaCmd::Keyframe { subscriber, publisher } => sfu.request_keyframe(&subscriber, &publisher, now),
-                    MediaCmd::Gone { pid } => {
-                        sfu.remove_peer(&pid);
-                        conns.remove(&pid);
-                    }
-                    MediaCmd::Reconnected { pid, conn } => {
-                        if let Some(c) = conns.get_mut(&pid) {
-                            // Announcements made while it was away went to the old connection.
-                            if let Some(slots) = sfu.slots_of(&pid) {
-                                conn.send_msg(&ServerMessage::MediaSlots { slots: to_wire(slots) });
-                            }
-                            *c = conn;
-                        }
-                    }
-                }
-            }
-            () = tokio::time::sleep_until(Instant::from_std(wake)) => {
-                sfu.handle_timeout(Instant::now().into_std());
-            }
+        if !self.out.is_empty() {
+            let sent = self.sender.send(&self.socket, &self.out);
+            self.counters.send_calls += sent.calls;
+            self.counters.datagrams_out += sent.datagrams;
         }
+        wake
     }
-}
 
-fn report(sfu: &Sfu, last: &mut SfuStats, peers: usize) {
-    let s = sfu.stats();
-    metrics::gauge!("confer_media_peers").set(peers as f64);
-    metrics::counter!("confer_media_forwarded_packets_total")
-        .increment(s.forwarded_packets - last.forwarded_packets);
-    metrics::counter!("confer_media_forwarded_bytes_total")
-        .increment(s.forwarded_bytes - last.forwarded_bytes);
-    metrics::counter!("confer_media_keyframe_requests_total")
-        .increment(s.keyframe_requests - last.keyframe_requests);
-    for (reason, n) in &s.drops {
-        let before = last.drops.get(reason).copied().unwrap_or(0);
-        if *n > before {
-            metrics::counter!("confer_media_drops_total", "reason" => *reason)
-                .increment(n - before);
+    fn command(&mut self, cmd: MediaCmd) {
+        let now = Instant::now();
+        match cmd {
+            MediaCmd::Offer {
+                pid,
+                sdp,
+                conn,
+                reply,
+            } => {
+                let r = self
+                    .sfu
+                    .accept_offer(pid.clone(), &sdp, now)
+                    .map_err(|e| OfferRefused::Sdp(e.to_string()));
+                if r.is_ok() {
+                    self.conns.insert(pid, conn);
+                }
+                let _ = reply.send(r);
+            }
+            MediaCmd::Routing { session, table } => {
+                let members = |t: Option<&RoutingTable>| -> Vec<ParticipantId> {
+                    t.map(|t| t.values().flatten().cloned().collect())
+                        .unwrap_or_default()
+                };
+                let before = members(self.tables.get(&session));
+                if table.is_empty() {
+                    self.tables.remove(&session);
+                } else {
+                    self.tables.insert(session, table);
+                }
+                // Whoever left the session loses its peer at once.
+                let still = members(self.tables.get(&session));
+                for p in before.iter().filter(|p| !still.contains(p)) {
+                    self.sfu.remove_peer(p);
+                    self.conns.remove(p);
+                }
+                // Only this session's peers can have changed slots.
+                let mut changed = before;
+                changed.extend(still);
+                self.sfu
+                    .set_routing_for(merged(&self.tables), &changed, now);
+            }
+            MediaCmd::Keyframe {
+                subscriber,
+                publisher,
+            } => self.sfu.request_keyframe(&subscriber, &publisher, now),
+            MediaCmd::Gone { pid } => {
+                self.sfu.remove_peer(&pid);
+                self.conns.remove(&pid);
+            }
+            MediaCmd::Reconnected { pid, conn } => {
+                if let Some(c) = self.conns.get_mut(&pid) {
+                    // Announcements made while it was away went to the old connection.
+                    if let Some(slots) = self.sfu.slots_of(&pid) {
+                        conn.send_msg(&ServerMessage::MediaSlots {
+                            slots: to_wire(slots),
+                        });
+                    }
+                    *c = conn;
+                }
+            }
         }
     }
-    *last = s.clone();
 }
 
 fn to_wire(slots: Vec<confer_sfu::SlotView>) -> Vec<MediaSlot> {
@@ -170,4 +385,44 @@ fn to_wire(slots: Vec<confer_sfu::SlotView>) -> Vec<MediaSlot> {
             participant_id: s.publisher,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// The thread answers commands, and stops (closing its socket) when the last handle goes.
+    #[tokio::test]
+    async fn the_thread_answers_and_stops_with_its_last_handle() {
+        let (handle, addr, metrics) = start("127.0.0.1:0".parse().unwrap(), None).await.unwrap();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let conn = Conn {
+            id: 1,
+            tx,
+            shutdown: Arc::default(),
+        };
+        handle
+            .send(MediaCmd::Offer {
+                pid: ParticipantId::new("p1").unwrap(),
+                sdp: "not sdp".into(),
+                conn,
+                reply,
+            })
+            .unwrap();
+        assert!(matches!(answer.await.unwrap(), Err(OfferRefused::Sdp(_))));
+        assert!(metrics.render().contains("confer_media_peers 0\n"));
+        // While the thread runs, the port is taken.
+        assert!(UdpSocket::bind(addr).is_err());
+        let copy = handle.clone();
+        drop(handle);
+        assert!(UdpSocket::bind(addr).is_err(), "a handle is left");
+        drop(copy);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while UdpSocket::bind(addr).is_err() {
+            assert!(Instant::now() < deadline, "the media thread did not stop");
+            tokio::task::yield_now().await;
+        }
+    }
 }

@@ -141,11 +141,26 @@ pub(crate) enum OfferRefused {
     Sdp(String),
 }
 
-/// A handle to the media task.
+/// A handle to the media thread.
 #[derive(Debug, Clone)]
 pub(crate) struct MediaHandle {
     // Unbounded: a routing change must never be dropped (it would leave media flowing to
     // someone just moved out of a room); offers are bounded per participant by the session
     // task (admitted participants only, one per `media_offer_interval_ms`).
     pub(crate) tx: mpsc::UnboundedSender<MediaCmd>,
+    /// Wakes the media thread from its wait (`None` in tests that read `tx` themselves).
+    /// When the last handle is dropped, the thread sees its end of the pair close and stops.
+    pub(crate) wake: Option<std::sync::Arc<std::os::unix::net::UnixStream>>,
+}
+
+impl MediaHandle {
+    /// Queues a command and wakes the media thread; an error if the thread is gone.
+    pub(crate) fn send(&self, cmd: MediaCmd) -> Result<(), mpsc::error::SendError<MediaCmd>> {
+        self.tx.send(cmd)?;
+        if let Some(w) = &self.wake {
+            // Non-blocking: a full pipe already holds a wake-up the thread has not read.
+            let _ = std::io::Write::write(&mut &**w, &[1]);
+        }
+        Ok(())
+    }
 }

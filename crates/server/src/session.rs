@@ -623,11 +623,11 @@ impl SessionTask {
                 conn.shutdown.notify_one();
             }
             if let Some(media) = &self.state.media {
-                let _ = media.tx.send(MediaCmd::Gone { pid });
+                let _ = media.send(MediaCmd::Gone { pid });
             }
         }
         if let Some(media) = &self.state.media {
-            let _ = media.tx.send(MediaCmd::Routing {
+            let _ = media.send(MediaCmd::Routing {
                 session: self.generation,
                 table: RoutingTable::new(),
             });
@@ -718,7 +718,7 @@ impl SessionTask {
 
     fn to_media(&self, cmd: MediaCmd) {
         if let Some(media) = &self.state.media {
-            let _ = media.tx.send(cmd);
+            let _ = media.send(cmd);
         }
     }
 
@@ -805,7 +805,7 @@ impl SessionTask {
                     if !self.room.contains(&participant)
                         && let Some(media) = &self.state.media
                     {
-                        let _ = media.tx.send(MediaCmd::Gone {
+                        let _ = media.send(MediaCmd::Gone {
                             pid: participant.clone(),
                         });
                     }
@@ -839,7 +839,7 @@ impl SessionTask {
         for pid in gone {
             self.members.remove(&pid);
             if let Some(media) = &self.state.media {
-                let _ = media.tx.send(MediaCmd::Gone { pid });
+                let _ = media.send(MediaCmd::Gone { pid });
             }
         }
     }
@@ -863,8 +863,8 @@ impl SessionTask {
                 session: self.generation,
                 table: table.clone(),
             };
-            if media.tx.send(cmd).is_err() {
-                tracing::error!("the media task is gone; a routing change was not applied");
+            if media.send(cmd).is_err() {
+                tracing::error!("the media thread is gone; a routing change was not applied");
             }
         }
         // Offers parked in the waiting room go to the SFU after the routing that admits them.
@@ -1089,7 +1089,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn offers_reach_the_sfu_only_after_admission_and_at_most_one_per_interval() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let f = fixture_with(Some(crate::messages::MediaHandle { tx }));
+        let f = fixture_with(Some(crate::messages::MediaHandle { tx, wake: None }));
         let interval = Duration::from_millis(f.state.config.media_offer_interval_ms);
         assert_eq!(interval, Duration::from_secs(2), "the default");
         let (m, _) = f.join(Role::Mediator, None, 1).await;

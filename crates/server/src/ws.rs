@@ -685,7 +685,7 @@ impl Connection {
                 tracing::info!(session = %self.state.loggable(claims.session.as_str()), "participant resumed");
                 if let Some(media) = &self.state.media {
                     let conn = self.conn.clone();
-                    let _ = media.tx.send(MediaCmd::Reconnected {
+                    let _ = media.send(MediaCmd::Reconnected {
                         pid: pid.clone(),
                         conn,
                     });

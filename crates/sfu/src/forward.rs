@@ -54,6 +54,15 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, in a fixed order (for exporters that keep one counter each).
+    pub const ALL: [DropReason; 5] = [
+        DropReason::NotRouted,
+        DropReason::NoSubscribers,
+        DropReason::UnknownSource,
+        DropReason::Malformed,
+        DropReason::NoSlot,
+    ];
+
     /// A stable label.
     pub fn as_str(self) -> &'static str {
         match self {
