@@ -1,10 +1,12 @@
-//! Signalling over real WebSockets on loopback: relay fan-out through `confer serve` against a
-//! bare WebSocket fan-out server written here (no auth, no rooms, same client code), and the
-//! time from connecting to being admitted.
+//! Signalling over real WebSockets on loopback: relay fan-out through a `confer serve` process
+//! against a bare WebSocket fan-out server written here (no auth, no rooms, same client code),
+//! per second and per CPU-second of each server; the time from connecting to being admitted;
+//! and how many idle participants one server holds at what memory each ([`scale`]).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message as AxMessage, WebSocket, WebSocketUpgrade};
 use axum::routing::get;
@@ -20,12 +22,20 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::median;
 use crate::report::{Cell, Table};
 
+mod process;
+mod scale;
+
+use process::{ConferProcess, ThreadCpu};
+
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Peers = Arc<Mutex<Vec<(u64, mpsc::Sender<String>)>>>;
 
 const RECEIVERS: usize = 3;
 const MESSAGES: u64 = 20_000;
 const PAYLOAD: usize = 200;
+const RUNS: usize = 5;
+/// The name of the baseline server's threads (its CPU time is theirs).
+const BASELINE_THREADS: &str = "bench-baseline";
 
 pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Ws> {
     Ok(tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
@@ -101,9 +111,20 @@ pub(crate) async fn admit(
     session: &SessionId,
     mediator: &mut Ws,
     side: Side,
-    mut ws: Ws,
+    ws: Ws,
 ) -> anyhow::Result<Ws> {
-    send(&mut ws, json!({"type": "hello", "version": 1, "token": server.invite(session, Role::Party, Some(side), 600)})).await?;
+    let token = server.invite(session, Role::Party, Some(side), 600);
+    admit_with(&token, mediator, ws).await
+}
+
+/// Joins with `token` (a party's invite) on a connection made by the caller, consents, and is
+/// admitted into joint by `mediator`; returns the connection.
+pub(crate) async fn admit_with(token: &str, mediator: &mut Ws, mut ws: Ws) -> anyhow::Result<Ws> {
+    send(
+        &mut ws,
+        json!({"type": "hello", "version": 1, "token": token}),
+    )
+    .await?;
     let ServerMessage::Welcome { participant_id, .. } = recv(&mut ws).await? else {
         anyhow::bail!("no welcome")
     };
@@ -188,27 +209,63 @@ async fn fan_out(
     Ok(MESSAGES as f64 / d.as_secs_f64())
 }
 
-async fn confer_relay() -> anyhow::Result<f64> {
-    let (server, dir) = start_confer().await?;
-    let session = SessionId::new("bench")?;
-    let mut m = connect(server.addr()).await?;
-    send(&mut m, json!({"type": "hello", "version": 1, "token": server.invite(&session, Role::Mediator, None, 600)})).await?;
-    recv(&mut m).await?;
-    let mut parties = Vec::new();
-    for i in 0..RECEIVERS as u8 + 1 {
-        parties.push(admitted(&server, server.addr(), &session, &mut m, Side::new(i + 1)?).await?);
-    }
-    let sender = parties.remove(0);
-    let frame = json!({"type": "relay", "to": {"channel": "joint"}, "data": "x".repeat(PAYLOAD)})
-        .to_string();
-    let rate = fan_out(sender, parties, frame, |t| t.contains("\"relayed\"")).await?;
-    drop(m);
-    let _ = std::fs::remove_dir_all(dir);
-    Ok(rate)
+/// One relay run: messages relayed per second, and the CPU time the server spent meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct Relayed {
+    per_sec: f64,
+    cpu: Duration,
 }
 
-// The baseline: every text frame from one connection goes to every other connection.
-async fn baseline_server() -> anyhow::Result<SocketAddr> {
+/// One figure of a run (a row of the relay table).
+type Figure = fn(&Relayed) -> f64;
+
+impl Relayed {
+    fn per_cpu_sec(&self) -> f64 {
+        MESSAGES as f64 / self.cpu.as_secs_f64()
+    }
+}
+
+/// The `confer` process relaying one party's messages to the rest of joint: the mediator and
+/// two other parties, three receivers as in the baseline (a session's mediator is in joint
+/// and gets every relay there, so it reads and counts like the others).
+async fn confer_relay(server: &ConferProcess, run: usize) -> anyhow::Result<Relayed> {
+    let invites = server.invites();
+    let session = SessionId::new(format!("bench-{run}"))?;
+    let mut m = connect(invites.addr).await?;
+    send(&mut m, json!({"type": "hello", "version": 1, "token": invites.invite(&session, Role::Mediator, None)})).await?;
+    recv(&mut m).await?;
+    let mut parties = Vec::new();
+    for i in 0..RECEIVERS as u8 {
+        let ws = connect(invites.addr).await?;
+        let token = invites.invite(&session, Role::Party, Some(Side::new(i + 1)?));
+        parties.push(admit_with(&token, &mut m, ws).await?);
+    }
+    let sender = parties.remove(0);
+    parties.push(m);
+    let frame = json!({"type": "relay", "to": {"channel": "joint"}, "data": "x".repeat(PAYLOAD)})
+        .to_string();
+    let before = server.cpu()?;
+    let per_sec = fan_out(sender, parties, frame, |t| t.contains("\"relayed\"")).await?;
+    let cpu = server.cpu()?.since(&before);
+    Ok(Relayed { per_sec, cpu })
+}
+
+/// The baseline's own runtime: one worker thread per core like the `confer` process's, named
+/// [`BASELINE_THREADS`] so that their CPU time can be told from the clients'.
+fn baseline_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name(BASELINE_THREADS)
+        .enable_all()
+        .build()
+}
+
+fn baseline_cpu() -> anyhow::Result<ThreadCpu> {
+    ThreadCpu::read(Path::new("/proc/self/task"), Some(BASELINE_THREADS))
+}
+
+// The baseline: every text frame from one connection goes to every other connection. It runs
+// on `rt` (its listener, connections and tasks), apart from the clients.
+async fn baseline_server(rt: &tokio::runtime::Handle) -> anyhow::Result<SocketAddr> {
     let peers: Peers = Arc::default();
     let app = axum::Router::new().route(
         "/ws",
@@ -217,13 +274,22 @@ async fn baseline_server() -> anyhow::Result<SocketAddr> {
             async move { up.on_upgrade(move |ws| baseline_conn(ws, peers)) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
+    let (bound, addr) = tokio::sync::oneshot::channel();
+    rt.spawn(async move {
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = bound.send(Err(e));
+                return;
+            }
+        };
+        let _ = bound.send(listener.local_addr());
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let _ = axum::serve(listener, app).await;
     });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(addr)
+    Ok(addr.await??)
 }
 
 async fn baseline_conn(ws: WebSocket, peers: Peers) {
@@ -249,8 +315,8 @@ async fn baseline_conn(ws: WebSocket, peers: Peers) {
     }
 }
 
-async fn baseline_relay() -> anyhow::Result<f64> {
-    let addr = baseline_server().await?;
+async fn baseline_relay(rt: &tokio::runtime::Handle) -> anyhow::Result<Relayed> {
+    let addr = baseline_server(rt).await?;
     let sender = connect(addr).await?;
     let mut receivers = Vec::new();
     for _ in 0..RECEIVERS {
@@ -265,7 +331,10 @@ async fn baseline_relay() -> anyhow::Result<f64> {
     drop(probe);
     let frame = json!({"type": "relay", "to": {"channel": "joint"}, "data": "x".repeat(PAYLOAD)})
         .to_string();
-    fan_out(sender, receivers, frame, |_| true).await
+    let before = baseline_cpu()?;
+    let per_sec = fan_out(sender, receivers, frame, |_| true).await?;
+    let cpu = baseline_cpu()?.since(&before);
+    Ok(Relayed { per_sec, cpu })
 }
 
 /// One join through `via` (see [`admitted`]), in ms; then the participant leaves again.
@@ -296,36 +365,79 @@ async fn connect_rtt_ms(addr: SocketAddr) -> anyhow::Result<f64> {
 }
 
 pub(crate) async fn run() -> anyhow::Result<Vec<Table>> {
+    let base_rt = baseline_runtime()?;
+    let measured = async {
+        let relay = relay_table(base_rt.handle()).await?;
+        anyhow::Ok(vec![relay, join_table(base_rt.handle()).await?])
+    }
+    .await;
+    // Not dropped in place: this is async context, where a runtime may not block to stop.
+    base_rt.shutdown_background();
+    let mut tables = measured?;
+    tables.push(scale::run().await?);
+    Ok(tables)
+}
+
+/// Relays through a `confer` process and through the baseline, runs interleaved.
+async fn relay_table(base_rt: &tokio::runtime::Handle) -> anyhow::Result<Table> {
+    let server = ConferProcess::start(&[
+        ("CONFER_MEDIA_ENABLED", "false"),
+        ("CONFER_RATE_LIMIT_MSGS_PER_SEC", "10000000"),
+        ("CONFER_RATE_LIMIT_BURST", "10000000"),
+        ("CONFER_RATE_LIMIT_BYTES_PER_SEC", "4294967295"),
+        ("CONFER_RATE_LIMIT_BURST_BYTES", "4294967295"),
+    ])?;
     let mut ours = Vec::new();
     let mut base = Vec::new();
-    for _ in 0..5 {
-        ours.push(confer_relay().await?);
-        base.push(baseline_relay().await?);
+    for run in 0..RUNS {
+        ours.push(confer_relay(&server, run).await?);
+        base.push(baseline_relay(base_rt).await?);
     }
-    let (o, b) = (
-        median(5, || ours.pop().unwrap_or(0.0)),
-        median(5, || base.pop().unwrap_or(0.0)),
-    );
+    drop(server);
+    let med = |v: &[Relayed], f: Figure| {
+        let mut it = v.iter();
+        median(v.len(), || it.next().map_or(0.0, f))
+    };
+    let busy = |r: &Relayed| r.cpu.as_secs_f64() * r.per_sec / MESSAGES as f64;
     let mut relay = Table::new(
         format!(
-            "Signalling relay: 1 sender, {RECEIVERS} receivers in joint, {MESSAGES} messages of {PAYLOAD} B, loopback; baseline: a bare axum WebSocket fan-out (medians of 5)"
+            "Signalling relay: 1 sender, {RECEIVERS} receivers in joint (Confer: a mediator and 2 parties), {MESSAGES} messages of {PAYLOAD} B, loopback; Confer is a `confer serve --dev` process (SFU off, rate limits lifted), the baseline a bare axum WebSocket fan-out on a runtime of its own with as many threads; CPU is the server's threads' (medians of {RUNS})"
         ),
-        &["", "Confer", "bare WebSocket", "ratio"],
+        &["", "Confer", "bare WebSocket", "ratio", "target"],
     );
-    relay.row(vec![
-        Cell::text("relays/s"),
-        Cell::num(o, 0),
-        Cell::num(b, 0),
-        Cell::num(o / b, 2),
-    ]);
-    relay.row(vec![
-        Cell::text("deliveries/s"),
-        Cell::num(o * RECEIVERS as f64, 0),
-        Cell::num(b * RECEIVERS as f64, 0),
-        Cell::text(""),
-    ]);
+    let rows: [(&str, Figure, usize, &str); 5] = [
+        ("relays/s", |r| r.per_sec, 0, ""),
+        ("deliveries/s", |r| r.per_sec * RECEIVERS as f64, 0, ""),
+        ("server CPU, cores busy", busy, 2, ""),
+        (
+            "relays per server CPU-second",
+            Relayed::per_cpu_sec,
+            0,
+            "≥ 100,000",
+        ),
+        (
+            "deliveries per server CPU-second",
+            |r| r.per_cpu_sec() * RECEIVERS as f64,
+            0,
+            "",
+        ),
+    ];
+    for (label, f, decimals, target) in rows {
+        let (o, b) = (med(&ours, f), med(&base, f));
+        relay.row(vec![
+            Cell::text(label),
+            Cell::num(o, decimals),
+            Cell::num(b, decimals),
+            Cell::num(o / b, 2),
+            Cell::text(target),
+        ]);
+    }
     relay.print();
+    Ok(relay)
+}
 
+/// Joins on an embedded server against connects on the baseline.
+async fn join_table(base_rt: &tokio::runtime::Handle) -> anyhow::Result<Table> {
     let (server, dir) = start_confer().await?;
     let session = SessionId::new("bench-join")?;
     let mut m = connect(server.addr()).await?;
@@ -336,7 +448,7 @@ pub(crate) async fn run() -> anyhow::Result<Vec<Table>> {
         joins.push(join_ms(&server, server.addr(), &session, &mut m, i).await?);
     }
     joins.sort_by(f64::total_cmp);
-    let addr = baseline_server().await?;
+    let addr = baseline_server(base_rt).await?;
     let mut bases = Vec::new();
     for _ in 0..200 {
         bases.push(connect_rtt_ms(addr).await?);
@@ -367,5 +479,5 @@ pub(crate) async fn run() -> anyhow::Result<Vec<Table>> {
     ]);
     join.print();
     let _ = std::fs::remove_dir_all(dir);
-    Ok(vec![relay, join])
+    Ok(join)
 }
