@@ -219,6 +219,12 @@ fn classify(file: &str, chain: &[&str]) -> Component {
             break;
         }
     }
+    phase(chain)
+}
+
+/// Where a context runs: the nearest of its callers that says so (str0m's entry points,
+/// Confer's code), else the driver.
+fn phase(chain: &[&str]) -> Component {
     for (i, c) in chain.iter().enumerate() {
         let str0m = c.starts_with("str0m::") || c.starts_with("<str0m::");
         let above_is_datagram = || {
@@ -304,6 +310,8 @@ fn parse_child(stdout: &str) -> Option<[u64; 4]> {
 /// allocations and their bytes, and how long it took.
 struct Profile {
     by: BTreeMap<Component, u64>,
+    /// SRTP's instructions by where they run (decrypting in receive, encrypting in poll).
+    srtp_by: BTreeMap<Component, u64>,
     total: u64,
     datagrams: u64,
     copies: u64,
@@ -348,12 +356,18 @@ fn profile(fanout: usize) -> anyhow::Result<Profile> {
         anyhow::bail!("callgrind_annotate gave no totals ({copies} copies)");
     }
     let mut by: BTreeMap<Component, u64> = BTreeMap::new();
+    let mut srtp_by: BTreeMap<Component, u64> = BTreeMap::new();
     for (n, file, func) in &rows {
         let chain: Vec<&str> = func.split('\'').collect();
-        *by.entry(classify(file, &chain)).or_default() += n;
+        let c = classify(file, &chain);
+        *by.entry(c).or_default() += n;
+        if c == Component::Srtp {
+            *srtp_by.entry(phase(&chain)).or_default() += n;
+        }
     }
     Ok(Profile {
         by,
+        srtp_by,
         total,
         datagrams,
         copies,
@@ -426,6 +440,25 @@ pub(crate) fn run() -> anyhow::Result<Vec<Table>> {
         );
     }
     row("total", &|p| (p.total as f64 / p.copies as f64, 100.0), 0);
+    for (c, label) in [
+        (
+            Component::Receive,
+            "SRTP, of it: in str0m receive (decrypting)",
+        ),
+        (Component::Poll, "SRTP, of it: in str0m poll (encrypting)"),
+    ] {
+        row(
+            label,
+            &|p| {
+                let n = p.srtp_by.get(&c).copied().unwrap_or(0);
+                (
+                    n as f64 / p.copies as f64,
+                    100.0 * n as f64 / p.total as f64,
+                )
+            },
+            0,
+        );
+    }
     row(
         "allocations per copy (the Sfu's calls only, no shell; counting allocator)",
         &|p| (p.allocs as f64 / p.copies as f64, f64::NAN),

@@ -91,7 +91,11 @@ fn batched_loop(
     socket
         .set_read_timeout(Some(READ_TIMEOUT))
         .expect("a read timeout");
-    let mut rx = Receiver::new();
+    let mut rx = if timing.is_some() {
+        Receiver::timestamped()
+    } else {
+        Receiver::new()
+    };
     let mut tx = Sender::new();
     tx.count_rtp = timing.is_some();
     let mut c = Counts::default();

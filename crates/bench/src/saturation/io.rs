@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use nix::sched::{CpuSet, sched_setaffinity};
 use nix::sys::socket::{
-    ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg, setsockopt, sockopt,
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg,
+    setsockopt, sockopt,
 };
+use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
 /// Datagrams taken per `recvmmsg`.
@@ -66,6 +68,10 @@ pub(crate) struct Receiver {
     pub(crate) got: Vec<(usize, SocketAddrV4)>,
     /// `recvmmsg` calls made, whatever they returned.
     pub(crate) calls: u64,
+    /// With [`Receiver::timestamped`]: when each datagram of the last batch reached the
+    /// socket (the kernel's `SO_TIMESTAMPNS`, wall clock since the epoch), if it said.
+    pub(crate) stamps: Vec<Option<Duration>>,
+    timestamps: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -83,6 +89,19 @@ impl Receiver {
             headers: MultiHeaders::preallocate(BATCH, None),
             got: Vec::with_capacity(BATCH),
             calls: 0,
+            stamps: Vec::new(),
+            timestamps: false,
+        }
+    }
+
+    /// A receiver that also reads each datagram's arrival time; its socket must have
+    /// `SO_TIMESTAMPNS` set.
+    pub(crate) fn timestamped() -> Self {
+        Self {
+            headers: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec))),
+            stamps: Vec::with_capacity(BATCH),
+            timestamps: true,
+            ..Self::new()
         }
     }
 
@@ -90,6 +109,7 @@ impl Receiver {
     /// `wait` is false. Returns how many arrived.
     pub(crate) fn recv(&mut self, socket: &UdpSocket, wait: bool) -> usize {
         self.got.clear();
+        self.stamps.clear();
         let flags = if wait {
             MsgFlags::MSG_WAITFORONE
         } else {
@@ -113,6 +133,18 @@ impl Receiver {
         for m in msgs {
             if let Some(a) = m.address {
                 self.got.push((m.bytes, SocketAddrV4::from(a)));
+                if self.timestamps {
+                    let stamp = m.cmsgs().ok().and_then(|mut c| {
+                        c.find_map(|c| match c {
+                            ControlMessageOwned::ScmTimestampns(t) => Some(Duration::new(
+                                t.tv_sec().max(0) as u64,
+                                t.tv_nsec().max(0) as u32,
+                            )),
+                            _ => None,
+                        })
+                    });
+                    self.stamps.push(stamp);
+                }
             }
         }
         self.got.len()

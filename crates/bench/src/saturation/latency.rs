@@ -8,16 +8,32 @@
 //! Inside the forwarder's thread, each RTP datagram is stamped when the `recvmmsg` that
 //! returned it returned, and is done when the `sendmmsg` that sent the last of its `fan-out`
 //! RTP copies ended (copies are matched to datagrams in order: the first `fan-out` RTP copies
-//! sent belong to the first datagram read, and so on). Its added latency is the difference:
-//! the forwarder's processing and its own queueing behind earlier datagrams of the batch and of
-//! timers, not the wait in the socket's receive queue before the `recvmmsg` (short at half
-//! load) nor the kernel's loopback. Copies sent and datagrams read are compared at the end: if
-//! the SFU had dropped or added RTP copies, the matching would be off, and the table says so.
+//! sent belong to the first datagram read, and so on). Two figures per datagram:
+//! - **from `recvmmsg`**: done less read: the forwarder's processing, and its own queueing
+//!   behind earlier datagrams of the batch and behind timers;
+//! - **from arrival**: done less the kernel's receive timestamp (`SO_TIMESTAMPNS`, when the
+//!   datagram reached the forwarder's socket): the above plus the wait in the socket's queue
+//!   while the forwarder was busy, or off its core. Neither includes the kernel's loopback.
+//!
+//! Copies sent and datagrams read are compared at the end: if the SFU had dropped or added RTP
+//! copies, the matching would be off, and the table says so.
+//!
+//! The forwarder's and the generator's threads run with real-time priority (`chrt -f`,
+//! `SCHED_FIFO` 10) when the system allows it, so that other processes on this shared machine
+//! take neither's core: the figures are then the forwarder's own, as on a media server that
+//! has its core, fed on time. Without it, runs on the busy development machine measured its
+//! other load: the forwarder waiting for its core most of the time (p99 in tens of
+//! milliseconds), or, with only the forwarder real-time, the generator sending in bursts after
+//! waiting for its own core (a burst is one large batch, and every datagram in it waits for the
+//! whole batch). Between sends the generator sleeps ([`TICK`]) instead of spinning, so that it
+//! does not hold its core for the whole replay.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::socket::{setsockopt, sockopt};
 
 use super::io::{self, BATCH, Receiver};
 use super::{Load, forwarders, trace};
@@ -31,15 +47,32 @@ const RUNS: usize = 3;
 const LIMIT: Duration = Duration::from_secs(10);
 /// The target for the p99, in microseconds.
 const TARGET_P99_US: f64 = 1000.0;
+/// The forwarder's and the generator's `SCHED_FIFO` priority.
+const RT_PRIORITY: &str = "10";
+/// The generator's sleep when nothing is due.
+const TICK: Duration = Duration::from_micros(30);
+
+/// Gives the calling thread real-time priority; false if the system refused.
+fn real_time() -> bool {
+    let tid = nix::unistd::gettid().to_string();
+    std::process::Command::new("chrt")
+        .args(["-f", "-p", RT_PRIORITY, &tid])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
 
 /// Per-datagram timing inside a forwarder's loop.
 #[derive(Debug)]
 pub(crate) struct Timing {
     fanout: u64,
-    /// Datagrams read whose copies are not all sent: when their batch was read, copies to go.
-    queue: VecDeque<(Instant, u64)>,
-    /// Added latency of each datagram whose copies were all sent, in nanoseconds.
+    /// Datagrams read whose copies are not all sent: when their batch was read, copies to go,
+    /// and how long they had waited in the socket (nanoseconds), if the kernel said.
+    queue: VecDeque<(Instant, u64, Option<u64>)>,
+    /// Added latency of each datagram whose copies were all sent, in nanoseconds: from the
+    /// `recvmmsg`, and from arrival in the socket.
     samples: Vec<u64>,
+    from_arrival: Vec<u64>,
     /// RTP datagrams read, and RTP copies sent.
     rtp_in: u64,
     rtp_out: u64,
@@ -51,6 +84,7 @@ impl Timing {
             fanout: fanout as u64,
             queue: VecDeque::with_capacity(4096),
             samples: Vec::with_capacity(expected + 1024),
+            from_arrival: Vec::with_capacity(expected + 1024),
             rtp_in: 0,
             rtp_out: 0,
         }
@@ -62,9 +96,18 @@ impl Timing {
             return;
         }
         let now = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         for i in 0..rx.got.len() {
             if trace::is_rtp(rx.datagram(i)) {
-                self.queue.push_back((now, self.fanout));
+                let waited = rx
+                    .stamps
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map(|at| wall.saturating_sub(at).as_nanos() as u64);
+                self.queue.push_back((now, self.fanout, waited));
                 self.rtp_in += 1;
             }
         }
@@ -85,20 +128,25 @@ impl Timing {
             front.1 -= take;
             copies -= take;
             if front.1 == 0 {
-                self.samples.push((now - front.0).as_nanos() as u64);
+                let inside = (now - front.0).as_nanos() as u64;
+                self.samples.push(inside);
+                if let Some(w) = front.2 {
+                    self.from_arrival.push(inside + w);
+                }
                 self.queue.pop_front();
             }
         }
     }
+}
 
-    fn percentile_us(&mut self, q: f64) -> f64 {
-        if self.samples.is_empty() {
-            return f64::NAN;
-        }
-        self.samples.sort_unstable();
-        let i = ((self.samples.len() - 1) as f64 * q).round() as usize;
-        self.samples[i] as f64 / 1000.0
+/// The `q` quantile of `v` (sorted here), in microseconds.
+fn percentile_us(v: &mut [u64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
     }
+    v.sort_unstable();
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i] as f64 / 1000.0
 }
 
 /// One forwarder's paced replay.
@@ -107,13 +155,19 @@ struct Paced {
     p50_us: f64,
     p99_us: f64,
     max_us: f64,
+    arrival_p50_us: f64,
+    arrival_p99_us: f64,
+    /// Datagrams with a kernel timestamp, of those timed, in %.
+    stamped_pct: f64,
     /// RTP copies sent over RTP datagrams read × fan-out, in %.
     matched_pct: f64,
     loss_pct: f64,
-    /// The forwarder's CPU time over the replay's wall time, in %.
+    /// The forwarder's CPU time over its loop's wall time, in %.
     cpu_pct: f64,
     /// Its time runnable but waiting for its core (another thread had it), in %.
     waited_pct: f64,
+    /// 1 if it and the generator ran with real-time priority.
+    real_time: f64,
     per_receive: f64,
     /// Datagrams offered per second (achieved by the generator).
     offered: f64,
@@ -144,6 +198,7 @@ fn pace(load: &Load<'_>, rate: f64, got: &AtomicU64, stop: &AtomicBool) -> (u64,
     while (sent as usize) < total && start.elapsed() < LIMIT {
         // Datagrams whose global index (i × publishers + p) is below `due` are due.
         let due = (start.elapsed().as_secs_f64() * rate) as usize;
+        let before = sent;
         for (p, (c, trace, to)) in load.senders.iter().enumerate() {
             let upto = if due > p {
                 (due - p).div_ceil(publishers).min(trace.len())
@@ -162,6 +217,11 @@ fn pace(load: &Load<'_>, rate: f64, got: &AtomicU64, stop: &AtomicBool) -> (u64,
             }
         }
         drain(&mut rx, &mut delivered);
+        if sent == before {
+            // Nothing was due: sleep a little (exact enough with real-time priority) rather
+            // than spin, so a real-time generator leaves its core to others between sends.
+            std::thread::sleep(TICK);
+        }
     }
     let wall = start.elapsed();
     // Until the forwarder has read everything and no copy has arrived for 100 ms (1 s at most).
@@ -200,6 +260,10 @@ fn paced(
     for s in clients.iter().chain([forwarder]) {
         while rx.recv(s, false) > 0 {}
     }
+    // Arrival times for the forwarder's receives; without them only the first figure is given.
+    if let Err(e) = setsockopt(forwarder, sockopt::ReceiveTimestampns, &true) {
+        eprintln!("no SO_TIMESTAMPNS on the forwarder's socket: {e}");
+    }
     let stop = AtomicBool::new(false);
     let got = AtomicU64::new(0);
     let n = super::cores();
@@ -210,9 +274,11 @@ fn paced(
         let fwd = spawn("fwd-half-load")
             .spawn_scoped(s, || {
                 io::pin_to(n - 1);
+                let rt = real_time();
                 let mut timing = Timing::new(fanout, expected);
+                let t = Instant::now();
                 let counts = forward(forwarder, &stop, &got, &mut timing);
-                (counts, timing)
+                (counts, timing, t.elapsed(), rt)
             })
             .expect("a forwarder thread");
         let generator = spawn("generator")
@@ -220,6 +286,7 @@ fn paced(
                 if n > 1 {
                     io::pin_to(0);
                 }
+                let rt = real_time();
                 std::thread::sleep(Duration::from_millis(20));
                 let load = Load {
                     senders: clients
@@ -229,21 +296,29 @@ fn paced(
                         .collect(),
                     receivers: clients.iter().collect(),
                 };
-                pace(&load, rate, &got, &stop)
+                (pace(&load, rate, &got, &stop), rt)
             })
             .expect("a generator thread");
         // A panicking thread is a broken benchmark: say so loudly.
-        let (sent, delivered, wall) = generator.join().expect("the generator panicked");
-        let (counts, mut timing) = fwd.join().expect("the forwarder panicked");
+        let ((sent, delivered, wall), generator_rt) =
+            generator.join().expect("the generator panicked");
+        let (counts, mut timing, looped, rt) = fwd.join().expect("the forwarder panicked");
+        // The socket goes on to other forwarders: no timestamps for them.
+        setsockopt(forwarder, sockopt::ReceiveTimestampns, &false).ok();
         let expected_copies = (timing.rtp_in * timing.fanout).max(1) as f64;
+        let timed = timing.samples.len().max(1) as f64;
         Paced {
-            p50_us: timing.percentile_us(0.5),
-            p99_us: timing.percentile_us(0.99),
-            max_us: timing.percentile_us(1.0),
+            p50_us: percentile_us(&mut timing.samples, 0.5),
+            p99_us: percentile_us(&mut timing.samples, 0.99),
+            max_us: percentile_us(&mut timing.samples, 1.0),
+            arrival_p50_us: percentile_us(&mut timing.from_arrival, 0.5),
+            arrival_p99_us: percentile_us(&mut timing.from_arrival, 0.99),
+            stamped_pct: 100.0 * timing.from_arrival.len() as f64 / timed,
             matched_pct: 100.0 * timing.rtp_out as f64 / expected_copies,
             loss_pct: 100.0 * (1.0 - delivered as f64 / (sent * fanout as u64).max(1) as f64),
-            cpu_pct: 100.0 * counts.cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
-            waited_pct: 100.0 * counts.waited.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+            cpu_pct: 100.0 * counts.cpu.as_secs_f64() / looped.as_secs_f64().max(1e-9),
+            waited_pct: 100.0 * counts.waited.as_secs_f64() / looped.as_secs_f64().max(1e-9),
+            real_time: f64::from(u8::from(rt && generator_rt)),
             per_receive: counts.received as f64 / counts.batches.max(1) as f64,
             offered: sent as f64 / wall.as_secs_f64().max(1e-9),
         }
@@ -291,21 +366,25 @@ fn one_run(fanout: usize, rate: f64) -> anyhow::Result<[Paced; 2]> {
 pub(super) fn run(saturated: &[(usize, f64)]) -> anyhow::Result<Table> {
     let mut table = Table::new(
         format!(
-            "SFU at half load: the trace paced at 50 % of Confer's saturated rate (this run's), added latency inside the forwarder per RTP datagram (from the return of the recvmmsg that read it to the end of the sendmmsg that sent its last copy); medians of {RUNS} runs of {REPLAY_SECS} s"
+            "SFU at half load: the trace paced at 50 % of Confer's saturated rate (this run's), added latency inside the forwarder per RTP datagram, until the end of the sendmmsg that sent its last copy: from the return of the recvmmsg that read it, and from its arrival in the socket (kernel timestamp); medians of {RUNS} runs of {REPLAY_SECS} s"
         ),
         &[
             "fan-out",
             "forwarder",
             "datagrams/s offered",
-            "p50 µs",
-            "p99 µs",
-            "max µs",
+            "p50 µs from recvmmsg",
+            "p99 µs from recvmmsg",
+            "max µs from recvmmsg",
+            "p50 µs from arrival",
+            "p99 µs from arrival",
             "target p99",
-            "met",
+            "met (from arrival)",
+            "priority (forwarder and generator)",
             "forwarder CPU %",
             "forwarder waiting for its core %",
             "datagrams per receive",
             "copies matched %",
+            "timestamped %",
             "loss %",
         ],
     );
@@ -317,7 +396,7 @@ pub(super) fn run(saturated: &[(usize, f64)]) -> anyhow::Result<Table> {
         }
         for (k, name) in ["Confer", "R1"].iter().enumerate() {
             let col = |f: fn(&Paced) -> f64| super::median(runs.iter().map(|r| f(&r[k])).collect());
-            let p99 = col(|p| p.p99_us);
+            let p99 = col(|p| p.arrival_p99_us);
             let (target, met) = if k == 0 {
                 (
                     format!("< {TARGET_P99_US:.0}"),
@@ -331,14 +410,22 @@ pub(super) fn run(saturated: &[(usize, f64)]) -> anyhow::Result<Table> {
                 Cell::text(*name),
                 Cell::num(col(|p| p.offered), 0),
                 Cell::num(col(|p| p.p50_us), 1),
-                Cell::num(p99, 1),
+                Cell::num(col(|p| p.p99_us), 1),
                 Cell::num(col(|p| p.max_us), 0),
+                Cell::num(col(|p| p.arrival_p50_us), 1),
+                Cell::num(p99, 1),
                 Cell::text(target),
                 Cell::text(met),
+                Cell::text(if col(|p| p.real_time) > 0.5 {
+                    "SCHED_FIFO"
+                } else {
+                    "normal"
+                }),
                 Cell::num(col(|p| p.cpu_pct), 1),
                 Cell::num(col(|p| p.waited_pct), 1),
                 Cell::num(col(|p| p.per_receive), 2),
                 Cell::num(col(|p| p.matched_pct), 2),
+                Cell::num(col(|p| p.stamped_pct), 1),
                 Cell::num(col(|p| p.loss_pct), 2),
             ]);
         }

@@ -321,6 +321,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs the benchmark; prints and returns its tables: saturation figures and ratios, system
 /// calls and allocations per copy, half-load latency, memory per participant.
 pub(crate) fn run() -> anyhow::Result<Vec<Table>> {
+    let started = Instant::now();
     let n = cores();
     println!();
     println!(
@@ -443,7 +444,18 @@ pub(crate) fn run() -> anyhow::Result<Vec<Table>> {
     figures.print();
     ratios.print();
     calls.print();
+    println!();
+    println!(
+        "(saturation runs: {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
     let half = latency::run(&saturated)?;
+    println!();
+    println!("(half load: {:.0} s)", t.elapsed().as_secs_f64());
+    let t = Instant::now();
     let memory = memory::run(median(active), forwarders::MAX_FANOUT + 1)?;
+    println!();
+    println!("(memory: {:.0} s)", t.elapsed().as_secs_f64());
     Ok(vec![figures, ratios, calls, half, memory])
 }
