@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confer_e2e::TestServer;
-use confer_proto::{ChannelId, MediaSlot, ParticipantId, Role, ServerMessage, Side};
+use confer_proto::{ChannelId, MediaSlot, ParticipantId, Role, ServerMessage, SessionId, Side};
 use serde_json::json;
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
@@ -21,6 +21,8 @@ use crate::*;
 struct Seen {
     frames: Vec<(Mid, Vec<u8>)>,
     connected: bool,
+    /// Where the SFU's datagrams came from (its shard's port).
+    sfu: Option<std::net::SocketAddr>,
 }
 
 struct UdpPeer {
@@ -96,6 +98,7 @@ impl UdpPeer {
                 tokio::select! {
                     r = socket.recv_from(&mut buf) => {
                         let Ok((len, from)) = r else { return };
+                        st.lock().unwrap().sfu.get_or_insert(from);
                         let Ok(contents) = buf[..len].try_into() else { continue };
                         let now = tokio::time::Instant::now().into_std();
                         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source: from, destination: local, contents });
@@ -264,6 +267,62 @@ async fn media_follows_the_room_through_the_real_server() {
         0.0
     );
     assert!(!body.contains(a.id.as_str()));
+}
+
+/// With two media shards, two sessions land on different threads and ports (a session's
+/// media lives on one shard); each carries its own media, and neither sees the other's.
+#[tokio::test]
+async fn two_sessions_on_two_media_shards_each_carry_their_own_media() {
+    let mut ts = TestServer::start(|c| c.media_shards = 2).await;
+    let shards = ts.server.media_addrs().to_vec();
+    assert_eq!(shards.len(), 2);
+    assert_ne!(shards[0], shards[1]);
+    let mut used = Vec::new();
+    let mut listeners = Vec::new();
+    for s in 0..2u8 {
+        ts.session = SessionId::new(format!("s-shard-{s}")).unwrap();
+        let mut m = mediator(&ts).await;
+        let mut a = admitted(&ts, &mut m, Role::Party, Some(Side::A)).await;
+        let mut pm = UdpPeer::start(&mut m, 2).await;
+        let pa = UdpPeer::start(&mut a, 2).await;
+        pm.until(|x| x.connected).await;
+        pa.publish.send(vec![0x10, 0xff, 0, s]).unwrap();
+        pm.until(|x| !x.frames.is_empty()).await;
+        for n in 0..10 {
+            pa.publish.send(frame(10 + s, n)).unwrap();
+        }
+        let want: Vec<Vec<u8>> = (0..10).map(|n| frame(10 + s, n)).collect();
+        pm.until(move |x| want.iter().all(|f| x.frames.iter().any(|(_, d)| d == f)))
+            .await;
+        let sfu = pm.seen.lock().unwrap().sfu.unwrap();
+        assert!(shards.contains(&sfu), "{sfu} is a shard's port");
+        used.push(sfu);
+        // Keep the session's connections and peers alive until the end.
+        listeners.push((m, a, pm, pa));
+    }
+    assert_ne!(
+        used[0], used[1],
+        "consecutive sessions are on different shards"
+    );
+    // Neither mediator received the other session's frames.
+    for (s, (_, _, pm, _)) in listeners.iter().enumerate() {
+        let other = frame(10 + (1 - s as u8), 0);
+        assert!(
+            !pm.seen
+                .lock()
+                .unwrap()
+                .frames
+                .iter()
+                .any(|(_, d)| *d == other)
+        );
+    }
+    let (status, body) = confer_testkit::ws::http_get(ts.server.metrics_addr(), "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        confer_testkit::ws::metric(&body, "confer_media_peers"),
+        Some(4.0),
+        "summed over both shards: {body}"
+    );
 }
 
 #[test]

@@ -71,6 +71,10 @@ pub struct Config {
     /// The address clients send media to, announced as the ICE candidate. Empty: the bound
     /// address (right for `--dev` and for hosts with a public IP; set it behind NAT).
     pub media_public_addr: String,
+    /// Media threads (shards), each on a core of its own with its own UDP port: shard `i`
+    /// binds `media_listen`'s port + `i` and announces `media_public_addr`'s port + `i`. A
+    /// session's media lives on one shard. 1 to 64.
+    pub media_shards: usize,
     /// TURN servers handed to clients in `welcome` (`turn:host:port`, `turns:host:443?transport=tcp`),
     /// for participants whose networks block UDP to the SFU. Empty: none.
     pub turn_urls: Vec<String>,
@@ -184,6 +188,7 @@ impl Default for Config {
             media_enabled: true,
             media_listen: SocketAddr::from(([127, 0, 0, 1], 7882)),
             media_public_addr: String::new(),
+            media_shards: 1,
             turn_urls: Vec::new(),
             turn_secret_file: PathBuf::new(),
             turn_credential_ttl_secs: 12 * 3600,

@@ -42,14 +42,14 @@ pub(crate) fn router(
 /// The registry's metrics, then this server's media thread's counters (read at each scrape).
 pub(crate) fn metrics_router(
     handle: PrometheusHandle,
-    media: Option<Arc<crate::media::MediaMetrics>>,
+    media: Vec<Arc<crate::media::MediaMetrics>>,
 ) -> Router {
     Router::new().route(
         "/metrics",
         get(move || async move {
             let mut page = handle.render();
-            if let Some(m) = &media {
-                page.push_str(&m.render());
+            if !media.is_empty() {
+                page.push_str(&crate::media::render(&media));
             }
             page
         }),

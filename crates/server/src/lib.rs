@@ -124,7 +124,8 @@ pub enum StartError {
 pub struct Server {
     addr: SocketAddr,
     metrics_addr: SocketAddr,
-    media_addr: Option<SocketAddr>,
+    /// Each media shard's UDP address (empty without media).
+    media_addrs: Vec<SocketAddr>,
     web_dir: Option<std::path::PathBuf>,
     state: Arc<AppState>,
     accounts: Arc<accounts::Accounts>,
@@ -198,7 +199,7 @@ impl Server {
                 error,
             })?;
 
-        let (media, media_addr, media_metrics) = if config.media_enabled {
+        let (media, media_addrs, media_metrics) = if config.media_enabled {
             let public = if config.media_public_addr.is_empty() {
                 None
             } else {
@@ -209,15 +210,12 @@ impl Server {
                         .map_err(|_| StartError::MediaAddr(config.media_public_addr.clone()))?,
                 )
             };
-            let (handle, addr, counters) = media::start(config.media_listen, public)
+            let m = media::start(config.media_listen, public, config.media_shards)
                 .await
-                .map_err(|error| StartError::Media {
-                    addr: config.media_listen,
-                    error,
-                })?;
-            (Some(handle), Some(addr), Some(counters))
+                .map_err(|(addr, error)| StartError::Media { addr, error })?;
+            (Some(m.handle), m.addrs, m.metrics)
         } else {
-            (None, None, None)
+            (None, Vec::new(), Vec::new())
         };
         let turn = turn::Turn::from_config(
             &config.turn_urls,
@@ -277,11 +275,11 @@ impl Server {
         });
         tokio::spawn(retention_daily(state.clone()));
         tokio::spawn(document_retention(state.clone()));
-        tracing::info!(%addr, %metrics_addr, media = ?media_addr, "confer listening");
+        tracing::info!(%addr, %metrics_addr, media = ?media_addrs, "confer listening");
         Ok(Self {
             addr,
             metrics_addr,
-            media_addr,
+            media_addrs,
             web_dir,
             state,
             accounts,
@@ -324,9 +322,14 @@ impl Server {
         self.addr
     }
 
-    /// The SFU's UDP address, when media is enabled.
+    /// The SFU's UDP address (the first shard's), when media is enabled.
     pub fn media_addr(&self) -> Option<SocketAddr> {
-        self.media_addr
+        self.media_addrs.first().copied()
+    }
+
+    /// Every media shard's UDP address, in shard order (empty without media).
+    pub fn media_addrs(&self) -> &[SocketAddr] {
+        &self.media_addrs
     }
 
     /// The web client's folder (resolved), when `web_root` is set.

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::conn::Conn;
-use crate::messages::{MediaCmd, MediaHandle, OfferRefused};
+use crate::messages::{MediaCmd, MediaHandle, MediaShard, OfferRefused};
 use crate::udp_batch::{Receiver, Sender};
 
 /// The media thread's counters as `/metrics` shows them: written by the thread after each
@@ -60,63 +60,129 @@ impl MediaMetrics {
             slot.store(s.drops.get(reason.as_str()).copied().unwrap_or(0), Relaxed);
         }
     }
-
-    /// The Prometheus text of these counters (appended to the registry's page).
-    pub(crate) fn render(&self) -> String {
-        let mut out = String::new();
-        let mut one = |name: &str, kind: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {}", v.load(Relaxed));
-        };
-        one("confer_media_peers", "gauge", &self.peers);
-        one(
-            "confer_media_forwarded_packets_total",
-            "counter",
-            &self.forwarded_packets,
-        );
-        one(
-            "confer_media_forwarded_bytes_total",
-            "counter",
-            &self.forwarded_bytes,
-        );
-        one(
-            "confer_media_keyframe_requests_total",
-            "counter",
-            &self.keyframe_requests,
-        );
-        one(
-            "confer_media_receive_calls_total",
-            "counter",
-            &self.receive_calls,
-        );
-        one(
-            "confer_media_datagrams_received_total",
-            "counter",
-            &self.datagrams_received,
-        );
-        one("confer_media_send_calls_total", "counter", &self.send_calls);
-        one(
-            "confer_media_datagrams_sent_total",
-            "counter",
-            &self.datagrams_sent,
-        );
-        let _ = writeln!(out, "# TYPE confer_media_drops_total counter");
-        for (v, reason) in self.drops.iter().zip(DropReason::ALL) {
-            let _ = writeln!(
-                out,
-                "confer_media_drops_total{{reason=\"{}\"}} {}",
-                reason.as_str(),
-                v.load(Relaxed)
-            );
-        }
-        out
-    }
 }
 
-/// Binds the UDP port and starts the thread; returns the bound address and the counters.
+/// One counter of a shard's.
+type Field = fn(&MediaMetrics) -> &AtomicU64;
+
+/// The Prometheus text of every shard's counters, summed (appended to the registry's page).
+pub(crate) fn render(shards: &[Arc<MediaMetrics>]) -> String {
+    let sum = |f: Field| -> u64 { shards.iter().map(|m| f(m).load(Relaxed)).sum() };
+    let mut out = String::new();
+    let lines: [(&str, &str, Field); 8] = [
+        ("confer_media_peers", "gauge", |m| &m.peers),
+        ("confer_media_forwarded_packets_total", "counter", |m| {
+            &m.forwarded_packets
+        }),
+        ("confer_media_forwarded_bytes_total", "counter", |m| {
+            &m.forwarded_bytes
+        }),
+        ("confer_media_keyframe_requests_total", "counter", |m| {
+            &m.keyframe_requests
+        }),
+        ("confer_media_receive_calls_total", "counter", |m| {
+            &m.receive_calls
+        }),
+        ("confer_media_datagrams_received_total", "counter", |m| {
+            &m.datagrams_received
+        }),
+        ("confer_media_send_calls_total", "counter", |m| {
+            &m.send_calls
+        }),
+        ("confer_media_datagrams_sent_total", "counter", |m| {
+            &m.datagrams_sent
+        }),
+    ];
+    for (name, kind, f) in lines {
+        let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {}", sum(f));
+    }
+    let _ = writeln!(out, "# TYPE confer_media_drops_total counter");
+    for (i, reason) in DropReason::ALL.iter().enumerate() {
+        let n: u64 = shards.iter().map(|m| m.drops[i].load(Relaxed)).sum();
+        let _ = writeln!(
+            out,
+            "confer_media_drops_total{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
+    }
+    out
+}
+
+/// The running media shards.
+#[derive(Debug)]
+pub(crate) struct Media {
+    pub(crate) handle: MediaHandle,
+    /// Each shard's bound address, in shard order.
+    pub(crate) addrs: Vec<SocketAddr>,
+    pub(crate) metrics: Vec<Arc<MediaMetrics>>,
+}
+
+/// The most shards a server runs.
+pub(crate) const MAX_SHARDS: usize = 64;
+
+/// Binds one UDP port per shard (`listen`'s port + i, or any free port when it is 0) and
+/// starts one thread each; shard i announces `public`'s port + i (or its bound address).
+/// The error names the address that failed.
 pub(crate) async fn start(
     listen: SocketAddr,
     public: Option<SocketAddr>,
-) -> std::io::Result<(MediaHandle, SocketAddr, Arc<MediaMetrics>)> {
+    shards: usize,
+) -> Result<Media, (SocketAddr, std::io::Error)> {
+    let invalid = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_owned());
+    if !(1..=MAX_SHARDS).contains(&shards) {
+        return Err((listen, invalid("media_shards must be 1 to 64")));
+    }
+    let nth = |a: SocketAddr, i: usize| -> Option<SocketAddr> {
+        if a.port() == 0 {
+            return Some(a);
+        }
+        let port = u16::try_from(usize::from(a.port()) + i).ok()?;
+        Some(SocketAddr::new(a.ip(), port))
+    };
+    let mut media = Media {
+        handle: MediaHandle {
+            shards: Vec::new().into(),
+        },
+        addrs: Vec::new(),
+        metrics: Vec::new(),
+    };
+    // Every address first, so nothing is bound when one is out of range.
+    let mut addrs = Vec::new();
+    for i in 0..shards {
+        let Some(listen_i) = nth(listen, i) else {
+            return Err((
+                listen,
+                invalid("media_listen's port + media_shards passes 65535"),
+            ));
+        };
+        let public_i = match public {
+            Some(p) => Some(nth(p, i).ok_or_else(|| {
+                (
+                    p,
+                    invalid("media_public_addr's port + media_shards passes 65535"),
+                )
+            })?),
+            None => None,
+        };
+        addrs.push((listen_i, public_i));
+    }
+    let mut inboxes = Vec::new();
+    for (i, (listen_i, public_i)) in addrs.into_iter().enumerate() {
+        let (shard, local, metrics) =
+            start_shard(i, listen_i, public_i).map_err(|e| (listen_i, e))?;
+        inboxes.push(shard);
+        media.addrs.push(local);
+        media.metrics.push(metrics);
+    }
+    media.handle.shards = inboxes.into();
+    Ok(media)
+}
+
+fn start_shard(
+    i: usize,
+    listen: SocketAddr,
+    public: Option<SocketAddr>,
+) -> std::io::Result<(MediaShard, SocketAddr, Arc<MediaMetrics>)> {
     let socket = UdpSocket::bind(listen)?;
     socket.set_nonblocking(true)?;
     let local = socket.local_addr()?;
@@ -135,12 +201,12 @@ pub(crate) async fn start(
     let metrics = Arc::new(MediaMetrics::default());
     let shared = metrics.clone();
     std::thread::Builder::new()
-        .name("confer-media".into())
+        .name(format!("confer-media-{i}"))
         .spawn(move || MediaLoop::new(socket, public, sfu, rx, wake_rx, shared).run())?;
     Ok((
-        MediaHandle {
+        MediaShard {
             tx,
-            wake: Some(Arc::new(wake_tx)),
+            wake: Some(wake_tx),
         },
         local,
         metrics,
@@ -395,7 +461,10 @@ mod tests {
     /// The thread answers commands, and stops (closing its socket) when the last handle goes.
     #[tokio::test]
     async fn the_thread_answers_and_stops_with_its_last_handle() {
-        let (handle, addr, metrics) = start("127.0.0.1:0".parse().unwrap(), None).await.unwrap();
+        let m = start("127.0.0.1:0".parse().unwrap(), None, 1)
+            .await
+            .unwrap();
+        let (handle, addr) = (m.handle, m.addrs[0]);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let conn = Conn {
@@ -404,15 +473,19 @@ mod tests {
             shutdown: Arc::default(),
         };
         handle
-            .send(MediaCmd::Offer {
-                pid: ParticipantId::new("p1").unwrap(),
-                sdp: "not sdp".into(),
-                conn,
-                reply,
-            })
+            .send(
+                7,
+                MediaCmd::Offer {
+                    pid: ParticipantId::new("p1").unwrap(),
+                    sdp: "not sdp".into(),
+                    conn,
+                    reply,
+                },
+            )
             .unwrap();
         assert!(matches!(answer.await.unwrap(), Err(OfferRefused::Sdp(_))));
-        assert!(metrics.render().contains("confer_media_peers 0\n"));
+        assert!(render(&m.metrics).contains("confer_media_peers 0\n"));
+        assert!(render(&m.metrics).contains("confer_media_drops_total{reason=\"no_slot\"} 0\n"));
         // While the thread runs, the port is taken.
         assert!(UdpSocket::bind(addr).is_err());
         let copy = handle.clone();
@@ -424,5 +497,83 @@ mod tests {
             assert!(Instant::now() < deadline, "the media thread did not stop");
             tokio::task::yield_now().await;
         }
+    }
+
+    /// Shards take consecutive ports from the configured one, and announce consecutive
+    /// public ports; a count out of range or past the last port is refused with a reason.
+    #[tokio::test]
+    async fn shards_take_consecutive_ports() {
+        let free = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // Any free port whose next two are free too: retry a few.
+        let mut started = None;
+        for base in (free.port()..free.port().saturating_add(300)).step_by(7) {
+            let listen = SocketAddr::new(free.ip(), base);
+            let public = SocketAddr::new("192.0.2.7".parse().unwrap(), 40_000);
+            if let Ok(m) = start(listen, Some(public), 3).await {
+                started = Some((m, base));
+                break;
+            }
+        }
+        let (m, base) = started.expect("three consecutive free ports");
+        assert_eq!(
+            m.addrs.iter().map(SocketAddr::port).collect::<Vec<_>>(),
+            vec![base, base + 1, base + 2]
+        );
+        assert_eq!(m.handle.shards.len(), 3);
+        // A session's offer goes to its shard (generation modulo 3), whose answer announces
+        // that shard's public port.
+        for (session, port) in [(3u64, "40000"), (4, "40001"), (5, "40002")] {
+            let offer = confer_testkit::media::ClientOffer::new(
+                "127.0.0.1:50000".parse().unwrap(),
+                1,
+                Instant::now(),
+            );
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let (tx, _rx) = tokio::sync::mpsc::channel(1);
+            let conn = Conn {
+                id: session,
+                tx,
+                shutdown: Arc::default(),
+            };
+            m.handle
+                .send(
+                    session,
+                    MediaCmd::Offer {
+                        pid: ParticipantId::new(format!("p{session}")).unwrap(),
+                        sdp: offer.offer.to_sdp_string(),
+                        conn,
+                        reply,
+                    },
+                )
+                .unwrap();
+            let sdp = answer.await.unwrap().unwrap();
+            let candidate = sdp.lines().find(|l| l.starts_with("a=candidate")).unwrap();
+            assert!(
+                candidate.contains(&format!("192.0.2.7 {port} ")),
+                "session {session}: {candidate}"
+            );
+        }
+        // Published by each thread after it handled the offer (the answer may come first).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !render(&m.metrics).contains("confer_media_peers 3\n") {
+            assert!(
+                Instant::now() < deadline,
+                "summed over shards: {}",
+                render(&m.metrics)
+            );
+            tokio::task::yield_now().await;
+        }
+        let (e_addr, e) = start("127.0.0.1:0".parse().unwrap(), None, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(e_addr.port(), 0);
+        assert!(e.to_string().contains("media_shards must be 1 to 64"));
+        let (_, e) = start("127.0.0.1:65535".parse().unwrap(), None, 2)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("passes 65535"), "{e}");
     }
 }

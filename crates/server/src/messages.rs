@@ -141,25 +141,48 @@ pub(crate) enum OfferRefused {
     Sdp(String),
 }
 
-/// A handle to the media thread.
+/// A handle to the media threads (one per shard; a session's media lives on one).
 #[derive(Debug, Clone)]
 pub(crate) struct MediaHandle {
+    pub(crate) shards: std::sync::Arc<[MediaShard]>,
+}
+
+/// One media thread's inbox.
+#[derive(Debug)]
+pub(crate) struct MediaShard {
     // Unbounded: a routing change must never be dropped (it would leave media flowing to
     // someone just moved out of a room); offers are bounded per participant by the session
     // task (admitted participants only, one per `media_offer_interval_ms`).
     pub(crate) tx: mpsc::UnboundedSender<MediaCmd>,
-    /// Wakes the media thread from its wait (`None` in tests that read `tx` themselves).
-    /// When the last handle is dropped, the thread sees its end of the pair close and stops.
-    pub(crate) wake: Option<std::sync::Arc<std::os::unix::net::UnixStream>>,
+    /// Wakes the thread from its wait (`None` in tests that read `tx` themselves). When the
+    /// last handle is dropped, the thread sees its end of the pair close and stops.
+    pub(crate) wake: Option<std::os::unix::net::UnixStream>,
 }
 
 impl MediaHandle {
-    /// Queues a command and wakes the media thread; an error if the thread is gone.
-    pub(crate) fn send(&self, cmd: MediaCmd) -> Result<(), mpsc::error::SendError<MediaCmd>> {
-        self.tx.send(cmd)?;
-        if let Some(w) = &self.wake {
+    /// One shard whose inbox a test reads itself.
+    #[cfg(test)]
+    pub(crate) fn detached(tx: mpsc::UnboundedSender<MediaCmd>) -> Self {
+        Self {
+            shards: vec![MediaShard { tx, wake: None }].into(),
+        }
+    }
+
+    /// Queues a command for the shard of this session (by its generation) and wakes that
+    /// thread; an error if the thread is gone.
+    pub(crate) fn send(
+        &self,
+        session: u64,
+        cmd: MediaCmd,
+    ) -> Result<(), mpsc::error::SendError<MediaCmd>> {
+        let n = self.shards.len().max(1) as u64;
+        let Some(shard) = self.shards.get((session % n) as usize) else {
+            return Err(mpsc::error::SendError(cmd));
+        };
+        shard.tx.send(cmd)?;
+        if let Some(w) = &shard.wake {
             // Non-blocking: a full pipe already holds a wake-up the thread has not read.
-            let _ = std::io::Write::write(&mut &**w, &[1]);
+            let _ = std::io::Write::write(&mut &*w, &[1]);
         }
         Ok(())
     }

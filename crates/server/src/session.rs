@@ -623,14 +623,17 @@ impl SessionTask {
                 conn.shutdown.notify_one();
             }
             if let Some(media) = &self.state.media {
-                let _ = media.send(MediaCmd::Gone { pid });
+                let _ = media.send(self.generation, MediaCmd::Gone { pid });
             }
         }
         if let Some(media) = &self.state.media {
-            let _ = media.send(MediaCmd::Routing {
-                session: self.generation,
-                table: RoutingTable::new(),
-            });
+            let _ = media.send(
+                self.generation,
+                MediaCmd::Routing {
+                    session: self.generation,
+                    table: RoutingTable::new(),
+                },
+            );
         }
     }
 
@@ -718,7 +721,7 @@ impl SessionTask {
 
     fn to_media(&self, cmd: MediaCmd) {
         if let Some(media) = &self.state.media {
-            let _ = media.send(cmd);
+            let _ = media.send(self.generation, cmd);
         }
     }
 
@@ -805,9 +808,12 @@ impl SessionTask {
                     if !self.room.contains(&participant)
                         && let Some(media) = &self.state.media
                     {
-                        let _ = media.send(MediaCmd::Gone {
-                            pid: participant.clone(),
-                        });
+                        let _ = media.send(
+                            self.generation,
+                            MediaCmd::Gone {
+                                pid: participant.clone(),
+                            },
+                        );
                     }
                     if let Some(conn) = self.members.remove(&participant).and_then(|x| x.conn) {
                         conn.send(Outbound::Close(code.code(), code.reason()));
@@ -839,7 +845,7 @@ impl SessionTask {
         for pid in gone {
             self.members.remove(&pid);
             if let Some(media) = &self.state.media {
-                let _ = media.send(MediaCmd::Gone { pid });
+                let _ = media.send(self.generation, MediaCmd::Gone { pid });
             }
         }
     }
@@ -863,7 +869,7 @@ impl SessionTask {
                 session: self.generation,
                 table: table.clone(),
             };
-            if media.send(cmd).is_err() {
+            if media.send(self.generation, cmd).is_err() {
                 tracing::error!("the media thread is gone; a routing change was not applied");
             }
         }
@@ -1089,7 +1095,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn offers_reach_the_sfu_only_after_admission_and_at_most_one_per_interval() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let f = fixture_with(Some(crate::messages::MediaHandle { tx, wake: None }));
+        let f = fixture_with(Some(crate::messages::MediaHandle::detached(tx)));
         let interval = Duration::from_millis(f.state.config.media_offer_interval_ms);
         assert_eq!(interval, Duration::from_secs(2), "the default");
         let (m, _) = f.join(Role::Mediator, None, 1).await;

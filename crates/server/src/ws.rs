@@ -685,10 +685,13 @@ impl Connection {
                 tracing::info!(session = %self.state.loggable(claims.session.as_str()), "participant resumed");
                 if let Some(media) = &self.state.media {
                     let conn = self.conn.clone();
-                    let _ = media.send(MediaCmd::Reconnected {
-                        pid: pid.clone(),
-                        conn,
-                    });
+                    let _ = media.send(
+                        handle.generation,
+                        MediaCmd::Reconnected {
+                            pid: pid.clone(),
+                            conn,
+                        },
+                    );
                 }
                 self.joined = Some(Joined { handle, pid });
                 self.pass = None;
