@@ -28,15 +28,17 @@ test: deps
 	$(MAKE) --no-print-directory browsers
 
 ## bench: every benchmark in one go (not part of `make test`): the web client's frame benchmark,
-## then every confer-bench section (E2EE, signalling, noisy participant, SFU at a trickle, SFU at
-## saturation against R0/R1/R2, cluster), release build, and SFU at saturation against Janus
-## VideoRoom. Prints the tables; writes them all to target/bench/summary.json (one object per
+## then every confer-bench section (E2EE, signalling with idle connections held, noisy
+## participant, SFU at a trickle, SFU at saturation against R0/R1/R2 with half load, memory,
+## system calls and allocations, callgrind instructions per copy, cluster), release build, and
+## SFU at saturation against Janus VideoRoom. scripts/install-bench-deps.sh installs valgrind
+## (callgrind) and, unless BENCH_JANUS=0, janus when missing. Prints the tables; writes them all to target/bench/summary.json (one object per
 ## table). Bounded: each section caps its own counts and times (about 5 minutes in all on the
 ## 2-core box, under 1 minute of it Janus), and each program is killed after BENCH_LIMIT
 ## (20 minutes). The Janus part installs Debian's janus when missing
 ## (scripts/install-bench-deps.sh) and needs root (or sudo): scripts/bench-netns.sh makes two
 ## network namespaces joined by a veth pair (10.250.N.1 and .2 inside them only) and removes
-## them on exit; `make bench BENCH_JANUS=0` skips it. The rest binds only 127.0.0.1. Method and
+## them on exit; `make bench BENCH_JANUS=0` skips it. The rest binds only 127.0.0.x. Method and
 ## targets: ../shared/design/BENCHMARKS.md; results: docs/benchmarks.md.
 BENCH_LIMIT ?= 20m
 BENCH_JANUS ?= 1
@@ -46,8 +48,8 @@ bench: web-deps
 	cat target/bench/web-frame.md
 	$(CARGO) build --release --locked -p confer-bench
 	rm -f target/bench/janus.md
+	./scripts/install-bench-deps.sh $(if $(filter 1,$(BENCH_JANUS)),,--no-janus)
 	if [ "$(BENCH_JANUS)" = 1 ]; then \
-	  ./scripts/install-bench-deps.sh && \
 	  timeout $(BENCH_LIMIT) ./scripts/bench-netns.sh ./target/release/confer-bench janus > target/bench/janus.md && \
 	  cat target/bench/janus.md; \
 	fi
