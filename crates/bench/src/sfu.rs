@@ -3,7 +3,8 @@
 //! Rooms of P participants; each publishes audio (50 packets/s, 160 B) and video (100
 //! packets/s, 1,000 B: about 0.8 Mbit/s) and receives everyone else in its room. Both
 //! forwarders run in a thread of their own with one UDP socket and one syscall per datagram
-//! in and out (`recv_from`, `send_to`), as the server's media task does:
+//! in and out (`recv_from`, `send_to`), as the server's media task did before it became a
+//! batched thread (`recvmmsg`/`sendmmsg`, like the saturation section's shell):
 //! - **raw**: looks the source address up in a table and sends the datagram to the other
 //!   members' addresses; no ICE, no DTLS, no SRTP, no RTCP (the physical limit of this design);
 //! - **Confer**: `confer_sfu::Sfu` with str0m peers (ICE-lite, DTLS-SRTP, RTP mode, NACK

@@ -1,5 +1,5 @@
-//! A connection as the session and media tasks see it: where to send its frames, and how to
-//! end it. A leaf: it knows no task.
+//! A connection as the session tasks and the media thread see it: where to send its frames,
+//! and how to end it. A leaf: it knows no task.
 
 use axum::extract::ws::Utf8Bytes;
 use confer_proto::{ServerMessage, encode_server};

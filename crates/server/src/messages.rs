@@ -1,5 +1,5 @@
 //! What the tasks of the server say to each other: requests to a session task and to the
-//! media task, their refusals, and the handles that carry them. A leaf: the tasks depend on it,
+//! media thread, their refusals, and the handles that carry them. A leaf: the tasks depend on it,
 //! it depends on no task.
 
 use confer_proto::{DocId, ErrorCode, ParticipantId, Role, ServerMessage, Side};
@@ -111,7 +111,7 @@ pub(crate) struct SessionHandle {
     pub(crate) instance: String,
 }
 
-/// Requests to the media task.
+/// Requests to the media thread.
 #[derive(Debug)]
 pub(crate) enum MediaCmd {
     Offer {

@@ -1091,7 +1091,7 @@ mod tests {
         out
     }
 
-    /// The channel stands where the media task reads: what arrives there is work for the SFU.
+    /// The channel stands where the media thread reads: what arrives there is work for the SFU.
     #[tokio::test(start_paused = true)]
     async fn offers_reach_the_sfu_only_after_admission_and_at_most_one_per_interval() {
         let (tx, mut rx) = mpsc::unbounded_channel();

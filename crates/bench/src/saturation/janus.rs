@@ -22,8 +22,8 @@
 //! saturation section's [`trace::room`] with its forwarder socket opened inside Janus's
 //! namespace, so its datagrams cross the same veth pair, and its thread pinned to the core
 //! Janus is pinned to. Confer runs in the saturation section's batched shell (`recvmmsg`,
-//! `sendmmsg`), not the server's media task: this compares Confer's SFU core with the whole of
-//! Janus.
+//! `sendmmsg`), the same design as the server's media thread: this compares Confer's SFU core
+//! with the whole of Janus.
 //!
 //! Figures: copies per CPU-second. Confer's CPU is its forwarder thread's; Janus's the sum
 //! over all its threads (the event loop that receives, decrypts, relays, encrypts and sends;
