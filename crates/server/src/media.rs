@@ -42,6 +42,7 @@ pub(crate) struct MediaMetrics {
     datagrams_received: AtomicU64,
     send_calls: AtomicU64,
     datagrams_sent: AtomicU64,
+    send_drops: AtomicU64,
     /// By `DropReason::ALL`'s order.
     drops: [AtomicU64; DropReason::ALL.len()],
 }
@@ -56,6 +57,7 @@ impl MediaMetrics {
         self.datagrams_received.store(c.datagrams_in, Relaxed);
         self.send_calls.store(c.send_calls, Relaxed);
         self.datagrams_sent.store(c.datagrams_out, Relaxed);
+        self.send_drops.store(c.send_dropped, Relaxed);
         for (slot, reason) in self.drops.iter().zip(DropReason::ALL) {
             slot.store(s.drops.get(reason.as_str()).copied().unwrap_or(0), Relaxed);
         }
@@ -69,7 +71,7 @@ type Field = fn(&MediaMetrics) -> &AtomicU64;
 pub(crate) fn render(shards: &[Arc<MediaMetrics>]) -> String {
     let sum = |f: Field| -> u64 { shards.iter().map(|m| f(m).load(Relaxed)).sum() };
     let mut out = String::new();
-    let lines: [(&str, &str, Field); 8] = [
+    let lines: [(&str, &str, Field); 9] = [
         ("confer_media_peers", "gauge", |m| &m.peers),
         ("confer_media_forwarded_packets_total", "counter", |m| {
             &m.forwarded_packets
@@ -91,6 +93,9 @@ pub(crate) fn render(shards: &[Arc<MediaMetrics>]) -> String {
         }),
         ("confer_media_datagrams_sent_total", "counter", |m| {
             &m.datagrams_sent
+        }),
+        ("confer_media_send_drops_total", "counter", |m| {
+            &m.send_drops
         }),
     ];
     for (name, kind, f) in lines {
@@ -251,6 +256,7 @@ struct Counters {
     datagrams_in: u64,
     send_calls: u64,
     datagrams_out: u64,
+    send_dropped: u64,
 }
 
 impl MediaLoop {
@@ -374,6 +380,7 @@ impl MediaLoop {
             let sent = self.sender.send(&self.socket, &self.out);
             self.counters.send_calls += sent.calls;
             self.counters.datagrams_out += sent.datagrams;
+            self.counters.send_dropped += sent.dropped;
         }
         wake
     }

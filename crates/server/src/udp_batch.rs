@@ -5,8 +5,10 @@ use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
+use nix::errno::Errno;
 use nix::sys::socket::{
-    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, getsockopt, recvmmsg, sendmmsg,
+    sockopt,
 };
 
 /// Datagrams taken per `recvmmsg`.
@@ -58,6 +60,8 @@ impl Receiver {
             MsgFlags::MSG_DONTWAIT,
             None,
         ) else {
+            // A pending error (an ICMP report) would keep the socket readable: take it.
+            let _ = getsockopt(socket, sockopt::SocketError);
             return 0;
         };
         for m in msgs {
@@ -112,6 +116,8 @@ pub(crate) struct Sent {
     pub(crate) datagrams: u64,
     /// `sendmmsg` calls made.
     pub(crate) calls: u64,
+    /// Datagrams not sent (a full send buffer, a refused destination).
+    pub(crate) dropped: u64,
 }
 
 impl Sender {
@@ -129,18 +135,27 @@ impl Sender {
                 .extend(chunk.iter().map(|(_, a)| Some(SockaddrStorage::from(*a))));
             let cmsgs: [ControlMessage<'_>; 0] = [];
             sent.calls += 1;
-            let took = sendmmsg(
+            let took = match sendmmsg(
                 socket.as_raw_fd(),
                 &mut self.headers,
                 slices[..chunk.len()].iter(),
                 &self.addrs,
                 cmsgs,
                 MsgFlags::MSG_DONTWAIT,
-            )
-            .map_or(0, |r| r.count());
-            // The first datagram refused: skip it, send the rest.
+            ) {
+                Ok(r) => r.count(),
+                // The socket's send buffer is full: the rest would be refused one call at a
+                // time. Dropped, as a congested link drops them.
+                Err(Errno::EAGAIN | Errno::ENOBUFS) => {
+                    sent.dropped += rest.len() as u64;
+                    break;
+                }
+                Err(_) => 0,
+            };
+            // The first datagram refused (its destination, say): skip it, send the rest.
             let skip = took.max(1).min(rest.len());
             sent.datagrams += took as u64;
+            sent.dropped += (skip - took.min(skip)) as u64;
             rest = &rest[skip..];
         }
         sent
@@ -160,10 +175,16 @@ mod tests {
         // Room for the whole burst: nothing is dropped at the door.
         nix::sys::socket::setsockopt(&b, nix::sys::socket::sockopt::RcvBuf, &(1 << 20)).unwrap();
         let to = b.local_addr().unwrap();
-        let out: Vec<(Vec<u8>, SocketAddr)> = (0..200u8).map(|i| (vec![i; 100], to)).collect();
+        let mut out: Vec<(Vec<u8>, SocketAddr)> = (0..200u8).map(|i| (vec![i; 100], to)).collect();
+        // An IPv6 destination from an IPv4 socket is refused: skipped, the rest still sent.
+        out.insert(50, (vec![0; 100], "[::1]:9".parse().unwrap()));
         let sent = Sender::default().send(&a, &out);
         assert_eq!(sent.datagrams, 200);
-        assert_eq!(sent.calls, 2, "128 per call");
+        assert_eq!(sent.dropped, 1);
+        assert_eq!(
+            sent.calls, 3,
+            "128 per call, and one more after the refusal"
+        );
         let mut rx = Receiver::default();
         let mut seen = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
