@@ -182,8 +182,8 @@ mod tests {
         assert_eq!(sent.datagrams, 200);
         assert_eq!(sent.dropped, 1);
         assert_eq!(
-            sent.calls, 3,
-            "128 per call, and one more after the refusal"
+            sent.calls, 4,
+            "50 up to the refusal, the refused one, then 128 and 22"
         );
         let mut rx = Receiver::default();
         let mut seen = Vec::new();
