@@ -115,7 +115,9 @@ async fn hold(server: &ConferProcess, connections: usize) -> anyhow::Result<Held
     let full_kib = settled_rss(server).await?;
     let kernel_kib = (tcp_kernel_kib() - kernel_rest) / connections as f64;
 
-    let (join_ms, relay_ms) = live(&invites, &sources).await?;
+    let (join_ms, relay_ms) = tokio::time::timeout(PATIENCE, live(&invites, &sources))
+        .await
+        .context("the join and relay while held took too long")??;
     let answered = ping_all(clients).await;
     let after_pings_kib = settled_rss(server).await?;
     Ok(Held {
